@@ -1,0 +1,1 @@
+"""The ncalab command line (Typer)."""

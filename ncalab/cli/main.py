@@ -1,0 +1,69 @@
+"""Entry point of the `ncalab` command: sub-commands, and one-line errors instead of tracebacks."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import click
+import typer
+
+from ncalab import __version__
+from ncalab.cli import nca
+from ncalab.errors import NcalabError
+
+app = typer.Typer(
+    help="ncalab: a terminal lab for NCA pre-pre-training of language models.",
+    no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+)
+app.add_typer(nca.app, name="nca")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"ncalab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = False,
+) -> None:
+    pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; every failure a user can cause ends in one line on stderr and exit code != 0."""
+    try:
+        rv = app(args=argv, standalone_mode=False, prog_name="ncalab")
+        return rv if isinstance(rv, int) else 0
+    except NcalabError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.ClickException as e:
+        e.show()
+        return e.exit_code
+    except click.exceptions.Abort:
+        print("aborted", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as e:  # a bug of ours: still one line, the traceback on request
+        if os.environ.get("NCALAB_DEBUG"):
+            raise
+        print(f"internal error: {type(e).__name__}: {e} (set NCALAB_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 2
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

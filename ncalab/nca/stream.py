@@ -1,0 +1,129 @@
+"""Streams of band-filtered NCA training sequences (spec sections 3-5).
+
+Candidates are drawn in batches: every candidate is simulated for the scoring window, scored,
+and only the rules inside the band are simulated on to a full sequence. The scored frames are
+the first frames of the sequence (the trajectory the score was measured on).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ncalab.nca import kernels
+from ncalab.nca.bands import Band
+from ncalab.nca.complexity import score_tokens
+from ncalab.nca.config import NCAConfig
+from ncalab.nca.engine import RuleBatch
+from ncalab.nca.seeds import rule_seeds
+from ncalab.nca.tokens import make_example
+
+
+@dataclass
+class SequenceBatch:
+    """Accepted sequences with what is needed to trace each back to its rule."""
+
+    tokens: np.ndarray  # (k, L + 1)
+    rule_seeds: np.ndarray  # (k,) int64; each trajectory starts from sim seed == rule seed
+    scores: np.ndarray  # (k,) gzip ratio of the scoring window
+    scored: int = 0  # candidates simulated and scored to find them
+    grids: np.ndarray | None = field(default=None, repr=False)  # (k, F, H, W) when kept
+
+    def __len__(self) -> int:
+        return int(self.tokens.shape[0])
+
+
+def patch_tokens(frames: np.ndarray, cfg: NCAConfig) -> np.ndarray:
+    """(B, F, H, W) or (B, F, H*W) u8 frames -> (B, F, patches) int32 (fast path of nca.tokens)."""
+    flat = np.ascontiguousarray(frames.reshape(frames.shape[0], frames.shape[1], -1))
+    return kernels.patch_tokens(flat, cfg.height, cfg.width, cfg.patch, cfg.alphabet)
+
+
+def score_window(frames: np.ndarray, cfg: NCAConfig) -> np.ndarray:
+    """(B, F, ...) u8 recorded frames -> gzip score of the first score_frames frames."""
+    return score_tokens(patch_tokens(frames[:, : cfg.score_frames], cfg))
+
+
+def frames_to_sequences(frames: np.ndarray, cfg: NCAConfig) -> np.ndarray:
+    """(B, F, N) u8 frames -> (B, L + 1) tokens with [START] ... [END] around every frame."""
+    f = cfg.frames_per_seq
+    toks = patch_tokens(frames[:, :f], cfg)
+    b = toks.shape[0]
+    out = np.empty((b, f, cfg.frame_len), dtype=np.int64 if cfg.token_dtype == "int32" else np.int32)
+    out[:, :, 0] = cfg.start_token
+    out[:, :, 1:-1] = toks
+    out[:, :, -1] = cfg.end_token
+    return out.reshape(b, -1)[:, : cfg.seq_len + 1].astype(cfg.token_dtype)
+
+
+class FilteredSource:
+    """Yields batches of accepted sequences from fresh rules of one split of a stream seed."""
+
+    def __init__(self, cfg: NCAConfig, band: Band | None, seed: int, split: str = "train",
+                 batch_rules: int = 1024, device: str | torch.device = "cpu", keep_grids: bool = False,
+                 start: int = 0, stride: int = 1):
+        self.cfg, self.band, self.seed, self.split = cfg, band, seed, split
+        self.batch_rules, self.device, self.keep_grids = batch_rules, device, keep_grids
+        self.next_batch_index = start  # batch j uses rule counters [j*B, (j+1)*B)
+        self.stride = stride  # DataLoader workers take every stride-th batch
+        self.rules_scored = 0
+        self.rules_accepted = 0
+
+    @property
+    def acceptance(self) -> float:
+        """Observed fraction of candidates in band (a guess of 0.25 before any batch)."""
+        return self.rules_accepted / self.rules_scored if self.rules_scored else 0.25
+
+    def candidates_for(self, sequences: int) -> int:
+        """About how many candidates to draw for ``sequences`` more accepted ones (with margin)."""
+        return int(sequences / max(self.acceptance, 1e-3) * 1.3) + 16
+
+    def next_batch(self, max_rules: int | None = None) -> SequenceBatch:
+        """The accepted sequences among the next batch of candidates (the first ``max_rules`` of
+        it when given, so a caller that needs few sequences does not simulate a whole batch)."""
+        cfg = self.cfg
+        j = self.next_batch_index
+        self.next_batch_index += self.stride
+        n = self.batch_rules if max_rules is None else max(1, min(max_rules, self.batch_rules))
+        seeds = rule_seeds(self.seed, self.split, j * self.batch_rules, n)
+        rb = RuleBatch(seeds, seeds, cfg, self.device)
+        n_first = max(cfg.score_frames, 1)
+        first = rb.frames(n_first).reshape(len(rb), n_first, -1)
+        scores = score_window(first, cfg)
+        keep = np.flatnonzero(self.band.contains(scores)) if self.band is not None else np.arange(len(rb))
+        self.rules_scored += len(rb)
+        self.rules_accepted += len(keep)
+        rb.select(keep)
+        rest = rb.frames(max(cfg.frames_per_seq - n_first, 0)).reshape(len(keep), -1, cfg.cells)
+        frames = np.concatenate([first[keep], rest], axis=1)
+        batch = SequenceBatch(frames_to_sequences(frames, cfg), seeds[keep], scores[keep], len(seeds))
+        if self.keep_grids:
+            batch.grids = frames[:, : cfg.frames_per_seq].reshape(len(keep), -1, cfg.height, cfg.width)
+        return batch
+
+    def __iter__(self) -> Iterator[SequenceBatch]:
+        while True:
+            yield self.next_batch()
+
+
+class NCASequenceDataset(torch.utils.data.IterableDataset):
+    """Endless (input_ids, labels) examples for a torch DataLoader; labels mask the first frames.
+
+    With several DataLoader workers, each takes every n-th candidate batch, so no rule repeats.
+    """
+
+    def __init__(self, cfg: NCAConfig, band: Band | None, seed: int, split: str = "train", batch_rules: int = 1024):
+        super().__init__()
+        self.cfg, self.band, self.seed, self.split, self.batch_rules = cfg, band, seed, split, batch_rules
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        start, stride = (info.id, info.num_workers) if info is not None else (0, 1)
+        source = FilteredSource(self.cfg, self.band, self.seed, self.split, self.batch_rules, start=start, stride=stride)
+        for batch in source:
+            for seq, rule in zip(batch.tokens, batch.rule_seeds):
+                inputs, labels = make_example(seq, self.cfg)
+                yield {"input_ids": torch.from_numpy(inputs), "labels": torch.from_numpy(labels), "rule_seed": int(rule)}

@@ -1,0 +1,120 @@
+"""`ncalab nca ...` from a user's side: outputs, files, and one-line errors for bad input."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from ncalab.cli.main import main
+from ncalab.nca.corpus import NCACorpus
+from ncalab.nca.engine import RuleBatch
+from ncalab.nca.stream import frames_to_sequences
+
+
+def run_json(capsys, *args):
+    code = main(list(args) + ["--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    assert len(lines) == 1, out  # one JSON object and nothing else
+    return json.loads(lines[0])
+
+
+def run_fail(capsys, *args) -> str:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    assert code != 0
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert "Traceback" not in err
+    return err
+
+
+def test_complexity_json(capsys):
+    res = run_json(capsys, "nca", "complexity", "--rules", "500", "--seed", "1")
+    assert len(res["scores"]) == 500 and len(res["deciles"]) == 9
+    assert set(res["bands"]) == {"0.0-0.3", "0.3-0.4", "0.4-0.5", "0.5-1.0"}
+    assert abs(sum(res["bands"].values()) - 1) < 1e-9
+    assert res["deciles"] == sorted(res["deciles"])
+    s = np.array(res["scores"])
+    assert res["bands"]["0.5-1.0"] == pytest.approx((s >= 0.5).mean())
+
+
+def test_sample_json_frames_match_engine(capsys):
+    res = run_json(capsys, "nca", "sample", "--seed", "12", "--steps", "11", "--alphabet", "4")
+    frames = np.array(res["frames"])
+    assert frames.shape == (11, 12, 12) and frames.max() < 4
+    cfg = __import__("ncalab.nca.config", fromlist=["NCAConfig"]).NCAConfig(alphabet=4)
+    assert np.array_equal(RuleBatch([12], [12], cfg).frames(11)[0], frames)
+    assert 0 < res["score"] < 1 and "change_rate" in res["stats"]
+
+
+def test_sample_renders_in_colour():
+    proc = subprocess.run([sys.executable, "-m", "ncalab.cli.main", "nca", "sample", "--seed", "3", "--steps", "2"],
+                          capture_output=True, text=True, env={"COLUMNS": "100", "FORCE_COLOR": "1", "PATH": ""})
+    assert proc.returncode == 0, proc.stderr
+    assert "▀" in proc.stdout and "\x1b[" in proc.stdout and "gzip score" in proc.stdout
+
+
+def test_generate_and_stats(tmp_path, capsys):
+    out = tmp_path / "corpus"
+    res = run_json(capsys, "nca", "generate", "--domain", "code", "--tokens", "20000", "--out", str(out),
+                   "--seed", "4", "--val-sequences", "8")
+    assert res["tokens"] == 20 * 1024 and res["rules_accepted"] >= 20 + 8
+    assert res["rules_scored"] > res["rules_accepted"] and res["tokens_per_s"] > 0
+    corpus = NCACorpus(out)
+    assert len(corpus) == 20 and corpus[0].shape == (1025,)
+    # every sequence traces back to its rule
+    seeds = [corpus.rule_of(i)[0] for i in (0, 7, 19)]
+    again = frames_to_sequences(RuleBatch(seeds, seeds, corpus.cfg).frames(27), corpus.cfg)
+    assert np.array_equal(again, np.stack([corpus[i] for i in (0, 7, 19)]))
+    assert all(0.3 < corpus.rule_of(i)[1] < 0.4 for i in range(20))
+    val = NCACorpus(out, "val")
+    assert len(val) == 8 and not set(val.all_rules()["rule_seed"]) & set(corpus.all_rules()["rule_seed"])
+    stats = run_json(capsys, "nca", "stats", str(out))
+    assert stats["sequences"] == 20 and stats["tokens"] == 20 * 1024 and stats["unique_rules"] == 20
+    assert 0.3 < stats["score"]["mean"] < 0.4
+    assert stats["distinct_tokens"] > 100 and 0 < stats["unigram_entropy_bits"] < np.log2(10_002)
+    assert stats["trajectory"]["change_rate"]["mean"] > 0
+
+
+def test_generate_refuses_non_empty_out_and_force_keeps_foreign_files(tmp_path, capsys):
+    out = tmp_path / "c"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    err = run_fail(capsys, "nca", "generate", "--band", "0.5:1", "--tokens", "3000", "--out", str(out))
+    assert "not empty" in err and (out / "notes.txt").exists()
+    run_json(capsys, "nca", "generate", "--band", "0.5:1", "--tokens", "3000", "--out", str(out), "--force")
+    assert (out / "notes.txt").read_text() == "mine" and (out / "manifest.json").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["nca", "sample", "--height", "13"], "not divisible"),
+    (["nca", "sample", "--patch", "3"], "more than the limit"),
+    (["nca", "complexity", "--rules", "0"], "positive"),
+    (["nca", "generate", "--band", "0.5:0.4", "--tokens", "10", "--out", "X"], "lo < hi"),
+    (["nca", "generate", "--band", "0.5:1.2", "--tokens", "10", "--out", "X"], "within [0, 1]"),
+    (["nca", "generate", "--domain", "poetry", "--tokens", "10", "--out", "X"], "unknown domain"),
+    (["nca", "generate", "--domain", "code", "--tokens", "0", "--out", "X"], "positive"),
+    (["nca", "generate", "--tokens", "10", "--out", "X"], "exactly one"),
+    (["nca", "sample", "--steps", "-1"], "positive"),
+    (["nca", "stats", "/nonexistent/corpus"], "not a directory"),
+])
+def test_bad_input_is_one_line_error(capsys, args, message):
+    err = run_fail(capsys, *args)
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_unwritable_out(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    err = run_fail(capsys, "nca", "generate", "--domain", "web", "--tokens", "10", "--out", str(blocker / "sub"))
+    assert "cannot write" in err or "not a directory" in err
+
+
+def test_every_command_has_help():
+    for args in (["--help"], ["nca", "--help"], ["nca", "sample", "--help"], ["nca", "complexity", "--help"],
+                 ["nca", "generate", "--help"], ["nca", "stats", "--help"]):
+        proc = subprocess.run([sys.executable, "-m", "ncalab.cli.main", *args], capture_output=True, text=True)
+        assert proc.returncode == 0 and "Usage" in proc.stdout, args
