@@ -10,7 +10,7 @@ import click
 import typer
 
 from ncalab import __version__
-from ncalab.cli import nca
+from ncalab.cli import nca, run
 from ncalab.errors import NcalabError
 
 app = typer.Typer(
@@ -18,6 +18,8 @@ app = typer.Typer(
     no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
 )
 app.add_typer(nca.app, name="nca")
+app.command("run")(run.run)
+app.command("eval")(run.eval_)
 
 
 def _version(value: bool) -> None:

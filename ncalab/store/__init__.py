@@ -1,0 +1,16 @@
+"""The run store: experiments, runs and their metrics in one SQLite database under a home folder."""
+
+from ncalab.store.schema import STATUSES, Experiment, LatestMetric, MetricPoint, Run, StoreMeta
+from ncalab.store.store import SCHEMA_VERSION, RunStore, default_home
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "STATUSES",
+    "Experiment",
+    "LatestMetric",
+    "MetricPoint",
+    "Run",
+    "RunStore",
+    "StoreMeta",
+    "default_home",
+]

@@ -1,0 +1,119 @@
+"""The run store's tables: experiments, their runs, metric points and bookkeeping.
+
+Ids are short strings (``e-1a2b3c4d``, ``r-5e6f7a8b``) so they are easy to type in the CLI.
+Times are unix floats (``time.time()``).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from sqlalchemy import Index
+from sqlmodel import Field, SQLModel
+
+STATUSES = ("queued", "running", "completed", "failed", "cancelled", "lost")
+FINAL_STATUSES = ("completed", "failed", "cancelled", "lost")
+RUN_KINDS = ("stage1", "nca", "scratch")
+
+
+def new_id(prefix: str) -> str:
+    """``prefix-`` + 8 hex chars from a uuid4; the store retries on the (rare) collision."""
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+class Experiment(SQLModel, table=True):
+    __tablename__ = "experiments"
+
+    id: str = Field(primary_key=True)
+    name: str | None = None
+    preset: str = Field(index=True)
+    scale: str
+    seed: int
+    status: str = Field(index=True)
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    config_json: str  # the resolved config, as JSON
+    summary_json: str | None = None
+    sweep_id: str | None = Field(default=None, index=True)
+    tags_json: str = "[]"
+    note: str | None = None
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return json.loads(self.config_json)
+
+    @property
+    def summary(self) -> dict[str, Any] | None:
+        return None if self.summary_json is None else json.loads(self.summary_json)
+
+    @property
+    def tags(self) -> list[str]:
+        return json.loads(self.tags_json)
+
+
+class Run(SQLModel, table=True):
+    __tablename__ = "runs"
+
+    id: str = Field(primary_key=True)
+    experiment_id: str = Field(foreign_key="experiments.id", index=True)
+    kind: str  # one of RUN_KINDS
+    status: str
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    heartbeat_at: float | None = None
+    pid: int | None = None
+    host: str | None = None
+    device: str | None = None
+    ncalab_version: str
+    config_json: str
+    folder: str  # relative to the store's home, so a home can be moved as a whole
+    error: str | None = None
+    step: int = 0
+    tokens: int = 0
+    total_tokens: int = 0
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return json.loads(self.config_json)
+
+
+class MetricPoint(SQLModel, table=True):
+    __tablename__ = "metric_points"
+    # Every read is "one run, one metric, in token order": this index answers it without a sort.
+    __table_args__ = (Index("ix_metric_points_run_name_tokens", "run_id", "name", "tokens"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="runs.id")
+    name: str
+    step: int
+    tokens: int
+    wall_time: float  # seconds since the run started
+    # Nullable because SQLite stores NaN as NULL; a diverged loss must not crash the logger.
+    value: float | None = None
+
+
+class LatestMetric(SQLModel, table=True):
+    """The newest point of each metric of each run, so listings never scan MetricPoint."""
+
+    __tablename__ = "latest_metrics"
+
+    run_id: str = Field(foreign_key="runs.id", primary_key=True)
+    name: str = Field(primary_key=True)
+    value: float | None = None  # NULL = NaN, as in MetricPoint
+    step: int
+    tokens: int
+    wall_time: float
+
+
+class StoreMeta(SQLModel, table=True):
+    __tablename__ = "store_meta"
+
+    key: str = Field(primary_key=True)
+    value: str
+
+
+TABLES = [Experiment.__table__, Run.__table__, MetricPoint.__table__, LatestMetric.__table__, StoreMeta.__table__]

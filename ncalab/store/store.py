@@ -1,0 +1,366 @@
+"""RunStore: everything a training run produces, in one SQLite database (WAL mode) under a home folder.
+
+Several processes (trainers, the TUI, the CLI) open the same home at once. Two rules keep them
+from tripping on "database is locked":
+
+* every connection waits up to 30 s for a lock (``busy_timeout``) instead of failing at once;
+* every write transaction starts with ``BEGIN IMMEDIATE``, so it takes the write lock first and
+  never has to upgrade a read snapshot (an upgrade that fails with SQLITE_BUSY without waiting).
+
+Reads use plain deferred transactions: in WAL mode readers never block writers nor each other.
+Open a RunStore in each process (after fork/spawn), never share one across processes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, delete, event, inspect, literal_column, select, text, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session, SQLModel, create_engine
+
+import ncalab
+from ncalab.errors import NcalabError
+from ncalab.store.schema import (
+    FINAL_STATUSES,
+    RUN_KINDS,
+    STATUSES,
+    TABLES,
+    Experiment,
+    LatestMetric,
+    MetricPoint,
+    Run,
+    StoreMeta,
+    new_id,
+)
+
+SCHEMA_VERSION = 1
+DB_NAME = "ncalab.db"
+_IMMEDIATE = "ncalab_immediate"  # execution option that marks the write engine
+
+# MIGRATIONS[v] upgrades a store from schema v to v + 1, inside the init transaction.
+# To change the schema: bump SCHEMA_VERSION and add one small function here, e.g.
+#   def _v1_to_v2(conn): conn.exec_driver_sql("ALTER TABLE runs ADD COLUMN gpu_hours REAL")
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
+
+
+def default_home() -> Path:
+    """``$NCALAB_HOME``, else ``./runs`` (relative to the current directory)."""
+    return Path(os.environ.get("NCALAB_HOME") or "runs")
+
+
+def _migrate(conn: Connection, from_version: int) -> None:
+    """Upgrade the schema in place, one version at a time, up to SCHEMA_VERSION."""
+    for v in range(from_version, SCHEMA_VERSION):
+        step = MIGRATIONS.get(v)
+        if step is None:
+            raise NcalabError(f"no migration from run store schema {v} to {v + 1}; this store cannot be upgraded")
+        step(conn)
+
+
+def _nan_to_none(x: float) -> float | None:
+    x = float(x)
+    return None if math.isnan(x) else x
+
+
+def _none_to_nan(x: float | None) -> float:
+    return math.nan if x is None else x
+
+
+class RunStore:
+    def __init__(self, home: str | Path | None = None):
+        self.home = Path(home if home is not None else default_home()).expanduser().resolve()
+        try:
+            self.home.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # e.g. home (or a parent) is a regular file, or no permission
+            raise NcalabError(f"cannot create the run store folder {self.home}: {e.strerror or e}") from None
+        self.db_path = self.home / DB_NAME
+        try:
+            self._engine = self._make_engine()
+            # Same pool and listeners; only marks its transactions as BEGIN IMMEDIATE.
+            self._writer = self._engine.execution_options(**{_IMMEDIATE: True})
+            self._init_schema()
+        except SQLAlchemyError as e:
+            self._dispose()
+            msg = str(getattr(e, "orig", None) or e).splitlines()[0]
+            raise NcalabError(f"cannot open the run store {self.db_path}: {msg}") from None
+        except NcalabError:
+            self._dispose()
+            raise
+
+    # ---- engine and schema -------------------------------------------------------------------
+
+    def _make_engine(self) -> Engine:
+        engine = create_engine(f"sqlite:///{self.db_path}", connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn, _record):
+            # Let SQLAlchemy (the "begin" hook below) decide where transactions start,
+            # not pysqlite's own implicit BEGIN.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            # busy_timeout first: switching a new file to WAL itself needs a lock.
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")  # safe in WAL; a crash loses at most the last commits
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn):
+            immediate = conn.get_execution_options().get(_IMMEDIATE, False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+        return engine
+
+    def _init_schema(self) -> None:
+        # One write transaction, so two processes opening a new home at once cannot race.
+        with self._writer.begin() as conn:
+            version = self._read_version(conn)
+            if version is not None and version > SCHEMA_VERSION:
+                raise NcalabError(
+                    f"the run store {self.db_path} was created by a newer ncalab (schema {version}, "
+                    f"this one knows {SCHEMA_VERSION}); upgrade ncalab"
+                )
+            if version is not None and version < SCHEMA_VERSION:
+                _migrate(conn, version)
+            SQLModel.metadata.create_all(conn, tables=TABLES)  # only creates what is missing
+            if version != SCHEMA_VERSION:
+                stmt = sqlite_insert(StoreMeta).values(key="schema_version", value=str(SCHEMA_VERSION))
+                conn.execute(stmt.on_conflict_do_update(index_elements=["key"], set_={"value": str(SCHEMA_VERSION)}))
+
+    @staticmethod
+    def _read_version(conn: Connection) -> int | None:
+        if not inspect(conn).has_table(StoreMeta.__tablename__):
+            return None  # a fresh database
+        raw = conn.execute(select(StoreMeta.value).where(StoreMeta.key == "schema_version")).scalar()
+        try:
+            return None if raw is None else int(raw)
+        except ValueError:
+            raise NcalabError(f"the run store {DB_NAME} has a corrupt schema_version: {raw!r}") from None
+
+    @contextmanager
+    def _read(self) -> Iterator[Session]:
+        with Session(self._engine, expire_on_commit=False) as s:
+            yield s
+
+    @contextmanager
+    def _write(self) -> Iterator[Session]:
+        """A short write transaction (BEGIN IMMEDIATE), committed on exit, rolled back on error."""
+        with Session(self._writer, expire_on_commit=False) as s, s.begin():
+            yield s
+
+    def _dispose(self) -> None:
+        engine = getattr(self, "_engine", None)
+        if engine is not None:
+            engine.dispose()
+
+    def close(self) -> None:
+        self._dispose()
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---- experiments and runs ----------------------------------------------------------------
+
+    def create_experiment(
+        self, preset: str, scale: str, seed: int, config: dict, name: str | None = None, sweep_id: str | None = None
+    ) -> Experiment:
+        with self._write() as s:
+            exp = Experiment(
+                id=_fresh_id(s, Experiment, "e"), name=name, preset=preset, scale=scale, seed=int(seed),
+                status="queued", created_at=time.time(), config_json=json.dumps(config, default=str),
+                sweep_id=sweep_id,
+            )
+            s.add(exp)
+        return exp
+
+    def create_run(self, experiment_id: str, kind: str, config: dict, total_tokens: int) -> Run:
+        if kind not in RUN_KINDS:
+            raise NcalabError(f"unknown run kind {kind!r}; expected one of {', '.join(RUN_KINDS)}")
+        with self._write() as s:
+            _get(s, Experiment, experiment_id, "experiment")
+            run_id = _fresh_id(s, Run, "r")
+            folder = Path("experiments") / experiment_id / kind
+            run = Run(
+                id=run_id, experiment_id=experiment_id, kind=kind, status="queued", created_at=time.time(),
+                ncalab_version=ncalab.__version__, config_json=json.dumps(config, default=str),
+                folder=folder.as_posix(), total_tokens=int(total_tokens),
+            )
+            s.add(run)
+            # Inside the transaction: if the folder cannot be made, no row is left behind.
+            try:
+                (self.home / folder).mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise NcalabError(f"cannot create the run folder {self.home / folder}: {e.strerror or e}") from None
+        return run
+
+    def run_dir(self, run: Run) -> Path:
+        return self.home / run.folder
+
+    def start_run(self, run_id: str, pid: int, host: str, device: str) -> None:
+        now = time.time()
+        self._update(Run, run_id, "run", status="running", started_at=now, heartbeat_at=now,
+                     pid=pid, host=host, device=device)
+
+    def heartbeat(self, run_id: str, step: int, tokens: int) -> None:
+        self._update(Run, run_id, "run", step=int(step), tokens=int(tokens), heartbeat_at=time.time())
+
+    def finish_run(self, run_id: str, status: str, error: str | None = None) -> None:
+        if status not in FINAL_STATUSES:
+            raise NcalabError(f"a run cannot finish as {status!r}; expected one of {', '.join(FINAL_STATUSES)}")
+        self._update(Run, run_id, "run", status=status, error=error, finished_at=time.time())
+
+    def set_experiment_status(self, exp_id: str, status: str) -> None:
+        if status not in STATUSES:
+            raise NcalabError(f"unknown status {status!r}; expected one of {', '.join(STATUSES)}")
+        with self._write() as s:
+            exp = _get(s, Experiment, exp_id, "experiment")
+            exp.status = status
+            # The first time it runs / ends is what the listings show.
+            if status == "running" and exp.started_at is None:
+                exp.started_at = time.time()
+            if status in FINAL_STATUSES:
+                exp.finished_at = time.time()
+
+    def set_summary(self, exp_id: str, summary: dict) -> None:
+        self._update(Experiment, exp_id, "experiment", summary_json=json.dumps(summary, default=str))
+
+    def tag(self, exp_id: str, tag: str) -> None:
+        with self._write() as s:
+            exp = _get(s, Experiment, exp_id, "experiment")
+            tags = json.loads(exp.tags_json)
+            if tag not in tags:
+                exp.tags_json = json.dumps([*tags, tag])
+
+    def set_note(self, exp_id: str, text: str | None) -> None:
+        self._update(Experiment, exp_id, "experiment", note=text)
+
+    def _update(self, model: type[SQLModel], id_: str, what: str, **values: Any) -> None:
+        """One UPDATE by primary key, no read first (heartbeats are frequent)."""
+        with self._write() as s:
+            result = s.execute(update(model).where(model.id == id_).values(**values))
+            if result.rowcount == 0:
+                raise NcalabError(f"no {what} with id {id_}")
+
+    def get_experiment(self, exp_id: str) -> Experiment:
+        with self._read() as s:
+            return _get(s, Experiment, exp_id, "experiment")
+
+    def get_run(self, run_id: str) -> Run:
+        with self._read() as s:
+            return _get(s, Run, run_id, "run")
+
+    def runs_of(self, exp_id: str) -> list[Run]:
+        with self._read() as s:
+            q = select(Run).where(Run.experiment_id == exp_id).order_by(Run.created_at, literal_column("rowid"))
+            return list(s.scalars(q))
+
+    def list_experiments(
+        self, status: str | None = None, preset: str | None = None, limit: int | None = None
+    ) -> list[Experiment]:
+        """Newest first; rowid breaks ties between experiments created in the same instant."""
+        q = select(Experiment).order_by(Experiment.created_at.desc(), literal_column("rowid").desc())
+        if status is not None:
+            q = q.where(Experiment.status == status)
+        if preset is not None:
+            q = q.where(Experiment.preset == preset)
+        if limit is not None:
+            q = q.limit(limit)
+        with self._read() as s:
+            return list(s.scalars(q))
+
+    # ---- metrics -----------------------------------------------------------------------------
+
+    def log_metrics(self, run_id: str, points: Iterable[Mapping[str, Any]]) -> None:
+        """Insert a batch of points (dicts: name, step, tokens, wall_time, value) in one transaction."""
+        rows = [
+            {
+                "run_id": run_id, "name": str(p["name"]), "step": int(p["step"]), "tokens": int(p["tokens"]),
+                "wall_time": float(p["wall_time"]), "value": _nan_to_none(p["value"]),
+            }
+            for p in points
+        ]
+        if not rows:
+            return
+        # The newest point of each name in this batch (later wins a tie in tokens).
+        newest: dict[str, dict] = {}
+        for r in rows:
+            if r["name"] not in newest or r["tokens"] >= newest[r["name"]]["tokens"]:
+                newest[r["name"]] = r
+        upsert = sqlite_insert(LatestMetric)
+        upsert = upsert.on_conflict_do_update(
+            index_elements=["run_id", "name"],
+            set_={c: upsert.excluded[c] for c in ("value", "step", "tokens", "wall_time")},
+            # Keep the stored one if it is further along (e.g. a late batch from before a resume).
+            where=upsert.excluded.tokens >= LatestMetric.tokens,
+        )
+        with self._write() as s:
+            _get(s, Run, run_id, "run")
+            s.execute(MetricPoint.__table__.insert(), rows)  # executemany: one statement, many rows
+            s.execute(upsert, list(newest.values()))
+
+    def metrics(self, run_id: str, name: str | None = None) -> list[MetricPoint]:
+        q = select(MetricPoint).where(MetricPoint.run_id == run_id)
+        if name is not None:
+            q = q.where(MetricPoint.name == name)
+        with self._read() as s:
+            return list(s.scalars(q.order_by(MetricPoint.tokens, MetricPoint.id)))
+
+    def curve(self, run_id: str, name: str) -> tuple[list[int], list[float]]:
+        """(tokens, values) of one metric in token order; two columns, no ORM objects, so it stays fast."""
+        q = (
+            select(MetricPoint.tokens, MetricPoint.value)
+            .where(MetricPoint.run_id == run_id, MetricPoint.name == name)
+            .order_by(MetricPoint.tokens, MetricPoint.id)
+        )
+        with self._engine.connect() as conn:
+            rows = conn.execute(q).all()
+        return [r[0] for r in rows], [_none_to_nan(r[1]) for r in rows]
+
+    def latest_metrics(self, run_id: str) -> dict[str, float]:
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(LatestMetric.name, LatestMetric.value).where(LatestMetric.run_id == run_id))
+            return {name: _none_to_nan(value) for name, value in rows}
+
+    def delete_metrics_after(self, run_id: str, tokens: int) -> None:
+        """Drop the points past ``tokens`` (resuming from a checkpoint) and rebuild that run's LatestMetric."""
+        with self._write() as s:
+            s.execute(delete(MetricPoint).where(MetricPoint.run_id == run_id, MetricPoint.tokens > int(tokens)))
+            s.execute(delete(LatestMetric).where(LatestMetric.run_id == run_id))
+            # Per name, the point with the most tokens (the latest id on a tie), found through the index.
+            s.execute(
+                text(
+                    "INSERT INTO latest_metrics (run_id, name, value, step, tokens, wall_time) "
+                    "SELECT run_id, name, value, step, tokens, wall_time FROM metric_points AS m "
+                    "WHERE m.run_id = :run AND m.id = (SELECT m2.id FROM metric_points AS m2 "
+                    "WHERE m2.run_id = m.run_id AND m2.name = m.name ORDER BY m2.tokens DESC, m2.id DESC LIMIT 1)"
+                ),
+                {"run": run_id},
+            )
+
+
+def _get(s: Session, model: type[SQLModel], id_: str, what: str):
+    obj = s.get(model, id_)
+    if obj is None:
+        raise NcalabError(f"no {what} with id {id_}")
+    return obj
+
+
+def _fresh_id(s: Session, model: type[SQLModel], prefix: str) -> str:
+    """A new id not yet in the table (8 hex chars collide rarely, but not never)."""
+    while True:
+        id_ = new_id(prefix)
+        if s.get(model, id_) is None:
+            return id_

@@ -1,0 +1,1 @@
+"""The trainer: model, transfer, optimisation loop, evaluation, checkpoints."""

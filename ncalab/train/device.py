@@ -1,0 +1,83 @@
+"""Where and how a run computes: device, precision, threads, allocator."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+from dataclasses import dataclass
+
+import torch
+
+from ncalab.errors import NcalabError
+
+
+@dataclass
+class Placement:
+    device: torch.device
+    amp_dtype: torch.dtype | None  # autocast dtype, None for plain fp32
+
+    @property
+    def label(self) -> str:
+        name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu"
+        return f"{self.device} ({name}), {'bf16 autocast' if self.amp_dtype else 'fp32'}"
+
+    def autocast(self):
+        if self.amp_dtype is None:
+            return torch.autocast(self.device.type, enabled=False)
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+
+def _cpu_bf16_works() -> bool:
+    """bf16 autocast on this CPU: run a tiny matmul instead of trusting flags."""
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            a = torch.randn(8, 8)
+            out = a @ a
+        return out.dtype == torch.bfloat16 and bool(torch.isfinite(out).all())
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def choose(device: str = "auto", dtype: str = "auto") -> Placement:
+    if device == "auto":
+        dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        try:
+            dev = torch.device(device)
+        except RuntimeError:
+            raise NcalabError(f"unknown device {device!r}") from None
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise NcalabError(f"device {device} asked for, but no CUDA GPU is visible")
+    if dtype == "fp32":
+        amp = None
+    else:
+        ok = torch.cuda.is_bf16_supported() if dev.type == "cuda" else _cpu_bf16_works()
+        if dtype == "bf16" and not ok:
+            raise NcalabError(f"bf16 is not supported on {dev}; use --set runtime.dtype=fp32")
+        amp = torch.bfloat16 if ok else None
+    return Placement(dev, amp)
+
+
+def tune_glibc_malloc() -> bool:
+    """Stop glibc from mmap/munmap-ing every large tensor (seen to cost ~40% of CPU time in
+    training loops): keep freed memory in the heap. Same effect as MALLOC_MMAP_MAX_=0
+    MALLOC_TRIM_THRESHOLD_=1e11 MALLOC_TOP_PAD_=1e9, applied at run time via mallopt."""
+    if os.environ.get("NCALAB_NO_MALLOC_TUNING") or not hasattr(ctypes, "CDLL"):
+        return False
+    path = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(path)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError, TypeError):
+        return False  # not glibc
+    m_trim_threshold, m_top_pad, m_mmap_max = -1, -2, -4
+    ok = mallopt(m_mmap_max, 0) == 1
+    ok &= mallopt(m_trim_threshold, 2**31 - 1) == 1  # int argument: the largest it takes
+    ok &= mallopt(m_top_pad, 1 << 30) == 1
+    return bool(ok)
+
+
+def set_threads(threads: int) -> None:
+    if threads > 0:
+        torch.set_num_threads(threads)

@@ -1,0 +1,155 @@
+"""The training loop of one stage (nanoGPT-style): AdamW, warm-up + cosine, clipping,
+bf16 autocast where supported, evaluations at token intervals, metrics to a callback."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ncalab.train import checkpoint
+from ncalab.train.device import Placement
+from ncalab.train.evaluate import evaluate, loss_sum
+from ncalab.train.schedule import warmup_cosine
+
+
+@dataclass
+class StageSpec:
+    name: str
+    total_tokens: int
+    tokens_per_step: int
+    lr: float
+    warmup: float
+    min_lr_ratio: float
+    weight_decay: float
+    grad_clip: float
+    eval_every: int  # tokens; 0 = n_evals evenly spaced
+    n_evals: int = 10
+
+    @property
+    def steps(self) -> int:
+        return max(1, math.ceil(self.total_tokens / self.tokens_per_step))
+
+    def eval_steps(self) -> set[int]:
+        """Steps after which to evaluate (0 = before training); always includes the last."""
+        if self.eval_every > 0:
+            every = max(1, round(self.eval_every / self.tokens_per_step))
+            marks = set(range(0, self.steps, every))
+        else:
+            marks = {round(i * self.steps / self.n_evals) for i in range(self.n_evals)}
+        return marks | {self.steps}
+
+
+def make_optimizer(model, spec: StageSpec, placement: Placement) -> torch.optim.Optimizer:
+    # Weight decay on matrices only; norms and (none here) biases are left alone.
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    rest = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": spec.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    fused = placement.device.type == "cuda"
+    return torch.optim.AdamW(groups, lr=spec.lr, betas=(0.9, 0.95), eps=1e-8, fused=fused)
+
+
+class Trainer:
+    """Runs one stage. ``batches`` has next() -> (inputs, targets) and state_dict()."""
+
+    def __init__(self, model, spec: StageSpec, placement: Placement, batches, val_batches,
+                 on_metrics: Callable[[list[dict]], None] | None = None,
+                 on_progress: Callable[[int, dict], None] | None = None,
+                 checkpoint_dir: Path | None = None, compile: bool = False,
+                 should_stop: Callable[[], bool] | None = None):
+        self.spec, self.placement = spec, placement
+        self.model = model.to(placement.device)
+        self.model.train()
+        self.forward_model = torch.compile(self.model) if compile else self.model
+        self.batches, self.val_batches = batches, val_batches
+        self.on_metrics = on_metrics or (lambda pts: None)
+        self.on_progress = on_progress or (lambda tokens, m: None)
+        self.checkpoint_dir = checkpoint_dir
+        self.should_stop = should_stop or (lambda: False)
+        self.optimizer = make_optimizer(self.model, spec, placement)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, warmup_cosine(spec.steps, spec.warmup, spec.min_lr_ratio))
+        self.step = 0
+        self.tokens = 0
+        self.train_seconds = 0.0
+        self.stopped = False
+
+    def _eval(self, wall: float) -> dict:
+        res = evaluate(self.model, self.val_batches, self.placement)
+        pts = [{"name": k, "step": self.step, "tokens": self.tokens, "wall_time": wall, "value": v} for k, v in res.items()]
+        self.on_metrics(pts)
+        return res
+
+    def save(self, path: Path) -> None:
+        checkpoint.save(path, self.model, self.optimizer, self.scheduler, step=self.step, tokens=self.tokens,
+                        data=self.batches.state_dict(), train_seconds=self.train_seconds)
+
+    def restore(self, path: Path) -> None:
+        """Continue exactly from a checkpoint written by ``save``: weights, optimiser,
+        schedule, counters, data position and RNG."""
+        state = checkpoint.load_state(path)
+        weights = checkpoint.load_model(path).state_dict()
+        self.model.load_state_dict(weights)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step, self.tokens = int(state["step"]), int(state["tokens"])
+        self.train_seconds = float(state.get("train_seconds", 0.0))
+        self.batches.load_state_dict(state["data"])
+        checkpoint.restore_rng(state)
+
+    def run(self) -> dict:
+        spec, dev = self.spec, self.placement.device
+        evals = spec.eval_steps()
+        t_start = time.perf_counter()
+        last = {}
+        if self.step == 0 and 0 in evals:
+            last = self._eval(0.0)
+        pending: list[dict] = []
+        while self.step < spec.steps:
+            if self.should_stop():
+                self.stopped = True  # stop gracefully: checkpoint first, so a resume loses nothing
+                if self.checkpoint_dir is not None:
+                    self.save(self.checkpoint_dir / "last")
+                break
+            t0 = time.perf_counter()
+            inputs, targets = self.batches.next()
+            inputs, targets = inputs.to(dev, non_blocking=True), targets.to(dev, non_blocking=True)
+            with self.placement.autocast():
+                loss_total, count = loss_sum(self.forward_model, inputs, targets)
+            loss = loss_total / max(count, 1)
+            loss.backward()
+            if spec.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), spec.grad_clip)
+            lr = self.scheduler.get_last_lr()[0]
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.step += 1
+            self.tokens += inputs.numel()
+            step_s = time.perf_counter() - t0
+            self.train_seconds += step_s
+            wall = time.perf_counter() - t_start
+            tps = inputs.numel() / step_s if step_s > 0 else 0.0
+            loss_v = float(loss.detach())
+            pending += [
+                {"name": "train_loss", "step": self.step, "tokens": self.tokens, "wall_time": wall, "value": loss_v},
+                {"name": "lr", "step": self.step, "tokens": self.tokens, "wall_time": wall, "value": lr},
+                {"name": "tokens_per_s", "step": self.step, "tokens": self.tokens, "wall_time": wall, "value": tps},
+            ]
+            if self.step in evals or len(pending) >= 300:
+                self.on_metrics(pending)
+                pending = []
+            if self.step in evals:
+                last = self._eval(wall)
+                if self.checkpoint_dir is not None:
+                    self.save(self.checkpoint_dir / "last")
+            self.on_progress(self.tokens, {"train_loss": loss_v, "tokens_per_s": tps, **last})
+        if pending:
+            self.on_metrics(pending)
+        return {"tokens": self.tokens, "steps": self.step, "seconds": time.perf_counter() - t_start,
+                "train_seconds": self.train_seconds,
+                "tokens_per_s": self.tokens / self.train_seconds if self.train_seconds else 0.0, **last}

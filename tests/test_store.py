@@ -1,0 +1,279 @@
+"""The run store against real SQLite files: round trips, WAL, concurrent processes, schema guards."""
+
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+import sqlite3
+import time
+
+import pytest
+
+import ncalab
+from ncalab.errors import NcalabError
+from ncalab.store import SCHEMA_VERSION, STATUSES, RunStore, default_home
+
+
+def _points(name: str, start: int, n: int, value=lambda i: 1.0 / (i + 1)) -> list[dict]:
+    return [
+        {"name": name, "step": i, "tokens": i * 100, "wall_time": i * 0.5, "value": value(i)}
+        for i in range(start, start + n)
+    ]
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = RunStore(tmp_path / "home")
+    yield s
+    s.close()
+
+
+def test_round_trip(store, tmp_path):
+    exp = store.create_experiment("tiny", "xs", 7, {"lr": 3e-4, "nested": {"a": [1, 2]}}, name="first", sweep_id="s1")
+    assert exp.id.startswith("e-") and len(exp.id) == 10
+    assert exp.status == "queued" and exp.config == {"lr": 3e-4, "nested": {"a": [1, 2]}}
+
+    run = store.create_run(exp.id, "nca", {"steps": 10}, total_tokens=5000)
+    assert run.id.startswith("r-") and len(run.id) == 10
+    assert run.status == "queued" and run.ncalab_version == ncalab.__version__
+    assert store.run_dir(run) == tmp_path / "home" / "experiments" / exp.id / "nca"
+    assert store.run_dir(run).is_dir()
+
+    store.start_run(run.id, pid=123, host="box", device="cpu")
+    store.heartbeat(run.id, step=4, tokens=400)
+    got = store.get_run(run.id)
+    assert (got.status, got.pid, got.host, got.device, got.step, got.tokens) == ("running", 123, "box", "cpu", 4, 400)
+    assert got.started_at is not None and got.heartbeat_at >= got.started_at
+
+    store.log_metrics(run.id, _points("loss", 0, 5) + _points("acc", 0, 3, value=lambda i: i / 10))
+    # A later batch: LatestMetric must follow the newest point, and NaN must survive.
+    store.log_metrics(run.id, _points("loss", 5, 2, value=lambda i: math.nan if i == 6 else 0.01))
+    latest = store.latest_metrics(run.id)
+    assert set(latest) == {"loss", "acc"} and math.isnan(latest["loss"]) and latest["acc"] == pytest.approx(0.2)
+    # A late point from before the newest one must not replace it.
+    store.log_metrics(run.id, [{"name": "acc", "step": 0, "tokens": 0, "wall_time": 0.0, "value": 0.9}])
+    assert store.latest_metrics(run.id)["acc"] == pytest.approx(0.2)
+
+    pts = store.metrics(run.id, "loss")
+    assert [p.step for p in pts] == list(range(7)) and pts[5].value == 0.01
+    assert len(store.metrics(run.id)) == 11
+    tokens, values = store.curve(run.id, "loss")
+    assert tokens == [i * 100 for i in range(7)] and values[0] == 1.0 and math.isnan(values[-1])
+    assert store.curve(run.id, "nope") == ([], [])
+
+    store.finish_run(run.id, "failed", error="boom")
+    got = store.get_run(run.id)
+    assert got.status == "failed" and got.error == "boom" and got.finished_at is not None
+
+    store.set_experiment_status(exp.id, "running")
+    store.set_experiment_status(exp.id, "completed")
+    store.set_summary(exp.id, {"ppl": 12.5})
+    store.tag(exp.id, "baseline")
+    store.tag(exp.id, "baseline")  # tags are a set
+    store.set_note(exp.id, "looks fine")
+    got = store.get_experiment(exp.id)
+    assert got.status == "completed" and got.started_at is not None and got.finished_at is not None
+    assert got.summary == {"ppl": 12.5} and got.tags == ["baseline"] and got.note == "looks fine"
+    assert [r.id for r in store.runs_of(exp.id)] == [run.id]
+
+
+def test_reopen_sees_everything(tmp_path):
+    with RunStore(tmp_path) as a:
+        exp = a.create_experiment("tiny", "xs", 1, {})
+        run = a.create_run(exp.id, "stage1", {}, 10)
+        a.log_metrics(run.id, _points("loss", 0, 3))
+    with RunStore(tmp_path) as b:
+        assert b.get_experiment(exp.id).preset == "tiny"
+        assert b.curve(run.id, "loss")[0] == [0, 100, 200]
+
+
+def test_list_experiments_filters_and_order(store):
+    a = store.create_experiment("tiny", "xs", 1, {})
+    b = store.create_experiment("small", "s", 2, {})
+    c = store.create_experiment("tiny", "xs", 3, {})
+    store.set_experiment_status(b.id, "running")
+    store.set_experiment_status(c.id, "running")
+    assert [e.id for e in store.list_experiments()] == [c.id, b.id, a.id]  # newest first
+    assert [e.id for e in store.list_experiments(status="running")] == [c.id, b.id]
+    assert [e.id for e in store.list_experiments(preset="tiny")] == [c.id, a.id]
+    assert [e.id for e in store.list_experiments(status="running", preset="tiny")] == [c.id]
+    assert [e.id for e in store.list_experiments(limit=1)] == [c.id]
+
+
+def test_errors_are_one_line(store):
+    with pytest.raises(NcalabError, match="no experiment with id e-missing"):
+        store.get_experiment("e-missing")
+    with pytest.raises(NcalabError, match="no run with id r-missing"):
+        store.get_run("r-missing")
+    with pytest.raises(NcalabError, match="no run with id r-missing"):
+        store.heartbeat("r-missing", 1, 1)
+    with pytest.raises(NcalabError, match="no run with id r-missing"):
+        store.log_metrics("r-missing", _points("loss", 0, 1))
+    with pytest.raises(NcalabError, match="no experiment"):
+        store.create_run("e-missing", "nca", {}, 1)
+    exp = store.create_experiment("tiny", "xs", 1, {})
+    with pytest.raises(NcalabError, match="run kind"):
+        store.create_run(exp.id, "bogus", {}, 1)
+    run = store.create_run(exp.id, "scratch", {}, 1)
+    with pytest.raises(NcalabError, match="cannot finish"):
+        store.finish_run(run.id, "running")
+    with pytest.raises(NcalabError, match="unknown status"):
+        store.set_experiment_status(exp.id, "paused")
+    assert "queued" in STATUSES and "lost" in STATUSES
+
+
+def test_wal_mode(store):
+    with store._engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    # WAL is a property of the file: a plain sqlite3 connection sees it too.
+    con = sqlite3.connect(store.db_path)
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    con.close()
+
+
+def test_default_home(monkeypatch, tmp_path):
+    monkeypatch.setenv("NCALAB_HOME", str(tmp_path / "elsewhere"))
+    assert default_home() == tmp_path / "elsewhere"
+    with RunStore() as s:
+        assert s.home == (tmp_path / "elsewhere").resolve() and s.db_path.is_file()
+    monkeypatch.delenv("NCALAB_HOME")
+    monkeypatch.chdir(tmp_path)
+    assert default_home().resolve() == tmp_path / "runs"
+
+
+def test_newer_schema_is_refused(tmp_path):
+    RunStore(tmp_path).close()
+    con = sqlite3.connect(tmp_path / "ncalab.db")
+    con.execute("UPDATE store_meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
+    con.commit()
+    con.close()
+    with pytest.raises(NcalabError, match="newer ncalab.*upgrade") as info:
+        RunStore(tmp_path)
+    assert "\n" not in str(info.value)
+
+
+def test_fresh_store_records_schema_version(tmp_path):
+    RunStore(tmp_path).close()
+    con = sqlite3.connect(tmp_path / "ncalab.db")
+    assert con.execute("SELECT value FROM store_meta WHERE key='schema_version'").fetchone() == (str(SCHEMA_VERSION),)
+    con.close()
+
+
+def test_unusable_home_is_a_clear_error(tmp_path):
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("hello")
+    with pytest.raises(NcalabError, match="cannot create the run store folder"):
+        RunStore(not_a_dir)
+    garbage = tmp_path / "garbage"
+    garbage.mkdir()
+    (garbage / "ncalab.db").write_bytes(b"this is not a database at all" * 100)
+    with pytest.raises(NcalabError, match="cannot open the run store") as info:
+        RunStore(garbage)
+    assert "\n" not in str(info.value)
+
+
+def test_delete_metrics_after(store):
+    exp = store.create_experiment("tiny", "xs", 1, {})
+    run = store.create_run(exp.id, "nca", {}, 10_000)
+    other = store.create_run(exp.id, "scratch", {}, 10_000)
+    store.log_metrics(run.id, _points("loss", 0, 10) + _points("acc", 0, 10, value=float))
+    store.log_metrics(run.id, _points("late", 8, 2))  # only after the cut: must vanish from LatestMetric
+    store.log_metrics(other.id, _points("loss", 0, 10))
+
+    store.delete_metrics_after(run.id, 450)  # keeps tokens 0..400
+    assert store.curve(run.id, "loss")[0] == [0, 100, 200, 300, 400]
+    assert store.latest_metrics(run.id) == {"loss": pytest.approx(1 / 5), "acc": 4.0}
+    assert len(store.curve(other.id, "loss")[0]) == 10  # other runs untouched
+    assert store.latest_metrics(other.id)["loss"] == pytest.approx(1 / 10)
+
+    # Resumed training logs past the cut again and LatestMetric follows.
+    store.log_metrics(run.id, _points("loss", 5, 1, value=lambda i: 0.5))
+    assert store.latest_metrics(run.id)["loss"] == 0.5
+
+
+def test_curve_of_100k_points(store):
+    exp = store.create_experiment("tiny", "xs", 1, {})
+    run = store.create_run(exp.id, "nca", {}, 1)
+    n, batch = 100_000, 25_000
+    # Logged out of order across batches: curve() must sort by tokens.
+    for b in reversed(range(n // batch)):
+        store.log_metrics(
+            run.id,
+            [{"name": "loss", "step": i, "tokens": i, "wall_time": 0.0, "value": float(i)} for i in range(b * batch, (b + 1) * batch)],
+        )
+    tokens, values = store.curve(run.id, "loss")
+    assert len(tokens) == n and tokens == list(range(n)) and values == [float(i) for i in range(n)]
+    assert store.latest_metrics(run.id) == {"loss": float(n - 1)}
+
+
+# ---- several processes at once (spawned, so each opens its own connections) ---------------------
+
+N_WRITERS, N_POINTS, BATCH = 4, 300, 10
+
+
+def _writer(home: str, run_id: str, q) -> None:
+    try:
+        store = RunStore(home)
+        for start in range(0, N_POINTS, BATCH):
+            store.log_metrics(run_id, _points("loss", start, BATCH))
+            store.heartbeat(run_id, step=start + BATCH, tokens=(start + BATCH) * 100)
+        store.close()
+        q.put(("ok", run_id))
+    except BaseException as e:  # report everything, "database is locked" above all
+        q.put(("error", f"{type(e).__name__}: {e}"))
+
+
+def _reader(home: str, run_ids: list[str], stop, q) -> None:
+    try:
+        store = RunStore(home)
+        polls = 0
+        while not stop.is_set():
+            for run_id in run_ids:
+                tokens, _ = store.curve(run_id, "loss")
+                assert tokens == sorted(tokens)
+                store.latest_metrics(run_id)
+            polls += 1
+        store.close()
+        q.put(("ok", polls))
+    except BaseException as e:
+        q.put(("error", f"{type(e).__name__}: {e}"))
+
+
+def test_concurrent_writers_and_reader(tmp_path):
+    home = str(tmp_path)
+    with RunStore(home) as store:
+        exp = store.create_experiment("tiny", "xs", 1, {})
+        run_ids = [store.create_run(exp.id, "nca", {}, N_POINTS * 100).id for _ in range(N_WRITERS)]
+
+    ctx = mp.get_context("spawn")
+    q, stop = ctx.Queue(), ctx.Event()
+    reader = ctx.Process(target=_reader, args=(home, run_ids, stop, q))
+    writers = [ctx.Process(target=_writer, args=(home, r, q)) for r in run_ids]
+    reader.start()
+    for w in writers:
+        w.start()
+    results = []
+    deadline = time.monotonic() + 60
+    try:
+        while len(results) < N_WRITERS:  # drain the queue before join, so no child blocks on put
+            results.append(q.get(timeout=max(1.0, deadline - time.monotonic())))
+        stop.set()
+        results.append(q.get(timeout=30))
+    finally:
+        stop.set()
+        for p in [*writers, reader]:
+            p.join(timeout=10)
+            if p.is_alive():
+                p.terminate()
+    errors = [msg for kind, msg in results if kind == "error"]
+    assert not errors, errors
+    assert sorted(msg for kind, msg in results[:N_WRITERS]) == sorted(run_ids)
+
+    with RunStore(home) as store:
+        for run_id in run_ids:
+            tokens, values = store.curve(run_id, "loss")
+            assert tokens == [i * 100 for i in range(N_POINTS)]
+            assert values == pytest.approx([1.0 / (i + 1) for i in range(N_POINTS)])
+            assert store.latest_metrics(run_id) == {"loss": pytest.approx(1.0 / N_POINTS)}
+            assert store.get_run(run_id).tokens == N_POINTS * 100
