@@ -1,4 +1,7 @@
 import os
+import shutil
+import sysconfig
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,3 +30,26 @@ def ks_critical(n: int, m: int, alpha: float = 0.001) -> float:
     """Asymptotic critical value of the two-sample KS statistic at level alpha."""
     c = np.sqrt(-0.5 * np.log(alpha / 2))
     return float(c * np.sqrt((n + m) / (n * m)))
+
+
+MICRO = [
+    "--set", "model.n_layer=1", "--set", "model.d_model=32", "--set", "model.n_head=2",
+    "--set", "nca.seq_len=128", "--set", "stage1.tokens=16384", "--set", "stage1.batch_size=8",
+    "--set", "stage1.val_sequences=8", "--set", "stage2.tokens=32768", "--set", "stage2.seq_len=64",
+    "--set", "stage2.batch_size=8", "--set", "stage2.eval_tokens=4096", "--set", "data.vocab_size=512", "--set", "data.val_fraction=0.2",
+]
+
+
+@pytest.fixture(scope="session")
+def code_corpus(tmp_path_factory) -> Path:  # noqa: D401
+    """A slice of the standard library: real code, small enough to tokenize in a second."""
+    src = Path(sysconfig.get_paths()["stdlib"])
+    dst = tmp_path_factory.mktemp("code")
+    for name in ("argparse.py", "ast.py", "inspect.py", "typing.py", "pathlib.py", "subprocess.py", "threading.py",
+                 "logging/__init__.py", "email/message.py", "http/client.py", "collections/__init__.py", "json/decoder.py", "json/encoder.py", "textwrap.py", "csv.py", "shlex.py",
+                 "fnmatch.py", "glob.py", "heapq.py", "bisect.py", "string.py", "base64.py", "calendar.py",
+                 "difflib.py", "pprint.py", "tokenize.py", "dataclasses.py", "enum.py", "functools.py", "gzip.py"):
+        shutil.copy(src / name, dst / name.replace("/", "_"))
+    return dst
+
+

@@ -1,10 +1,6 @@
 """`ncalab run` and `ncalab eval` end to end, at a micro scale, on real code text."""
 
 import json
-import shutil
-import sysconfig
-from pathlib import Path
-
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
@@ -12,26 +8,7 @@ from transformers import AutoModelForCausalLM
 from ncalab.cli.main import main
 from ncalab.store import RunStore
 
-MICRO = [
-    "--set", "model.n_layer=1", "--set", "model.d_model=32", "--set", "model.n_head=2",
-    "--set", "nca.seq_len=128", "--set", "stage1.tokens=16384", "--set", "stage1.batch_size=8",
-    "--set", "stage1.val_sequences=8", "--set", "stage2.tokens=32768", "--set", "stage2.seq_len=64",
-    "--set", "stage2.batch_size=8", "--set", "stage2.eval_tokens=4096", "--set", "data.vocab_size=512", "--set", "data.val_fraction=0.2",
-]
-
-
-@pytest.fixture(scope="module")
-def code_corpus(tmp_path_factory) -> Path:
-    """A slice of the standard library: real code, small enough to tokenize in a second."""
-    src = Path(sysconfig.get_paths()["stdlib"])
-    dst = tmp_path_factory.mktemp("code")
-    for name in ("argparse.py", "ast.py", "inspect.py", "typing.py", "pathlib.py", "subprocess.py", "threading.py",
-                 "logging/__init__.py", "email/message.py", "http/client.py", "collections/__init__.py", "json/decoder.py", "json/encoder.py", "textwrap.py", "csv.py", "shlex.py",
-                 "fnmatch.py", "glob.py", "heapq.py", "bisect.py", "string.py", "base64.py", "calendar.py",
-                 "difflib.py", "pprint.py", "tokenize.py", "dataclasses.py", "enum.py", "functools.py", "gzip.py"):
-        shutil.copy(src / name, dst / name.replace("/", "_"))
-    return dst
-
+from conftest import MICRO  # noqa: E402
 
 def run_json(capsys, *args) -> dict:
     code = main(list(args) + ["--json"])

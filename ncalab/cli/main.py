@@ -10,7 +10,7 @@ import click
 import typer
 
 from ncalab import __version__
-from ncalab.cli import nca, run
+from ncalab.cli import browse, nca, run
 from ncalab.errors import NcalabError
 
 app = typer.Typer(
@@ -20,6 +20,7 @@ app = typer.Typer(
 app.add_typer(nca.app, name="nca")
 app.command("run")(run.run)
 app.command("eval")(run.eval_)
+app.add_typer(browse.app, name="runs")
 
 
 def _version(value: bool) -> None:

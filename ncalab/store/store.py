@@ -334,6 +334,21 @@ class RunStore:
             rows = conn.execute(select(LatestMetric.name, LatestMetric.value).where(LatestMetric.run_id == run_id))
             return {name: _none_to_nan(value) for name, value in rows}
 
+    def delete_experiment(self, exp_id: str) -> list[Path]:
+        """Remove an experiment, its runs and their metrics in one transaction; returns the run
+        folders for the caller to delete (files go only after the rows are gone)."""
+        with self._write() as s:
+            _get(s, Experiment, exp_id, "experiment")
+            runs = s.execute(select(Run).where(Run.experiment_id == exp_id)).scalars().all()
+            ids = [r.id for r in runs]
+            folders = [self.home / r.folder for r in runs]
+            if ids:
+                s.execute(delete(MetricPoint).where(MetricPoint.run_id.in_(ids)))
+                s.execute(delete(LatestMetric).where(LatestMetric.run_id.in_(ids)))
+                s.execute(delete(Run).where(Run.id.in_(ids)))
+            s.execute(delete(Experiment).where(Experiment.id == exp_id))
+        return folders
+
     def delete_metrics_after(self, run_id: str, tokens: int) -> None:
         """Drop the points past ``tokens`` (resuming from a checkpoint) and rebuild that run's LatestMetric."""
         with self._write() as s:

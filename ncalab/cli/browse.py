@@ -1,0 +1,199 @@
+"""`ncalab runs ...`: browse the run store from the terminal."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich import box
+from rich.table import Table
+
+from ncalab.cli.common import JsonFlag, emit_json, out_console
+from ncalab.errors import NcalabError
+from ncalab.services import runs as svc
+
+app = typer.Typer(help="Browse, compare, plot, export and tidy the runs in the store.", no_args_is_help=True)
+Home = Annotated[Path | None, typer.Option("--home", envvar="NCALAB_HOME", help="Run store folder (default ./runs).")]
+
+
+def _store(home):
+    from ncalab.store import RunStore
+
+    return RunStore(home)
+
+
+def _fmt(v, spec=".3f", none="-"):
+    return none if v is None else format(v, spec)
+
+
+def _when(t):
+    return dt.datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M") if t else "-"
+
+
+def _dur(s):
+    if s is None:
+        return "-"
+    m, sec = divmod(int(s), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{sec:02d}s"
+
+
+STATUS_STYLE = {"completed": "green", "running": "cyan", "queued": "blue", "failed": "red", "lost": "magenta", "cancelled": "yellow"}
+
+
+@app.command("list")
+def list_(
+    status: Annotated[str | None, typer.Option("--status", help="Only this status.")] = None,
+    preset: Annotated[str | None, typer.Option("--preset", help="Only this preset.")] = None,
+    home: Home = None, json_out: JsonFlag = False,
+) -> None:
+    """All experiments, newest first, with their results."""
+    rows = svc.list_rows(_store(home), status, preset)
+    if json_out:
+        emit_json({"experiments": rows})
+        return
+    t = Table(title=f"{len(rows)} experiments", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True)
+    # ppl columns: final validation perplexity of the NCA-initialised and the scratch model
+    cols = ["id", "status", "preset", "seed", "nca", "scratch", "gain", "speedup", "took"]
+    if out_console.width >= 100:
+        cols.insert(8, "started")
+    if any(r["tags"] for r in rows):
+        cols.append("tags")
+    for c in cols:
+        t.add_column(c, justify="right" if c in ("seed", "nca", "scratch", "gain", "speedup") else "left",
+                     no_wrap=True, min_width=len(c))
+    for r in rows:
+        gain = r["gain"]
+        gain_s = "-" if gain is None else f"[{'green' if gain > 0 else 'red'}]{gain:+.3f}[/]"
+        cells = {"id": r["id"], "status": f"[{STATUS_STYLE.get(r['status'], '')}]{r['status']}[/]",
+                 "preset": f"{r['preset']}/{r['scale']}", "seed": str(r["seed"]), "nca": _fmt(r["ppl_nca"], ".1f"),
+                 "scratch": _fmt(r["ppl_scratch"], ".1f"), "gain": gain_s,
+                 "speedup": "-" if r["speedup"] is None else f"{r['speedup']:.2f}x",
+                 "started": _when(r["started_at"]), "took": _dur(r["duration_s"]), "tags": ",".join(r["tags"])}
+        t.add_row(*[cells[c] for c in cols])
+    out_console.print(t)
+
+
+@app.command()
+def show(ident: Annotated[str, typer.Argument(help="Experiment or run id.")], home: Home = None, json_out: JsonFlag = False) -> None:
+    """Config, status, summary and latest metrics of one experiment."""
+    d = svc.details(_store(home), ident)
+    if json_out:
+        emit_json(d)
+        return
+    out_console.print(f"[bold]{d['id']}[/]  {d['preset']} / {d['scale']} / seed {d['seed']}  "
+                      f"[{STATUS_STYLE.get(d['status'], '')}]{d['status']}[/]  {_dur(d['duration_s'])}"
+                      + (f"  tags: {', '.join(d['tags'])}" if d["tags"] else ""))
+    if d["note"]:
+        out_console.print(f"note: {d['note']}")
+    if d["summary"]:
+        s = d["summary"]
+        out_console.print(f"ppl scratch {_fmt(s.get('ppl_scratch'))}  ppl nca {_fmt(s.get('ppl_nca'))}  "
+                          f"gain {_fmt(s.get('gain'), '+.4f')}  speedup {_fmt(s.get('speedup'), '.3f')}")
+    t = Table(title="runs", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
+    for c in ("run", "kind", "status", "tokens", "val loss", "val ppl"):
+        t.add_column(c, no_wrap=True, min_width=len(c))
+    for r in d["runs"]:
+        m = r["latest_metrics"]
+        t.add_row(r["id"], r["kind"], r["status"] + (f" (pid {r['pid']})" if r["pid"] else ""),
+                  f"{r['tokens']:,}/{r['total_tokens']:,}", _fmt(m.get("val_loss"), ".4f"), _fmt(m.get("val_ppl"), ".2f"))
+    out_console.print(t)
+    devices = {r["device"] for r in d["runs"] if r["device"]}
+    if devices:
+        out_console.print(f"device: {', '.join(sorted(devices))}")
+    for r in d["runs"]:
+        if r["error"]:
+            out_console.print(f"[red]{r['kind']} failed:[/] {r['error']}")
+    cfg = Table(title="config", show_header=False, box=None)
+    for k, v in svc.flatten(d["config"]).items():
+        cfg.add_row(k, json.dumps(v))
+    out_console.print(cfg)
+
+
+@app.command()
+def compare(idents: Annotated[list[str], typer.Argument(help="Two or more experiment ids.")], home: Home = None,
+            all_keys: Annotated[bool, typer.Option("--all", help="Show every config key, not only those that differ.")] = False,
+            json_out: JsonFlag = False) -> None:
+    """Configs and results side by side; differences highlighted."""
+    c = svc.compare(_store(home), idents)
+    if json_out:
+        emit_json(c)
+        return
+    t = Table(title="comparison")
+    t.add_column("")
+    for e in c["experiments"]:
+        t.add_column(e["id"], justify="right")
+    for k in svc.SUMMARY_KEYS:
+        t.add_row(f"[bold]{k}[/]", *[_fmt(e["results"][k], ".4f") for e in c["experiments"]])
+    for k in (c["keys"] if all_keys else c["differs"]):
+        style = "yellow" if k in c["differs"] else ""
+        t.add_row(f"[{style}]{k}[/]" if style else k, *[json.dumps(e["config"].get(k)) for e in c["experiments"]])
+    out_console.print(t)
+    if not c["differs"]:
+        out_console.print("[dim]the configs are identical[/]")
+
+
+@app.command()
+def plot(idents: Annotated[list[str], typer.Argument(help="Experiment or run ids.")],
+         metric: Annotated[str, typer.Option("--metric", help="val_ppl, val_loss, train_loss, lr, tokens_per_s.")] = "val_ppl",
+         x: Annotated[str, typer.Option("--x", help="tokens, step or time.")] = "tokens",
+         home: Home = None, json_out: JsonFlag = False) -> None:
+    """Curves in the terminal; an experiment overlays its NCA and scratch runs."""
+    cs = svc.curves(_store(home), idents, metric, x)
+    if json_out:
+        emit_json({"metric": metric, "x": x, "curves": cs})
+        return
+    import plotext as plt
+
+    plt.clf()
+    plt.theme("pro")
+    for c in cs:
+        plt.plot(c["x"], c["y"], label=c["label"], marker="braille")
+    if metric.endswith("ppl"):
+        plt.yscale("log")  # perplexities span orders of magnitude early in training
+    plt.title(f"{metric} against {x}")
+    plt.xlabel(x)
+    plt.plotsize(min(out_console.width, 120), 24)
+    plt.show()
+
+
+@app.command()
+def export(idents: Annotated[list[str], typer.Argument(help="Experiment or run ids.")],
+           fmt: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv",
+           out: Annotated[Path | None, typer.Option("--out", help="File to write (default: stdout).")] = None,
+           home: Home = None) -> None:
+    """Every metric point, as CSV or JSON."""
+    text = svc.export(_store(home), idents, fmt)
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        svc.write_text(out, text)
+
+
+@app.command()
+def rm(ident: Annotated[str, typer.Argument(help="Experiment id.")],
+       yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False, home: Home = None) -> None:
+    """Delete an experiment, its runs, metrics and folders (asks first)."""
+    store = _store(home)
+    exp = svc.resolve_experiment(store, ident)
+    if not yes and not typer.confirm(f"delete experiment {exp.id} ({exp.preset}/{exp.scale}, {exp.status}) and its files?"):
+        raise NcalabError("nothing deleted")
+    svc.remove(store, exp.id)
+    out_console.print(f"deleted {exp.id}")
+
+
+@app.command()
+def tag(ident: Annotated[str, typer.Argument()], tag_: Annotated[str, typer.Argument(metavar="TAG")], home: Home = None) -> None:
+    """Add a tag to an experiment."""
+    store = _store(home)
+    store.tag(svc.resolve_experiment(store, ident).id, tag_)
+
+
+@app.command()
+def note(ident: Annotated[str, typer.Argument()], text: Annotated[str, typer.Argument()], home: Home = None) -> None:
+    """Attach a note to an experiment."""
+    store = _store(home)
+    store.set_note(svc.resolve_experiment(store, ident).id, text)

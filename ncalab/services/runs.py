@@ -1,0 +1,153 @@
+"""Browsing the run store: lists, details, comparisons, curves, exports, tags, deletion.
+
+Listing reads experiments and their stored summaries only, never the metric points.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import time
+from pathlib import Path
+
+from ncalab.errors import NcalabError
+
+SUMMARY_KEYS = ("ppl_nca", "ppl_scratch", "gain", "speedup")
+
+
+def _summary(exp) -> dict:
+    return json.loads(exp.summary_json) if exp.summary_json else {}
+
+
+def experiment_row(exp) -> dict:
+    s = _summary(exp)
+    end = exp.finished_at or (time.time() if exp.status == "running" else None)
+    return {
+        "id": exp.id, "name": exp.name, "preset": exp.preset, "scale": exp.scale, "seed": exp.seed,
+        "status": exp.status, "created_at": exp.created_at, "started_at": exp.started_at,
+        "duration_s": (end - exp.started_at) if (end and exp.started_at) else None,
+        "tags": json.loads(exp.tags_json or "[]"), "sweep_id": exp.sweep_id,
+        **{k: s.get(k) for k in SUMMARY_KEYS},
+    }
+
+
+def list_rows(store, status: str | None = None, preset: str | None = None) -> list[dict]:
+    from ncalab.store import STATUSES
+
+    if status is not None and status not in STATUSES:
+        raise NcalabError(f"unknown status {status!r}; choose one of {', '.join(STATUSES)}")
+    return [experiment_row(e) for e in store.list_experiments(status=status, preset=preset)]
+
+
+def resolve_experiment(store, ident: str):
+    """An experiment by its id, or by the id of one of its runs."""
+    if ident.startswith("r-"):
+        return store.get_experiment(store.get_run(ident).experiment_id)
+    return store.get_experiment(ident)
+
+
+def details(store, ident: str) -> dict:
+    exp = resolve_experiment(store, ident)
+    runs = []
+    for r in store.runs_of(exp.id):
+        runs.append({
+            "id": r.id, "kind": r.kind, "status": r.status, "pid": r.pid if r.status == "running" else None,
+            "host": r.host, "device": r.device, "tokens": r.tokens, "total_tokens": r.total_tokens,
+            "started_at": r.started_at, "finished_at": r.finished_at, "heartbeat_at": r.heartbeat_at,
+            "error": r.error, "folder": str(store.run_dir(r)), "latest_metrics": store.latest_metrics(r.id),
+        })
+    return {**experiment_row(exp), "note": exp.note, "config": json.loads(exp.config_json),
+            "summary": _summary(exp), "runs": runs}
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def compare(store, idents: list[str]) -> dict:
+    """Configs and results side by side; ``differs`` lists the keys whose values differ."""
+    if len(idents) < 2:
+        raise NcalabError("compare needs at least two ids")
+    cols = []
+    for ident in idents:
+        d = details(store, ident)
+        cols.append({"id": d["id"], "config": flatten(d["config"]), "results": {k: d.get(k) for k in SUMMARY_KEYS}})
+    keys = sorted(set().union(*(c["config"] for c in cols)))
+    differs = [k for k in keys if len({json.dumps(c["config"].get(k)) for c in cols}) > 1]
+    return {"experiments": cols, "keys": keys, "differs": differs}
+
+
+def curves(store, idents: list[str], metric: str = "val_ppl", x: str = "tokens") -> list[dict]:
+    """One curve per run: an experiment id gives its NCA and scratch runs (stage 1 for NCA
+    metrics that only stage 1 has), a run id gives that run."""
+    if x not in ("tokens", "step", "time"):
+        raise NcalabError(f"--x must be tokens, step or time, got {x!r}")
+    out = []
+    for ident in idents:
+        if ident.startswith("r-"):
+            runs = [store.get_run(ident)]
+        else:
+            exp = store.get_experiment(ident)
+            runs = [r for r in store.runs_of(exp.id) if r.kind in ("nca", "scratch")]
+            if metric not in {"val_ppl", "val_loss", "train_loss", "lr", "tokens_per_s"} or not runs:
+                runs = store.runs_of(exp.id)
+        for r in runs:
+            pts = store.metrics(r.id, metric)
+            if not pts:
+                continue
+            xs = {"tokens": [p.tokens for p in pts], "step": [p.step for p in pts], "time": [p.wall_time for p in pts]}[x]
+            out.append({"label": f"{r.experiment_id}/{r.kind}", "run_id": r.id, "x": xs,
+                        "y": [float("nan") if p.value is None else p.value for p in pts]})
+    if not out:
+        raise NcalabError(f"no {metric!r} points for {', '.join(idents)}")
+    return out
+
+
+def export(store, idents: list[str], fmt: str) -> str:
+    """Every metric point of the given experiments or runs, as CSV or JSON text."""
+    if fmt not in ("csv", "json"):
+        raise NcalabError(f"--format must be csv or json, got {fmt!r}")
+    rows = []
+    for ident in idents:
+        runs = [store.get_run(ident)] if ident.startswith("r-") else store.runs_of(store.get_experiment(ident).id)
+        for r in runs:
+            for p in store.metrics(r.id):
+                rows.append({"experiment_id": r.experiment_id, "run_id": r.id, "kind": r.kind, "name": p.name,
+                             "step": p.step, "tokens": p.tokens, "wall_time": p.wall_time, "value": p.value})
+    if fmt == "json":
+        return json.dumps({"points": rows})
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=["experiment_id", "run_id", "kind", "name", "step", "tokens", "wall_time", "value"])
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def write_text(path: Path, text: str) -> None:
+    try:
+        Path(path).write_text(text)
+    except OSError as e:
+        raise NcalabError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def remove(store, ident: str) -> list[Path]:
+    """Delete an experiment (rows, then folders). Refused while any of its runs is running."""
+    exp = resolve_experiment(store, ident)
+    running = [r.id for r in store.runs_of(exp.id) if r.status in ("running",)]
+    if running or exp.status == "running":
+        raise NcalabError(f"experiment {exp.id} is running ({', '.join(running) or 'starting'}); cancel it first")
+    folders = store.delete_experiment(exp.id)
+    for f in folders:
+        shutil.rmtree(f, ignore_errors=True)
+    exp_dir = store.home / "experiments" / exp.id
+    shutil.rmtree(exp_dir, ignore_errors=True)
+    return folders

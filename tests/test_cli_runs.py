@@ -1,0 +1,106 @@
+"""`ncalab runs ...` on a real store with real (micro) experiments."""
+
+import csv
+import json
+
+import pytest
+
+from conftest import MICRO
+from ncalab.cli.main import main
+from ncalab.store import RunStore
+
+
+def call(capsys, *args):
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def call_json(capsys, *args):
+    code, out, err = call(capsys, *args, "--json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+@pytest.fixture(scope="module")
+def store_home(tmp_path_factory, code_corpus):
+    home = tmp_path_factory.mktemp("store")
+    ids = []
+    for seed in (0, 1):
+        assert main(["run", "--corpus", str(code_corpus), "--home", str(home), "--seed", str(seed), "--json", *MICRO]) == 0
+    store = RunStore(home)
+    ids = [e.id for e in store.list_experiments()]
+    return home, ids
+
+
+def test_list_show_compare(capsys, store_home):
+    home, ids = store_home
+    rows = call_json(capsys, "runs", "list", "--home", str(home))["experiments"]
+    assert {r["id"] for r in rows} == set(ids) and all(r["status"] == "completed" for r in rows)
+    assert all(r["ppl_nca"] and r["ppl_scratch"] for r in rows)
+    assert call_json(capsys, "runs", "list", "--home", str(home), "--status", "failed")["experiments"] == []
+    d = call_json(capsys, "runs", "show", ids[0], "--home", str(home))
+    assert d["status"] == "completed" and d["summary"]["experiment_id"] == ids[0]
+    assert [r["kind"] for r in d["runs"]] and all(r["pid"] is None for r in d["runs"])
+    assert "val_ppl" in d["runs"][-1]["latest_metrics"]
+    c = call_json(capsys, "runs", "compare", *ids, "--home", str(home))
+    assert c["differs"] == ["seed"]
+    code, out, _ = call(capsys, "runs", "compare", *ids, "--home", str(home))
+    assert code == 0 and "seed" in out
+
+
+def test_plot_and_export(capsys, store_home, tmp_path):
+    home, ids = store_home
+    p = call_json(capsys, "runs", "plot", ids[0], "--home", str(home))
+    labels = sorted(c["label"].split("/")[1] for c in p["curves"])
+    assert labels == ["nca", "scratch"] and all(c["x"] == sorted(c["x"]) for c in p["curves"])
+    code, out, _ = call(capsys, "runs", "plot", ids[0], "--home", str(home), "--metric", "train_loss", "--x", "step")
+    assert code == 0 and "train_loss" in out
+    out_file = tmp_path / "m.csv"
+    assert call(capsys, "runs", "export", ids[0], "--format", "csv", "--out", str(out_file), "--home", str(home))[0] == 0
+    rows = list(csv.DictReader(out_file.open()))
+    store = RunStore(home)
+    n = sum(len(store.metrics(r.id)) for r in store.runs_of(ids[0]))
+    assert len(rows) == n and {"val_ppl", "train_loss"} <= {r["name"] for r in rows}
+    code, out, _ = call(capsys, "runs", "export", ids[0], "--format", "json", "--home", str(home))
+    assert len(json.loads(out)["points"]) == n
+
+
+def test_tag_note_and_rm(capsys, store_home):
+    home, ids = store_home
+    assert call(capsys, "runs", "tag", ids[1], "baseline", "--home", str(home))[0] == 0
+    assert call(capsys, "runs", "note", ids[1], "seed 1 for the table", "--home", str(home))[0] == 0
+    d = call_json(capsys, "runs", "show", ids[1], "--home", str(home))
+    assert d["tags"] == ["baseline"] and d["note"] == "seed 1 for the table"
+    store = RunStore(home)
+    run = store.runs_of(ids[1])[0]
+    folder = store.run_dir(run)
+    store.start_run(run.id, pid=1, host="h", device="cpu")  # as if a job were training it
+    code, _, err = call(capsys, "runs", "rm", ids[1], "--yes", "--home", str(home))
+    assert code != 0 and "cancel it first" in err and folder.exists()
+    store.finish_run(run.id, "cancelled")
+    assert call(capsys, "runs", "rm", ids[1], "--yes", "--home", str(home))[0] == 0
+    assert not folder.exists() and ids[1] not in [e.id for e in store.list_experiments()]
+    assert store.metrics(run.id) == []
+
+
+@pytest.mark.parametrize("args, message", [
+    (["runs", "show", "e-00000000"], "no experiment"),
+    (["runs", "show", "r-00000000"], "no run"),
+    (["runs", "list", "--status", "sleeping"], "unknown status"),
+    (["runs", "plot", "e-00000000"], "no experiment"),
+    (["runs", "export", "e-00000000", "--format", "xml"], "csv or json"),
+    (["runs", "compare", "e-00000000"], "at least two"),
+])
+def test_bad_input(capsys, store_home, args, message):
+    home, _ = store_home
+    code, _, err = call(capsys, *args, "--home", str(home))
+    assert code != 0 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_export_to_unwritable_path(capsys, store_home, tmp_path):
+    home, ids = store_home
+    blocker = tmp_path / "f"
+    blocker.write_text("")
+    code, _, err = call(capsys, "runs", "export", ids[0], "--out", str(blocker / "x.csv"), "--home", str(home))
+    assert code != 0 and "cannot write" in err
