@@ -20,9 +20,12 @@ Home = Annotated[Path | None, typer.Option("--home", envvar="NCALAB_HOME", help=
 
 
 def _store(home):
+    from ncalab.jobs.queue import reap
     from ncalab.store import RunStore
 
-    return RunStore(home)
+    store = RunStore(home)
+    reap(store)  # a job that died is marked lost before anything is shown
+    return store
 
 
 def _fmt(v, spec=".3f", none="-"):
@@ -197,3 +200,40 @@ def note(ident: Annotated[str, typer.Argument()], text: Annotated[str, typer.Arg
     """Attach a note to an experiment."""
     store = _store(home)
     store.set_note(svc.resolve_experiment(store, ident).id, text)
+
+
+@app.command()
+def cancel(ident: Annotated[str, typer.Argument(help="Experiment id.")], home: Home = None,
+           wait: Annotated[float, typer.Option("--wait", help="Seconds to wait for the job to checkpoint and stop.")] = 120.0,
+           json_out: JsonFlag = False) -> None:
+    """Stop an experiment gracefully: its job writes a checkpoint, then the status is cancelled."""
+    from ncalab.jobs import control
+
+    status = control.cancel(_store(home), ident, wait)
+    if json_out:
+        emit_json({"experiment_id": ident, "status": status})
+    else:
+        out_console.print(f"{ident} {status}")
+
+
+@app.command()
+def resume(ident: Annotated[str, typer.Argument(help="Experiment id.")], home: Home = None, json_out: JsonFlag = False) -> None:
+    """Continue a cancelled, failed or lost experiment from its last checkpoints (in the background)."""
+    from ncalab.jobs import control
+
+    status = control.resume(_store(home), ident)
+    if json_out:
+        emit_json({"experiment_id": ident, "status": status})
+    else:
+        out_console.print(f"{ident} {status}; follow it with `ncalab runs tail {ident}`")
+
+
+@app.command()
+def tail(ident: Annotated[str, typer.Argument(help="Experiment id.")], home: Home = None,
+         follow: Annotated[bool, typer.Option("--follow/--no-follow", help="Keep following until the job ends.")] = True) -> None:
+    """Show an experiment's job log and follow it live until the job ends."""
+    from ncalab.jobs import control
+
+    store = _store(home)
+    for line in control.follow_log(store, svc.resolve_experiment(store, ident).id, follow):
+        typer.echo(line, nl=False)

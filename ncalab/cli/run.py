@@ -82,6 +82,8 @@ def run(
     name: Annotated[str | None, typer.Option("--name", help="A name for the experiment.")] = None,
     home: Annotated[Path | None, typer.Option("--home", envvar="NCALAB_HOME", help="Run store folder (default ./runs).")] = None,
     print_config: Annotated[bool, typer.Option("--print-config", help="Print the resolved config and exit.")] = False,
+    detach: Annotated[bool, typer.Option("--detach", "-d", help="Queue it as a background job and return at once.")] = False,
+    max_jobs: Annotated[int | None, typer.Option("--max-jobs", help="Background jobs at once (stored; default 1 per GPU, 1 on CPU).")] = None,
     json_out: JsonFlag = False,
 ) -> None:
     """Run one experiment: NCA pre-pre-training, transfer, language pre-training and the scratch baseline."""
@@ -96,6 +98,20 @@ def run(
     from ncalab.store import RunStore
 
     store = RunStore(home)
+    if detach:
+        from ncalab.jobs import queue
+        from ncalab.services.experiments import submit
+
+        if max_jobs is not None:
+            queue.set_max_jobs(store, max_jobs)
+        exp = submit(cfg, store, name)
+        started = queue.schedule(store)
+        state = "running" if exp.id in started else "queued"
+        if json_out:
+            emit_json({"experiment_id": exp.id, "status": state, "log": str(queue.log_path(store, exp.id))})
+        else:
+            out_console.print(f"{exp.id} {state}; follow it with `ncalab runs tail {exp.id}`")
+        return
     if json_out:
         summary = run_experiment(cfg, store, name=name)
         emit_json(summary)

@@ -7,6 +7,7 @@ widgets) and never prints.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import time
@@ -38,9 +39,6 @@ class SilentReporter:
     def progress(self, name, tokens, metrics): pass
     def done(self, name, result): pass
     def note(self, text): pass
-
-
-STAGES = ("stage1", "nca", "scratch")
 
 
 def cache_dir(store) -> Path:
@@ -87,51 +85,103 @@ class _RunHooks:
         self.reporter.progress(self.name, tokens, m)
 
 
-def run_experiment(cfg: ExperimentConfig, store, reporter: Reporter | None = None, name: str | None = None) -> dict:
-    """Run all three stages; returns the summary (also stored on the experiment)."""
-    reporter = reporter or SilentReporter()
+def submit(cfg: ExperimentConfig, store, name: str | None = None, sweep_id: str | None = None):
+    """Validate and record an experiment and its three runs, all queued; returns the experiment."""
     cfg.validate()
+    devices.choose(cfg.runtime.device, cfg.runtime.dtype)  # an impossible device fails now, not in the job
+    from ncalab.data.corpora import open_corpus
+
+    open_corpus(cfg.data.corpus)  # a missing or unreachable corpus fails before anything is stored
+    exp = store.create_experiment(cfg.preset, cfg.scale, cfg.seed, cfg.to_dict(), name=name, sweep_id=sweep_id)
+    store.create_run(exp.id, "stage1", cfg.to_dict(), cfg.stage1.tokens)
+    store.create_run(exp.id, "nca", cfg.to_dict(), cfg.stage2.tokens)
+    store.create_run(exp.id, "scratch", cfg.to_dict(), cfg.stage2.tokens)
+    return exp
+
+
+def config_of(exp) -> ExperimentConfig:
+    from ncalab.experiment.config import apply_overrides
+
+    return apply_overrides(ExperimentConfig(), json.loads(exp.config_json))
+
+
+def run_experiment(cfg: ExperimentConfig, store, reporter: Reporter | None = None, name: str | None = None) -> dict:
+    """Run an experiment in this process (foreground); returns its summary."""
+    exp = submit(cfg, store, name)
+    if not store.claim_experiment(exp.id, os.getpid(), socket.gethostname()):
+        raise NcalabError(f"experiment {exp.id} was taken by another process")
+    summary = execute(store, exp.id, reporter)
+    if summary is None:
+        raise NcalabError(f"experiment {exp.id} was stopped; `ncalab runs resume {exp.id}` continues it")
+    return summary
+
+
+def _train_stage(store, run, kind: str, model, spec: StageSpec, placement, batches, val, reporter, cfg, should_stop):
+    """Train one stage, continuing from its last checkpoint when there is one. Returns the
+    trainer, or None when it was stopped (after a checkpoint)."""
+    hooks = _RunHooks(store, run.id, kind, reporter)
+    ckpt_dir = store.run_dir(run) / "checkpoints"
+    trainer = Trainer(model, spec, placement, batches, val, hooks.metrics, hooks.progress, ckpt_dir,
+                      cfg.runtime.compile, should_stop)
+    if (ckpt_dir / "last" / checkpoint.STATE_FILE).exists():
+        trainer.restore(ckpt_dir / "last")
+        # points logged after the checkpoint would repeat: the resumed run logs them again
+        store.delete_metrics_after(run.id, trainer.tokens)
+        reporter.note(f"{kind}: resuming from step {trainer.step} ({trainer.tokens:,} tokens)")
+    else:
+        store.delete_metrics_after(run.id, -1)  # no checkpoint: the stage starts over, and so does its curve
+    reporter.stage(kind, spec.steps * spec.tokens_per_step)
+    store.start_run(run.id, os.getpid(), socket.gethostname(), placement.label)
+    result = trainer.run()
+    store.heartbeat(run.id, step=trainer.step, tokens=trainer.tokens)
+    if trainer.stopped:
+        store.finish_run(run.id, "cancelled")
+        return None
+    if trainer.train_seconds:
+        hooks.metrics([{"name": "stage_tokens_per_s", "step": trainer.step, "tokens": trainer.tokens,
+                        "wall_time": result["seconds"], "value": result["tokens_per_s"]}])
+    return trainer
+
+
+def execute(store, exp_id: str, reporter: Reporter | None = None, should_stop=None) -> dict | None:
+    """Run (or continue) a claimed experiment: stages already completed are skipped, an
+    interrupted stage continues from its checkpoint. Returns the summary, or None if stopped."""
+    reporter = reporter or SilentReporter()
+    should_stop = should_stop or (lambda: False)
+    exp = store.get_experiment(exp_id)
+    cfg = config_of(exp).validate()
+    runs = {r.kind: r for r in store.runs_of(exp_id)}
     placement = devices.choose(cfg.runtime.device, cfg.runtime.dtype)
     devices.tune_glibc_malloc()
     devices.set_threads(cfg.runtime.threads)
     nca_cfg, band = cfg.nca_config(), cfg.band()
-    from ncalab.data.corpora import open_corpus
-
-    open_corpus(cfg.data.corpus)  # a missing or unreachable corpus fails before anything is stored
-    exp = store.create_experiment(cfg.preset, cfg.scale, cfg.seed, cfg.to_dict(), name=name)
-    runs = {
-        "stage1": store.create_run(exp.id, "stage1", cfg.to_dict(), cfg.stage1.tokens),
-        "nca": store.create_run(exp.id, "nca", cfg.to_dict(), cfg.stage2.tokens),
-        "scratch": store.create_run(exp.id, "scratch", cfg.to_dict(), cfg.stage2.tokens),
-    }
-    t0 = time.time()
-    host, pid = socket.gethostname(), os.getpid()
     current = None
     try:
-        store.set_experiment_status(exp.id, "running")
         tok, train_arr, val_arr = prepare_language_data(cfg, cache_dir(store), reporter)
         lang_vocab = len(tok)
         from ncalab.data.lm_data import TokenBatches, val_batches
 
-        results: dict[str, dict] = {}
         # ---- stage 1: NCA pre-pre-training --------------------------------------------------
         current = "stage1"
         r = runs["stage1"]
-        store.start_run(r.id, pid, host, placement.label)
-        s1 = cfg.stage1
-        model = build_model(cfg.model, nca_cfg.vocab_size, nca_cfg.seq_len, seed=cfg.seed)
-        reporter.note(f"model: {count_params(model, embeddings=False):,} parameters without embeddings; {placement.label}")
-        spec = _stage_spec("stage1", s1, s1.batch_size * nca_cfg.seq_len, 8)
-        reporter.stage("stage1", spec.steps * spec.tokens_per_step)
-        hooks = _RunHooks(store, r.id, "stage1", reporter)
-        trainer = Trainer(model, spec, placement, NCABatches(nca_cfg, band, cfg.seed, s1.batch_size),
-                          nca_validation(nca_cfg, band, cfg.seed, s1.val_sequences, s1.batch_size),
-                          hooks.metrics, hooks.progress, store.run_dir(r) / "checkpoints", cfg.runtime.compile)
-        results["stage1"] = trainer.run()
-        checkpoint.save(store.run_dir(r) / "model", trainer.model)
-        store.finish_run(r.id, "completed")
-        reporter.done("stage1", results["stage1"])
-        nca_model = trainer.model.cpu()
+        if r.status == "completed":
+            nca_model = checkpoint.load_model(store.run_dir(r) / "model")
+        else:
+            s1 = cfg.stage1
+            model = build_model(cfg.model, nca_cfg.vocab_size, nca_cfg.seq_len, seed=cfg.seed)
+            reporter.note(f"model: {count_params(model, embeddings=False):,} parameters without embeddings; {placement.label}")
+            trainer = _train_stage(
+                store, r, "stage1", model, _stage_spec("stage1", s1, s1.batch_size * nca_cfg.seq_len, 8), placement,
+                NCABatches(nca_cfg, band, cfg.seed, s1.batch_size),
+                nca_validation(nca_cfg, band, cfg.seed, s1.val_sequences, s1.batch_size), reporter, cfg, should_stop)
+            if trainer is None:
+                store.finish_experiment(exp_id, "cancelled")
+                return None
+            checkpoint.save(store.run_dir(r) / "model", trainer.model)
+            store.finish_run(r.id, "completed")
+            reporter.done("stage1", {})
+            nca_model = trainer.model.cpu()
+            del trainer
 
         # ---- stage 2, twice: transferred and scratch, same data, order, budget, schedule, seed
         s2 = cfg.stage2
@@ -139,48 +189,53 @@ def run_experiment(cfg: ExperimentConfig, store, reporter: Reporter | None = Non
         for kind in ("nca", "scratch"):
             current = kind
             r = runs[kind]
-            store.start_run(r.id, pid, host, placement.label)
+            if r.status == "completed":
+                continue
             if kind == "nca":
                 model, kept = transfer(nca_model, cfg.model, lang_vocab, s2.seq_len, cfg.seed + 1, set(cfg.transfer.reinit))
                 reporter.note(f"transferred {len(kept)} tensors; re-initialised embeddings, head"
                               + (f" and {', '.join(cfg.transfer.reinit)}" if cfg.transfer.reinit else ""))
             else:
                 model = build_model(cfg.model, lang_vocab, s2.seq_len, seed=cfg.seed + 1)
-            spec = _stage_spec(kind, s2, s2.batch_size * s2.seq_len, 10)
-            reporter.stage(kind, spec.steps * spec.tokens_per_step)
-            hooks = _RunHooks(store, r.id, kind, reporter)
             batches = LanguageBatches(TokenBatches(train_arr, s2.seq_len, s2.batch_size, seed=cfg.seed))
-            trainer = Trainer(model, spec, placement, batches, language_validation(windows),
-                              hooks.metrics, hooks.progress, store.run_dir(r) / "checkpoints", cfg.runtime.compile)
-            results[kind] = trainer.run()
+            trainer = _train_stage(store, r, kind, model, _stage_spec(kind, s2, s2.batch_size * s2.seq_len, 10),
+                                   placement, batches, language_validation(windows), reporter, cfg, should_stop)
+            if trainer is None:
+                store.finish_experiment(exp_id, "cancelled")
+                return None
             out = store.run_dir(r) / "model"
             checkpoint.save(out, trainer.model)
             tok.save_pretrained(out)
             store.finish_run(r.id, "completed")
-            reporter.done(kind, results[kind])
+            reporter.done(kind, {})
             del trainer, model
         current = None
-        summary = compare(store.curve(runs["scratch"].id, "val_ppl"), store.curve(runs["nca"].id, "val_ppl"))
-        summary.update({
-            "experiment_id": exp.id, "preset": cfg.preset, "scale": cfg.scale, "seed": cfg.seed,
-            "wall_s": time.time() - t0, "device": placement.label,
-            "tokens_per_s": {k: v["tokens_per_s"] for k, v in results.items()},
-            "stage1_val_loss": results["stage1"].get("val_loss"),
-            "runs": {k: v.id for k, v in runs.items()},
-        })
-        store.set_summary(exp.id, summary)
-        store.set_experiment_status(exp.id, "completed")
+        summary = summarise(store, exp_id, placement.label)
+        store.set_summary(exp_id, summary)
+        store.finish_experiment(exp_id, "completed")
         return summary
     except BaseException as e:
         error = str(e) if isinstance(e, NcalabError) else f"{type(e).__name__}: {e}"
         status = "cancelled" if isinstance(e, KeyboardInterrupt) else "failed"
-        for kind in STAGES:
-            run = store.get_run(runs[kind].id)
-            if run.status in ("running", "queued"):
-                store.finish_run(run.id, status if kind == current or run.status == "running" else "cancelled",
-                                 error=error if kind == current else None)
-        store.set_experiment_status(exp.id, status)
+        if current is not None:
+            store.finish_run(runs[current].id, status, error=error)
+        store.finish_experiment(exp_id, status, error=error)
         raise
+
+
+def summarise(store, exp_id: str, device: str) -> dict:
+    exp = store.get_experiment(exp_id)
+    runs = {r.kind: r for r in store.runs_of(exp_id)}
+    summary = compare(store.curve(runs["scratch"].id, "val_ppl"), store.curve(runs["nca"].id, "val_ppl"))
+    stage1 = store.latest_metrics(runs["stage1"].id)
+    summary.update({
+        "experiment_id": exp_id, "preset": exp.preset, "scale": exp.scale, "seed": exp.seed,
+        "wall_s": time.time() - (exp.started_at or exp.created_at), "device": device,
+        "tokens_per_s": {k: store.latest_metrics(r.id).get("stage_tokens_per_s") for k, r in runs.items()},
+        "stage1_val_loss": stage1.get("val_loss"),
+        "runs": {k: r.id for k, r in runs.items()},
+    })
+    return summary
 
 
 def _eval_tokens(corpus, tok, split: str, val_fraction: float, max_tokens: int):

@@ -40,6 +40,11 @@ class Experiment(SQLModel, table=True):
     sweep_id: str | None = Field(default=None, index=True)
     tags_json: str = "[]"
     note: str | None = None
+    # The job process working on it (schema 2): lets any command tell a dead job from a live one.
+    pid: int | None = None
+    host: str | None = None
+    heartbeat_at: float | None = None
+    error: str | None = None
 
     @property
     def config(self) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, event, inspect, literal_column, select, text, update
+from sqlalchemy import Connection, Engine, delete, event, func, inspect, literal_column, select, text, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, SQLModel, create_engine
@@ -42,14 +42,20 @@ from ncalab.store.schema import (
     new_id,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DB_NAME = "ncalab.db"
 _IMMEDIATE = "ncalab_immediate"  # execution option that marks the write engine
 
 # MIGRATIONS[v] upgrades a store from schema v to v + 1, inside the init transaction.
 # To change the schema: bump SCHEMA_VERSION and add one small function here, e.g.
 #   def _v1_to_v2(conn): conn.exec_driver_sql("ALTER TABLE runs ADD COLUMN gpu_hours REAL")
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
+def _v1_to_v2(conn: Connection) -> None:
+    """Schema 2: experiments know the job process working on them (background jobs)."""
+    for column in ("pid INTEGER", "host VARCHAR", "heartbeat_at FLOAT", "error VARCHAR"):
+        conn.exec_driver_sql(f"ALTER TABLE experiments ADD COLUMN {column}")
+
+
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1_to_v2}
 
 
 def default_home() -> Path:
@@ -333,6 +339,54 @@ class RunStore:
         with self._engine.connect() as conn:
             rows = conn.execute(select(LatestMetric.name, LatestMetric.value).where(LatestMetric.run_id == run_id))
             return {name: _none_to_nan(value) for name, value in rows}
+
+    # ---- jobs ------------------------------------------------------------------------------------
+
+    def claim_experiment(self, exp_id: str, pid: int, host: str, max_running: int | None = None) -> bool:
+        """Atomically move a queued experiment to running for this process; False if another
+        process claimed it first, it is not queued, or ``max_running`` experiments already run."""
+        now = time.time()
+        with self._write() as s:
+            if max_running is not None:
+                running = s.execute(select(func.count()).select_from(Experiment).where(Experiment.status == "running")).scalar()
+                if running >= max_running:
+                    return False
+            res = s.execute(
+                update(Experiment).where(Experiment.id == exp_id, Experiment.status == "queued").values(
+                    status="running", pid=pid, host=host, heartbeat_at=now, error=None, finished_at=None,
+                    started_at=func.coalesce(Experiment.started_at, now)))
+            return res.rowcount == 1
+
+    def touch_experiment(self, exp_id: str) -> None:
+        with self._write() as s:
+            s.execute(update(Experiment).where(Experiment.id == exp_id).values(heartbeat_at=time.time()))
+
+    def finish_experiment(self, exp_id: str, status: str, error: str | None = None) -> None:
+        if status not in FINAL_STATUSES:
+            raise NcalabError(f"not a final status: {status!r}")
+        with self._write() as s:
+            s.execute(update(Experiment).where(Experiment.id == exp_id).values(
+                status=status, error=error, finished_at=time.time(), pid=None))
+            if status != "completed":  # runs left mid-way share the experiment's fate
+                s.execute(update(Run).where(Run.experiment_id == exp_id, Run.status.in_(("running", "queued"))).values(
+                    status=status, finished_at=time.time(), pid=None))
+
+    def requeue_experiment(self, exp_id: str) -> None:
+        """Back to the queue: the experiment and every run that did not complete."""
+        with self._write() as s:
+            s.execute(update(Experiment).where(Experiment.id == exp_id).values(
+                status="queued", error=None, finished_at=None, pid=None))
+            s.execute(update(Run).where(Run.experiment_id == exp_id, Run.status != "completed").values(
+                status="queued", error=None, finished_at=None, pid=None))
+
+    def get_meta(self, key: str) -> str | None:
+        with self._engine.connect() as conn:
+            return conn.execute(select(StoreMeta.value).where(StoreMeta.key == key)).scalar()
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._write() as s:
+            stmt = sqlite_insert(StoreMeta).values(key=key, value=value)
+            s.execute(stmt.on_conflict_do_update(index_elements=["key"], set_={"value": value}))
 
     def delete_experiment(self, exp_id: str) -> list[Path]:
         """Remove an experiment, its runs and their metrics in one transaction; returns the run

@@ -76,6 +76,7 @@ class Trainer:
         self.step = 0
         self.tokens = 0
         self.train_seconds = 0.0
+        self.wall_offset = 0.0  # wall time of the runs before a resume, so time curves continue
         self.stopped = False
 
     def _eval(self, wall: float) -> dict:
@@ -86,7 +87,10 @@ class Trainer:
 
     def save(self, path: Path) -> None:
         checkpoint.save(path, self.model, self.optimizer, self.scheduler, step=self.step, tokens=self.tokens,
-                        data=self.batches.state_dict(), train_seconds=self.train_seconds)
+                        data=self.batches.state_dict(), train_seconds=self.train_seconds, wall=self._wall())
+
+    def _wall(self) -> float:
+        return time.perf_counter() - self._t_start if hasattr(self, "_t_start") else self.wall_offset
 
     def restore(self, path: Path) -> None:
         """Continue exactly from a checkpoint written by ``save``: weights, optimiser,
@@ -98,13 +102,14 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.step, self.tokens = int(state["step"]), int(state["tokens"])
         self.train_seconds = float(state.get("train_seconds", 0.0))
+        self.wall_offset = float(state.get("wall", 0.0))
         self.batches.load_state_dict(state["data"])
         checkpoint.restore_rng(state)
 
     def run(self) -> dict:
         spec, dev = self.spec, self.placement.device
         evals = spec.eval_steps()
-        t_start = time.perf_counter()
+        self._t_start = t_start = time.perf_counter() - self.wall_offset
         last = {}
         if self.step == 0 and 0 in evals:
             last = self._eval(0.0)
@@ -150,6 +155,6 @@ class Trainer:
             self.on_progress(self.tokens, {"train_loss": loss_v, "tokens_per_s": tps, **last})
         if pending:
             self.on_metrics(pending)
-        return {"tokens": self.tokens, "steps": self.step, "seconds": time.perf_counter() - t_start,
+        return {"tokens": self.tokens, "steps": self.step, "seconds": self._wall(),
                 "train_seconds": self.train_seconds,
                 "tokens_per_s": self.tokens / self.train_seconds if self.train_seconds else 0.0, **last}

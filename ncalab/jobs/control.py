@@ -1,0 +1,59 @@
+"""Cancel, resume and follow jobs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+
+from ncalab.errors import NcalabError
+from ncalab.jobs import queue
+
+
+def cancel(store, exp_id: str, wait: float = 120.0) -> str:
+    exp = store.get_experiment(exp_id)
+    if exp.status == "queued":
+        store.finish_experiment(exp_id, "cancelled")
+        return "cancelled"
+    if exp.status != "running":
+        raise NcalabError(f"experiment {exp_id} is {exp.status}, not running or queued")
+    if not queue.pid_alive(exp.pid):
+        queue.reap(store)
+        raise NcalabError(f"the job of {exp_id} is gone; it is now marked lost (resume it with `ncalab runs resume`)")
+    os.kill(exp.pid, signal.SIGTERM)  # the job checkpoints, then marks itself cancelled
+    return queue.wait_until(store, exp_id, ("cancelled", "completed", "failed", "lost"), wait)
+
+
+def resume(store, exp_id: str) -> str:
+    exp = store.get_experiment(exp_id)
+    if exp.status == "completed":
+        raise NcalabError(f"experiment {exp_id} already completed; there is nothing to resume")
+    if exp.status in ("running", "queued"):
+        raise NcalabError(f"experiment {exp_id} is {exp.status}; only cancelled, failed or lost ones resume")
+    store.requeue_experiment(exp_id)
+    started = queue.schedule(store)
+    return "running" if exp_id in started else "queued"
+
+
+def follow_log(store, exp_id: str, follow: bool = True, poll: float = 0.5) -> Iterator[str]:
+    """Lines of the job log; with ``follow``, new lines until the experiment is no longer
+    queued or running."""
+    path = queue.log_path(store, exp_id)
+    pos = 0
+    while True:
+        if path.exists():
+            with open(path, errors="replace") as f:
+                f.seek(pos)
+                chunk = f.read()
+                pos = f.tell()
+            if chunk:
+                yield from chunk.splitlines(keepends=True)
+        if not follow:
+            return
+        queue.reap(store)
+        if store.get_experiment(exp_id).status not in ("queued", "running"):
+            if path.exists() and path.stat().st_size > pos:
+                continue  # drain what the job wrote last
+            return
+        time.sleep(poll)

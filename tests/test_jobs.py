@@ -1,0 +1,158 @@
+"""Background jobs with real processes and a real store: detach, kill -9, lost, cancel,
+resume, the queue, crashes."""
+
+import json
+import os
+import signal
+import sqlite3
+import time
+
+import pytest
+
+from conftest import MICRO
+from ncalab.cli.main import main
+from ncalab.store import RunStore
+
+# Long enough to catch a job mid-stage, short enough for CI (a few seconds a stage).
+SLOW = [a for a in MICRO] + ["--set", "stage1.tokens=81920", "--set", "stage2.tokens=65536"]
+
+
+def call_json(capsys, *args):
+    code = main(list(args) + ["--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    return json.loads(out)
+
+
+def detach(capsys, home, corpus, *extra):
+    return call_json(capsys, "run", "--corpus", str(corpus), "--home", str(home), "--detach", *SLOW, *extra)["experiment_id"]
+
+
+def wait_for(pred, timeout=180.0, poll=0.2):
+    end = time.time() + timeout
+    while time.time() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(poll)
+    raise AssertionError("timed out")
+
+
+def running_pid(store, exp_id):
+    """The job's pid once it trains a stage with some tokens logged."""
+    for r in store.runs_of(exp_id):
+        if r.status == "running" and store.metrics(r.id, "train_loss"):
+            return store.get_experiment(exp_id).pid, r
+    return None
+
+
+def check_curves(store, exp_id):
+    for r in store.runs_of(exp_id):
+        assert r.status == "completed"
+        tokens, _ = store.curve(r.id, "train_loss")
+        steps = sorted({p.step for p in store.metrics(r.id, "train_loss")})
+        assert tokens == sorted(set(tokens)), "duplicated or unordered points"
+        assert steps == list(range(1, len(steps) + 1)), "a gap in the training curve"
+        vt, _ = store.curve(r.id, "val_loss")
+        assert vt == sorted(set(vt)) and vt[0] == 0 and vt[-1] == tokens[-1]
+
+
+def test_kill_9_marks_lost_and_resume_completes(tmp_path, capsys, code_corpus):
+    home = tmp_path / "h"
+    exp_id = detach(capsys, home, code_corpus)
+    store = RunStore(home)
+    pid, run = wait_for(lambda: running_pid(store, exp_id))
+    d = call_json(capsys, "runs", "show", exp_id, "--home", str(home))
+    assert d["status"] == "running" and any(r["pid"] == pid for r in d["runs"])
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split(")")[-1].split()[0] == "Z")
+    rows = call_json(capsys, "runs", "list", "--home", str(home))["experiments"]
+    assert rows[0]["status"] == "lost"
+    assert store.get_run(run.id).status == "lost"
+    assert call_json(capsys, "runs", "resume", exp_id, "--home", str(home))["status"] in ("running", "queued")
+    assert wait_for(lambda: store.get_experiment(exp_id).status in ("completed", "failed") and store.get_experiment(exp_id)).status == "completed"
+    check_curves(store, exp_id)
+    assert store.get_experiment(exp_id).summary["ppl_nca"] > 1
+
+
+def test_cancel_checkpoints_and_resume_completes(tmp_path, capsys, code_corpus):
+    home = tmp_path / "h"
+    exp_id = detach(capsys, home, code_corpus)
+    store = RunStore(home)
+    _, run = wait_for(lambda: running_pid(store, exp_id))
+    assert call_json(capsys, "runs", "cancel", exp_id, "--home", str(home))["status"] == "cancelled"
+    run = store.get_run(run.id)
+    assert run.status == "cancelled"
+    assert (store.run_dir(run) / "checkpoints" / "last" / "trainer_state.pt").exists()
+    code = main(["runs", "cancel", exp_id, "--home", str(home)])
+    assert code != 0 and "not running" in capsys.readouterr().err
+    call_json(capsys, "runs", "resume", exp_id, "--home", str(home))
+    wait_for(lambda: store.get_experiment(exp_id).status in ("completed", "failed"))
+    assert store.get_experiment(exp_id).status == "completed"
+    check_curves(store, exp_id)
+    code = main(["runs", "resume", exp_id, "--home", str(home)])
+    assert code != 0 and "already completed" in capsys.readouterr().err
+
+
+def test_queue_runs_one_at_a_time_and_starts_the_next(tmp_path, capsys, code_corpus):
+    home = tmp_path / "h"
+    a = detach(capsys, home, code_corpus, "--max-jobs", "1")
+    b = detach(capsys, home, code_corpus, "--seed", "1")
+    store = RunStore(home)
+    assert store.get_experiment(b).status == "queued"
+    seen_both = False
+
+    def done():
+        nonlocal seen_both
+        st = [store.get_experiment(x).status for x in (a, b)]
+        seen_both |= st == ["running", "running"]
+        return all(s in ("completed", "failed") for s in st)
+
+    wait_for(done, timeout=300)
+    assert not seen_both
+    assert [store.get_experiment(x).status for x in (a, b)] == ["completed", "completed"]
+    ea, eb = store.get_experiment(a), store.get_experiment(b)
+    assert eb.started_at >= ea.finished_at - 1  # b started when a's slot freed
+
+
+def test_a_crash_mid_run_is_failed_with_the_error(tmp_path, capsys, code_corpus):
+    home = tmp_path / "h"
+    # stage 2 windows longer than the corpus: fails after stage 1, inside the job
+    exp_id = detach(capsys, home, code_corpus, "--set", "stage2.seq_len=4000000")
+    store = RunStore(home)
+    wait_for(lambda: store.get_experiment(exp_id).status in ("failed", "completed"))
+    exp = store.get_experiment(exp_id)
+    assert exp.status == "failed" and exp.error
+    d = call_json(capsys, "runs", "show", exp_id, "--home", str(home))
+    assert any(r["status"] == "failed" and r["error"] for r in d["runs"])
+
+
+def test_cancel_a_queued_experiment_and_bad_ids(tmp_path, capsys, code_corpus):
+    home = tmp_path / "h"
+    a = detach(capsys, home, code_corpus, "--max-jobs", "1")
+    b = detach(capsys, home, code_corpus, "--seed", "2")
+    assert call_json(capsys, "runs", "cancel", b, "--home", str(home))["status"] == "cancelled"
+    assert call_json(capsys, "runs", "cancel", a, "--home", str(home))["status"] == "cancelled"
+    for args, msg in ((["runs", "cancel", "e-00000000"], "no experiment"),
+                      (["runs", "resume", "e-00000000"], "no experiment"),
+                      (["run", "--detach", "--max-jobs", "0"], "at least 1")):
+        code = main(args + ["--home", str(home)])
+        err = capsys.readouterr().err
+        assert code != 0 and msg in err and "Traceback" not in err
+
+
+def test_old_store_is_upgraded_in_place(tmp_path):
+    home = tmp_path / "h"
+    store = RunStore(home)
+    exp = store.create_experiment("code", "tiny", 0, {"a": 1})
+    store.close()
+    con = sqlite3.connect(home / "ncalab.db")  # make it a schema-1 store, as ncalab 0.1 wrote it
+    for col in ("pid", "host", "heartbeat_at", "error"):
+        con.execute(f"ALTER TABLE experiments DROP COLUMN {col}")
+    con.execute("UPDATE store_meta SET value='1' WHERE key='schema_version'")
+    con.commit()
+    con.close()
+    again = RunStore(home)
+    assert again.get_experiment(exp.id).config == {"a": 1}
+    assert again.claim_experiment(exp.id, 123, "host")
+    assert again.get_meta("schema_version") == "2"
