@@ -14,8 +14,8 @@ from ncalab.cli import browse, nca, run
 from ncalab.errors import NcalabError
 
 app = typer.Typer(
-    help="ncalab: a terminal lab for NCA pre-pre-training of language models.",
-    no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+    help="ncalab: a terminal lab for NCA pre-pre-training of language models. Without a command: the TUI.",
+    pretty_exceptions_enable=False, add_completion=False,
 )
 app.add_typer(nca.app, name="nca")
 app.command("run")(run.run)
@@ -29,11 +29,15 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
+@app.callback(invoke_without_command=True)
 def _root(
+    ctx: typer.Context,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = False,
 ) -> None:
-    pass
+    if ctx.invoked_subcommand is None:  # plain `ncalab`: the terminal lab
+        from ncalab.tui.app import run_app
+
+        run_app()
 
 
 def main(argv: list[str] | None = None) -> int:

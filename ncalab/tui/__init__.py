@@ -1,0 +1,1 @@
+"""The ncalab terminal lab (Textual): explore automata live, browse runs."""

@@ -1,0 +1,40 @@
+"""The ncalab Textual app: `ncalab` with no arguments."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.app import App
+from textual.binding import Binding
+
+from ncalab.tui.screens.explore import ExploreScreen
+from ncalab.tui.screens.help import HelpScreen
+from ncalab.tui.screens.runs import RunsScreen
+
+
+class NcalabApp(App):
+    TITLE = "ncalab"
+    SUB_TITLE = "NCA pre-pre-training lab"
+    CSS_PATH = Path(__file__).with_name("ncalab.tcss")
+    MODES = {"explore": ExploreScreen, "runs": RunsScreen}  # screens read home and seed from the app
+    BINDINGS = [
+        Binding("e", "switch_mode('explore')", "Explore"),
+        Binding("r", "switch_mode('runs')", "Runs"),
+        Binding("question_mark", "help", "Help"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(self, home=None, seed: int = 0):
+        super().__init__()
+        self.home = home
+        self.seed = seed
+
+    def on_mount(self) -> None:
+        self.switch_mode("explore")
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+
+def run_app(home=None) -> None:
+    NcalabApp(home=home).run()

@@ -1,0 +1,31 @@
+"""Help: every key of every screen."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import ModalScreen
+from textual.widgets import Markdown
+
+HELP = """\
+# ncalab
+
+**Everywhere**: `e` explore · `r` runs · `?` this help · `ctrl+p` command palette · `q` quit
+
+**Explore**: `space` play/pause · `s` single step · `n` new random rule · `+`/`-` speed ·
+type a seed, a shape (`H W colours patch`) or sampling (`temperature bias`) and press enter.
+The gzip score is measured on the last 10 frames, as the paper scores rules.
+
+**Runs**: arrows select · `c` cancel the selected experiment (checkpoint first) ·
+`u` resume it · `f5` refresh (it also refreshes itself every 2 s).
+Jobs keep running when the app closes.
+
+Press `escape` to close.
+"""
+
+
+class HelpScreen(ModalScreen):
+    BINDINGS = [Binding("escape,question_mark,q", "dismiss", "Close")]
+
+    def compose(self) -> ComposeResult:
+        yield Markdown(HELP, id="help")

@@ -1,0 +1,102 @@
+"""The Textual app, driven with Pilot on a real temporary store."""
+
+import asyncio
+
+import pytest
+
+from conftest import MICRO
+from ncalab.cli.main import main
+from ncalab.tui.app import NcalabApp
+from ncalab.tui.screens.explore import ExploreScreen
+from ncalab.tui.screens.help import HelpScreen
+from ncalab.tui.screens.runs import RunsScreen
+from ncalab.tui.widgets.grid_view import GridView
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_explore_plays_steps_and_loads_rules(tmp_path):
+    async def scenario():
+        app = NcalabApp(home=tmp_path, seed=5)
+        async with app.run_test(size=(100, 32)) as pilot:
+            screen = app.screen
+            assert isinstance(screen, ExploreScreen)
+            await pilot.pause(0.5)
+            assert screen.playing and screen.step_count > 10  # running live after the burn-in
+            await pilot.press("space")
+            assert not screen.playing
+            before = screen.step_count
+            await pilot.press("s")
+            assert screen.step_count == before + 1
+            frame = screen.query_one(GridView).grid
+            assert frame.shape == (12, 12)
+            # type a seed and bring that rule back: the same first frame as the engine gives
+            await pilot.click("#seed")
+            screen.query_one("#seed").value = "42"
+            await pilot.press("enter")
+            from ncalab.nca.config import NCAConfig
+            from ncalab.nca.engine import RuleBatch
+
+            assert screen.seed == 42 and (screen.query_one(GridView).grid == RuleBatch([42], [42], NCAConfig()).frames(1)[0, 0]).all()
+            await pilot.press("n")
+            assert screen.seed != 42
+            # invalid settings are refused in place, the rule keeps running
+            screen.query_one("#shape").value = "13 12 10 2"
+            await pilot.click("#shape")
+            await pilot.press("enter")
+            assert "not divisible" in str(screen.query_one("#message").render())
+            screen.query_one("#seed").value = ""
+            screen.load_rule()
+            assert "whole number" in str(screen.query_one("#message").render())
+            await pilot.press("question_mark")
+            assert isinstance(app.screen, HelpScreen)
+            await pilot.press("escape")
+            assert isinstance(app.screen, ExploreScreen)
+
+    run(scenario())
+
+
+def test_runs_screen_lists_and_details_real_runs(tmp_path, code_corpus):
+    home = tmp_path / "h"
+    assert main(["run", "--corpus", str(code_corpus), "--home", str(home), "--json", *MICRO]) == 0
+
+    async def scenario():
+        app = NcalabApp(home=home)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.press("r")
+            screen = app.screen
+            assert isinstance(screen, RunsScreen)
+            for _ in range(30):
+                await pilot.pause(0.1)
+                if screen.query_one("#table").row_count:
+                    break
+            table = screen.query_one("#table")
+            assert table.row_count == 1
+            await pilot.pause(0.5)
+            summary = str(screen.query_one("#summary").render())
+            assert "ppl scratch" in summary and "completed" in summary
+            await pilot.press("u")  # resume of a completed experiment: refused with a message
+            await pilot.pause(0.5)
+            await pilot.press("e")
+            assert isinstance(app.screen, ExploreScreen)
+
+    run(scenario())
+
+
+def test_unopenable_store_is_explained(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+
+    async def scenario():
+        app = NcalabApp(home=blocker)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.press("r")
+            for _ in range(20):
+                await pilot.pause(0.1)
+                if "cannot open" in str(app.screen.query_one("#summary").render()):
+                    break
+            assert "cannot open the run store" in str(app.screen.query_one("#summary").render())
+
+    run(scenario())
