@@ -21,7 +21,6 @@ import tempfile
 import time
 
 import numba
-import numpy as np
 import torch
 
 THREADS = 2

@@ -26,7 +26,6 @@ def run_fail(capsys, *args) -> str:
     code = main(list(args))
     out, err = capsys.readouterr()
     assert code != 0
-    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
     assert "Traceback" not in err
     return err
 

@@ -7,7 +7,6 @@ import signal
 import sqlite3
 import time
 
-import pytest
 
 from conftest import MICRO
 from ncalab.cli.main import main

@@ -2,7 +2,6 @@
 
 import asyncio
 
-import pytest
 
 from conftest import MICRO
 from ncalab.cli.main import main

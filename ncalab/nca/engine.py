@@ -65,11 +65,6 @@ class RuleBatch:
     def __len__(self) -> int:
         return int(self.rule_seeds.shape[0])
 
-    @classmethod
-    def from_seed_pairs(cls, pairs, cfg, device="cpu") -> "RuleBatch":
-        pairs = list(pairs)
-        return cls([p[0] for p in pairs], [p[1] for p in pairs], cfg, device)
-
     def state(self) -> np.ndarray:
         """Current grids, (B, H, W) uint8."""
         cfg = self.cfg

@@ -7,7 +7,6 @@ and lets us draw noise for only the few cells that need it.
 
 from __future__ import annotations
 
-import math
 
 import torch
 
@@ -34,11 +33,6 @@ def mix64(z: torch.Tensor) -> torch.Tensor:
     z = (z ^ _shr(z, 30)) * _M1
     z = (z ^ _shr(z, 27)) * _M2
     return z ^ _shr(z, 31)
-
-
-def mix64_int(x: int) -> int:
-    """The same bijection on a Python int, for scalar seeds."""
-    return int(mix64(torch.tensor([_signed(x)], dtype=torch.int64))[0])
 
 
 def hash_keys(*parts: torch.Tensor | int) -> torch.Tensor:

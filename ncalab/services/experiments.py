@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 from typing import Protocol
 
-import torch
 
 from ncalab.errors import NcalabError
 from ncalab.experiment.config import ExperimentConfig

@@ -8,7 +8,7 @@ import numpy as np
 
 from ncalab.errors import NcalabError
 from ncalab.nca.analysis import trajectory_stats
-from ncalab.nca.bands import REPORT_BINS, bin_fractions
+from ncalab.nca.bands import bin_fractions
 from ncalab.nca.complexity import score_tokens
 from ncalab.nca.config import NCAConfig
 from ncalab.nca.engine import RuleBatch
@@ -77,5 +77,3 @@ def complexity_survey(n_rules: int, seed: int, cfg: NCAConfig) -> dict:
         "mean": float(scores.mean()),
     }
 
-
-BAND_NAMES = [name for name, _, _ in REPORT_BINS]
