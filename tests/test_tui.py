@@ -99,3 +99,44 @@ def test_unopenable_store_is_explained(tmp_path):
             assert "cannot open the run store" in str(app.screen.query_one("#summary").render())
 
     run(scenario())
+
+
+def test_launch_starts_a_background_job_that_shows_in_runs(tmp_path, code_corpus):
+    import time
+
+    from ncalab.store import RunStore
+    from ncalab.tui.screens.launch import LaunchScreen
+
+    home = tmp_path / "h"
+    overrides = " ".join(a for a in MICRO if a != "--set")
+
+    async def scenario():
+        app = NcalabApp(home=home)
+        async with app.run_test(size=(110, 36)) as pilot:
+            await pilot.press("l")
+            screen = app.screen
+            assert isinstance(screen, LaunchScreen)
+            screen.query_one("#seed").value = "x"
+            await pilot.pause(0.5)
+            assert "whole number" in str(screen.query_one("#launch-info").render())
+            screen.query_one("#seed").value = "7"
+            screen.query_one("#corpus").value = str(code_corpus)
+            screen.query_one("#overrides").value = overrides
+            await pilot.pause(0.5)
+            info = str(screen.query_one("#launch-info").render())
+            assert "16,384 NCA tokens" in info and "no estimate" in info
+            await pilot.press("ctrl+s")
+            for _ in range(50):
+                await pilot.pause(0.1)
+                if isinstance(app.screen, RunsScreen):
+                    break
+            assert isinstance(app.screen, RunsScreen)
+
+    run(scenario())
+    store = RunStore(home)
+    (exp,) = store.list_experiments()
+    assert exp.seed == 7 and exp.config["data"]["corpus"] == str(code_corpus)
+    end = time.time() + 120
+    while store.get_experiment(exp.id).status in ("queued", "running") and time.time() < end:
+        time.sleep(0.3)
+    assert store.get_experiment(exp.id).status == "completed"  # it ran on after the app closed

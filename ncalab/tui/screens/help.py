@@ -10,11 +10,15 @@ from textual.widgets import Markdown
 HELP = """\
 # ncalab
 
-**Everywhere**: `e` explore · `r` runs · `?` this help · `ctrl+p` command palette · `q` quit
+**Everywhere**: `e` explore · `l` launch · `r` runs · `?` this help · `ctrl+p` command palette · `q` quit
 
 **Explore**: `space` play/pause · `s` single step · `n` new random rule · `+`/`-` speed ·
 type a seed, a shape (`H W colours patch`) or sampling (`temperature bias`) and press enter.
 The gzip score is measured on the last 10 frames, as the paper scores rules.
+
+**Launch**: choose preset, scale, corpus, seed and overrides (`section.key=value`, space
+separated); the panel shows the budget and an estimate from earlier runs; `ctrl+s` or the
+button starts it as a background job.
 
 **Runs**: arrows select · `c` cancel the selected experiment (checkpoint first) ·
 `u` resume it · `f5` refresh (it also refreshes itself every 2 s).

@@ -1,0 +1,122 @@
+"""Launch: choose preset, scale, corpus, seed and overrides; see the budget; start a job."""
+
+from __future__ import annotations
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
+
+from ncalab.errors import NcalabError
+
+PRESETS = ("code", "math", "web")
+SCALES = ("tiny", "small", "paper")
+
+
+def _estimate(store, cfg) -> str:
+    """Time on this machine from the speed of earlier stages with the same model shape."""
+    from ncalab.services.runs import flatten
+
+    shape = (cfg.model.n_layer, cfg.model.d_model, cfg.model.n_head)
+    speeds: dict[str, list[float]] = {}
+    for exp in store.list_experiments(status="completed", limit=50):
+        c = flatten(exp.config)
+        if (c.get("model.n_layer"), c.get("model.d_model"), c.get("model.n_head")) != shape:
+            continue
+        for k, v in (exp.summary or {}).get("tokens_per_s", {}).items():
+            if v:
+                speeds.setdefault(k, []).append(v)
+    if not all(k in speeds for k in ("stage1", "nca", "scratch")):
+        return "no finished run of this model shape yet: no estimate"
+    med = {k: sorted(v)[len(v) // 2] for k, v in speeds.items()}
+    seconds = cfg.stage1.tokens / med["stage1"] + cfg.stage2.tokens / med["nca"] + cfg.stage2.tokens / med["scratch"]
+    return f"about {seconds / 60:.0f} min of training on this machine (from {len(speeds['stage1'])} earlier runs)"
+
+
+class LaunchScreen(Screen):
+    BINDINGS = [Binding("ctrl+s", "start", "Start in background")]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="launch"):
+            with Vertical(id="launch-form"):
+                yield Label("preset (target domain)")
+                yield Select([(p, p) for p in PRESETS], value="code", allow_blank=False, id="preset")
+                yield Label("scale")
+                yield Select([(s, s) for s in SCALES], value="tiny", allow_blank=False, id="scale")
+                yield Label("corpus (blank: the preset's default)")
+                yield Input("", id="corpus", placeholder="python-stdlib, a path, or hf:NAME")
+                yield Label("seed")
+                yield Input("0", id="seed", type="integer")
+                yield Label("overrides, e.g. stage1.lr=3e-4 nca.alphabet=2")
+                yield Input("", id="overrides")
+                yield Button("Start in background", id="start", variant="primary")
+            yield Static("", id="launch-info")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.update_info()
+
+    def _config(self):
+        from ncalab.services.config import resolve_config
+
+        seed_text = self.query_one("#seed", Input).value.strip()
+        try:
+            seed = int(seed_text)
+        except ValueError:
+            raise NcalabError("the seed must be a whole number") from None
+        corpus = self.query_one("#corpus", Input).value.strip() or None
+        sets = self.query_one("#overrides", Input).value.split()
+        return resolve_config(self.query_one("#preset", Select).value, self.query_one("#scale", Select).value,
+                              None, sets, corpus=corpus, seed=seed)
+
+    @on(Select.Changed)
+    @on(Input.Changed)
+    def update_info(self) -> None:
+        self.show_info()
+
+    @work(thread=True, exclusive=True, group="launch-info")
+    def show_info(self) -> None:
+        try:
+            cfg = self._config()
+            from ncalab.store import RunStore
+
+            est = _estimate(RunStore(self.app.home), cfg)
+            m = cfg.model
+            text = (f"[b]{cfg.preset} / {cfg.scale}[/b]  seed {cfg.seed}\n"
+                    f"model: {m.n_layer} layers, width {m.d_model}, {m.n_head} heads\n"
+                    f"corpus: {cfg.data.corpus}\n"
+                    f"band: {cfg.band().lo:g} < score < {cfg.band().hi:g}\n"
+                    f"token budget: stage 1 {cfg.stage1.tokens:,} NCA tokens; "
+                    f"stage 2 {cfg.stage2.tokens:,} tokens, twice (NCA-init and scratch)\n"
+                    f"{est}")
+        except NcalabError as e:
+            text = f"[red]{e}[/]"
+        self.app.call_from_thread(self.query_one("#launch-info", Static).update, text)
+
+    @on(Button.Pressed, "#start")
+    def start_pressed(self) -> None:
+        self.action_start()
+
+    def action_start(self) -> None:
+        self.launch()
+
+    @work(thread=True, exclusive=True, group="launch")
+    def launch(self) -> None:
+        from ncalab.jobs import queue
+        from ncalab.services.experiments import submit
+        from ncalab.store import RunStore
+
+        try:
+            cfg = self._config()
+            store = RunStore(self.app.home)
+            exp = submit(cfg, store)
+            started = queue.schedule(store)
+        except NcalabError as e:
+            self.app.call_from_thread(self.notify, str(e), severity="error")
+            return
+        state = "running" if exp.id in started else "queued"
+        self.app.call_from_thread(self.notify, f"{exp.id} {state}")
+        self.app.call_from_thread(self.app.switch_mode, "runs")
