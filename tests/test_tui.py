@@ -22,8 +22,11 @@ def test_explore_plays_steps_and_loads_rules(tmp_path):
         async with app.run_test(size=(100, 32)) as pilot:
             screen = app.screen
             assert isinstance(screen, ExploreScreen)
-            await pilot.pause(0.5)
-            assert screen.playing and screen.step_count > 10  # running live after the burn-in
+            for _ in range(100):  # the engine loads in a worker thread
+                await pilot.pause(0.05)
+                if screen.step_count > 11:
+                    break
+            assert screen.playing and screen.step_count > 11  # running live after the burn-in
             await pilot.press("space")
             assert not screen.playing
             before = screen.step_count

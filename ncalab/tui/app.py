@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from textual import work
 from textual.app import App
 from textual.binding import Binding
 
@@ -26,13 +27,22 @@ class NcalabApp(App):
         Binding("q", "quit", "Quit"),
     ]
 
-    def __init__(self, home=None, seed: int = 0):
+    def __init__(self, home=None, seed: int = 0, autoplay: bool = True):
         super().__init__()
         self.home = home
         self.seed = seed
+        self.autoplay = autoplay  # tests and snapshots start paused, so frames are deterministic
 
     def on_mount(self) -> None:
         self.switch_mode("explore")
+        self.warm_imports()
+
+    @work(thread=True, group="warm-imports")
+    def warm_imports(self) -> None:
+        """Load the store's libraries (sqlalchemy, pydantic) while the user looks at Explore."""
+        import ncalab.jobs.queue  # noqa: F401
+        import ncalab.services.runs  # noqa: F401
+        import ncalab.store  # noqa: F401
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())

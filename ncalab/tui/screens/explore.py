@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from collections import deque
 
 import numpy as np
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -16,6 +17,7 @@ from ncalab.errors import NcalabError
 from ncalab.tui.widgets.grid_view import GridView
 
 WINDOW = 10  # frames in the rolling complexity window (the spec's scoring window)
+STATS_EVERY_S = 0.1  # statistics refresh at most 10 times a second; the grid at full speed
 
 
 class ExploreScreen(Screen):
@@ -39,6 +41,7 @@ class ExploreScreen(Screen):
         self.frames: deque[np.ndarray] = deque(maxlen=WINDOW)
         self.scores: deque[float] = deque(maxlen=120)
         self.step_count = 0
+        self._stats_at = 0.0
 
     def compose(self) -> ComposeResult:
         if self.seed is None:
@@ -62,8 +65,15 @@ class ExploreScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.load_rule()
+        self.playing = getattr(self.app, "autoplay", True)
         self.timer = self.set_interval(1 / self.fps, self.tick)
+        self.warm_engine()  # torch and numba load in a thread: the first frame does not wait
+
+    @work(thread=True, group="engine-import")
+    def warm_engine(self) -> None:
+        import ncalab.nca.engine  # noqa: F401
+
+        self.app.call_from_thread(self.load_rule)
 
     # -- settings ------------------------------------------------------------------------------
     def _read_settings(self):
@@ -111,7 +121,10 @@ class ExploreScreen(Screen):
         self.step_count = self.batch.steps_done
         self.frames.append(frame)
         self.query_one("#grid", GridView).update_grid(frame)
-        self.update_stats()
+        now = time.monotonic()
+        if now - self._stats_at >= STATS_EVERY_S or not self.playing:
+            self._stats_at = now
+            self.update_stats()
 
     def update_stats(self) -> None:
         from ncalab.nca.analysis import trajectory_stats

@@ -12,7 +12,8 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from ncalab.errors import NcalabError
 
-COLUMNS = ("id", "status", "preset", "seed", "nca", "scratch", "gain", "speedup")
+# Fixed widths: the table need not measure every cell of a thousand rows.
+COLUMNS = {"id": 10, "status": 9, "preset": 11, "seed": 4, "nca": 7, "scratch": 7, "gain": 6, "speedup": 7}
 
 
 def _f(v, spec=".2f"):
@@ -46,6 +47,7 @@ class RunsScreen(Screen):
         super().__init__(**kwargs)
         self.home = home
         self.selected: str | None = None
+        self._shown: list[tuple] | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -60,8 +62,8 @@ class RunsScreen(Screen):
         if self.home is None:
             self.home = getattr(self.app, "home", None)
         table = self.query_one(DataTable)
-        for c in COLUMNS:
-            table.add_column(c, key=c)
+        for c, w in COLUMNS.items():
+            table.add_column(c, key=c, width=w)
         self.action_refresh()
         self.set_interval(2.0, self.action_refresh)
 
@@ -90,22 +92,28 @@ class RunsScreen(Screen):
             self.query_one("#summary", Static).update(f"[red]cannot open the run store:[/] {error}")
             return
         keep = self.selected
+        cells = [(r["id"], r["status"], f"{r['preset']}/{r['scale']}", str(r["seed"]), _f(r["ppl_nca"]),
+                  _f(r["ppl_scratch"]), "-" if r["gain"] is None else f"{r['gain']:+.3f}",
+                  "-" if r["speedup"] is None else f"{r['speedup']:.2f}x") for r in rows]
+        if cells == self._shown:
+            return  # nothing changed since the last refresh: keep the table (and the cursor) as is
+        self._shown = cells
         table.clear()
-        for r in rows:
-            gain = r["gain"]
-            table.add_row(r["id"], r["status"], f"{r['preset']}/{r['scale']}", str(r["seed"]), _f(r["ppl_nca"]),
-                          _f(r["ppl_scratch"]), "-" if gain is None else f"{gain:+.3f}",
-                          "-" if r["speedup"] is None else f"{r['speedup']:.2f}x", key=r["id"])
-        if keep is not None and keep in table.rows:
-            table.move_cursor(row=table.get_row_index(keep))
+        table.add_rows(cells)
+        ids = [c[0] for c in cells]
+        if keep in ids:
+            table.move_cursor(row=ids.index(keep))
         if not rows:
             self.query_one("#summary", Static).update("no experiments yet: `ncalab run --preset code --detach`")
 
     @on(DataTable.RowHighlighted)
     def row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if event.row_key is not None and event.row_key.value != self.selected:
-            self.selected = event.row_key.value
-            self.load_details(self.selected)
+        if self._shown is None or not 0 <= event.cursor_row < len(self._shown):
+            return
+        exp_id = self._shown[event.cursor_row][0]
+        if exp_id != self.selected:
+            self.selected = exp_id
+            self.load_details(exp_id)
 
     @work(thread=True, exclusive=True, group="runs-details")
     def load_details(self, exp_id: str) -> None:

@@ -1,0 +1,103 @@
+"""The terminal lab's speed: first frame, live-view frames per second, opening Runs.
+
+  python benchmarks/tui.py
+Targets: first frame <= 1.5 s from process start (torch and numba load after it), >= 30 fps
+at 12x12 and 64x64, Runs with 1,000 experiments open in <= 0.3 s. Baseline in the same run:
+the first frame if the engine were imported before the app starts.
+The last line is one JSON object with first_frame_s, fps_12, fps_64, runs_open_s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import tempfile
+import time
+
+CHILD = r"""
+import sys, time, psutil
+start = psutil.Process().create_time()
+if sys.argv[1] == "eager":
+    import ncalab.nca.engine  # what the app would pay without lazy loading
+from ncalab.tui.app import NcalabApp
+
+class Probe(NcalabApp):
+    def on_mount(self):
+        super().on_mount()
+        self.call_after_refresh(self.done)
+    def done(self):
+        print(time.time() - start, flush=True)
+        self.exit()
+
+Probe(home=sys.argv[2]).run(headless=True)
+"""
+
+
+def first_frame(mode: str, home: str) -> float:
+    out = subprocess.run([sys.executable, "-c", CHILD, mode, home], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+async def live_fps(home: str, shape: str, frames: int = 120) -> float:
+    from ncalab.tui.app import NcalabApp
+
+    app = NcalabApp(home=home, autoplay=False)
+    async with app.run_test(size=(160, 50)) as pilot:
+        screen = app.screen
+        while screen.batch is None:
+            await pilot.pause(0.05)
+        screen.query_one("#shape").value = shape
+        screen.load_rule()
+        await pilot.pause(0.1)
+        t = time.perf_counter()
+        for _ in range(frames):
+            screen.advance()
+            await pilot.pause(0)  # let the frame render
+        return frames / (time.perf_counter() - t)
+
+
+async def runs_open(home: str) -> float:
+    from ncalab.tui.app import NcalabApp
+
+    app = NcalabApp(home=home, autoplay=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        while app.screen.batch is None:  # a settled app: the engine has loaded behind Explore
+            await pilot.pause(0.05)
+        await pilot.pause(0.5)
+        t = time.perf_counter()
+        await pilot.press("r")
+        table = None
+        while True:
+            await pilot.pause(0.005)
+            table = app.screen.query("#table")
+            if table and table.first().row_count >= 1000:
+                return time.perf_counter() - t
+
+
+def main() -> None:
+    from ncalab.store import RunStore
+
+    home = tempfile.mkdtemp(prefix="ncalab-tui-bench-")
+    store = RunStore(home)
+    for i in range(1000):
+        e = store.create_experiment("code", "tiny", i, {"model": {"d_model": 128}})
+        store.set_summary(e.id, {"ppl_nca": 100.0 + i % 7, "ppl_scratch": 95.0, "gain": -0.05, "speedup": None})
+        store.finish_experiment(e.id, "completed")
+    lazy = min(first_frame("lazy", home) for _ in range(3))
+    eager = min(first_frame("eager", home) for _ in range(3))
+    fps12 = asyncio.run(live_fps(home, "12 12 10 2"))
+    fps64 = asyncio.run(live_fps(home, "64 64 10 2"))
+    open_s = asyncio.run(runs_open(home))
+    print(f"first frame (engine loads after it)   {lazy:6.2f} s   (target <= 1.5; eager imports: {eager:.2f} s)")
+    print(f"live view, 12x12                       {fps12:6.0f} fps (target >= 30)")
+    print(f"live view, 64x64                       {fps64:6.0f} fps (target >= 30)")
+    print(f"open Runs with 1,000 experiments       {open_s:6.3f} s   (target <= 0.3)")
+    print(json.dumps({"first_frame_s": round(lazy, 3), "fps_12": round(fps12, 1), "fps_64": round(fps64, 1),
+                      "runs_open_s": round(open_s, 3), "baseline_first_frame_eager_s": round(eager, 3),
+                      "ratio_first_frame": round(eager / lazy, 2)}))
+
+
+if __name__ == "__main__":
+    main()
