@@ -143,3 +143,48 @@ def test_launch_starts_a_background_job_that_shows_in_runs(tmp_path, code_corpus
     while store.get_experiment(exp.id).status in ("queued", "running") and time.time() < end:
         time.sleep(0.3)
     assert store.get_experiment(exp.id).status == "completed"  # it ran on after the app closed
+
+
+def test_families_draw_in_band_rules_and_save_a_preset(tmp_path):
+    from ncalab.nca.stream import score_window
+    from ncalab.services.config import resolve_config
+    from ncalab.tui.screens.gallery import GalleryScreen
+
+    async def scenario():
+        app = NcalabApp(home=tmp_path, autoplay=False)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.press("f")
+            screen = app.screen
+            assert isinstance(screen, GalleryScreen)
+            for _ in range(100):
+                await pilot.pause(0.05)
+                if screen.batch is not None:
+                    break
+            # every rule shown is in the code band: re-score each from its own seed
+            from ncalab.nca.engine import RuleBatch
+
+            seeds = screen.batch.rule_seeds
+            assert len(seeds) == 6
+            scores = score_window(RuleBatch(seeds, seeds, screen.batch.cfg).frames(10), screen.batch.cfg)
+            assert ((scores > 0.3) & (scores < 0.4)).all()
+            assert "random rules in 0.3-0.4" in str(screen.query_one("#histogram").render())
+            screen.query_one("#band").value = "0.5 0.2"
+            await pilot.click("#band")
+            await pilot.press("enter")
+            assert "lo < hi" not in str(screen.query_one("#gallery-message").render())  # built-in domain: band fixed
+            screen.query_one("#alphabet").value = "2 2"
+            screen.query_one("#family-name").value = "code-2col"
+            await pilot.click("#save")
+            await pilot.pause(0.2)
+            assert "saved family" in str(screen.query_one("#gallery-message").render())
+            screen.query_one("#family-name").value = "code"
+            await pilot.click("#save")
+            await pilot.pause(0.2)
+            assert "built-in" in str(screen.query_one("#gallery-message").render())
+
+    run(scenario())
+    cfg = resolve_config("code-2col", "tiny", home=tmp_path)
+    assert cfg.family == "code-2col" and cfg.preset == "code" and cfg.nca["alphabet"] == 2
+    assert cfg.band().lo == 0.3 and cfg.nca["seq_len"] == 512
+    code = main(["run", "--preset", "code-2col", "--home", str(tmp_path), "--print-config"])
+    assert code == 0

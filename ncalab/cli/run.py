@@ -70,7 +70,7 @@ def print_summary(s: dict) -> None:
 
 
 def run(
-    preset: Annotated[str, typer.Option("--preset", help="Target domain: code, math or web.")] = "code",
+    preset: Annotated[str, typer.Option("--preset", help="Target domain code, math or web, or a saved rule family.")] = "code",
     scale: Annotated[str, typer.Option("--scale", help="tiny (laptop), small (one GPU) or paper.")] = "tiny",
     corpus: Annotated[str | None, typer.Option("--corpus", help="python-stdlib, a local path, or hf:NAME[:CONFIG].")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of the whole experiment.")] = None,
@@ -90,7 +90,7 @@ def run(
     from ncalab.services.config import resolve_config
 
     cfg = resolve_config(preset, scale, config, set_ or [], corpus=corpus, seed=seed, tokenizer=tokenizer,
-                         reinit=reinit, device=device)
+                         reinit=reinit, device=device, home=home)
     if print_config:
         emit_json(cfg.to_dict())
         return

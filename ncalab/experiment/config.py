@@ -86,9 +86,10 @@ class RuntimeConfig:
 
 @dataclass
 class ExperimentConfig:
-    preset: str = "code"
+    preset: str = "code"  # the target domain
     scale: str = "tiny"
     seed: int = 0
+    family: str | None = None  # a saved rule family the NCA settings came from
     model: ModelConfig = field(default_factory=ModelConfig)
     nca: dict = field(default_factory=lambda: NCAConfig(seq_len=512).to_dict())
     stage1: Stage1Config = field(default_factory=Stage1Config)

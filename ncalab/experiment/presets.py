@@ -46,9 +46,21 @@ _SCALES: dict[str, dict] = {
 }
 
 
-def resolve(preset: str, scale: str) -> ExperimentConfig:
+def resolve(preset: str, scale: str, home=None) -> ExperimentConfig:
+    """A built-in preset, or a saved rule family (its domain's preset with its band and NCA settings)."""
     if preset not in PRESETS:
-        raise NcalabError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        from ncalab.services.families import load_families
+
+        families = load_families(home)
+        if preset not in families:
+            names = list(PRESETS) + sorted(families)
+            raise NcalabError(f"unknown preset {preset!r}; choose one of {', '.join(names)}")
+        fam = families[preset]
+        cfg = resolve(fam["domain"], scale, home)
+        cfg.nca.update({k: v for k, v in fam["nca"].items() if k != "seq_len"})  # the scale sets the length
+        cfg.stage1.band = list(fam["band"])
+        cfg.family = preset
+        return cfg
     if scale not in SCALES:
         raise NcalabError(f"unknown scale {scale!r}; choose one of {', '.join(SCALES)}")
     cfg = ExperimentConfig(preset=preset, scale=scale, nca=NCAConfig().to_dict())

@@ -11,9 +11,9 @@ from ncalab.experiment.presets import resolve
 
 def resolve_config(preset: str, scale: str, config_file: Path | None = None, sets: list[str] = (),
                    corpus: str | None = None, seed: int | None = None, tokenizer: str | None = None,
-                   reinit: str | None = None, device: str | None = None) -> ExperimentConfig:
+                   reinit: str | None = None, device: str | None = None, home=None) -> ExperimentConfig:
     """preset+scale defaults < config file < --set < dedicated flags; then validated."""
-    cfg = resolve(preset, scale)
+    cfg = resolve(preset, scale, home)
     if config_file is not None:
         data = load_config_file(config_file)
         for top in ("preset", "scale"):

@@ -9,6 +9,7 @@ from textual.app import App
 from textual.binding import Binding
 
 from ncalab.tui.screens.explore import ExploreScreen
+from ncalab.tui.screens.gallery import GalleryScreen
 from ncalab.tui.screens.help import HelpScreen
 from ncalab.tui.screens.launch import LaunchScreen
 from ncalab.tui.screens.runs import RunsScreen
@@ -18,9 +19,10 @@ class NcalabApp(App):
     TITLE = "ncalab"
     SUB_TITLE = "NCA pre-pre-training lab"
     CSS_PATH = Path(__file__).with_name("ncalab.tcss")
-    MODES = {"explore": ExploreScreen, "launch": LaunchScreen, "runs": RunsScreen}  # screens read home and seed from the app
+    MODES = {"explore": ExploreScreen, "families": GalleryScreen, "launch": LaunchScreen, "runs": RunsScreen}  # screens read home and seed from the app
     BINDINGS = [
         Binding("e", "switch_mode('explore')", "Explore"),
+        Binding("f", "switch_mode('families')", "Families"),
         Binding("l", "switch_mode('launch')", "Launch"),
         Binding("r", "switch_mode('runs')", "Runs"),
         Binding("question_mark", "help", "Help"),

@@ -10,11 +10,15 @@ from textual.widgets import Markdown
 HELP = """\
 # ncalab
 
-**Everywhere**: `e` explore · `l` launch · `r` runs · `?` this help · `ctrl+p` command palette · `q` quit
+**Everywhere**: `e` explore · `f` families · `l` launch · `r` runs · `?` this help · `ctrl+p` command palette · `q` quit
 
 **Explore**: `space` play/pause · `s` single step · `n` new random rule · `+`/`-` speed ·
 type a seed, a shape (`H W colours patch`) or sampling (`temperature bias`) and press enter.
 The gzip score is measured on the last 10 frames, as the paper scores rules.
+
+**Families**: pick a domain (or a custom band), see six rules from its band running and
+the band's share of random rules; `d` draws again, `space` pauses; name and save the family
+to use it as a preset (`ncalab run --preset NAME`, and in Launch).
 
 **Launch**: choose preset, scale, corpus, seed and overrides (`section.key=value`, space
 separated); the panel shows the budget and an estimate from earlier runs; `ctrl+s` or the

@@ -43,7 +43,7 @@ class LaunchScreen(Screen):
         with Horizontal(id="launch"):
             with Vertical(id="launch-form"):
                 yield Label("preset (target domain)")
-                yield Select([(p, p) for p in PRESETS], value="code", allow_blank=False, id="preset")
+                yield Select([(p, p) for p in self._presets()], value="code", allow_blank=False, id="preset")
                 yield Label("scale")
                 yield Select([(s, s) for s in SCALES], value="tiny", allow_blank=False, id="scale")
                 yield Label("corpus (blank: the preset's default)")
@@ -55,6 +55,19 @@ class LaunchScreen(Screen):
                 yield Button("Start in background", id="start", variant="primary")
             yield Static("", id="launch-info")
         yield Footer()
+
+    def _presets(self) -> list[str]:
+        from ncalab.services.families import preset_names
+
+        try:
+            return preset_names(getattr(self.app, "home", None))
+        except NcalabError:
+            return list(PRESETS)
+
+    def on_screen_resume(self) -> None:
+        # families saved in the Families screen appear here
+        sel = self.query_one("#preset", Select)
+        sel.set_options([(p, p) for p in self._presets()])
 
     def on_mount(self) -> None:
         self.update_info()
@@ -70,7 +83,7 @@ class LaunchScreen(Screen):
         corpus = self.query_one("#corpus", Input).value.strip() or None
         sets = self.query_one("#overrides", Input).value.split()
         return resolve_config(self.query_one("#preset", Select).value, self.query_one("#scale", Select).value,
-                              None, sets, corpus=corpus, seed=seed)
+                              None, sets, corpus=corpus, seed=seed, home=getattr(self.app, "home", None))
 
     @on(Select.Changed)
     @on(Input.Changed)

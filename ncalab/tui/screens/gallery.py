@@ -1,0 +1,153 @@
+"""Families: rules drawn from a domain's complexity band, running side by side, with the
+band's place in the score histogram; a family (band plus settings) can be saved by name."""
+
+from __future__ import annotations
+
+import numpy as np
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
+
+from ncalab.errors import NcalabError
+from ncalab.tui.widgets.grid_view import GridView
+
+N_SHOWN = 6
+SURVEY = 2000  # random rules behind the histogram
+
+
+def histogram_text(scores: np.ndarray, lo: float, hi: float, bins: int = 14, width: int = 24) -> str:
+    """A sideways histogram of scores in [0, 0.7] (bins of 0.05, so band edges fall on bin
+    edges); bins inside the band are highlighted."""
+    counts, edges = np.histogram(scores, bins=bins, range=(0.0, 0.7))
+    top = max(int(counts.max()), 1)
+    lines = []
+    for c, a, b in zip(counts, edges, edges[1:]):
+        inside = a >= lo - 1e-9 and b <= hi + 1e-9
+        bar = "█" * max(0, round(c / top * width))
+        lines.append(f"{a:4.2f} {'[b green]' if inside else '[dim]'}{bar}[/] {c}")
+    frac = float(((scores > lo) & (scores < hi)).mean())
+    lines.append(f"{frac:.1%} of {len(scores):,} random rules in {lo:g}-{hi:g}")
+    return "\n".join(lines)
+
+
+class GalleryScreen(Screen):
+    AUTO_FOCUS = ""
+    BINDINGS = [Binding("d", "draw", "Draw rules"), Binding("space", "toggle_play", "Play/pause")]
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.batch = None
+        self.playing = True
+        self.scores: np.ndarray | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="gallery"):
+            with Vertical(id="gallery-side"):
+                yield Label("domain")
+                yield Select([("code (0.3-0.4)", "code"), ("math (0.5+)", "math"), ("web (0.5+)", "web"),
+                              ("custom band", "custom")], value="code", allow_blank=False, id="domain")
+                yield Label("band LO HI (custom)")
+                yield Input("0.3 0.4", id="band")
+                yield Label("colours, patch")
+                yield Input("10 2", id="alphabet")
+                yield Static("", id="histogram")
+                yield Label("save as family")
+                yield Input("", id="family-name", placeholder="name, e.g. code-2col")
+                yield Button("Save family", id="save")
+                yield Label("", id="gallery-message")
+            yield Grid(*[GridView(id=f"g{i}") for i in range(N_SHOWN)], id="gallery-grid")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.set_interval(1 / 8, self.tick)
+        self.action_draw()
+
+    def settings(self):
+        from ncalab.nca.bands import Band, domain_band
+        from ncalab.nca.config import NCAConfig
+
+        domain = self.query_one("#domain", Select).value
+        try:
+            lo, hi = (float(x) for x in self.query_one("#band", Input).value.split())
+            c, p = (int(x) for x in self.query_one("#alphabet", Input).value.split())
+        except ValueError:
+            raise NcalabError("the band is two numbers LO HI; colours and patch are two whole numbers") from None
+        band = Band(lo, hi) if domain == "custom" else domain_band(domain)
+        return domain, band, NCAConfig(alphabet=c, patch=p)
+
+    @on(Select.Changed, "#domain")
+    def domain_changed(self, event: Select.Changed) -> None:
+        if event.value != "custom":
+            from ncalab.nca.bands import domain_band
+
+            b = domain_band(event.value)
+            self.query_one("#band", Input).value = f"{b.lo:g} {b.hi:g}"
+        self.action_draw()
+
+    @on(Input.Submitted)
+    def submitted(self, event: Input.Submitted) -> None:
+        if event.input.id != "family-name":
+            self.action_draw()
+        self.set_focus(None)
+
+    def action_draw(self) -> None:
+        msg = self.query_one("#gallery-message", Label)
+        try:
+            domain, band, cfg = self.settings()
+        except NcalabError as e:
+            msg.update(f"[red]{e}[/]")
+            return
+        msg.update("drawing rules ...")
+        self.draw(band, cfg)
+
+    @work(thread=True, exclusive=True, group="gallery-draw")
+    def draw(self, band, cfg) -> None:
+        from ncalab.nca.engine import RuleBatch
+        from ncalab.nca.seeds import rule_seeds
+        from ncalab.nca.stream import score_window
+
+        seeds = rule_seeds(int(np.random.default_rng().integers(0, 2**31)), "train", 0, SURVEY)
+        scores = score_window(RuleBatch(seeds, seeds, cfg).frames(cfg.score_frames), cfg)
+        inside = seeds[band.contains(scores)][:N_SHOWN]
+        batch = RuleBatch(inside, inside, cfg) if len(inside) else None
+        if batch is not None:
+            batch.frames(1)
+        self.app.call_from_thread(self._show, batch, scores, band, cfg, len(inside))
+
+    def _show(self, batch, scores, band, cfg, found: int) -> None:
+        self.batch, self.scores = batch, scores
+        self.query_one("#histogram", Static).update(histogram_text(scores, band.lo, band.hi))
+        for i in range(N_SHOWN):
+            self.query_one(f"#g{i}", GridView).set_alphabet(cfg.alphabet)
+        note = "" if found == N_SHOWN else f" (only {found} of {SURVEY:,} rules are in this band)"
+        self.query_one("#gallery-message", Label).update(f"{found} rules from the band{note}")
+        self.tick(force=True)
+
+    def tick(self, force: bool = False) -> None:
+        if self.batch is None or not (self.playing or force):
+            return
+        frames = self.batch.state() if force else self.batch.frames(1)[:, 0]
+        for i, g in enumerate(frames[:N_SHOWN]):
+            self.query_one(f"#g{i}", GridView).update_grid(g)
+
+    def action_toggle_play(self) -> None:
+        self.playing = not self.playing
+
+    @on(Button.Pressed, "#save")
+    def save(self) -> None:
+        from ncalab.services.families import save_family
+
+        msg = self.query_one("#gallery-message", Label)
+        try:
+            domain, band, cfg = self.settings()
+            target = "code" if domain == "custom" else domain
+            name = self.query_one("#family-name", Input).value.strip()
+            save_family(name, target, band, cfg, getattr(self.app, "home", None))
+        except NcalabError as e:
+            msg.update(f"[red]{e}[/]")
+            return
+        msg.update(f"saved family {name!r}: `ncalab run --preset {name}`")
