@@ -1,0 +1,33 @@
+"""Snapshots of the main screens at 80x24 and 120x40 (pytest-textual-snapshot).
+
+Regenerate after an intended change with `pytest tests/test_tui_snapshots.py --snapshot-update`
+and look at the SVGs before committing them.
+"""
+
+import pytest
+
+from ncalab.tui.app import NcalabApp
+
+SIZES = [(80, 24), (120, 40)]
+
+
+async def _engine_loaded(pilot):
+    while pilot.app.screen.batch is None:
+        await pilot.pause(0.05)
+    await pilot.pause(0.2)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_explore(snap_compare, tmp_path, size):
+    assert snap_compare(NcalabApp(home=tmp_path, seed=7, autoplay=False), terminal_size=size, run_before=_engine_loaded)
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("key", ["r", "l", "question_mark"])
+def test_other_screens(snap_compare, tmp_path, size, key):
+    async def open_screen(pilot):
+        await _engine_loaded(pilot)
+        await pilot.press(key)
+        await pilot.pause(0.5)
+
+    assert snap_compare(NcalabApp(home=tmp_path, seed=7, autoplay=False), terminal_size=size, run_before=open_screen)
