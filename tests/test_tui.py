@@ -188,3 +188,48 @@ def test_families_draw_in_band_rules_and_save_a_preset(tmp_path):
     assert cfg.band().lo == 0.3 and cfg.nca["seq_len"] == 512
     code = main(["run", "--preset", "code-2col", "--home", str(tmp_path), "--print-config"])
     assert code == 0
+
+
+def test_command_palette_runs_actions(tmp_path):
+    async def scenario():
+        app = NcalabApp(home=tmp_path, seed=3, autoplay=False)
+        async with app.run_test(size=(100, 32)) as pilot:
+            screen = app.screen
+            while screen.batch is None:
+                await pilot.pause(0.05)
+            await pilot.press("ctrl+p")
+            await pilot.pause(0.2)
+            for ch in "new random rule":
+                await pilot.press("space" if ch == " " else ch)
+            await pilot.pause(0.3)
+            await pilot.press("enter")
+            await pilot.pause(0.3)
+            assert screen.seed != 3
+            await pilot.press("ctrl+p")
+            for ch in "go to runs":
+                await pilot.press("space" if ch == " " else ch)
+            await pilot.pause(0.3)
+            await pilot.press("enter")
+            await pilot.pause(0.3)
+            assert isinstance(app.screen, RunsScreen)
+
+    run(scenario())
+
+
+def test_keys_can_be_remapped_and_a_bad_keymap_is_ignored(tmp_path, monkeypatch):
+    keys = tmp_path / "keys.toml"
+    keys.write_text('[keys]\n"explore.new_rule" = "x"\n')
+    monkeypatch.setenv("NCALAB_KEYS", str(keys))
+
+    async def scenario(expect_remap: bool):
+        app = NcalabApp(home=tmp_path, seed=3, autoplay=False)
+        async with app.run_test(size=(100, 32)) as pilot:
+            screen = app.screen
+            while screen.batch is None:
+                await pilot.pause(0.05)
+            await pilot.press("x")
+            assert (screen.seed != 3) == expect_remap
+
+    run(scenario(True))
+    keys.write_text("[keys\nbroken")
+    run(scenario(False))

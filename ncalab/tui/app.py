@@ -8,6 +8,7 @@ from textual import work
 from textual.app import App
 from textual.binding import Binding
 
+from ncalab.tui.commands import NcalabCommands, load_keymap
 from ncalab.tui.screens.explore import ExploreScreen
 from ncalab.tui.screens.gallery import GalleryScreen
 from ncalab.tui.screens.help import HelpScreen
@@ -20,13 +21,15 @@ class NcalabApp(App):
     SUB_TITLE = "NCA pre-pre-training lab"
     CSS_PATH = Path(__file__).with_name("ncalab.tcss")
     MODES = {"explore": ExploreScreen, "families": GalleryScreen, "launch": LaunchScreen, "runs": RunsScreen}  # screens read home and seed from the app
+    COMMANDS = App.COMMANDS | {NcalabCommands}
+    # every binding has an id, so ~/.config/ncalab/keys.toml can remap it ([keys] id = "key")
     BINDINGS = [
-        Binding("e", "switch_mode('explore')", "Explore"),
-        Binding("f", "switch_mode('families')", "Families"),
-        Binding("l", "switch_mode('launch')", "Launch"),
-        Binding("r", "switch_mode('runs')", "Runs"),
-        Binding("question_mark", "help", "Help"),
-        Binding("q", "quit", "Quit"),
+        Binding("e", "switch_mode('explore')", "Explore", id="go.explore"),
+        Binding("f", "switch_mode('families')", "Families", id="go.families"),
+        Binding("l", "switch_mode('launch')", "Launch", id="go.launch"),
+        Binding("r", "switch_mode('runs')", "Runs", id="go.runs"),
+        Binding("question_mark", "help", "Help", id="help"),
+        Binding("q", "quit", "Quit", id="quit"),
     ]
 
     def __init__(self, home=None, seed: int = 0, autoplay: bool = True):
@@ -36,6 +39,11 @@ class NcalabApp(App):
         self.autoplay = autoplay  # tests and snapshots start paused, so frames are deterministic
 
     def on_mount(self) -> None:
+        keymap, error = load_keymap()
+        if keymap:
+            self.set_keymap(keymap)
+        if error:
+            self.notify(error, severity="warning")
         self.switch_mode("explore")
         self.warm_imports()
 

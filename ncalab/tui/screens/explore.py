@@ -24,11 +24,11 @@ class ExploreScreen(Screen):
     AUTO_FOCUS = ""  # nothing focused: keys drive the simulation; click or tab into a field to edit it
     BINDINGS = [
         Binding("escape", "blur", "Leave field", show=False),
-        Binding("space", "toggle_play", "Play/pause"),
-        Binding("s", "step", "Step"),
-        Binding("n", "new_rule", "New rule"),
-        Binding("plus,equals_sign", "faster", "Faster"),
-        Binding("minus", "slower", "Slower"),
+        Binding("space", "toggle_play", "Play/pause", id="explore.play"),
+        Binding("s", "step", "Step", id="explore.step"),
+        Binding("n", "new_rule", "New rule", id="explore.new_rule"),
+        Binding("plus,equals_sign", "faster", "Faster", id="explore.faster"),
+        Binding("minus", "slower", "Slower", id="explore.slower"),
     ]
 
     def __init__(self, seed: int | None = None, **kwargs):

@@ -35,7 +35,7 @@ def histogram_text(scores: np.ndarray, lo: float, hi: float, bins: int = 14, wid
 
 class GalleryScreen(Screen):
     AUTO_FOCUS = ""
-    BINDINGS = [Binding("d", "draw", "Draw rules"), Binding("space", "toggle_play", "Play/pause")]
+    BINDINGS = [Binding("d", "draw", "Draw rules", id="families.draw"), Binding("space", "toggle_play", "Play/pause", id="families.play")]
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)

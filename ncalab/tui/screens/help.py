@@ -28,6 +28,12 @@ button starts it as a background job.
 `u` resume it · `f5` refresh (it also refreshes itself every 2 s).
 Jobs keep running when the app closes.
 
+**Remapping keys**: put a `[keys]` table in `~/.config/ncalab/keys.toml` (or the file named
+by `NCALAB_KEYS`), e.g. `"explore.new_rule" = "x"`. Binding ids: go.explore, go.families,
+go.launch, go.runs, help, quit, explore.play, explore.step, explore.new_rule,
+explore.faster, explore.slower, families.draw, families.play, launch.start, runs.refresh,
+runs.cancel, runs.resume.
+
 Press `escape` to close.
 """
 

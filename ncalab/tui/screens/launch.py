@@ -36,7 +36,7 @@ def _estimate(store, cfg) -> str:
 
 
 class LaunchScreen(Screen):
-    BINDINGS = [Binding("ctrl+s", "start", "Start in background")]
+    BINDINGS = [Binding("ctrl+s", "start", "Start in background", id="launch.start")]
 
     def compose(self) -> ComposeResult:
         yield Header()

@@ -38,9 +38,9 @@ def plot_text(curves: list[dict], width: int, height: int) -> Text:
 
 class RunsScreen(Screen):
     BINDINGS = [
-        Binding("f5,ctrl+r", "refresh", "Refresh"),
-        Binding("c", "cancel", "Cancel run"),
-        Binding("u", "resume", "Resume run"),
+        Binding("f5,ctrl+r", "refresh", "Refresh", id="runs.refresh"),
+        Binding("c", "cancel", "Cancel run", id="runs.cancel"),
+        Binding("u", "resume", "Resume run", id="runs.resume"),
     ]
 
     def __init__(self, home=None, **kwargs):
