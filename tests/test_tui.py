@@ -233,3 +233,64 @@ def test_keys_can_be_remapped_and_a_bad_keymap_is_ignored(tmp_path, monkeypatch)
     run(scenario(True))
     keys.write_text("[keys\nbroken")
     run(scenario(False))
+
+
+def test_runs_filter_mark_tag_and_delete(tmp_path, code_corpus):
+    from ncalab.store import RunStore
+
+    home = tmp_path / "h"
+    for seed in ("1", "2"):
+        assert main(["run", "--corpus", str(code_corpus), "--home", str(home), "--seed", seed, "--json", *MICRO]) == 0
+    store = RunStore(home)
+    ids = [e.id for e in store.list_experiments()]
+
+    async def scenario():
+        app = NcalabApp(home=home, autoplay=False)
+        async with app.run_test(size=(140, 40)) as pilot:
+            await pilot.press("r")
+            screen = app.screen
+            table = screen.query_one("#table")
+            for _ in range(50):
+                await pilot.pause(0.1)
+                if table.row_count == 2 and screen.selected:
+                    break
+            assert table.row_count == 2
+            # mark both: the curve panel overlays four curves (NCA and scratch of each)
+            await pilot.press("space")
+            await pilot.press("down")
+            await pilot.press("space")
+            await pilot.pause(0.8)
+            assert screen.marked == set(ids)
+            # tag the selected one and filter by the tag
+            await pilot.press("t")
+            for ch in "keep":
+                await pilot.press(ch)
+            await pilot.press("enter")
+            await pilot.pause(0.8)
+            tagged = screen.selected
+            assert store.get_experiment(tagged).tags == ["keep"]
+            await pilot.press("slash")
+            for ch in "keep":
+                await pilot.press(ch)
+            await pilot.pause(0.3)
+            assert table.row_count == 1
+            screen.query_one("#filter").value = ""
+            screen.set_focus(table)
+            await pilot.pause(0.3)
+            # delete asks first; "n" keeps it, "y" deletes it
+            await pilot.press("x")
+            await pilot.pause(0.2)
+            await pilot.press("n")
+            await pilot.pause(0.3)
+            assert len(store.list_experiments()) == 2
+            victim = screen.selected
+            await pilot.press("x")
+            await pilot.pause(0.2)
+            await pilot.press("y")
+            for _ in range(30):
+                await pilot.pause(0.1)
+                if len(store.list_experiments()) == 1:
+                    break
+            assert [e.id for e in store.list_experiments()] == [i for i in ids if i != victim]
+
+    run(scenario())

@@ -2,22 +2,39 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from ncalab.errors import NcalabError
+from ncalab.tui.screens.confirm import ConfirmScreen
 
 # Fixed widths: the table need not measure every cell of a thousand rows.
-COLUMNS = {"id": 10, "status": 9, "preset": 11, "seed": 4, "nca": 7, "scratch": 7, "gain": 6, "speedup": 7}
+# Results first, so they stay visible on an 80-column terminal.
+COLUMNS = {"": 1, "id": 10, "status": 9, "nca": 7, "scratch": 7, "gain": 6, "speedup": 7, "preset": 11,
+           "seed": 4, "started": 11, "took": 6}
 
 
 def _f(v, spec=".2f"):
     return "-" if v is None else format(v, spec)
+
+
+def _when(t) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(t).strftime("%m-%d %H:%M") if t else "-"
+
+
+def _took(s) -> str:
+    if s is None:
+        return "-"
+    m, sec = divmod(int(s), 60)
+    return f"{m // 60}h{m % 60:02d}" if m >= 60 else f"{m}m{sec:02d}"
 
 
 def plot_text(curves: list[dict], width: int, height: int) -> Text:
@@ -37,10 +54,15 @@ def plot_text(curves: list[dict], width: int, height: int) -> Text:
 
 
 class RunsScreen(Screen):
+    AUTO_FOCUS = "#table"  # keys act on the table; / focuses the filter
     BINDINGS = [
         Binding("f5,ctrl+r", "refresh", "Refresh", id="runs.refresh"),
-        Binding("c", "cancel", "Cancel run", id="runs.cancel"),
-        Binding("u", "resume", "Resume run", id="runs.resume"),
+        Binding("space", "mark", "Mark to compare", id="runs.mark"),
+        Binding("c", "cancel", "Cancel", id="runs.cancel"),
+        Binding("u", "resume", "Resume", id="runs.resume"),
+        Binding("t", "tag", "Tag", id="runs.tag"),
+        Binding("x,delete", "delete", "Delete", id="runs.delete"),
+        Binding("slash", "filter", "Filter", id="runs.filter"),
     ]
 
     def __init__(self, home=None, **kwargs):
@@ -48,11 +70,16 @@ class RunsScreen(Screen):
         self.home = home
         self.selected: str | None = None
         self._shown: list[tuple] | None = None
+        self._rows: list[dict] = []
+        self.marked: set[str] = set()
 
     def compose(self) -> ComposeResult:
         yield Header()
         with Horizontal(id="runs"):
-            yield DataTable(id="table", cursor_type="row", zebra_stripes=True)
+            with Vertical(id="runs-left"):
+                yield Input(placeholder="filter: id, status, preset, tag  (/ to focus)", id="filter")
+                yield DataTable(id="table", cursor_type="row", zebra_stripes=True)
+                yield Input(placeholder="tag for the selected experiment, then enter", id="tag-input")
             with VerticalScroll(id="details"):
                 yield Static("select an experiment", id="summary")
                 yield Static("", id="curve")
@@ -86,21 +113,28 @@ class RunsScreen(Screen):
             rows, error = [], str(e)
         self.app.call_from_thread(self._show_rows, rows, error)
 
-    def _show_rows(self, rows: list[dict], error: str | None) -> None:
+    def _show_rows(self, rows: list[dict] | None, error: str | None) -> None:
         table = self.query_one(DataTable)
         if error:
             self.query_one("#summary", Static).update(f"[red]cannot open the run store:[/] {error}")
             return
+        if rows is None:
+            rows = self._rows
+        self._rows = rows
+        needle = self.query_one("#filter", Input).value.strip().lower()
+        if needle:
+            rows = [r for r in rows if needle in " ".join([r["id"], r["status"], r["preset"], r["scale"], *r["tags"]]).lower()]
         keep = self.selected
-        cells = [(r["id"], r["status"], f"{r['preset']}/{r['scale']}", str(r["seed"]), _f(r["ppl_nca"]),
-                  _f(r["ppl_scratch"]), "-" if r["gain"] is None else f"{r['gain']:+.3f}",
-                  "-" if r["speedup"] is None else f"{r['speedup']:.2f}x") for r in rows]
+        cells = [("●" if r["id"] in self.marked else "", r["id"], r["status"], _f(r["ppl_nca"]), _f(r["ppl_scratch"]),
+                  "-" if r["gain"] is None else f"{r['gain']:+.3f}", "-" if r["speedup"] is None else f"{r['speedup']:.2f}x",
+                  f"{r['preset']}/{r['scale']}", str(r["seed"]), _when(r["started_at"]), _took(r["duration_s"]))
+                 for r in rows]
         if cells == self._shown:
             return  # nothing changed since the last refresh: keep the table (and the cursor) as is
         self._shown = cells
         table.clear()
         table.add_rows(cells)
-        ids = [c[0] for c in cells]
+        ids = [c[1] for c in cells]
         if keep in ids:
             table.move_cursor(row=ids.index(keep))
         if not rows:
@@ -110,19 +144,25 @@ class RunsScreen(Screen):
     def row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if self._shown is None or not 0 <= event.cursor_row < len(self._shown):
             return
-        exp_id = self._shown[event.cursor_row][0]
+        exp_id = self._shown[event.cursor_row][1]
         if exp_id != self.selected:
             self.selected = exp_id
             self.load_details(exp_id)
 
     @work(thread=True, exclusive=True, group="runs-details")
     def load_details(self, exp_id: str) -> None:
+        from ncalab.jobs.control import follow_log
         from ncalab.services import runs as svc
 
         store = self._store()
         try:
             d = svc.details(store, exp_id)
-            curves = svc.curves(store, [exp_id]) if d["summary"] or d["status"] == "running" else []
+            ids = sorted(self.marked) if self.marked else [exp_id]
+            try:
+                curves = svc.curves(store, ids)
+            except NcalabError:
+                curves = []  # nothing evaluated yet
+            d["log_tail"] = list(follow_log(store, exp_id, follow=False))[-6:]
         except NcalabError as e:
             d, curves = None, str(e)
         self.app.call_from_thread(self._show_details, d, curves)
@@ -139,6 +179,14 @@ class RunsScreen(Screen):
             lines.append(f"gain {_f(s.get('gain'), '+.4f')}   speedup {_f(s.get('speedup'), '.3f')}")
         for r in d["runs"]:
             lines.append(f"  {r['kind']:<8} {r['status']:<10} {r['tokens']:>11,}/{r['total_tokens']:,}")
+        if d["tags"]:
+            lines.append(f"tags: {', '.join(d['tags'])}")
+        c = d["config"]
+        lines.append(f"[dim]model {c['model']['n_layer']}x{c['model']['d_model']}  corpus {c['data']['corpus']}  "
+                     f"stage1 {c['stage1']['tokens']:,} tok lr {c['stage1']['lr']:g}  stage2 {c['stage2']['tokens']:,} tok "
+                     f"lr {c['stage2']['lr']:g}  reinit {','.join(c['transfer']['reinit']) or '-'}[/]")
+        if d.get("log_tail"):
+            lines.append("[dim]" + escape("".join(d["log_tail"]).rstrip()) + "[/]")
         self.query_one("#summary", Static).update("\n".join(lines))
         w = self.query_one("#details").size.width
         self.query_one("#curve", Static).update(plot_text(curves, w - 2, 16) if curves else "")
@@ -161,6 +209,63 @@ class RunsScreen(Screen):
 
     def action_cancel(self) -> None:
         self._control("cancel")
+
+    def action_mark(self) -> None:
+        """Mark or unmark the selected experiment; marked ones share the curve panel."""
+        if self.selected is None:
+            return
+        self.marked ^= {self.selected}
+        self._shown = None
+        self._show_rows(None, None)
+        self.load_details(self.selected)
+
+    def action_filter(self) -> None:
+        self.query_one("#filter", Input).focus()
+
+    def action_tag(self) -> None:
+        if self.selected is not None:
+            self.query_one("#tag-input", Input).focus()
+
+    @on(Input.Changed, "#filter")
+    def filter_changed(self) -> None:
+        self._shown = None
+        self._show_rows(None, None)
+
+    @on(Input.Submitted, "#tag-input")
+    def tag_submitted(self, event: Input.Submitted) -> None:
+        tag = event.value.strip()
+        event.input.value = ""
+        self.set_focus(self.query_one(DataTable))
+        if tag and self.selected:
+            try:
+                self._store().tag(self.selected, tag)
+            except NcalabError as e:
+                self.notify(str(e), severity="error")
+            self.action_refresh()
+            self.load_details(self.selected)
+
+    def action_delete(self) -> None:
+        if self.selected is None:
+            return
+        exp_id = self.selected
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.delete_experiment(exp_id)
+
+        self.app.push_screen(ConfirmScreen(f"Delete experiment {exp_id}, its runs, metrics and files?"), answered)
+
+    @work(thread=True, group="runs-control")
+    def delete_experiment(self, exp_id: str) -> None:
+        from ncalab.services.runs import remove
+
+        try:
+            remove(self._store(), exp_id)
+            self.app.call_from_thread(self.notify, f"deleted {exp_id}")
+        except NcalabError as e:
+            self.app.call_from_thread(self.notify, str(e), severity="error")
+        self.marked.discard(exp_id)
+        self.action_refresh()
 
     def action_resume(self) -> None:
         self._control("resume")
