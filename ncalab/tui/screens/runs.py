@@ -129,6 +129,8 @@ class RunsScreen(Screen):
                   "-" if r["gain"] is None else f"{r['gain']:+.3f}", "-" if r["speedup"] is None else f"{r['speedup']:.2f}x",
                   f"{r['preset']}/{r['scale']}", str(r["seed"]), _when(r["started_at"]), _took(r["duration_s"]))
                  for r in rows]
+        if self.selected is not None and any(r["id"] == self.selected and r["status"] in ("running", "queued") for r in rows):
+            self.load_details(self.selected)  # live: progress, curves and log of a job in flight
         if cells == self._shown:
             return  # nothing changed since the last refresh: keep the table (and the cursor) as is
         self._shown = cells
