@@ -72,6 +72,7 @@ class RunsScreen(Screen):
         self._shown: list[tuple] | None = None
         self._rows: list[dict] = []
         self.marked: set[str] = set()
+        self._selected_status: str | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -129,8 +130,10 @@ class RunsScreen(Screen):
                   "-" if r["gain"] is None else f"{r['gain']:+.3f}", "-" if r["speedup"] is None else f"{r['speedup']:.2f}x",
                   f"{r['preset']}/{r['scale']}", str(r["seed"]), _when(r["started_at"]), _took(r["duration_s"]))
                  for r in rows]
-        if self.selected is not None and any(r["id"] == self.selected and r["status"] in ("running", "queued") for r in rows):
-            self.load_details(self.selected)  # live: progress, curves and log of a job in flight
+        sel = next((r for r in rows if r["id"] == self.selected), None)
+        if sel is not None and (sel["status"] in ("running", "queued") or sel["status"] != self._selected_status):
+            self.load_details(self.selected)  # live: progress, curves and log of a job in flight, and its ending
+        self._selected_status = sel["status"] if sel else None
         if cells == self._shown:
             return  # nothing changed since the last refresh: keep the table (and the cursor) as is
         self._shown = cells
