@@ -12,6 +12,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from ncalab.errors import NcalabError
+from ncalab.services.runs import flatten as svc_flatten
 from ncalab.tui.screens.confirm import ConfirmScreen
 
 # Fixed widths: the table need not measure every cell of a thousand rows.
@@ -186,10 +187,11 @@ class RunsScreen(Screen):
             lines.append(f"  {r['kind']:<8} {r['status']:<10} {r['tokens']:>11,}/{r['total_tokens']:,}")
         if d["tags"]:
             lines.append(f"tags: {', '.join(d['tags'])}")
-        c = d["config"]
-        lines.append(f"[dim]model {c['model']['n_layer']}x{c['model']['d_model']}  corpus {c['data']['corpus']}  "
-                     f"stage1 {c['stage1']['tokens']:,} tok lr {c['stage1']['lr']:g}  stage2 {c['stage2']['tokens']:,} tok "
-                     f"lr {c['stage2']['lr']:g}  reinit {','.join(c['transfer']['reinit']) or '-'}[/]")
+        c = svc_flatten(d["config"])  # tolerate configs written by other versions
+        keys = (("model", "model.n_layer"), ("x", "model.d_model"), ("corpus", "data.corpus"),
+                ("stage1 tokens", "stage1.tokens"), ("lr", "stage1.lr"), ("stage2 tokens", "stage2.tokens"),
+                ("lr", "stage2.lr"), ("reinit", "transfer.reinit"))
+        lines.append("[dim]" + escape("  ".join(f"{label} {c[k]}" for label, k in keys if k in c)) + "[/]")
         if d.get("log_tail"):
             lines.append("[dim]" + escape("".join(d["log_tail"]).rstrip()) + "[/]")
         self.query_one("#summary", Static).update("\n".join(lines))
