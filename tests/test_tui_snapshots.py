@@ -31,3 +31,25 @@ def test_other_screens(snap_compare, tmp_path, size, key):
         await pilot.pause(0.5)
 
     assert snap_compare(NcalabApp(home=tmp_path, seed=7, autoplay=False), terminal_size=size, run_before=open_screen)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_families(snap_compare, tmp_path, size):
+    async def open_families(pilot):
+        await _engine_loaded(pilot)
+        await pilot.press("f")
+        while pilot.app.screen.batch is None:
+            await pilot.pause(0.05)
+        await pilot.pause(0.3)
+
+    assert snap_compare(NcalabApp(home=tmp_path, seed=7, autoplay=False, draw_seed=11), terminal_size=size,
+                        run_before=open_families)
+
+
+def test_explore_light_theme(snap_compare, tmp_path):
+    async def light(pilot):
+        await _engine_loaded(pilot)
+        pilot.app.theme = "textual-light"
+        await pilot.pause(0.2)
+
+    assert snap_compare(NcalabApp(home=tmp_path, seed=7, autoplay=False), terminal_size=(80, 24), run_before=light)

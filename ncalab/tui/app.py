@@ -32,10 +32,11 @@ class NcalabApp(App):
         Binding("q", "quit", "Quit", id="quit"),
     ]
 
-    def __init__(self, home=None, seed: int = 0, autoplay: bool = True):
+    def __init__(self, home=None, seed: int = 0, autoplay: bool = True, draw_seed: int | None = None):
         super().__init__()
         self.home = home
         self.seed = seed
+        self.draw_seed = draw_seed
         self.autoplay = autoplay  # tests and snapshots start paused, so frames are deterministic
 
     def on_mount(self) -> None:

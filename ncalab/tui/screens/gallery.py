@@ -63,6 +63,7 @@ class GalleryScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.playing = getattr(self.app, "autoplay", True)
         self.set_interval(1 / 8, self.tick)
         self.action_draw()
 
@@ -110,7 +111,9 @@ class GalleryScreen(Screen):
         from ncalab.nca.seeds import rule_seeds
         from ncalab.nca.stream import score_window
 
-        seeds = rule_seeds(int(np.random.default_rng().integers(0, 2**31)), "train", 0, SURVEY)
+        fixed = getattr(self.app, "draw_seed", None)  # tests and snapshots draw the same rules
+        stream = fixed if fixed is not None else int(np.random.default_rng().integers(0, 2**31))
+        seeds = rule_seeds(stream, "train", 0, SURVEY)
         scores = score_window(RuleBatch(seeds, seeds, cfg).frames(cfg.score_frames), cfg)
         inside = seeds[band.contains(scores)][:N_SHOWN]
         batch = RuleBatch(inside, inside, cfg) if len(inside) else None
