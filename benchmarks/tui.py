@@ -59,21 +59,32 @@ async def live_fps(home: str, shape: str, frames: int = 120) -> float:
 
 
 async def runs_open(home: str) -> float:
+    """From the key press to the first frame that draws the filled runs table."""
     from ncalab.tui.app import NcalabApp
+    from ncalab.tui.widgets.run_table import RunTable
 
-    app = NcalabApp(home=home, autoplay=False)
-    async with app.run_test(size=(120, 40)) as pilot:
-        while app.screen.batch is None:  # a settled app: the engine has loaded behind Explore
-            await pilot.pause(0.05)
-        await pilot.pause(0.5)
-        t = time.perf_counter()
-        await pilot.press("r")
-        table = None
-        while True:
-            await pilot.pause(0.005)
-            table = app.screen.query("#table")
-            if table and table.first().row_count >= 1000:
-                return time.perf_counter() - t
+    drawn: list[float] = []
+    render_line = RunTable.render_line
+
+    def stamped(self, y):  # the table's first line drawn with every run in it
+        if self.row_count >= 1000 and not drawn:
+            drawn.append(time.perf_counter())
+        return render_line(self, y)
+
+    RunTable.render_line = stamped
+    try:
+        app = NcalabApp(home=home, autoplay=False)
+        async with app.run_test(size=(120, 40)) as pilot:
+            while app.screen.batch is None:  # a settled app: the engine has loaded behind Explore
+                await pilot.pause(0.05)
+            await pilot.pause(0.5)
+            t = time.perf_counter()
+            await pilot.press("r")
+            while not drawn:
+                await pilot.pause(0.005)
+            return drawn[0] - t
+    finally:
+        RunTable.render_line = render_line
 
 
 def main() -> None:
@@ -89,13 +100,14 @@ def main() -> None:
     eager = min(first_frame("eager", home) for _ in range(3))
     fps12 = asyncio.run(live_fps(home, "12 12 10 2"))
     fps64 = asyncio.run(live_fps(home, "64 64 10 2"))
-    open_s = asyncio.run(runs_open(home))
+    opens = sorted(asyncio.run(runs_open(home)) for _ in range(5))
+    open_s, open_worst = opens[2], opens[-1]  # median of five fresh apps, and the slowest
     print(f"first frame (engine loads after it)   {lazy:6.2f} s   (target <= 1.5; eager imports: {eager:.2f} s)")
     print(f"live view, 12x12                       {fps12:6.0f} fps (target >= 30)")
     print(f"live view, 64x64                       {fps64:6.0f} fps (target >= 30)")
-    print(f"open Runs with 1,000 experiments       {open_s:6.3f} s   (target <= 0.3)")
+    print(f"open Runs with 1,000 experiments       {open_s:6.3f} s   (target <= 0.3; slowest of 5: {open_worst:.3f} s)")
     print(json.dumps({"first_frame_s": round(lazy, 3), "fps_12": round(fps12, 1), "fps_64": round(fps64, 1),
-                      "runs_open_s": round(open_s, 3), "baseline_first_frame_eager_s": round(eager, 3),
+                      "runs_open_s": round(open_s, 3), "runs_open_worst_s": round(open_worst, 3), "baseline_first_frame_eager_s": round(eager, 3),
                       "ratio_first_frame": round(eager / lazy, 2)}))
 
 

@@ -9,13 +9,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import Footer, Header, Input, Static
 
 from ncalab.errors import NcalabError
 from ncalab.services.runs import flatten as svc_flatten
 from ncalab.tui.screens.confirm import ConfirmScreen
+from ncalab.tui.widgets.run_table import RunTable
 
-# Fixed widths: the table need not measure every cell of a thousand rows.
 # Results first, so they stay visible on an 80-column terminal.
 COLUMNS = {"": 1, "id": 10, "status": 9, "nca": 7, "scratch": 7, "gain": 6, "speedup": 7, "preset": 11,
            "seed": 4, "started": 11, "took": 6}
@@ -80,7 +80,7 @@ class RunsScreen(Screen):
         with Horizontal(id="runs"):
             with Vertical(id="runs-left"):
                 yield Input(placeholder="filter: id, status, preset, tag  (/ to focus)", id="filter")
-                yield DataTable(id="table", cursor_type="row", zebra_stripes=True)
+                yield RunTable(COLUMNS, id="table")
                 yield Input(placeholder="tag for the selected experiment, then enter", id="tag-input")
             with VerticalScroll(id="details"):
                 yield Static("select an experiment", id="summary")
@@ -90,9 +90,10 @@ class RunsScreen(Screen):
     def on_mount(self) -> None:
         if self.home is None:
             self.home = getattr(self.app, "home", None)
-        table = self.query_one(DataTable)
-        for c, w in COLUMNS.items():
-            table.add_column(c, key=c, width=w)
+        rows = getattr(self.app, "prefetched_runs", None)
+        if rows is not None:  # read while Explore was open: show it now, refresh just after
+            self.app.prefetched_runs = None
+            self._show_rows(rows, None)
         self.action_refresh()
         self.set_interval(2.0, self.action_refresh)
 
@@ -116,7 +117,7 @@ class RunsScreen(Screen):
         self.app.call_from_thread(self._show_rows, rows, error)
 
     def _show_rows(self, rows: list[dict] | None, error: str | None) -> None:
-        table = self.query_one(DataTable)
+        table = self.query_one(RunTable)
         if error:
             self.query_one("#summary", Static).update(f"[red]cannot open the run store:[/] {error}")
             return
@@ -138,16 +139,13 @@ class RunsScreen(Screen):
         if cells == self._shown:
             return  # nothing changed since the last refresh: keep the table (and the cursor) as is
         self._shown = cells
-        table.clear()
-        table.add_rows(cells)
         ids = [c[1] for c in cells]
-        if keep in ids:
-            table.move_cursor(row=ids.index(keep))
+        table.set_rows(cells, ids.index(keep) if keep in ids else None)
         if not rows:
             self.query_one("#summary", Static).update("no experiments yet: `ncalab run --preset code --detach`")
 
-    @on(DataTable.RowHighlighted)
-    def row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+    @on(RunTable.RowHighlighted)
+    def row_highlighted(self, event: RunTable.RowHighlighted) -> None:
         if self._shown is None or not 0 <= event.cursor_row < len(self._shown):
             return
         exp_id = self._shown[event.cursor_row][1]
@@ -242,7 +240,7 @@ class RunsScreen(Screen):
     def tag_submitted(self, event: Input.Submitted) -> None:
         tag = event.value.strip()
         event.input.value = ""
-        self.set_focus(self.query_one(DataTable))
+        self.set_focus(self.query_one(RunTable))
         if tag and self.selected:
             try:
                 self._store().tag(self.selected, tag)
