@@ -10,7 +10,7 @@ import time
 
 from conftest import MICRO
 from ncalab.cli.main import main
-from ncalab.store import RunStore
+from ncalab.store import SCHEMA_VERSION, RunStore
 
 # Long enough to catch a job mid-stage, short enough for CI (a few seconds a stage).
 SLOW = [a for a in MICRO] + ["--set", "stage1.tokens=81920", "--set", "stage2.tokens=65536"]
@@ -148,10 +148,17 @@ def test_old_store_is_upgraded_in_place(tmp_path):
     con = sqlite3.connect(home / "ncalab.db")  # make it a schema-1 store, as ncalab 0.1 wrote it
     for col in ("pid", "host", "heartbeat_at", "error"):
         con.execute(f"ALTER TABLE experiments DROP COLUMN {col}")
+    con.execute("DROP INDEX ix_runs_reuse_key")
+    for col in ("reuse_key", "source_run_id"):
+        con.execute(f"ALTER TABLE runs DROP COLUMN {col}")
+    con.execute("DROP TABLE sweeps")
     con.execute("UPDATE store_meta SET value='1' WHERE key='schema_version'")
     con.commit()
     con.close()
     again = RunStore(home)
     assert again.get_experiment(exp.id).config == {"a": 1}
     assert again.claim_experiment(exp.id, 123, "host")
-    assert again.get_meta("schema_version") == "2"
+    run = again.create_run(exp.id, "stage1", {}, 10, reuse_key="k")  # schema 3: reuse keys and sweeps
+    assert again.get_run(run.id).reuse_key == "k"
+    assert again.get_sweep(again.create_sweep({"grid": {}}).id).spec == {"grid": {}}
+    assert again.get_meta("schema_version") == str(SCHEMA_VERSION)

@@ -1,6 +1,7 @@
 """The Textual app, driven with Pilot on a real temporary store."""
 
 import asyncio
+import os
 
 
 from conftest import MICRO
@@ -294,3 +295,62 @@ def test_runs_filter_mark_tag_and_delete(tmp_path, code_corpus):
             assert [e.id for e in store.list_experiments()] == [i for i in ids if i != victim]
 
     run(scenario())
+
+
+def test_sweeps_screen_shows_the_table_live(tmp_path, code_corpus):
+    import os
+    import socket
+
+    from ncalab.services import sweeps
+    from ncalab.services.config import resolve_config
+    from ncalab.services.experiments import execute
+    from ncalab.store import RunStore
+    from ncalab.tui.screens.sweeps import SweepsScreen
+
+    store = RunStore(tmp_path / "h")
+    base = resolve_config("code", "tiny", None, [MICRO[i + 1] for i in range(0, len(MICRO), 2)], corpus=str(code_corpus))
+    made = sweeps.create(store, base, ["transfer.reinit=none,attn"], [0], name="what transfers")
+    first, second = made["experiments"]
+    assert store.claim_experiment(first, os.getpid(), socket.gethostname())
+    execute(store, first)
+
+    async def scenario():
+        app = NcalabApp(home=tmp_path / "h", autoplay=False)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.press("w")
+            screen = app.screen
+            assert isinstance(screen, SweepsScreen)
+            table = screen.query_one("#sweep-table")
+
+            async def shown(text):
+                for _ in range(100):
+                    await pilot.pause(0.1)
+                    if text in _plain(table):
+                        return True
+                return False
+
+            assert await shown("1/2 done")
+            assert "reinit=none" in _plain(table) and "★" in _plain(table)
+            # the second member finishes while the screen is open: the table follows
+            assert store.claim_experiment(second, os.getpid(), socket.gethostname())
+            await asyncio.to_thread(execute, RunStore(tmp_path / "h"), second)
+            assert await shown("2/2 done")
+            row = next(r for r in sweeps.table(store, made["sweep_id"])["rows"] if r["best"])
+            assert f"{row['gain']:+.3f}" in _plain(table)
+            await pilot.press("k")  # one swept key: the plot stays on it
+            await pilot.pause(0.5)
+            assert "gain against transfer.reinit" in _plain(table)
+            await pilot.press("u")  # nothing failed: nothing to resume
+            await pilot.pause(0.5)
+            assert all(e.status == "completed" for e in store.experiments_of_sweep(made["sweep_id"]))
+
+    run(scenario())
+
+
+def _plain(static) -> str:
+    """The text a Static shows, as the terminal would (rich renderables included)."""
+    from rich.console import Console
+
+    console = Console(width=118, record=True, file=open(os.devnull, "w"))
+    console.print(static.content)
+    return console.export_text()

@@ -23,7 +23,7 @@ def test_explore(snap_compare, tmp_path, size):
 
 
 @pytest.mark.parametrize("size", SIZES)
-@pytest.mark.parametrize("key", ["r", "l", "question_mark"])
+@pytest.mark.parametrize("key", ["r", "w", "l", "question_mark"])
 def test_other_screens(snap_compare, tmp_path, size, key):
     async def open_screen(pilot):
         await _engine_loaded(pilot)

@@ -12,6 +12,7 @@ from rich import box
 from rich.table import Table
 
 from ncalab.cli.common import JsonFlag, emit_json, out_console
+from ncalab.cli.tables import STATUS_STYLE
 from ncalab.errors import NcalabError
 from ncalab.services import runs as svc
 
@@ -44,7 +45,6 @@ def _dur(s):
     return f"{h}h{m:02d}m" if h else f"{m}m{sec:02d}s"
 
 
-STATUS_STYLE = {"completed": "green", "running": "cyan", "queued": "blue", "failed": "red", "lost": "magenta", "cancelled": "yellow"}
 
 
 @app.command("list")

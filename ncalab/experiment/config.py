@@ -19,6 +19,7 @@ from ncalab.nca.bands import Band
 from ncalab.nca.config import NCAConfig
 
 REINIT_CHOICES = ("attn", "mlp", "norm")
+CONTROL_CHOICES = ("none", "shuffle", "matched_scale")
 
 
 @dataclass
@@ -50,6 +51,14 @@ class Stage1Config:
 @dataclass
 class TransferConfig:
     reinit: list[str] = field(default_factory=list)  # any of attn, mlp, norm (embeddings always)
+    # Controls that keep each transferred tensor's scale but not what it learned on NCA data:
+    # shuffle = its values in a random order; matched_scale = fresh init rescaled to its RMS.
+    control: str = "none"
+    # Remedies for the warm-start penalty (all off by default, as in the paper):
+    shrink: float = 1.0  # shrink-and-perturb (Ash & Adams 2020): w <- shrink * w + perturb * fresh init
+    perturb: float = 0.0
+    lr_scale: float = 1.0  # stage-2 learning rate of transferred weights, relative to the rest
+    freeze: float = 0.0  # fraction of stage 2 during which transferred weights stay frozen
 
 
 @dataclass
@@ -117,6 +126,11 @@ class ExperimentConfig:
         bad = set(self.transfer.reinit) - set(REINIT_CHOICES)
         if bad:
             raise NcalabError(f"--reinit takes {', '.join(REINIT_CHOICES)}; unknown: {', '.join(sorted(bad))}")
+        t = self.transfer
+        if t.control not in CONTROL_CHOICES:
+            raise NcalabError(f"transfer.control must be one of {', '.join(CONTROL_CHOICES)}, got {t.control!r}")
+        if t.lr_scale < 0 or t.shrink < 0 or t.perturb < 0 or not 0 <= t.freeze < 1:
+            raise NcalabError("transfer.lr_scale, shrink and perturb must be >= 0 and transfer.freeze in [0, 1)")
         m = self.model
         if m.d_model % m.n_head:
             raise NcalabError(f"model.d_model {m.d_model} is not divisible by model.n_head {m.n_head}")

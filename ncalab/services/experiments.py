@@ -7,6 +7,7 @@ widgets) and never prints.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -17,6 +18,7 @@ from typing import Protocol
 
 from ncalab.errors import NcalabError
 from ncalab.experiment.config import ExperimentConfig
+from ncalab.experiment.reuse import run_keys
 from ncalab.experiment.summary import compare
 from ncalab.train import checkpoint
 from ncalab.train import device as devices
@@ -91,11 +93,66 @@ def submit(cfg: ExperimentConfig, store, name: str | None = None, sweep_id: str 
     from ncalab.data.corpora import open_corpus
 
     open_corpus(cfg.data.corpus)  # a missing or unreachable corpus fails before anything is stored
+    keys = run_keys(cfg, devices.choose(cfg.runtime.device, cfg.runtime.dtype))
     exp = store.create_experiment(cfg.preset, cfg.scale, cfg.seed, cfg.to_dict(), name=name, sweep_id=sweep_id)
-    store.create_run(exp.id, "stage1", cfg.to_dict(), cfg.stage1.tokens)
-    store.create_run(exp.id, "nca", cfg.to_dict(), cfg.stage2.tokens)
-    store.create_run(exp.id, "scratch", cfg.to_dict(), cfg.stage2.tokens)
+    store.create_run(exp.id, "stage1", cfg.to_dict(), cfg.stage1.tokens, keys["stage1"])
+    store.create_run(exp.id, "nca", cfg.to_dict(), cfg.stage2.tokens, keys["nca"])
+    store.create_run(exp.id, "scratch", cfg.to_dict(), cfg.stage2.tokens, keys["scratch"])
     return exp
+
+
+def _run_alive(run) -> bool:
+    from ncalab.jobs.queue import STALE_S, pid_alive
+
+    if run.host == socket.gethostname():
+        return pid_alive(run.pid)
+    return run.heartbeat_at is not None and time.time() - run.heartbeat_at < STALE_S
+
+
+def _link_tree(src: Path, dst: Path) -> None:
+    """Hard links where the file system allows (no extra space, and deleting either side
+    leaves the other whole), copies elsewhere."""
+    import shutil
+
+    if dst.exists():
+        shutil.rmtree(dst)
+
+    def link(a, b):
+        try:
+            os.link(a, b)
+        except OSError:
+            shutil.copy2(a, b)
+
+    shutil.copytree(src, dst, copy_function=link)
+
+
+def _reuse_or_claim(store, run, kind: str, reporter: Reporter, should_stop, placement) -> str:
+    """"reused" when an identical run's result was taken, "train" when this run must be
+    trained (and is now marked running), "stopped" when asked to stop while waiting for an
+    identical run that another job is training."""
+    waited = False
+    while True:
+        got = store.claim_run(run.id, os.getpid(), socket.gethostname(), placement.label, _run_alive)
+        if got == "train":
+            return "train"
+        if got == "wait":
+            if not waited:
+                reporter.note(f"{kind}: an identical run is being trained by another job; waiting for its result")
+                waited = True
+            if should_stop():
+                return "stopped"
+            time.sleep(5.0)
+            continue
+        src_model = store.run_dir(got) / "model"
+        if kind == "stage1" and not src_model.is_dir():
+            store.start_run(run.id, os.getpid(), socket.gethostname(), placement.label)  # its model is gone
+            return "train"
+        if src_model.is_dir():
+            _link_tree(src_model, store.run_dir(run) / "model")
+        store.adopt_run(run.id, got)
+        reporter.note(f"{kind}: identical to run {got.id} of experiment {got.experiment_id}; its result is reused")
+        reporter.done(kind, {})
+        return "reused"
 
 
 def config_of(exp) -> ExperimentConfig:
@@ -163,7 +220,11 @@ def execute(store, exp_id: str, reporter: Reporter | None = None, should_stop=No
         # ---- stage 1: NCA pre-pre-training --------------------------------------------------
         current = "stage1"
         r = runs["stage1"]
-        if r.status == "completed":
+        step = "reused" if r.status == "completed" else _reuse_or_claim(store, r, "stage1", reporter, should_stop, placement)
+        if step == "stopped":
+            store.finish_experiment(exp_id, "cancelled")
+            return None
+        if step == "reused":
             nca_model = checkpoint.load_model(store.run_dir(r) / "model")
         else:
             s1 = cfg.stage1
@@ -188,17 +249,28 @@ def execute(store, exp_id: str, reporter: Reporter | None = None, should_stop=No
         for kind in ("nca", "scratch"):
             current = kind
             r = runs[kind]
-            if r.status == "completed":
+            step = "reused" if r.status == "completed" else _reuse_or_claim(store, r, kind, reporter, should_stop, placement)
+            if step == "stopped":
+                store.finish_experiment(exp_id, "cancelled")
+                return None
+            if step == "reused":
                 continue
             if kind == "nca":
-                model, kept = transfer(nca_model, cfg.model, lang_vocab, s2.seq_len, cfg.seed + 1, set(cfg.transfer.reinit))
+                t = cfg.transfer
+                model, kept = transfer(nca_model, cfg.model, lang_vocab, s2.seq_len, cfg.seed + 1, set(t.reinit),
+                                       t.control, t.shrink, t.perturb)
                 reporter.note(f"transferred {len(kept)} tensors; re-initialised embeddings, head"
-                              + (f" and {', '.join(cfg.transfer.reinit)}" if cfg.transfer.reinit else ""))
+                              + (f" and {', '.join(t.reinit)}" if t.reinit else "")
+                              + (f"; control {t.control}" if t.control != "none" else ""))
             else:
-                model = build_model(cfg.model, lang_vocab, s2.seq_len, seed=cfg.seed + 1)
+                model, kept = build_model(cfg.model, lang_vocab, s2.seq_len, seed=cfg.seed + 1), []
             batches = LanguageBatches(TokenBatches(train_arr, s2.seq_len, s2.batch_size, seed=cfg.seed))
-            trainer = _train_stage(store, r, kind, model, _stage_spec(kind, s2, s2.batch_size * s2.seq_len, 10),
-                                   placement, batches, language_validation(windows), reporter, cfg, should_stop)
+            spec = _stage_spec(kind, s2, s2.batch_size * s2.seq_len, 10)
+            if kept:
+                spec = dataclasses.replace(spec, transferred=frozenset(kept), transferred_lr_scale=cfg.transfer.lr_scale,
+                                           freeze_steps=int(cfg.transfer.freeze * spec.steps))
+            trainer = _train_stage(store, r, kind, model, spec, placement, batches, language_validation(windows),
+                                   reporter, cfg, should_stop)
             if trainer is None:
                 store.finish_experiment(exp_id, "cancelled")
                 return None

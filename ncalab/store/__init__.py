@@ -1,6 +1,6 @@
 """The run store: experiments, runs and their metrics in one SQLite database under a home folder."""
 
-from ncalab.store.schema import STATUSES, Experiment, LatestMetric, MetricPoint, Run, StoreMeta
+from ncalab.store.schema import STATUSES, Experiment, LatestMetric, MetricPoint, Run, StoreMeta, Sweep
 from ncalab.store.store import SCHEMA_VERSION, RunStore, default_home
 
 __all__ = [
@@ -12,5 +12,6 @@ __all__ = [
     "Run",
     "RunStore",
     "StoreMeta",
+    "Sweep",
     "default_home",
 ]

@@ -80,6 +80,10 @@ class Run(SQLModel, table=True):
     step: int = 0
     tokens: int = 0
     total_tokens: int = 0
+    # Schema 3: runs whose results would be identical share a reuse key (a hash of everything
+    # that determines them); a run that took another's result names it in source_run_id.
+    reuse_key: str | None = Field(default=None, index=True)
+    source_run_id: str | None = None
 
     @property
     def config(self) -> dict[str, Any]:
@@ -114,6 +118,21 @@ class LatestMetric(SQLModel, table=True):
     wall_time: float
 
 
+class Sweep(SQLModel, table=True):
+    """A grid of settings times seeds; its experiments point to it with sweep_id."""
+
+    __tablename__ = "sweeps"
+
+    id: str = Field(primary_key=True)
+    name: str | None = None
+    created_at: float
+    spec_json: str  # preset, scale, base overrides, grid, seeds
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        return json.loads(self.spec_json)
+
+
 class StoreMeta(SQLModel, table=True):
     __tablename__ = "store_meta"
 
@@ -121,4 +140,5 @@ class StoreMeta(SQLModel, table=True):
     value: str
 
 
-TABLES = [Experiment.__table__, Run.__table__, MetricPoint.__table__, LatestMetric.__table__, StoreMeta.__table__]
+TABLES = [Experiment.__table__, Run.__table__, MetricPoint.__table__, LatestMetric.__table__, Sweep.__table__,
+          StoreMeta.__table__]

@@ -39,10 +39,11 @@ from ncalab.store.schema import (
     MetricPoint,
     Run,
     StoreMeta,
+    Sweep,
     new_id,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DB_NAME = "ncalab.db"
 _IMMEDIATE = "ncalab_immediate"  # execution option that marks the write engine
 
@@ -55,7 +56,15 @@ def _v1_to_v2(conn: Connection) -> None:
         conn.exec_driver_sql(f"ALTER TABLE experiments ADD COLUMN {column}")
 
 
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1_to_v2}
+def _v2_to_v3(conn: Connection) -> None:
+    """Schema 3: reuse of identical runs (sweeps share baselines); the sweeps table is new
+    and made by create_all."""
+    conn.exec_driver_sql("ALTER TABLE runs ADD COLUMN reuse_key VARCHAR")
+    conn.exec_driver_sql("ALTER TABLE runs ADD COLUMN source_run_id VARCHAR")
+    conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_runs_reuse_key ON runs (reuse_key)")
+
+
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
 def default_home() -> Path:
@@ -192,7 +201,8 @@ class RunStore:
             s.add(exp)
         return exp
 
-    def create_run(self, experiment_id: str, kind: str, config: dict, total_tokens: int) -> Run:
+    def create_run(self, experiment_id: str, kind: str, config: dict, total_tokens: int,
+                   reuse_key: str | None = None) -> Run:
         if kind not in RUN_KINDS:
             raise NcalabError(f"unknown run kind {kind!r}; expected one of {', '.join(RUN_KINDS)}")
         with self._write() as s:
@@ -202,7 +212,7 @@ class RunStore:
             run = Run(
                 id=run_id, experiment_id=experiment_id, kind=kind, status="queued", created_at=time.time(),
                 ncalab_version=ncalab.__version__, config_json=json.dumps(config, default=str),
-                folder=folder.as_posix(), total_tokens=int(total_tokens),
+                folder=folder.as_posix(), total_tokens=int(total_tokens), reuse_key=reuse_key,
             )
             s.add(run)
             # Inside the transaction: if the folder cannot be made, no row is left behind.
@@ -339,6 +349,74 @@ class RunStore:
         with self._engine.connect() as conn:
             rows = conn.execute(select(LatestMetric.name, LatestMetric.value).where(LatestMetric.run_id == run_id))
             return {name: _none_to_nan(value) for name, value in rows}
+
+    # ---- reuse of identical runs ----------------------------------------------------------------
+
+    def claim_run(self, run_id: str, pid: int, host: str, device: str, alive) -> Run | str:
+        """Start a run, unless an identical one (same reuse key) has its result or is making it.
+
+        Returns a completed identical Run to take the result from, ``"wait"`` while another
+        live process trains one (``alive(run)`` tells), or ``"train"`` after marking this run
+        running. One write transaction, so two jobs never both decide to train the same thing.
+        """
+        now = time.time()
+        with self._write() as s:
+            run = _get(s, Run, run_id, "run")
+            if run.reuse_key:
+                twins = s.execute(select(Run).where(Run.reuse_key == run.reuse_key, Run.id != run_id,
+                                                    Run.status.in_(("completed", "running")))
+                                  .order_by(Run.finished_at)).scalars().all()
+                done = [t for t in twins if t.status == "completed"]
+                if done:
+                    return done[0]
+                if any(alive(t) for t in twins):
+                    return "wait"
+            run.status, run.started_at, run.heartbeat_at = "running", now, now
+            run.pid, run.host, run.device = pid, host, device
+            return "train"
+
+    def adopt_run(self, run_id: str, source: Run) -> None:
+        """Complete a run with the result of an identical one: its metric points are copied
+        (so this run stands alone if the source is deleted) and the source is named."""
+        now = time.time()
+        with self._write() as s:
+            args = {"dst": run_id, "src": source.id}
+            s.execute(delete(MetricPoint).where(MetricPoint.run_id == run_id))
+            s.execute(delete(LatestMetric).where(LatestMetric.run_id == run_id))
+            s.execute(text("INSERT INTO metric_points (run_id, name, step, tokens, wall_time, value) "
+                           "SELECT :dst, name, step, tokens, wall_time, value FROM metric_points WHERE run_id = :src"), args)
+            s.execute(text("INSERT INTO latest_metrics (run_id, name, value, step, tokens, wall_time) "
+                           "SELECT :dst, name, value, step, tokens, wall_time FROM latest_metrics WHERE run_id = :src"), args)
+            s.execute(update(Run).where(Run.id == run_id).values(
+                status="completed", source_run_id=source.id, step=source.step, tokens=source.tokens,
+                device=source.device, started_at=now, finished_at=now, heartbeat_at=now, pid=None, error=None))
+
+    # ---- sweeps ----------------------------------------------------------------------------------
+
+    def create_sweep(self, spec: dict, name: str | None = None) -> Sweep:
+        with self._write() as s:
+            sweep = Sweep(id=_fresh_id(s, Sweep, "s"), name=name, created_at=time.time(),
+                          spec_json=json.dumps(spec, default=str))
+            s.add(sweep)
+        return sweep
+
+    def set_sweep_spec(self, sweep_id: str, spec: dict) -> None:
+        self._update(Sweep, sweep_id, "sweep", spec_json=json.dumps(spec, default=str))
+
+    def get_sweep(self, sweep_id: str) -> Sweep:
+        with self._read() as s:
+            return _get(s, Sweep, sweep_id, "sweep")
+
+    def list_sweeps(self) -> list[Sweep]:
+        with self._read() as s:
+            return list(s.scalars(select(Sweep).order_by(Sweep.created_at.desc(), literal_column("rowid").desc())))
+
+    def experiments_of_sweep(self, sweep_id: str) -> list[Experiment]:
+        """Oldest first: the order the sweep queued them."""
+        with self._read() as s:
+            q = select(Experiment).where(Experiment.sweep_id == sweep_id).order_by(
+                Experiment.created_at, literal_column("rowid"))
+            return list(s.scalars(q))
 
     # ---- jobs ------------------------------------------------------------------------------------
 

@@ -29,6 +29,9 @@ class StageSpec:
     grad_clip: float
     eval_every: int  # tokens; 0 = n_evals evenly spaced
     n_evals: int = 10
+    transferred: frozenset[str] = frozenset()  # parameter names that came from stage 1
+    transferred_lr_scale: float = 1.0
+    freeze_steps: int = 0  # transferred parameters do not move for this many steps
 
     @property
     def steps(self) -> int:
@@ -44,13 +47,36 @@ class StageSpec:
         return marks | {self.steps}
 
 
-def make_optimizer(model, spec: StageSpec, placement: Placement) -> torch.optim.Optimizer:
-    # Weight decay on matrices only; norms and (none here) biases are left alone.
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    rest = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": spec.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+def make_optimizer(model, spec: StageSpec, placement: Placement):
+    """AdamW and its warm-up + cosine schedule.
+
+    Weight decay on matrices only; norms and (none here) biases are left alone. Parameters
+    named in ``spec.transferred`` form their own groups so they can learn at
+    ``spec.transferred_lr_scale`` times the rate, and stay frozen (rate 0) for the first
+    ``spec.freeze_steps`` steps, then warm up again over the stage's warm-up length.
+    """
+    base = warmup_cosine(spec.steps, spec.warmup, spec.min_lr_ratio)
+    warm = max(1, int(round(spec.steps * spec.warmup)))
+    scale, frozen = spec.transferred_lr_scale, spec.freeze_steps
+
+    def transferred(step: int) -> float:
+        if step < frozen:
+            return 0.0
+        rewarm = min(1.0, (step - frozen + 1) / warm) if frozen else 1.0
+        return scale * rewarm * base(step)
+
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    groups, lambdas = [], []
+    for is_transferred in (False, True):
+        members = [(n, p) for n, p in named if (n in spec.transferred) == is_transferred]
+        for decays in (True, False):
+            params = [p for n, p in members if (p.dim() >= 2) == decays]
+            if params:
+                groups.append({"params": params, "weight_decay": spec.weight_decay if decays else 0.0})
+                lambdas.append(transferred if is_transferred else base)
     fused = placement.device.type == "cuda"
-    return torch.optim.AdamW(groups, lr=spec.lr, betas=(0.9, 0.95), eps=1e-8, fused=fused)
+    optimizer = torch.optim.AdamW(groups, lr=spec.lr, betas=(0.9, 0.95), eps=1e-8, fused=fused)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
 
 
 class Trainer:
@@ -70,9 +96,7 @@ class Trainer:
         self.on_progress = on_progress or (lambda tokens, m: None)
         self.checkpoint_dir = checkpoint_dir
         self.should_stop = should_stop or (lambda: False)
-        self.optimizer = make_optimizer(self.model, spec, placement)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, warmup_cosine(spec.steps, spec.warmup, spec.min_lr_ratio))
+        self.optimizer, self.scheduler = make_optimizer(self.model, spec, placement)
         self.step = 0
         self.tokens = 0
         self.train_seconds = 0.0

@@ -4,6 +4,7 @@ MLP or norm weights too (the paper's ablations)."""
 
 from __future__ import annotations
 
+import torch
 from transformers import LlamaForCausalLM
 
 from ncalab.experiment.config import ModelConfig
@@ -30,16 +31,35 @@ def kept_parameter_names(names, reinit: set[str]) -> list[str]:
 
 
 def transfer(nca_model: LlamaForCausalLM, m: ModelConfig, vocab_size: int, max_len: int, seed: int,
-             reinit: set[str] | frozenset = frozenset()) -> tuple[LlamaForCausalLM, list[str]]:
+             reinit: set[str] | frozenset = frozenset(), control: str = "none", shrink: float = 1.0,
+             perturb: float = 0.0) -> tuple[LlamaForCausalLM, list[str]]:
     """A language model whose non-reinitialised blocks come from ``nca_model``.
 
     The fresh parts are exactly the weights a scratch model with the same seed gets, so the
-    NCA and scratch runs differ only in what was transferred.
+    NCA and scratch runs differ only in what was transferred. ``control`` replaces each
+    transferred tensor by one of the same scale that never saw NCA data (``shuffle``: its
+    own values permuted; ``matched_scale``: the fresh init scaled to its RMS). ``shrink``
+    and ``perturb`` apply shrink-and-perturb: shrink * transferred + perturb * fresh init.
     """
     model = build_model(m, vocab_size, max_len, seed)
     src = nca_model.state_dict()
     dst = model.state_dict()
     kept = kept_parameter_names(dst.keys(), set(reinit))
+    g = torch.Generator().manual_seed(seed * 1_000_003 + 17)  # the controls' own randomness
     for n in kept:
-        dst[n].copy_(src[n].to(dst[n].dtype))
+        fresh = dst[n].detach().float().clone()
+        w = src[n].detach().float().cpu()
+        if control == "shuffle":
+            w = w.flatten()[torch.randperm(w.numel(), generator=g)].view_as(w)
+        elif control == "matched_scale":
+            w = fresh * (_rms(w) / _rms(fresh))
+        elif control != "none":
+            raise ValueError(f"unknown transfer control {control!r}")
+        if shrink != 1.0 or perturb:
+            w = shrink * w + perturb * fresh
+        dst[n].copy_(w.to(dst[n].dtype))
     return model, kept
+
+
+def _rms(t: torch.Tensor) -> torch.Tensor:
+    return t.pow(2).mean().sqrt().clamp_min(1e-12)

@@ -14,13 +14,15 @@ from ncalab.tui.screens.gallery import GalleryScreen
 from ncalab.tui.screens.help import HelpScreen
 from ncalab.tui.screens.launch import LaunchScreen
 from ncalab.tui.screens.runs import RunsScreen
+from ncalab.tui.screens.sweeps import SweepsScreen
 
 
 class NcalabApp(App):
     TITLE = "ncalab"
     SUB_TITLE = "NCA pre-pre-training lab"
     CSS_PATH = Path(__file__).with_name("ncalab.tcss")
-    MODES = {"explore": ExploreScreen, "families": GalleryScreen, "launch": LaunchScreen, "runs": RunsScreen}  # screens read home and seed from the app
+    MODES = {"explore": ExploreScreen, "families": GalleryScreen, "launch": LaunchScreen, "runs": RunsScreen,
+             "sweeps": SweepsScreen}  # screens read home and seed from the app
     COMMANDS = App.COMMANDS | {NcalabCommands}
     # every binding has an id, so ~/.config/ncalab/keys.toml can remap it ([keys] id = "key")
     BINDINGS = [
@@ -28,6 +30,7 @@ class NcalabApp(App):
         Binding("f", "switch_mode('families')", "Families", id="go.families"),
         Binding("l", "switch_mode('launch')", "Launch", id="go.launch"),
         Binding("r", "switch_mode('runs')", "Runs", id="go.runs"),
+        Binding("w", "switch_mode('sweeps')", "Sweeps", id="go.sweeps"),
         Binding("question_mark", "help", "Help", id="help"),
         Binding("q", "quit", "Quit", id="quit"),
     ]

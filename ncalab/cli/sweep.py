@@ -1,0 +1,222 @@
+"""`ncalab sweep`: a grid of settings times seeds, through the job queue; show, plot, extend."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich import box
+from rich.table import Table
+
+from ncalab.cli.browse import Home, _store
+from ncalab.cli.common import JsonFlag, emit_json, err_console, out_console
+from ncalab.cli.tables import STATUS_STYLE, SWEEP_LEGEND, sweep_table
+from ncalab.errors import NcalabError
+
+app = typer.Typer(help="Sweeps: run a grid of settings over seeds, as experiments grouped in the store.")
+
+Grid = Annotated[list[str] | None, typer.Option(
+    "--grid", help="KEY=V1,V2,... (repeatable; the sweep runs the cartesian product). List values: attn+norm; bands: 0.3:0.5.")]
+
+
+def _seed_list(n: int, start: int) -> list[int]:
+    if n < 1:
+        raise NcalabError(f"--seeds must be at least 1, got {n}")
+    return list(range(start, start + n))
+
+
+@app.callback(invoke_without_command=True)
+def sweep(
+    ctx: typer.Context,
+    preset: Annotated[str, typer.Option("--preset", help="Target domain code, math or web, or a saved rule family.")] = "code",
+    scale: Annotated[str, typer.Option("--scale", help="tiny (laptop), small (one GPU) or paper.")] = "tiny",
+    grid: Grid = None,
+    seeds: Annotated[int, typer.Option("--seeds", help="Seeds per setting.")] = 1,
+    seed_start: Annotated[int, typer.Option("--seed-start", help="First seed (fresh seeds for a confirmation sweep).")] = 0,
+    corpus: Annotated[str | None, typer.Option("--corpus", help="python-stdlib, a local path, or hf:NAME[:CONFIG].")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="A TOML or JSON file of base settings.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="A base setting every member shares (repeatable).")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="A name for the sweep.")] = None,
+    home: Home = None,
+    detach: Annotated[bool, typer.Option("--detach", "-d", help="Queue the members and return at once.")] = False,
+    max_jobs: Annotated[int | None, typer.Option("--max-jobs", help="Background jobs at once (stored).")] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Run a sweep: every setting of the grid, for each seed, as background jobs. Without
+    --detach it shows progress until the sweep ends; Ctrl-C stops watching, not the jobs."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if not grid:
+        raise NcalabError("a sweep needs at least one --grid KEY=V1,V2,... (see `ncalab sweep --help`)")
+    from ncalab.jobs import queue
+    from ncalab.services import sweeps
+    from ncalab.services.config import resolve_config
+
+    base = resolve_config(preset, scale, config, set_ or [], corpus=corpus, device=device, home=home)
+    store = _store(home)
+    if max_jobs is not None:
+        queue.set_max_jobs(store, max_jobs)
+    made = sweeps.create(store, base, grid, _seed_list(seeds, seed_start), name)
+    queue.schedule(store)
+    if not detach:
+        _watch(store, made["sweep_id"], quiet=json_out)
+    if json_out:
+        emit_json(sweeps.table(store, made["sweep_id"]) if not detach else made)
+    elif detach:
+        out_console.print(f"sweep {made['sweep_id']}: {len(made['experiments'])} experiments queued "
+                          f"({made['settings']} settings x {len(made['seeds'])} seeds); "
+                          f"`ncalab sweep show {made['sweep_id']}` shows the table")
+    else:
+        print_table(sweeps.table(store, made["sweep_id"]))
+
+
+def _watch(store, sweep_id: str, quiet: bool = False) -> None:
+    """Progress until every member has ended (jobs run detached; Ctrl-C only stops watching)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ncalab.jobs.queue import reap
+
+    bar = Progress(TextColumn("sweep {task.fields[sid]}"), BarColumn(bar_width=30), MofNCompleteColumn(),
+                   TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=err_console, disable=quiet)
+    try:
+        with bar:
+            task = bar.add_task("", total=None, sid=sweep_id, info="")
+            while True:
+                reap(store)
+                exps = store.experiments_of_sweep(sweep_id)
+                ended = [e for e in exps if e.status not in ("queued", "running")]
+                running = [e for e in exps if e.status == "running"]
+                info = f"running: {running[0].name}" if running else ""
+                bar.update(task, total=len(exps), completed=len(ended), info=info)
+                if len(ended) == len(exps):
+                    break
+                if not running:  # nothing running yet something queued: a slot freed without a start
+                    from ncalab.jobs.queue import schedule
+
+                    schedule(store)
+                time.sleep(2.0)
+    except KeyboardInterrupt:
+        err_console.print(f"stopped watching; the jobs go on. `ncalab sweep show {sweep_id}` shows the table")
+        raise typer.Exit(0) from None
+
+
+def print_table(tab: dict) -> None:
+    out_console.print(sweep_table(tab))
+    out_console.print(f"[dim]{SWEEP_LEGEND}[/]")
+
+
+@app.command("show")
+def show(sweep_id: Annotated[str, typer.Argument(help="A sweep id (s-...).")], home: Home = None, json_out: JsonFlag = False) -> None:
+    """One row per setting: mean ± sd of ppl_nca, ppl_scratch, gain and speedup; best first."""
+    from ncalab.services import sweeps
+
+    tab = sweeps.table(_store(home), sweep_id)
+    if json_out:
+        emit_json(tab)
+    else:
+        print_table(tab)
+
+
+@app.command("list")
+def list_(home: Home = None, json_out: JsonFlag = False) -> None:
+    """Every sweep, newest first."""
+    from ncalab.services import sweeps
+
+    rows = sweeps.list_sweeps(_store(home))
+    if json_out:
+        emit_json({"sweeps": rows})
+        return
+    t = Table(title=f"{len(rows)} sweeps", box=box.SIMPLE_HEAD, title_justify="left")
+    for c in ("id", "name", "preset", "grid", "seeds", "members", "status"):
+        t.add_column(c, min_width=20 if c == "grid" else None, no_wrap=c not in ("grid", "name"))
+    for r in rows:
+        grid = " x ".join(f"{k}({n})" for k, n in r["grid"].items())
+        status = " ".join(f"[{STATUS_STYLE.get(k, '')}]{v} {k}[/]" for k, v in sorted(r["status"].items()))
+        t.add_row(r["sweep_id"], r["name"] or "", f"{r['preset']}/{r['scale']}", grid, str(r["seeds"]), str(r["members"]), status)
+    out_console.print(t)
+
+
+@app.command("plot")
+def plot(
+    sweep_id: Annotated[str, typer.Argument(help="A sweep id (s-...).")],
+    key: Annotated[str | None, typer.Option("--key", help="The swept key on the x axis (default: the first).")] = None,
+    home: Home = None, json_out: JsonFlag = False,
+) -> None:
+    """Gain against one swept key, in the terminal (mean over seeds, and every seed)."""
+    import plotext as plt
+
+    from ncalab.services import sweeps
+
+    tab = sweeps.table(_store(home), sweep_id)
+    key = key or next(iter(tab["grid"]))
+    points = sweeps.gain_by_key(tab, key)
+    if json_out:
+        emit_json({"sweep_id": sweep_id, "key": key, "points": points})
+        return
+    if not any(p["n"] for p in points):
+        raise NcalabError(f"sweep {sweep_id} has no completed experiments yet")
+    numeric = all(isinstance(p["value"], (int, float)) and not isinstance(p["value"], bool) for p in points)
+    xs = [p["value"] if numeric else i for i, p in enumerate(points)]
+    plt.clf()
+    plt.theme("clear")
+    done = [(x, p) for x, p in zip(xs, points) if p["n"]]
+    plt.plot([x for x, _ in done], [p["gain"] for _, p in done], marker="braille", label="mean gain")
+    seeds_x = [x for x, p in zip(xs, points) for r in tab["rows"] if r["setting"][key] == p["value"] for _ in r["gains"]]
+    seeds_y = [g for p in points for r in tab["rows"] if r["setting"][key] == p["value"] for g in r["gains"]]
+    plt.scatter(seeds_x, seeds_y, marker="x", label="one seed")
+    plt.hline(0.0)
+    if numeric and len(xs) > 2 and min(xs) > 0 and max(xs) / min(xs) >= 20:
+        plt.xscale("log")
+    if not numeric:
+        plt.xticks(xs, [str(p["value"]) for p in points])
+    plt.xlabel(key)
+    plt.ylabel("gain (1 - nca/scratch)")
+    plt.title(f"sweep {sweep_id}: gain > 0 means NCA pre-pre-training helped")
+    plt.plotsize(min(100, out_console.width), 22)
+    plt.show()
+
+
+@app.command("extend")
+def extend(
+    sweep_id: Annotated[str, typer.Argument(help="A sweep id (s-...).")],
+    grid: Grid = None,
+    seeds: Annotated[int | None, typer.Option("--seeds", help="Seeds per setting in total (more seeds continue after the last).")] = None,
+    home: Home = None, json_out: JsonFlag = False,
+) -> None:
+    """Add values to the swept keys or more seeds; what already exists is not run again."""
+    from ncalab.jobs import queue
+    from ncalab.services import sweeps
+
+    store = _store(home)
+    have = store.get_sweep(sweep_id).spec["seeds"]
+    more: list[int] = []
+    if seeds is not None:
+        if seeds < len(have):
+            raise NcalabError(f"sweep {sweep_id} already has {len(have)} seeds; --seeds is the new total")
+        more = [max(have) + 1 + i for i in range(seeds - len(have))]
+    if not grid and not more:
+        raise NcalabError("nothing to add: give --grid KEY=NEW_VALUES or a larger --seeds")
+    made = sweeps.extend(store, sweep_id, grid or [], more)
+    queue.schedule(store)
+    if json_out:
+        emit_json(made)
+    else:
+        out_console.print(f"sweep {sweep_id}: {len(made['experiments'])} new experiments queued")
+
+
+@app.command("resume")
+def resume(sweep_id: Annotated[str, typer.Argument(help="A sweep id (s-...).")], home: Home = None, json_out: JsonFlag = False) -> None:
+    """Queue again the members that failed, were cancelled or were lost."""
+    from ncalab.jobs import queue
+    from ncalab.services import sweeps
+
+    store = _store(home)
+    ids = sweeps.resume(store, sweep_id)
+    queue.schedule(store)
+    if json_out:
+        emit_json({"sweep_id": sweep_id, "resumed": ids})
+    else:
+        out_console.print(f"sweep {sweep_id}: {len(ids)} experiments queued again" if ids else f"sweep {sweep_id}: nothing to resume")

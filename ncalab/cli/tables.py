@@ -1,0 +1,58 @@
+"""Rich tables the CLI prints and the TUI shows: one look for the same numbers."""
+
+from __future__ import annotations
+
+from rich import box
+from rich.table import Table
+
+from ncalab.experiment.sweep import setting_label
+
+STATUS_STYLE = {"completed": "green", "running": "cyan", "queued": "blue", "failed": "red", "lost": "magenta", "cancelled": "yellow"}
+
+SWEEP_LEGEND = ("gain = 1 - ppl_nca/ppl_scratch on held-out text (> 0: NCA helped), mean±sd over seeds; won: seeds "
+                "where NCA beat scratch; speedup: scratch tokens / NCA tokens to reach scratch's final ppl, (n) seeds "
+                "where it did; ★ best mean gain.")
+
+
+def _ms(mean, sd, spec):
+    if mean is None:
+        return "-"
+    return format(mean, spec) + ("" if sd is None else "±" + format(sd, spec.lstrip("+")))
+
+
+def short_label(setting: dict) -> str:
+    """Keys by their last part where that is unambiguous: 'reinit=attn lr=0.0003'."""
+    last = [k.split(".")[-1] for k in setting]
+    if len(set(last)) < len(last):
+        return setting_label(setting)
+    return setting_label({k.split(".")[-1]: v for k, v in setting.items()})
+
+
+def _status(counts: dict) -> str:
+    pending = {k: v for k, v in counts.items() if k != "completed"}
+    if not pending:
+        return "[green]done[/]"
+    return " ".join(f"[{STATUS_STYLE.get(k, '')}]{v} {k}[/]" for k, v in sorted(pending.items()))
+
+
+def sweep_table(tab: dict) -> Table:
+    """The sweep's table: one row per setting, best mean gain first (CLI and TUI)."""
+    t = Table(title=f"sweep {tab['sweep_id']}{' ' + tab['name'] if tab['name'] else ''}: {tab['preset']}/{tab['scale']}, "
+                    f"seeds {', '.join(map(str, tab['seeds']))}; {tab['done']}/{tab['members']} done",
+              box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False, collapse_padding=True)
+    labels = [("★ " if r["best"] else "  ") + short_label(r["setting"]) for r in tab["rows"]]
+    t.add_column("setting", min_width=min(32, max(map(len, labels), default=8)))
+    for col in ("seeds", "ppl nca", "ppl scratch", "gain", "speedup", "won"):
+        t.add_column(col, justify="right", no_wrap=True)
+    t.add_column("status", no_wrap=True)
+    for label, r in zip(labels, tab["rows"]):
+        gain = _ms(r["gain"], r["gain_sd"], "+.3f")
+        if r["gain"] is not None:
+            gain = f"[{'green' if r['gain'] > 0 else 'red'}]{gain}[/]"
+        speed = _ms(r["speedup"], r["speedup_sd"], ".2f")
+        if r["speedup_n"] < r["seeds_done"]:
+            speed += f" ({r['speedup_n']})"
+        t.add_row(label, f"{r['seeds_done']}/{r['seeds']}",
+                  _ms(r["ppl_nca"], r["ppl_nca_sd"], ".1f"), _ms(r["ppl_scratch"], r["ppl_scratch_sd"], ".1f"),
+                  gain, speed, f"{r['wins']}/{r['seeds_done']}", _status(r["status"]))
+    return t

@@ -1,0 +1,85 @@
+"""Sweep grids: `--grid KEY=V1,V2,...` parsed and typed against the config, and expanded.
+
+Values are typed like the setting they replace (as `--set` does). A value that is itself a
+list is written with `+` between items (`transfer.reinit=attn+norm`) or `:` for a band
+(`stage1.band=0.3:0.5`); `none` is the empty list.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+
+from ncalab.errors import NcalabError
+from ncalab.experiment.config import ExperimentConfig, apply_overrides, parse_set
+
+
+def parse_grid(items: list[str], base: ExperimentConfig) -> dict[str, list]:
+    """['stage2.lr=1e-3,3e-4'] -> {'stage2.lr': [0.001, 0.0003]}; keys and values checked."""
+    grid: dict[str, list] = {}
+    for item in items:
+        if "=" not in item:
+            raise NcalabError(f"--grid takes KEY=V1,V2,..., got {item!r}")
+        key, text = (part.strip() for part in item.split("=", 1))
+        if key in ("seed", "preset", "scale"):
+            raise NcalabError(f"--grid {key}: use --seeds for seeds; preset and scale are one per sweep")
+        raw = [v.strip() for v in text.split(",") if v.strip()]
+        if not raw:
+            raise NcalabError(f"--grid {key} has no values")
+        values = []
+        for v in raw:
+            typed = _leaf(parse_set([f"{key}={v.replace('+', ',')}"], base), key)
+            if typed in values:
+                raise NcalabError(f"--grid {key} lists {v!r} twice")
+            values.append(typed)
+        if key in grid:
+            raise NcalabError(f"--grid {key} is given twice; put all its values in one --grid")
+        grid[key] = values
+    return grid
+
+
+def _leaf(nested: dict, key: str):
+    node = nested
+    for p in key.split("."):
+        node = node[p]
+    return node
+
+
+def _nest(key: str, value) -> dict:
+    out: dict = {}
+    node = out
+    parts = key.split(".")
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = value
+    return out
+
+
+def settings(grid: dict[str, list]) -> list[dict]:
+    """The cartesian product, as [{key: value, ...}, ...] in a stable order."""
+    keys = list(grid)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
+
+
+def apply_setting(base: ExperimentConfig, setting: dict, seed: int) -> ExperimentConfig:
+    cfg = copy.deepcopy(base)
+    for key, value in setting.items():
+        apply_overrides(cfg, _nest(key, copy.deepcopy(value)))
+    cfg.seed = seed
+    return cfg.validate()
+
+
+def setting_label(setting: dict) -> str:
+    """'transfer.reinit=attn stage2.lr=0.0003' (lists joined with +; the empty list is none)."""
+    def show(v):
+        if isinstance(v, list):
+            return "+".join(str(x) for x in v) if v else "none"
+        return str(v)
+
+    return " ".join(f"{k}={show(v)}" for k, v in setting.items()) or "(base)"
+
+
+def setting_id(setting: dict) -> str:
+    """A stable text form of a setting, to find an experiment's place in its sweep."""
+    return json.dumps(setting, sort_keys=True, default=str)

@@ -1,0 +1,178 @@
+"""Sweeps: a grid of settings times seeds, run as experiments through the job queue.
+
+A sweep stores its base config, its grid and its seeds; each member is an ordinary
+experiment with the sweep's id. Members that would train an identical stage 1 or scratch
+baseline share it through reuse keys (see ncalab.experiment.reuse), so a sweep over, say,
+transfer settings trains one stage 1 and one scratch model per seed.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+from ncalab.errors import NcalabError
+from ncalab.experiment.config import ExperimentConfig, apply_overrides
+from ncalab.experiment.sweep import apply_setting, parse_grid, setting_id, setting_label, settings
+
+ACTIVE = ("queued", "running")
+RESUMABLE = ("failed", "cancelled", "lost")
+
+
+def _base(spec: dict) -> ExperimentConfig:
+    return apply_overrides(ExperimentConfig(), spec["base"])
+
+
+def _members(store, sweep_id: str, grid: dict[str, list]) -> dict[tuple[str, int], object]:
+    """{(setting id, seed): experiment} of the sweep."""
+    out = {}
+    for exp in store.experiments_of_sweep(sweep_id):
+        out[(setting_id(_setting_of(exp.config, grid)), exp.seed)] = exp
+    return out
+
+
+def _setting_of(config: dict, grid: dict[str, list]) -> dict:
+    setting = {}
+    for key in grid:
+        node = config
+        for p in key.split("."):
+            node = node.get(p) if isinstance(node, dict) else None
+        setting[key] = node
+    return setting
+
+
+def _submit_missing(store, sweep, spec: dict) -> list[str]:
+    """Queue every (setting, seed) of the spec the sweep lacks; returns the new experiment ids."""
+    from ncalab.services.experiments import submit
+
+    base, grid = _base(spec), spec["grid"]
+    have = _members(store, sweep.id, grid)
+    todo = [(s, seed) for seed in spec["seeds"] for s in settings(grid) if (setting_id(s), seed) not in have]
+    cfgs = [(s, apply_setting(base, s, seed)) for s, seed in todo]  # every member validated before one is stored
+    return [submit(cfg, store, name=setting_label(s), sweep_id=sweep.id).id for s, cfg in cfgs]
+
+
+def create(store, base: ExperimentConfig, grid_items: list[str], seeds: list[int], name: str | None = None) -> dict:
+    """Store a sweep and queue its members (nothing is stored if any member is invalid)."""
+    grid = parse_grid(grid_items, base)
+    if not grid:
+        raise NcalabError("a sweep needs at least one --grid KEY=V1,V2,...")
+    _check_seeds(seeds)
+    spec = {"preset": base.preset, "scale": base.scale, "base": base.to_dict(), "grid": grid, "seeds": list(seeds)}
+    for s in settings(grid):  # validate the whole product before anything is stored
+        for seed in seeds:
+            apply_setting(base, s, seed)
+    sweep = store.create_sweep(spec, name)
+    created = _submit_missing(store, sweep, spec)
+    return {"sweep_id": sweep.id, "experiments": created, "settings": len(settings(grid)), "seeds": list(seeds)}
+
+
+def _check_seeds(seeds: list[int]) -> None:
+    if not seeds:
+        raise NcalabError("--seeds must be at least 1")
+    if len(set(seeds)) != len(seeds):
+        raise NcalabError("the seeds of a sweep must be distinct")
+
+
+def extend(store, sweep_id: str, grid_items: list[str] = (), seeds: list[int] = ()) -> dict:
+    """Add values to the swept keys and/or seeds; only the members that do not exist yet run."""
+    sweep = store.get_sweep(sweep_id)
+    spec = sweep.spec
+    more = parse_grid(list(grid_items), _base(spec))
+    new_keys = set(more) - set(spec["grid"])
+    if new_keys:
+        raise NcalabError(f"sweep {sweep_id} does not sweep {', '.join(sorted(new_keys))}; start a new sweep for new keys")
+    grid = {k: vs + [v for v in more.get(k, []) if v not in vs] for k, vs in spec["grid"].items()}
+    all_seeds = spec["seeds"] + [s for s in seeds if s not in spec["seeds"]]
+    spec = {**spec, "grid": grid, "seeds": all_seeds}
+    created = _submit_missing(store, sweep, spec)
+    store.set_sweep_spec(sweep_id, spec)
+    return {"sweep_id": sweep_id, "experiments": created, "settings": len(settings(grid)), "seeds": all_seeds}
+
+
+def resume(store, sweep_id: str) -> list[str]:
+    """Queue again the members that failed, were cancelled or were lost."""
+    from ncalab.jobs import control
+    from ncalab.jobs.queue import reap
+
+    store.get_sweep(sweep_id)
+    reap(store)
+    out = []
+    for exp in store.experiments_of_sweep(sweep_id):
+        if exp.status in RESUMABLE:
+            control.resume(store, exp.id)
+            out.append(exp.id)
+    return out
+
+
+def _stats(values: list[float]) -> tuple[float | None, float | None]:
+    vals = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not vals:
+        return None, None
+    return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else None)
+
+
+def table(store, sweep_id: str) -> dict:
+    """One row per setting: mean and sd over seeds of ppl_nca, ppl_scratch, gain, speedup, and
+    in how many seeds NCA beat scratch; sorted by mean gain, best first (marked ``best``)."""
+    from ncalab.jobs.queue import reap
+
+    sweep = store.get_sweep(sweep_id)
+    reap(store)
+    spec = sweep.spec
+    grid = spec["grid"]
+    groups: dict[str, dict] = {}
+    for s in settings(grid):
+        groups[setting_id(s)] = {"setting": s, "label": setting_label(s), "experiments": [], "summaries": [], "status": {}}
+    for exp in store.experiments_of_sweep(sweep_id):
+        g = groups.get(setting_id(_setting_of(exp.config, grid)))
+        if g is None:
+            continue
+        g["experiments"].append(exp.id)
+        g["status"][exp.status] = g["status"].get(exp.status, 0) + 1
+        if exp.status == "completed" and exp.summary:
+            g["summaries"].append(exp.summary)
+    rows = []
+    for g in groups.values():
+        sums = g.pop("summaries")
+        row = {**g, "seeds_done": len(sums), "seeds": len(g["experiments"])}
+        for key in ("ppl_nca", "ppl_scratch", "gain", "speedup"):
+            row[key], row[key + "_sd"] = _stats([s.get(key) for s in sums])
+        row["speedup_n"] = sum(1 for s in sums if s.get("speedup") is not None)
+        row["wins"] = sum(1 for s in sums if s.get("gain") is not None and s["gain"] > 0)
+        row["gains"] = [s["gain"] for s in sums if s.get("gain") is not None]
+        rows.append(row)
+    rows.sort(key=lambda r: (r["gain"] is None, -(r["gain"] or 0.0)))
+    for i, r in enumerate(rows):
+        r["best"] = i == 0 and r["gain"] is not None
+    members = [e for g in groups.values() for e in g["experiments"]]
+    return {"sweep_id": sweep.id, "name": sweep.name, "preset": spec["preset"], "scale": spec["scale"],
+            "grid": grid, "seeds": spec["seeds"], "rows": rows, "members": len(members),
+            "done": sum(r["seeds_done"] for r in rows), "created_at": sweep.created_at}
+
+
+def list_sweeps(store) -> list[dict]:
+    out = []
+    for sw in store.list_sweeps():
+        exps = store.experiments_of_sweep(sw.id)
+        status: dict[str, int] = {}
+        for e in exps:
+            status[e.status] = status.get(e.status, 0) + 1
+        spec = sw.spec
+        out.append({"sweep_id": sw.id, "name": sw.name, "preset": spec["preset"], "scale": spec["scale"],
+                    "grid": {k: len(v) for k, v in spec["grid"].items()}, "seeds": len(spec["seeds"]),
+                    "members": len(exps), "status": status, "created_at": sw.created_at})
+    return out
+
+
+def gain_by_key(tab: dict, key: str) -> list[dict]:
+    """Mean and sd of the gain for each value of one swept key, over every completed member
+    with that value (the other keys' settings and the seeds pooled)."""
+    if key not in tab["grid"]:
+        raise NcalabError(f"sweep {tab['sweep_id']} does not sweep {key!r}; it sweeps {', '.join(tab['grid'])}")
+    out = []
+    for v in tab["grid"][key]:
+        gains = [g for r in tab["rows"] if r["setting"][key] == v for g in r["gains"]]
+        mean, sd = _stats(gains)
+        out.append({"value": v, "gain": mean, "gain_sd": sd, "n": len(gains)})
+    return out

@@ -1,0 +1,146 @@
+"""Sweeps: every sweep in the store, and the selected one's table (the one `ncalab sweep show`
+prints) with its gain against a swept key; live while members run."""
+
+from __future__ import annotations
+
+from rich.console import Group
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Static
+
+from ncalab.errors import NcalabError
+from ncalab.tui.widgets.run_table import RunTable
+
+COLUMNS = {"id": 10, "name": 24, "grid": 34, "done": 7, "status": 20}
+
+
+def gain_plot(tab: dict, key: str, width: int, height: int) -> Text | None:
+    """Mean gain (and each seed's) against one swept key, drawn by plotext."""
+    import plotext as plt
+
+    from ncalab.services.sweeps import gain_by_key
+
+    points = gain_by_key(tab, key)
+    done = [(i, p) for i, p in enumerate(points) if p["n"]]
+    if not done:
+        return None
+    plt.clf()
+    plt.theme("clear")
+    plt.plot([i for i, _ in done], [p["gain"] for _, p in done], marker="braille", label="mean gain")
+    plt.hline(0.0)
+    plt.xticks(list(range(len(points))), [str(p["value"]) for p in points])
+    plt.xlabel(key)
+    plt.plotsize(max(width, 30), max(height, 8))
+    text = Text.from_ansi(plt.build())
+    text.no_wrap = True
+    return text
+
+
+class SweepsScreen(Screen):
+    AUTO_FOCUS = "#sweep-list"
+    BINDINGS = [
+        Binding("f5,ctrl+r", "refresh", "Refresh", id="sweeps.refresh"),
+        Binding("k", "next_key", "Plot next key", id="sweeps.next_key"),
+        Binding("u", "resume", "Resume failed", id="sweeps.resume"),
+    ]
+
+    def __init__(self, home=None, **kwargs):
+        super().__init__(**kwargs)
+        self.home = home
+        self.sweeps: list[dict] = []
+        self.selected: str | None = None
+        self.key_index = 0
+        self._shown: list[tuple] | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Vertical(id="sweeps"):
+            yield RunTable(COLUMNS, id="sweep-list")
+            with VerticalScroll(id="sweep-detail"):
+                yield Static("no sweeps yet: `ncalab sweep --grid KEY=V1,V2 --seeds 2 --detach`", id="sweep-table")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        if self.home is None:
+            self.home = getattr(self.app, "home", None)
+        self.action_refresh()
+        self.set_interval(3.0, self.action_refresh)
+
+    def _store(self):
+        from ncalab.store import RunStore
+
+        return RunStore(self.home)
+
+    @work(thread=True, exclusive=True, group="sweeps-refresh")
+    def action_refresh(self) -> None:
+        from ncalab.services import sweeps
+
+        try:
+            store = self._store()
+            rows = sweeps.list_sweeps(store)
+            sel = self.selected or (rows[0]["sweep_id"] if rows else None)
+            tab = sweeps.table(store, sel) if sel else None
+            error = None
+        except NcalabError as e:
+            rows, tab, error = [], None, str(e)
+        self.app.call_from_thread(self._show, rows, tab, error)
+
+    def _show(self, rows: list[dict], tab: dict | None, error: str | None) -> None:
+        detail = self.query_one("#sweep-table", Static)
+        if error:
+            detail.update(f"[red]cannot open the run store:[/] {error}")
+            return
+        self.sweeps = rows
+        cells = [(r["sweep_id"], r["name"] or "", " x ".join(f"{k}({n})" for k, n in r["grid"].items()),
+                  f"{r['status'].get('completed', 0)}/{r['members']}",
+                  " ".join(f"{v} {k}" for k, v in sorted(r["status"].items()) if k != "completed") or "done")
+                 for r in rows]
+        if cells != self._shown:
+            self._shown = cells
+            ids = [c[0] for c in cells]
+            self.query_one(RunTable).set_rows(cells, ids.index(self.selected) if self.selected in ids else None)
+        if tab is not None:
+            self._show_table(tab)
+
+    def _show_table(self, tab: dict) -> None:
+        from ncalab.cli.tables import SWEEP_LEGEND, sweep_table
+
+        keys = list(tab["grid"])
+        key = keys[self.key_index % len(keys)]
+        width = self.query_one("#sweep-detail").size.width
+        plot = gain_plot(tab, key, width - 2, 14)
+        parts = [sweep_table(tab), Text(SWEEP_LEGEND, style="dim")]
+        if plot is not None:
+            parts += [Text(f"\ngain against {key}" + ("  (k: next key)" if len(keys) > 1 else ""), style="bold"), plot]
+        self.query_one("#sweep-table", Static).update(Group(*parts))
+
+    @on(RunTable.RowHighlighted)
+    def row_highlighted(self, event: RunTable.RowHighlighted) -> None:
+        if self._shown and 0 <= event.cursor_row < len(self._shown):
+            sweep_id = self._shown[event.cursor_row][0]
+            if sweep_id != self.selected:
+                self.selected = sweep_id
+                self.key_index = 0
+                self.action_refresh()
+
+    def action_next_key(self) -> None:
+        self.key_index += 1
+        self.action_refresh()
+
+    @work(thread=True, group="sweeps-control")
+    def action_resume(self) -> None:
+        from ncalab.services import sweeps
+
+        if self.selected is None:
+            return
+        try:
+            ids = sweeps.resume(self._store(), self.selected)
+            msg = f"{self.selected}: {len(ids)} experiments queued again" if ids else f"{self.selected}: nothing to resume"
+            self.app.call_from_thread(self.notify, msg)
+        except NcalabError as e:
+            self.app.call_from_thread(self.notify, str(e), severity="error")
+        self.action_refresh()

@@ -1,0 +1,213 @@
+"""Sweeps: grids typed against the config, shared stage-1 and scratch runs, the table, extend
+and resume, the CLI, and the transfer controls and remedies the sweeps study."""
+
+import json
+import os
+import socket
+import time
+
+import pytest
+import torch
+
+from conftest import MICRO
+from ncalab.cli.main import main
+from ncalab.errors import NcalabError
+from ncalab.experiment.config import ModelConfig
+from ncalab.experiment.sweep import parse_grid, settings
+from ncalab.services import sweeps
+from ncalab.services.config import resolve_config
+from ncalab.services.experiments import execute
+from ncalab.store import RunStore
+from ncalab.train.device import choose
+from ncalab.train.loop import StageSpec, make_optimizer
+from ncalab.train.model import build_model
+from ncalab.train.transfer import transfer
+
+
+def micro_base(corpus, home=None):
+    sets = [MICRO[i + 1] for i in range(0, len(MICRO), 2)]
+    return resolve_config("code", "tiny", None, sets, corpus=str(corpus), home=home)
+
+
+def test_grid_is_typed_like_the_config(code_corpus):
+    base = micro_base(code_corpus)
+    grid = parse_grid(["stage2.lr=1e-3,3e-4", "transfer.reinit=none,attn,attn+norm", "stage1.band=0.3:0.5,0.5:1",
+                       "runtime.compile=false"], base)
+    assert grid == {"stage2.lr": [1e-3, 3e-4], "transfer.reinit": [[], ["attn"], ["attn", "norm"]],
+                    "stage1.band": [[0.3, 0.5], [0.5, 1.0]], "runtime.compile": [False]}
+    assert len(settings(grid)) == 2 * 3 * 2 * 1
+
+
+@pytest.mark.parametrize("items, message", [
+    (["stage9.lr=1"], "unknown config key"),
+    (["stage2.lr=fast,slow"], "expected a number"),
+    (["model.n_layer=2.5"], "expected an integer"),
+    (["stage2.lr="], "has no values"),
+    (["stage2.lr=1,1"], "twice"),
+    (["stage2.lr"], "KEY=V1,V2"),
+    (["seed=1,2"], "--seeds"),
+])
+def test_bad_grids_are_refused(code_corpus, items, message):
+    with pytest.raises(NcalabError, match=message):
+        parse_grid(items, micro_base(code_corpus))
+
+
+def test_a_member_that_cannot_run_stores_nothing(tmp_path, code_corpus):
+    store = RunStore(tmp_path / "h")
+    with pytest.raises(NcalabError, match="divisible"):
+        sweeps.create(store, micro_base(code_corpus), ["model.n_head=2,3"], [0])
+    assert store.list_sweeps() == [] and store.list_experiments() == []
+
+
+def _run_queued(store):
+    """Run the queued experiments in this process, oldest first (what the job queue does)."""
+    for exp in reversed(store.list_experiments(status="queued")):
+        assert store.claim_experiment(exp.id, os.getpid(), socket.gethostname())
+        execute(store, exp.id)
+
+
+def test_sweep_shares_stage1_and_scratch_and_extends_without_rerunning(tmp_path, code_corpus):
+    store = RunStore(tmp_path / "h")
+    made = sweeps.create(store, micro_base(code_corpus), ["transfer.reinit=none,attn"], [0, 1], name="what transfers")
+    assert len(made["experiments"]) == 4
+    _run_queued(store)
+    runs = [r for e in store.experiments_of_sweep(made["sweep_id"]) for r in store.runs_of(e.id)]
+    trained = {k: [r for r in runs if r.kind == k and r.source_run_id is None] for k in ("stage1", "nca", "scratch")}
+    # one stage 1 and one scratch baseline per seed; every setting trains its own transfer
+    assert len(trained["stage1"]) == 2 and len(trained["scratch"]) == 2 and len(trained["nca"]) == 4
+    for r in runs:
+        if r.source_run_id:
+            src = store.get_run(r.source_run_id)
+            assert r.reuse_key == src.reuse_key and r.status == "completed"
+            assert store.curve(r.id, "val_ppl") == store.curve(src.id, "val_ppl")
+            if r.kind == "stage1":  # the adopted model is there for the transfer
+                assert (store.run_dir(r) / "model" / "config.json").exists()
+
+    tab = sweeps.table(store, made["sweep_id"])
+    assert [r["seeds_done"] for r in tab["rows"]] == [2, 2]
+    for row in tab["rows"]:
+        sums = [store.get_experiment(e).summary for e in row["experiments"]]
+        gains = [s["gain"] for s in sums]
+        assert row["gain"] == pytest.approx(sum(gains) / 2)
+        assert row["gain_sd"] == pytest.approx(abs(gains[0] - gains[1]) / 2 ** 0.5)
+        assert row["wins"] == sum(g > 0 for g in gains)
+        assert len({s["ppl_scratch"] for s in sums}) == 2  # scratch differs by seed only
+    assert tab["rows"][0]["gain"] >= tab["rows"][1]["gain"] and tab["rows"][0]["best"]
+    scratch_by_seed = {}
+    for e in store.experiments_of_sweep(made["sweep_id"]):
+        scratch_by_seed.setdefault(e.seed, set()).add(e.summary["ppl_scratch"])
+    assert all(len(v) == 1 for v in scratch_by_seed.values())  # both settings compare with one baseline
+
+    # more seeds and a new value: only the missing members are queued
+    more = sweeps.extend(store, made["sweep_id"], ["transfer.reinit=attn,mlp"], [2])
+    assert len(more["experiments"]) == 3 * 3 - 4
+    again = sweeps.extend(store, made["sweep_id"], ["transfer.reinit=mlp"], [])
+    assert again["experiments"] == []
+    with pytest.raises(NcalabError, match="does not sweep"):
+        sweeps.extend(store, made["sweep_id"], ["stage2.lr=1e-3"], [])
+    # a failed member is resumed by the sweep
+    victim = more["experiments"][0]
+    store.claim_experiment(victim, os.getpid(), socket.gethostname())
+    store.finish_experiment(victim, "failed", error="boom")
+    assert victim in sweeps.resume(store, made["sweep_id"])
+    for _ in range(600):  # a job process picks it up and finishes it
+        if store.get_experiment(victim).status not in ("queued", "running"):
+            break
+        time.sleep(0.2)
+    assert store.get_experiment(victim).status == "completed"
+
+
+def _cli(capsys, *args):
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_sweep_cli_runs_through_the_job_queue(tmp_path, capsys, code_corpus):
+    home = tmp_path / "h"
+    code, out, err = _cli(capsys, "sweep", "--home", str(home), "--corpus", str(code_corpus), *MICRO,
+                          "--grid", "transfer.lr_scale=1,0.1", "--seeds", "1", "--json")
+    assert code == 0, err
+    tab = json.loads(out)
+    assert tab["done"] == 2 and {r["setting"]["transfer.lr_scale"] for r in tab["rows"]} == {1.0, 0.1}
+    logs = list((home / "experiments").glob("*/job.log"))
+    assert len(logs) == 2 and any("reused" in p.read_text() for p in logs)  # the jobs shared stage 1 and scratch
+    code, out, _ = _cli(capsys, "sweep", "show", tab["sweep_id"], "--home", str(home))
+    assert code == 0 and "lr_scale=0.1" in out and "★" in out
+    code, out, _ = _cli(capsys, "sweep", "plot", tab["sweep_id"], "--home", str(home))
+    assert code == 0 and "gain" in out
+    code, out, _ = _cli(capsys, "sweep", "list", "--home", str(home), "--json")
+    assert json.loads(out)["sweeps"][0]["members"] == 2
+
+
+@pytest.mark.parametrize("args, message", [
+    (["sweep", "--grid", "nope.x=1,2"], "unknown config key"),
+    (["sweep", "--grid", "stage2.lr=a,b"], "expected a number"),
+    (["sweep"], "at least one --grid"),
+    (["sweep", "--grid", "stage2.lr=1e-3", "--seeds", "0"], "--seeds"),
+    (["sweep", "show", "s-00000000"], "no sweep with id s-00000000"),
+    (["sweep", "plot", "s-00000000"], "no sweep with id s-00000000"),
+    (["sweep", "extend", "s-00000000", "--seeds", "3"], "no sweep with id s-00000000"),
+])
+def test_sweep_bad_input_is_one_line(tmp_path, capsys, code_corpus, args, message):
+    code, _, err = _cli(capsys, *args, "--home", str(tmp_path / "h"))
+    assert code != 0 and message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+M = ModelConfig(n_layer=2, d_model=32, n_head=2)
+
+
+def test_transfer_controls_keep_scale_but_not_what_was_learned():
+    src = build_model(M, 100, 64, seed=1)
+    with torch.no_grad():  # make the source unlike a fresh init: what stage 1 would have learned
+        for n, p in src.named_parameters():
+            p.mul_(3.0).add_(0.05)
+    sd_src = src.state_dict()
+    shuffled, kept = transfer(src, M, 50, 64, seed=2, control="shuffle")
+    matched, _ = transfer(src, M, 50, 64, seed=2, control="matched_scale")
+    fresh = build_model(M, 50, 64, seed=2).state_dict()
+    for n in kept:
+        a, s, m = sd_src[n].flatten(), shuffled.state_dict()[n].flatten(), matched.state_dict()[n].flatten()
+        assert torch.equal(torch.sort(a).values, torch.sort(s).values)  # the same values...
+        rms = a.pow(2).mean().sqrt()
+        assert m.pow(2).mean().sqrt() == pytest.approx(rms.item(), rel=1e-4)  # ...or the same scale
+        if a.numel() > 100:  # ...in an order or a draw unrelated to the NCA weights
+            assert not torch.equal(s, a)
+            assert abs(torch.corrcoef(torch.stack([a, s]))[0, 1]) < 0.2
+            assert abs(torch.corrcoef(torch.stack([a - a.mean(), m]))[0, 1]) < 0.2
+            # matched_scale is the scratch init, rescaled
+            assert abs(torch.corrcoef(torch.stack([m, fresh[n].flatten()]))[0, 1]) > 0.999
+
+
+def test_shrink_and_perturb_is_the_formula():
+    src = build_model(M, 100, 64, seed=1)
+    sp, kept = transfer(src, M, 50, 64, seed=2, shrink=0.4, perturb=0.1)
+    fresh = build_model(M, 50, 64, seed=2).state_dict()
+    for n in kept:
+        assert torch.allclose(sp.state_dict()[n], 0.4 * src.state_dict()[n] + 0.1 * fresh[n], atol=1e-6)
+
+
+def test_transferred_weights_freeze_then_learn_slower():
+    model = build_model(M, 50, 64, seed=0)
+    names = {n for n, _ in model.named_parameters() if ".mlp." in n}
+    spec = StageSpec("nca", 20 * 64, 64, lr=1e-2, warmup=0.1, min_lr_ratio=0.1, weight_decay=0.1, grad_clip=1.0,
+                     eval_every=0, transferred=frozenset(names), transferred_lr_scale=0.3, freeze_steps=5)
+    opt, sched = make_optimizer(model, spec, choose("cpu", "fp32"))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    x = torch.randint(0, 50, (4, 16))
+    for step in range(10):
+        loss = model(input_ids=x, labels=x).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        sched.step()
+        if step == 4:  # five frozen steps: transferred weights untouched, the rest trained
+            for n, p in model.named_parameters():
+                assert torch.equal(p, before[n]) == (n in names), n
+    for n, p in model.named_parameters():
+        assert not torch.equal(p, before[n]), n  # unfrozen after step 5
+    groups = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+    fresh_lr = next(groups[id(p)] for n, p in model.named_parameters() if n not in names)
+    for n, p in model.named_parameters():
+        if n in names:  # re-warming after the freeze, at lr_scale of the rest
+            assert 0 < groups[id(p)] <= 0.3 * fresh_lr + 1e-12
