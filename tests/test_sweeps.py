@@ -211,3 +211,37 @@ def test_transferred_weights_freeze_then_learn_slower():
     for n, p in model.named_parameters():
         if n in names:  # re-warming after the freeze, at lr_scale of the rest
             assert 0 < groups[id(p)] <= 0.3 * fresh_lr + 1e-12
+
+
+@pytest.mark.parametrize("change, differs", [
+    ({"transfer": {"reinit": ["attn"]}}, {"nca"}),
+    ({"transfer": {"lr_scale": 0.5}}, {"nca"}),
+    ({"stage2": {"lr": 3e-4}}, {"nca", "scratch"}),
+    ({"data": {"vocab_size": 1024}}, {"nca", "scratch"}),
+    ({"nca": {"alphabet": 2}}, {"stage1", "nca"}),
+    ({"stage1": {"band": [0.1, 0.2]}}, {"stage1", "nca"}),
+    ({"model": {"d_model": 64}}, {"stage1", "nca", "scratch"}),
+    ({"seed": 1}, {"stage1", "nca", "scratch"}),
+    ({"runtime": {"threads": 1}}, set()),
+    ({"family": "my-family"}, set()),
+])
+def test_reuse_keys_follow_exactly_what_determines_each_run(change, differs):
+    from ncalab.experiment.config import ExperimentConfig, apply_overrides
+    from ncalab.experiment.reuse import run_keys
+
+    cpu = choose("cpu", "fp32")
+    before = run_keys(ExperimentConfig(), cpu)
+    after = run_keys(apply_overrides(ExperimentConfig(), change), cpu)
+    assert {k for k in before if before[k] != after[k]} == differs
+
+
+def test_reuse_keys_never_cross_devices_or_dtypes():
+    from ncalab.experiment.config import ExperimentConfig
+    from ncalab.experiment.reuse import run_keys
+    from ncalab.train.device import Placement
+
+    cfg = ExperimentConfig()
+    keys = [run_keys(cfg, Placement(torch.device(d), a)) for d, a in
+            (("cpu", None), ("cpu", torch.bfloat16), ("cuda", torch.bfloat16))]
+    for kind in ("stage1", "nca", "scratch"):
+        assert len({k[kind] for k in keys}) == 3
