@@ -138,6 +138,11 @@ def test_sweep_cli_runs_through_the_job_queue(tmp_path, capsys, code_corpus):
     assert code == 0 and "gain" in out
     code, out, _ = _cli(capsys, "sweep", "list", "--home", str(home), "--json")
     assert json.loads(out)["sweeps"][0]["members"] == 2
+    code, out, _ = _cli(capsys, "sweep", "rm", tab["sweep_id"], "--yes", "--home", str(home))
+    assert code == 0 and "2 experiments" in out
+    store = RunStore(home)
+    assert store.list_sweeps() == [] and store.list_experiments() == []
+    assert not any((home / "experiments").iterdir())
 
 
 @pytest.mark.parametrize("args, message", [
@@ -148,6 +153,8 @@ def test_sweep_cli_runs_through_the_job_queue(tmp_path, capsys, code_corpus):
     (["sweep", "show", "s-00000000"], "no sweep with id s-00000000"),
     (["sweep", "plot", "s-00000000"], "no sweep with id s-00000000"),
     (["sweep", "extend", "s-00000000", "--seeds", "3"], "no sweep with id s-00000000"),
+    (["sweep", "rm", "s-00000000", "--yes"], "no sweep with id s-00000000"),
+    (["sweep", "resume", "s-00000000"], "no sweep with id s-00000000"),
 ])
 def test_sweep_bad_input_is_one_line(tmp_path, capsys, code_corpus, args, message):
     code, _, err = _cli(capsys, *args, "--home", str(tmp_path / "h"))

@@ -130,12 +130,17 @@ def list_(home: Home = None, json_out: JsonFlag = False) -> None:
         emit_json({"sweeps": rows})
         return
     t = Table(title=f"{len(rows)} sweeps", box=box.SIMPLE_HEAD, title_justify="left")
-    for c in ("id", "name", "preset", "grid", "seeds", "members", "status"):
-        t.add_column(c, min_width=20 if c == "grid" else None, no_wrap=c not in ("grid", "name"))
+    t.add_column("id", no_wrap=True)
+    t.add_column("name", no_wrap=True, overflow="ellipsis", max_width=24)
+    t.add_column("grid", min_width=12, overflow="fold")
+    t.add_column("seeds", justify="right")
+    t.add_column("done", justify="right", no_wrap=True)
+    t.add_column("status", no_wrap=True)
     for r in rows:
-        grid = " x ".join(f"{k}({n})" for k, n in r["grid"].items())
-        status = " ".join(f"[{STATUS_STYLE.get(k, '')}]{v} {k}[/]" for k, v in sorted(r["status"].items()))
-        t.add_row(r["sweep_id"], r["name"] or "", f"{r['preset']}/{r['scale']}", grid, str(r["seeds"]), str(r["members"]), status)
+        grid = " x ".join(f"{k.split('.')[-1]}({n})" for k, n in r["grid"].items())
+        pending = " ".join(f"[{STATUS_STYLE.get(k, '')}]{v} {k}[/]" for k, v in sorted(r["status"].items()) if k != "completed")
+        t.add_row(r["sweep_id"], r["name"] or "", grid, str(r["seeds"]),
+                  f"{r['status'].get('completed', 0)}/{r['members']}", pending or "[green]done[/]")
     out_console.print(t)
 
 
@@ -220,3 +225,20 @@ def resume(sweep_id: Annotated[str, typer.Argument(help="A sweep id (s-...).")],
         emit_json({"sweep_id": sweep_id, "resumed": ids})
     else:
         out_console.print(f"sweep {sweep_id}: {len(ids)} experiments queued again" if ids else f"sweep {sweep_id}: nothing to resume")
+
+
+@app.command("rm")
+def rm(
+    sweep_id: Annotated[str, typer.Argument(help="A sweep id (s-...).")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+    home: Home = None,
+) -> None:
+    """Delete a sweep, its experiments, their metrics and files (asks first)."""
+    from ncalab.services import sweeps
+
+    store = _store(home)
+    n = len(store.experiments_of_sweep(store.get_sweep(sweep_id).id))
+    if not yes and not typer.confirm(f"delete sweep {sweep_id} and its {n} experiments with their files?"):
+        raise typer.Exit(1)
+    removed = sweeps.remove(store, sweep_id)
+    out_console.print(f"deleted sweep {sweep_id} and {len(removed)} experiments")

@@ -105,6 +105,22 @@ def resume(store, sweep_id: str) -> list[str]:
     return out
 
 
+def remove(store, sweep_id: str) -> list[str]:
+    """Delete a sweep and its experiments (refused while one runs: cancel it first).
+    Runs of other experiments that reused a result here keep their copies."""
+    from ncalab.services.runs import remove as remove_experiment
+
+    store.get_sweep(sweep_id)
+    members = store.experiments_of_sweep(sweep_id)
+    running = [e.id for e in members if e.status == "running"]
+    if running:
+        raise NcalabError(f"sweep {sweep_id} has running experiments ({', '.join(running)}); cancel them first")
+    for exp in members:
+        remove_experiment(store, exp.id)
+    store.delete_sweep(sweep_id)
+    return [e.id for e in members]
+
+
 def _stats(values: list[float]) -> tuple[float | None, float | None]:
     vals = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
     if not vals:

@@ -418,6 +418,13 @@ class RunStore:
                 Experiment.created_at, literal_column("rowid"))
             return list(s.scalars(q))
 
+    def delete_sweep(self, sweep_id: str) -> None:
+        """Forget a sweep; experiments still pointing to it are kept, ungrouped."""
+        with self._write() as s:
+            _get(s, Sweep, sweep_id, "sweep")
+            s.execute(update(Experiment).where(Experiment.sweep_id == sweep_id).values(sweep_id=None))
+            s.execute(delete(Sweep).where(Sweep.id == sweep_id))
+
     # ---- jobs ------------------------------------------------------------------------------------
 
     def claim_experiment(self, exp_id: str, pid: int, host: str, max_running: int | None = None) -> bool:
