@@ -117,3 +117,12 @@ def test_every_command_has_help():
                  ["nca", "generate", "--help"], ["nca", "stats", "--help"]):
         proc = subprocess.run([sys.executable, "-m", "ncalab.cli.main", *args], capture_output=True, text=True)
         assert proc.returncode == 0 and "Usage" in proc.stdout, args
+
+
+@pytest.mark.parametrize("args", [["nca", "bands"], ["run", "--bogus"], ["sweep", "show"], ["nca", "sample", "--alphabet", "x"]])
+def test_usage_errors_are_usage_errors(capsys, args):
+    from ncalab.cli.main import main
+
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 2 and "Error:" in err and "internal error" not in err and "Traceback" not in err

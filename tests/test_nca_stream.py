@@ -1,6 +1,7 @@
 """Streams of filtered sequences: in band, fresh rules, held-out validation, DataLoader-ready."""
 
 import numpy as np
+import pytest
 import torch
 
 from ncalab.nca.bands import Band, DOMAIN_BANDS, parse_band
@@ -67,3 +68,16 @@ def test_parse_band():
             assert type(e).__name__ == "NcalabError"
         else:
             raise AssertionError(bad)
+
+
+def test_a_band_the_settings_never_reach_is_a_clear_error():
+    from ncalab.errors import NcalabError
+
+    # two colours score at most about 0.2: none falls in the code band
+    source = FilteredSource(NCAConfig(alphabet=2), Band(0.3, 0.4), seed=0, batch_rules=4096)
+    with pytest.raises(NcalabError, match="none of .* random rules scored in the band 0.3-0.4 with 2 colours"):
+        for _ in range(10):
+            source.next_batch()
+    # a band they do reach streams normally
+    batch = FilteredSource(NCAConfig(alphabet=2), Band(0.04, 1.0), seed=0, batch_rules=256).next_batch()
+    assert len(batch.tokens) > 0 and (batch.scores > 0.04).all()

@@ -41,6 +41,12 @@ def _root(
         run_app()
 
 
+# Typer 0.29 vendors its own click (typer._click); older ones use click itself. Catch both.
+_EXIT = (click.exceptions.Exit, typer.Exit)
+_ABORT = (click.exceptions.Abort, typer.Abort)
+_USAGE = (click.ClickException, *((typer.TyperException,) if hasattr(typer, "TyperException") else ()))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; every failure a user can cause ends in one line on stderr and exit code != 0."""
     try:
@@ -49,12 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     except NcalabError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    except click.exceptions.Exit as e:
+    except _EXIT as e:
         return e.exit_code
-    except click.ClickException as e:
+    except _USAGE as e:
         e.show()
         return e.exit_code
-    except click.exceptions.Abort:
+    except _ABORT:
         print("aborted", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

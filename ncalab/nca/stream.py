@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ncalab.errors import NcalabError
 from ncalab.nca import kernels
 from ncalab.nca.bands import Band
 from ncalab.nca.complexity import score_tokens
@@ -38,7 +39,7 @@ class SequenceBatch:
 
 def patch_tokens(frames: np.ndarray, cfg: NCAConfig) -> np.ndarray:
     """(B, F, H, W) or (B, F, H*W) u8 frames -> (B, F, patches) int32 (fast path of nca.tokens)."""
-    flat = np.ascontiguousarray(frames.reshape(frames.shape[0], frames.shape[1], -1))
+    flat = np.ascontiguousarray(frames.reshape(frames.shape[0], frames.shape[1], cfg.cells))  # no -1: B may be 0
     return kernels.patch_tokens(flat, cfg.height, cfg.width, cfg.patch, cfg.alphabet)
 
 
@@ -56,7 +57,12 @@ def frames_to_sequences(frames: np.ndarray, cfg: NCAConfig) -> np.ndarray:
     out[:, :, 0] = cfg.start_token
     out[:, :, 1:-1] = toks
     out[:, :, -1] = cfg.end_token
-    return out.reshape(b, -1)[:, : cfg.seq_len + 1].astype(cfg.token_dtype)
+    return out.reshape(b, f * cfg.frame_len)[:, : cfg.seq_len + 1].astype(cfg.token_dtype)
+
+
+# Candidates scored without a single rule in band before a stream gives up (a band the
+# settings never reach, e.g. 2 colours score at most about 0.2, below the code band).
+NO_RULE_LIMIT = 20_000
 
 
 class FilteredSource:
@@ -96,12 +102,18 @@ class FilteredSource:
         keep = np.flatnonzero(self.band.contains(scores)) if self.band is not None else np.arange(len(rb))
         self.rules_scored += len(rb)
         self.rules_accepted += len(keep)
+        if self.rules_accepted == 0 and self.rules_scored >= NO_RULE_LIMIT:
+            raise NcalabError(
+                f"none of {self.rules_scored:,} random rules scored in the band {self.band.lo}-{self.band.hi} with "
+                f"{cfg.alphabet} colours (highest score seen {float(scores.max()):.3f}); choose a band these settings "
+                f"reach, e.g. --set stage1.band=LO:HI (see `ncalab nca complexity --alphabet {cfg.alphabet}`)")
         rb.select(keep)
-        rest = rb.frames(max(cfg.frames_per_seq - n_first, 0)).reshape(len(keep), -1, cfg.cells)
+        n_rest = max(cfg.frames_per_seq - n_first, 0)
+        rest = rb.frames(n_rest).reshape(len(keep), n_rest, cfg.cells)  # explicit: no rule may be in band
         frames = np.concatenate([first[keep], rest], axis=1)
         batch = SequenceBatch(frames_to_sequences(frames, cfg), seeds[keep], scores[keep], len(seeds))
         if self.keep_grids:
-            batch.grids = frames[:, : cfg.frames_per_seq].reshape(len(keep), -1, cfg.height, cfg.width)
+            batch.grids = frames[:, : cfg.frames_per_seq].reshape(len(keep), cfg.frames_per_seq, cfg.height, cfg.width)
         return batch
 
     def __iter__(self) -> Iterator[SequenceBatch]:
