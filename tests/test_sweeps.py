@@ -252,3 +252,19 @@ def test_reuse_keys_never_cross_devices_or_dtypes():
             (("cpu", None), ("cpu", torch.bfloat16), ("cuda", torch.bfloat16))]
     for kind in ("stage1", "nca", "scratch"):
         assert len({k[kind] for k in keys}) == 3
+
+
+def test_a_null_transfer_reproduces_scratch_exactly(tmp_path, code_corpus):
+    """shrink 0, perturb 1 hands the NCA path the scratch init itself: the two stage-2 runs
+    must then be the same run, so any gain measured elsewhere comes from the weights."""
+    from ncalab.services.experiments import submit
+
+    store = RunStore(tmp_path / "h")
+    cfg = micro_base(code_corpus)
+    cfg.transfer.shrink, cfg.transfer.perturb = 0.0, 1.0
+    exp = submit(cfg.validate(), store)
+    assert store.claim_experiment(exp.id, os.getpid(), socket.gethostname())
+    summary = execute(store, exp.id)
+    runs = {r.kind: r for r in store.runs_of(exp.id)}
+    assert store.curve(runs["nca"].id, "val_ppl") == store.curve(runs["scratch"].id, "val_ppl")
+    assert summary["gain"] == 0.0
