@@ -129,17 +129,16 @@ def list_(home: Home = None, json_out: JsonFlag = False) -> None:
     if json_out:
         emit_json({"sweeps": rows})
         return
-    t = Table(title=f"{len(rows)} sweeps", box=box.SIMPLE_HEAD, title_justify="left")
+    t = Table(title=f"{len(rows)} sweeps", box=box.SIMPLE_HEAD, title_justify="left", padding=(0, 1), pad_edge=False)
     t.add_column("id", no_wrap=True)
-    t.add_column("name", no_wrap=True, overflow="ellipsis", max_width=24)
-    t.add_column("grid", min_width=12, overflow="fold")
-    t.add_column("seeds", justify="right")
+    t.add_column("name", no_wrap=True, overflow="ellipsis", max_width=22)
+    t.add_column("grid x seeds", min_width=12, overflow="fold")
     t.add_column("done", justify="right", no_wrap=True)
     t.add_column("status", no_wrap=True)
     for r in rows:
         grid = " x ".join(f"{k.split('.')[-1]}({n})" for k, n in r["grid"].items())
         pending = " ".join(f"[{STATUS_STYLE.get(k, '')}]{v} {k}[/]" for k, v in sorted(r["status"].items()) if k != "completed")
-        t.add_row(r["sweep_id"], r["name"] or "", grid, str(r["seeds"]),
+        t.add_row(r["sweep_id"], r["name"] or "", f"{grid} x {r['seeds']} seeds",
                   f"{r['status'].get('completed', 0)}/{r['members']}", pending or "[green]done[/]")
     out_console.print(t)
 
