@@ -127,9 +127,9 @@ def _link_tree(src: Path, dst: Path) -> None:
 
 
 def _reuse_or_claim(store, run, kind: str, reporter: Reporter, should_stop, placement) -> str:
-    """"reused" when an identical run's result was taken, "train" when this run must be
-    trained (and is now marked running), "stopped" when asked to stop while waiting for an
-    identical run that another job is training."""
+    """Take an identical run's result if there is one; returns what happened: ``reused``
+    (result taken), ``train`` (this run must be trained and is now marked running) or
+    ``stopped`` (asked to stop while waiting for an identical run another job trains)."""
     waited = False
     while True:
         got = store.claim_run(run.id, os.getpid(), socket.gethostname(), placement.label, _run_alive)
