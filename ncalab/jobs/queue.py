@@ -60,6 +60,7 @@ def pid_alive(pid: int | None) -> bool:
 
 
 def is_dead(exp, now: float | None = None) -> bool:
+    """True when the process of a running experiment (or run) is gone."""
     now = now or time.time()
     if exp.host == socket.gethostname():
         return not pid_alive(exp.pid)

@@ -102,11 +102,9 @@ def submit(cfg: ExperimentConfig, store, name: str | None = None, sweep_id: str 
 
 
 def _run_alive(run) -> bool:
-    from ncalab.jobs.queue import STALE_S, pid_alive
+    from ncalab.jobs.queue import is_dead  # runs carry the same pid, host and heartbeat as experiments
 
-    if run.host == socket.gethostname():
-        return pid_alive(run.pid)
-    return run.heartbeat_at is not None and time.time() - run.heartbeat_at < STALE_S
+    return not is_dead(run)
 
 
 def _link_tree(src: Path, dst: Path) -> None:
