@@ -59,6 +59,31 @@ def test_a_member_that_cannot_run_stores_nothing(tmp_path, code_corpus):
     assert store.list_sweeps() == [] and store.list_experiments() == []
 
 
+def test_a_zipped_grid_pairs_values_and_grows_by_whole_settings(tmp_path, code_corpus):
+    base = micro_base(code_corpus)
+    # width with head count at a fixed head size; a key may repeat a value when zipped
+    grid = parse_grid(["model.d_model=32,64,96", "model.n_head=2,4,4"], base, zipped=True)
+    assert settings(grid, zipped=True) == [{"model.d_model": 32, "model.n_head": 2}, {"model.d_model": 64, "model.n_head": 4},
+                                           {"model.d_model": 96, "model.n_head": 4}]
+    with pytest.raises(NcalabError, match="as many values"):
+        parse_grid(["model.d_model=32,64", "model.n_head=2"], base, zipped=True)
+    with pytest.raises(NcalabError, match="listed twice"):
+        parse_grid(["model.d_model=32,32", "model.n_head=2,2"], base, zipped=True)
+
+    store = RunStore(tmp_path / "h")
+    made = sweeps.create(store, base, ["model.d_model=32,64", "model.n_head=2,4"], [0], name="width", zipped=True)
+    shapes = sorted((e.config["model"]["d_model"], e.config["model"]["n_head"]) for e in store.experiments_of_sweep(made["sweep_id"]))
+    assert made["settings"] == 2 and shapes == [(32, 2), (64, 4)]
+    with pytest.raises(NcalabError, match="give values for model.n_head"):
+        sweeps.extend(store, made["sweep_id"], ["model.d_model=128"], [])
+    more = sweeps.extend(store, made["sweep_id"], ["model.d_model=64,128", "model.n_head=4,4"], [])
+    assert len(more["experiments"]) == 1 and more["settings"] == 3  # (64, 4) existed; (128, 4) is new
+    assert sweeps.list_sweeps(store)[0]["grid_label"] == "d_model+n_head(3) x 1 seed"
+    tab = sweeps.table(store, made["sweep_id"])
+    assert len(tab["rows"]) == 3 and tab["zip"]
+    assert [p["value"] for p in sweeps.gain_by_key(tab, "model.n_head")] == [2, 4]
+
+
 def _run_queued(store):
     """Run the queued experiments in this process, oldest first (what the job queue does)."""
     for exp in reversed(store.list_experiments(status="queued")):
@@ -150,6 +175,7 @@ def test_sweep_cli_runs_through_the_job_queue(tmp_path, capsys, code_corpus):
     (["sweep", "--grid", "stage2.lr=a,b"], "expected a number"),
     (["sweep"], "at least one --grid"),
     (["sweep", "--grid", "stage2.lr=1e-3", "--seeds", "0"], "--seeds"),
+    (["sweep", "--zip", "--grid", "model.d_model=32,64", "--grid", "model.n_head=2"], "as many values"),
     (["sweep", "show", "s-00000000"], "no sweep with id s-00000000"),
     (["sweep", "plot", "s-00000000"], "no sweep with id s-00000000"),
     (["sweep", "extend", "s-00000000", "--seeds", "3"], "no sweep with id s-00000000"),

@@ -33,6 +33,8 @@ def sweep(
     preset: Annotated[str, typer.Option("--preset", help="Target domain code, math or web, or a saved rule family.")] = "code",
     scale: Annotated[str, typer.Option("--scale", help="tiny (laptop), small (one GPU) or paper.")] = "tiny",
     grid: Grid = None,
+    zipped: Annotated[bool, typer.Option("--zip", help="Pair the grids' values position by position instead of "
+                                         "taking their product (e.g. width with head count).")] = False,
     seeds: Annotated[int, typer.Option("--seeds", help="Seeds per setting.")] = 1,
     seed_start: Annotated[int, typer.Option("--seed-start", help="First seed (fresh seeds for a confirmation sweep).")] = 0,
     corpus: Annotated[str | None, typer.Option("--corpus", help="python-stdlib, a local path, or hf:NAME[:CONFIG].")] = None,
@@ -59,7 +61,7 @@ def sweep(
     store = _store(home)
     if max_jobs is not None:
         queue.set_max_jobs(store, max_jobs)
-    made = sweeps.create(store, base, grid, _seed_list(seeds, seed_start), name)
+    made = sweeps.create(store, base, grid, _seed_list(seeds, seed_start), name, zipped=zipped)
     queue.schedule(store)
     if not detach:
         _watch(store, made["sweep_id"], quiet=json_out)
@@ -67,10 +69,14 @@ def sweep(
         emit_json(sweeps.table(store, made["sweep_id"]) if not detach else made)
     elif detach:
         out_console.print(f"sweep {made['sweep_id']}: {len(made['experiments'])} experiments queued "
-                          f"({made['settings']} settings x {len(made['seeds'])} seeds); "
+                          f"({_count(made['settings'], 'setting')} x {_count(len(made['seeds']), 'seed')}); "
                           f"`ncalab sweep show {made['sweep_id']}` shows the table")
     else:
         print_table(sweeps.table(store, made["sweep_id"]))
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _watch(store, sweep_id: str, quiet: bool = False) -> None:
@@ -136,9 +142,8 @@ def list_(home: Home = None, json_out: JsonFlag = False) -> None:
     t.add_column("done", justify="right", no_wrap=True)
     t.add_column("status", no_wrap=True)
     for r in rows:
-        grid = " x ".join(f"{k.split('.')[-1]}({n})" for k, n in r["grid"].items())
         pending = " ".join(f"[{STATUS_STYLE.get(k, '')}]{v} {k}[/]" for k, v in sorted(r["status"].items()) if k != "completed")
-        t.add_row(r["sweep_id"], r["name"] or "", f"{grid} x {r['seeds']} seeds",
+        t.add_row(r["sweep_id"], r["name"] or "", r["grid_label"],
                   f"{r['status'].get('completed', 0)}/{r['members']}", pending or "[green]done[/]")
     out_console.print(t)
 

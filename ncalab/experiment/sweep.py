@@ -3,6 +3,10 @@
 Values are typed like the setting they replace (as `--set` does). A value that is itself a
 list is written with `+` between items (`transfer.reinit=attn+norm`) or `:` for a band
 (`stage1.band=0.3:0.5`); `none` is the empty list.
+
+A grid is normally a cartesian product. A zipped grid pairs the keys' values position by
+position instead (`model.d_model=128,256` with `model.n_head=4,8` is two settings), for
+settings that must move together, such as width and head count at a fixed head size.
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ from ncalab.errors import NcalabError
 from ncalab.experiment.config import ExperimentConfig, apply_overrides, parse_set
 
 
-def parse_grid(items: list[str], base: ExperimentConfig) -> dict[str, list]:
-    """['stage2.lr=1e-3,3e-4'] -> {'stage2.lr': [0.001, 0.0003]}; keys and values checked."""
+def parse_grid(items: list[str], base: ExperimentConfig, zipped: bool = False) -> dict[str, list]:
+    """['stage2.lr=1e-3,3e-4'] -> {'stage2.lr': [0.001, 0.0003]}; keys and values checked.
+    In a zipped grid a key may repeat a value, but no two settings may be the same."""
     grid: dict[str, list] = {}
     for item in items:
         if "=" not in item:
@@ -30,13 +35,27 @@ def parse_grid(items: list[str], base: ExperimentConfig) -> dict[str, list]:
         values = []
         for v in raw:
             typed = _leaf(parse_set([f"{key}={v.replace('+', ',')}"], base), key)
-            if typed in values:
+            if typed in values and not zipped:
                 raise NcalabError(f"--grid {key} lists {v!r} twice")
             values.append(typed)
         if key in grid:
             raise NcalabError(f"--grid {key} is given twice; put all its values in one --grid")
         grid[key] = values
+    if zipped:
+        _check_zip(grid)
     return grid
+
+
+def _check_zip(grid: dict[str, list]) -> None:
+    lengths = {k: len(v) for k, v in grid.items()}
+    if len(set(lengths.values())) > 1:
+        counts = ", ".join(f"{k} has {n}" for k, n in lengths.items())
+        raise NcalabError(f"--zip pairs the grids' values position by position, so each needs as many values: {counts}")
+    seen = []
+    for s in settings(grid, zipped=True):
+        if s in seen:
+            raise NcalabError(f"--zip: the setting {setting_label(s)} is listed twice")
+        seen.append(s)
 
 
 def _leaf(nested: dict, key: str):
@@ -56,9 +75,12 @@ def _nest(key: str, value) -> dict:
     return out
 
 
-def settings(grid: dict[str, list]) -> list[dict]:
-    """The cartesian product, as [{key: value, ...}, ...] in a stable order."""
+def settings(grid: dict[str, list], zipped: bool = False) -> list[dict]:
+    """The cartesian product (or, zipped, the position-by-position pairs) as
+    [{key: value, ...}, ...] in a stable order."""
     keys = list(grid)
+    if zipped:
+        return [dict(zip(keys, combo)) for combo in zip(*(grid[k] for k in keys))]
     return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
 
 

@@ -23,6 +23,10 @@ def _base(spec: dict) -> ExperimentConfig:
     return apply_overrides(ExperimentConfig(), spec["base"])
 
 
+def _settings(spec: dict) -> list[dict]:
+    return settings(spec["grid"], zipped=spec.get("zip", False))
+
+
 def _members(store, sweep_id: str, grid: dict[str, list]) -> dict[tuple[str, int], object]:
     """{(setting id, seed): experiment} of the sweep."""
     out = {}
@@ -47,24 +51,28 @@ def _submit_missing(store, sweep, spec: dict) -> list[str]:
 
     base, grid = _base(spec), spec["grid"]
     have = _members(store, sweep.id, grid)
-    todo = [(s, seed) for seed in spec["seeds"] for s in settings(grid) if (setting_id(s), seed) not in have]
+    todo = [(s, seed) for seed in spec["seeds"] for s in _settings(spec) if (setting_id(s), seed) not in have]
     cfgs = [(s, apply_setting(base, s, seed)) for s, seed in todo]  # every member validated before one is stored
     return [submit(cfg, store, name=setting_label(s), sweep_id=sweep.id).id for s, cfg in cfgs]
 
 
-def create(store, base: ExperimentConfig, grid_items: list[str], seeds: list[int], name: str | None = None) -> dict:
-    """Store a sweep and queue its members (nothing is stored if any member is invalid)."""
-    grid = parse_grid(grid_items, base)
+def create(store, base: ExperimentConfig, grid_items: list[str], seeds: list[int], name: str | None = None,
+           zipped: bool = False) -> dict:
+    """Store a sweep and queue its members (nothing is stored if any member is invalid).
+    ``zipped`` pairs the grids' values position by position instead of taking their product."""
+    grid = parse_grid(grid_items, base, zipped=zipped)
     if not grid:
         raise NcalabError("a sweep needs at least one --grid KEY=V1,V2,...")
     _check_seeds(seeds)
     spec = {"preset": base.preset, "scale": base.scale, "base": base.to_dict(), "grid": grid, "seeds": list(seeds)}
-    for s in settings(grid):  # validate the whole product before anything is stored
+    if zipped:
+        spec["zip"] = True
+    for s in _settings(spec):  # validate every member before the sweep is stored
         for seed in seeds:
             apply_setting(base, s, seed)
     sweep = store.create_sweep(spec, name)
     created = _submit_missing(store, sweep, spec)
-    return {"sweep_id": sweep.id, "experiments": created, "settings": len(settings(grid)), "seeds": list(seeds)}
+    return {"sweep_id": sweep.id, "experiments": created, "settings": len(_settings(spec)), "seeds": list(seeds)}
 
 
 def _check_seeds(seeds: list[int]) -> None:
@@ -78,16 +86,32 @@ def extend(store, sweep_id: str, grid_items: list[str] = (), seeds: list[int] = 
     """Add values to the swept keys and/or seeds; only the members that do not exist yet run."""
     sweep = store.get_sweep(sweep_id)
     spec = sweep.spec
-    more = parse_grid(list(grid_items), _base(spec))
+    zipped = spec.get("zip", False)
+    more = parse_grid(list(grid_items), _base(spec), zipped=zipped)
     new_keys = set(more) - set(spec["grid"])
     if new_keys:
         raise NcalabError(f"sweep {sweep_id} does not sweep {', '.join(sorted(new_keys))}; start a new sweep for new keys")
-    grid = {k: vs + [v for v in more.get(k, []) if v not in vs] for k, vs in spec["grid"].items()}
+    if zipped:
+        grid = _extend_zipped(sweep_id, spec["grid"], more)
+    else:
+        grid = {k: vs + [v for v in more.get(k, []) if v not in vs] for k, vs in spec["grid"].items()}
     all_seeds = spec["seeds"] + [s for s in seeds if s not in spec["seeds"]]
     spec = {**spec, "grid": grid, "seeds": all_seeds}
     created = _submit_missing(store, sweep, spec)
     store.set_sweep_spec(sweep_id, spec)
-    return {"sweep_id": sweep_id, "experiments": created, "settings": len(settings(grid)), "seeds": all_seeds}
+    return {"sweep_id": sweep_id, "experiments": created, "settings": len(_settings(spec)), "seeds": all_seeds}
+
+
+def _extend_zipped(sweep_id: str, grid: dict[str, list], more: dict[str, list]) -> dict[str, list]:
+    """A zipped grid grows by whole settings: every key gets its value for each new setting."""
+    if not more:
+        return grid
+    missing = set(grid) - set(more)
+    if missing:
+        raise NcalabError(f"sweep {sweep_id} zips its keys; give values for {', '.join(sorted(missing))} too")
+    have = settings(grid, zipped=True)
+    new = [s for s in settings(more, zipped=True) if s not in have]
+    return {k: vs + [s[k] for s in new] for k, vs in grid.items()}
 
 
 def resume(store, sweep_id: str) -> list[str]:
@@ -138,7 +162,7 @@ def table(store, sweep_id: str) -> dict:
     spec = sweep.spec
     grid = spec["grid"]
     groups: dict[str, dict] = {}
-    for s in settings(grid):
+    for s in _settings(spec):
         groups[setting_id(s)] = {"setting": s, "label": setting_label(s), "experiments": [], "summaries": [], "status": {}}
     for exp in store.experiments_of_sweep(sweep_id):
         g = groups.get(setting_id(_setting_of(exp.config, grid)))
@@ -163,7 +187,7 @@ def table(store, sweep_id: str) -> dict:
         r["best"] = i == 0 and r["gain"] is not None
     members = [e for g in groups.values() for e in g["experiments"]]
     return {"sweep_id": sweep.id, "name": sweep.name, "preset": spec["preset"], "scale": spec["scale"],
-            "grid": grid, "seeds": spec["seeds"], "rows": rows, "members": len(members),
+            "grid": grid, "zip": spec.get("zip", False), "seeds": spec["seeds"], "rows": rows, "members": len(members),
             "done": sum(r["seeds_done"] for r in rows), "created_at": sweep.created_at}
 
 
@@ -176,9 +200,22 @@ def list_sweeps(store) -> list[dict]:
             status[e.status] = status.get(e.status, 0) + 1
         spec = sw.spec
         out.append({"sweep_id": sw.id, "name": sw.name, "preset": spec["preset"], "scale": spec["scale"],
-                    "grid": {k: len(v) for k, v in spec["grid"].items()}, "seeds": len(spec["seeds"]),
+                    "grid": {k: len(v) for k, v in spec["grid"].items()}, "zip": spec.get("zip", False),
+                    "grid_label": grid_label(spec), "seeds": len(spec["seeds"]),
                     "members": len(exps), "status": status, "created_at": sw.created_at})
     return out
+
+
+def grid_label(spec: dict) -> str:
+    """'lr(3) x warmup(2) x 2 seeds'; zipped keys move together, so they share one count."""
+    short = [k.split(".")[-1] for k in spec["grid"]]
+    counts = [len(v) for v in spec["grid"].values()]
+    if spec.get("zip"):
+        grid = f"{'+'.join(short)}({counts[0]})"
+    else:
+        grid = " x ".join(f"{k}({n})" for k, n in zip(short, counts))
+    n = len(spec["seeds"])
+    return f"{grid} x {n} seed{'' if n == 1 else 's'}"
 
 
 def gain_by_key(tab: dict, key: str) -> list[dict]:
@@ -187,7 +224,11 @@ def gain_by_key(tab: dict, key: str) -> list[dict]:
     if key not in tab["grid"]:
         raise NcalabError(f"sweep {tab['sweep_id']} does not sweep {key!r}; it sweeps {', '.join(tab['grid'])}")
     out = []
-    for v in tab["grid"][key]:
+    values = []
+    for v in tab["grid"][key]:  # a zipped grid may repeat a value
+        if v not in values:
+            values.append(v)
+    for v in values:
         gains = [g for r in tab["rows"] if r["setting"][key] == v for g in r["gains"]]
         mean, sd = _stats(gains)
         out.append({"value": v, "gain": mean, "gain_sd": sd, "n": len(gains)})

@@ -95,7 +95,7 @@ class SweepsScreen(Screen):
             detail.update(f"[red]cannot open the run store:[/] {error}")
             return
         self.sweeps = rows
-        cells = [(r["sweep_id"], r["name"] or "", " x ".join(f"{k}({n})" for k, n in r["grid"].items()),
+        cells = [(r["sweep_id"], r["name"] or "", r["grid_label"],
                   f"{r['status'].get('completed', 0)}/{r['members']}",
                   " ".join(f"{v} {k}" for k, v in sorted(r["status"].items()) if k != "completed") or "done")
                  for r in rows]
