@@ -340,6 +340,7 @@ def test_sweeps_screen_shows_the_table_live(tmp_path, code_corpus):
             await pilot.press("k")  # one swept key: the plot stays on it
             await pilot.pause(0.5)
             assert "gain against transfer.reinit" in _plain(table)
+            assert "one seed" in _plain(table)  # the same plot as `ncalab sweep plot`: every seed's gain too
             await pilot.press("u")  # nothing failed: nothing to resume
             await pilot.pause(0.5)
             assert all(e.status == "completed" for e in store.experiments_of_sweep(made["sweep_id"]))

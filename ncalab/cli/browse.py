@@ -149,18 +149,10 @@ def plot(idents: Annotated[list[str], typer.Argument(help="Experiment or run ids
     if json_out:
         emit_json({"metric": metric, "x": x, "curves": cs})
         return
-    import plotext as plt
+    from ncalab.cli.plots import curves_plot
 
-    plt.clf()
-    plt.theme("pro")
-    for c in cs:
-        plt.plot(c["x"], c["y"], label=c["label"], marker="braille")
-    if metric.endswith("ppl"):
-        plt.yscale("log")  # perplexities span orders of magnitude early in training
-    plt.title(f"{metric} against {x}")
-    plt.xlabel(x)
-    plt.plotsize(min(out_console.width, 120), 24)
-    plt.show()
+    print(curves_plot(cs, min(out_console.width, 120), 24, xlabel=x, log_y=metric.endswith("ppl"),
+                      title=f"{metric} against {x}", theme="pro"))
 
 
 @app.command()

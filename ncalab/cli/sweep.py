@@ -155,8 +155,7 @@ def plot(
     home: Home = None, json_out: JsonFlag = False,
 ) -> None:
     """Gain against one swept key, in the terminal (mean over seeds, and every seed)."""
-    import plotext as plt
-
+    from ncalab.cli.plots import gain_plot
     from ncalab.services import sweeps
 
     tab = sweeps.table(_store(home), sweep_id)
@@ -165,27 +164,11 @@ def plot(
     if json_out:
         emit_json({"sweep_id": sweep_id, "key": key, "points": points})
         return
-    if not any(p["n"] for p in points):
+    text = gain_plot(tab, key, min(100, out_console.width), 22,
+                     title=f"sweep {sweep_id}: gain > 0 means NCA pre-pre-training helped")
+    if text is None:
         raise NcalabError(f"sweep {sweep_id} has no completed experiments yet")
-    numeric = all(isinstance(p["value"], (int, float)) and not isinstance(p["value"], bool) for p in points)
-    xs = [p["value"] if numeric else i for i, p in enumerate(points)]
-    plt.clf()
-    plt.theme("clear")
-    done = [(x, p) for x, p in zip(xs, points) if p["n"]]
-    plt.plot([x for x, _ in done], [p["gain"] for _, p in done], marker="braille", label="mean gain")
-    seeds_x = [x for x, p in zip(xs, points) for r in tab["rows"] if r["setting"][key] == p["value"] for _ in r["gains"]]
-    seeds_y = [g for p in points for r in tab["rows"] if r["setting"][key] == p["value"] for g in r["gains"]]
-    plt.scatter(seeds_x, seeds_y, marker="x", label="one seed")
-    plt.hline(0.0)
-    if numeric and len(xs) > 2 and min(xs) > 0 and max(xs) / min(xs) >= 20:
-        plt.xscale("log")
-    if not numeric:
-        plt.xticks(xs, [str(p["value"]) for p in points])
-    plt.xlabel(key)
-    plt.ylabel("gain (1 - nca/scratch)")
-    plt.title(f"sweep {sweep_id}: gain > 0 means NCA pre-pre-training helped")
-    plt.plotsize(min(100, out_console.width), 22)
-    plt.show()
+    print(text)
 
 
 @app.command("extend")

@@ -39,19 +39,11 @@ def _took(s) -> str:
 
 
 def plot_text(curves: list[dict], width: int, height: int) -> Text:
-    """Curves as text with plotext (NCA and scratch overlaid)."""
-    import plotext as plt
+    """Curves as text (NCA and scratch overlaid), labelled by run kind."""
+    from ncalab.cli.plots import curves_plot
 
-    plt.clf()
-    plt.theme("clear")
-    for c in curves:
-        plt.plot(c["x"], c["y"], label=c["label"].split("/")[-1], marker="braille")
-    plt.yscale("log")
-    plt.xlabel("tokens")
-    plt.plotsize(max(width, 30), max(height, 8))
-    text = Text.from_ansi(plt.build())
-    text.no_wrap = True
-    return text
+    ansi = curves_plot([{**c, "label": c["label"].split("/")[-1]} for c in curves], width, height)
+    return Text.from_ansi(ansi, no_wrap=True)
 
 
 class RunsScreen(Screen):

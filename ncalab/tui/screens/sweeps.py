@@ -18,28 +18,6 @@ from ncalab.tui.widgets.run_table import RunTable
 COLUMNS = {"id": 10, "name": 24, "grid": 34, "done": 7, "status": 20}
 
 
-def gain_plot(tab: dict, key: str, width: int, height: int) -> Text | None:
-    """Mean gain (and each seed's) against one swept key, drawn by plotext."""
-    import plotext as plt
-
-    from ncalab.services.sweeps import gain_by_key
-
-    points = gain_by_key(tab, key)
-    done = [(i, p) for i, p in enumerate(points) if p["n"]]
-    if not done:
-        return None
-    plt.clf()
-    plt.theme("clear")
-    plt.plot([i for i, _ in done], [p["gain"] for _, p in done], marker="braille", label="mean gain")
-    plt.hline(0.0)
-    plt.xticks(list(range(len(points))), [str(p["value"]) for p in points])
-    plt.xlabel(key)
-    plt.plotsize(max(width, 30), max(height, 8))
-    text = Text.from_ansi(plt.build())
-    text.no_wrap = True
-    return text
-
-
 class SweepsScreen(Screen):
     AUTO_FOCUS = "#sweep-list"
     BINDINGS = [
@@ -107,12 +85,14 @@ class SweepsScreen(Screen):
             self._show_table(tab)
 
     def _show_table(self, tab: dict) -> None:
+        from ncalab.cli.plots import gain_plot
         from ncalab.cli.tables import SWEEP_LEGEND, sweep_table
 
         keys = list(tab["grid"])
         key = keys[self.key_index % len(keys)]
         width = self.query_one("#sweep-detail").size.width
-        plot = gain_plot(tab, key, width - 2, 14)
+        ansi = gain_plot(tab, key, width - 2, 14)
+        plot = None if ansi is None else Text.from_ansi(ansi, no_wrap=True)
         parts = [sweep_table(tab), Text(SWEEP_LEGEND, style="dim")]
         if plot is not None:
             parts += [Text(f"\ngain against {key}" + ("  (k: next key)" if len(keys) > 1 else ""), style="bold"), plot]

@@ -1,0 +1,54 @@
+"""Terminal plots drawn by plotext, as ANSI text: the CLI prints them, the TUI wraps them in
+a rich Text. One place, so `ncalab runs plot` and the Runs screen (or `ncalab sweep plot`
+and the Sweeps screen) draw the same picture."""
+
+from __future__ import annotations
+
+
+def curves_plot(curves: list[dict], width: int, height: int, xlabel: str = "tokens", log_y: bool = True,
+                title: str | None = None, theme: str = "clear") -> str:
+    """Curves ({x, y, label}) overlaid; perplexities span orders of magnitude, hence log_y."""
+    import plotext as plt
+
+    plt.clf()
+    plt.theme(theme)
+    for c in curves:
+        plt.plot(c["x"], c["y"], label=c["label"], marker="braille")
+    if log_y:
+        plt.yscale("log")
+    if title:
+        plt.title(title)
+    plt.xlabel(xlabel)
+    plt.plotsize(max(width, 30), max(height, 8))
+    return plt.build()
+
+
+def gain_plot(tab: dict, key: str, width: int, height: int, title: str | None = None) -> str | None:
+    """Mean gain and each seed's gain against one swept key of a sweep table (None before
+    any member has finished). Numeric keys get a numeric axis (log when it spans 20x)."""
+    import plotext as plt
+
+    from ncalab.services.sweeps import gain_by_key
+
+    points = gain_by_key(tab, key)
+    if not any(p["n"] for p in points):
+        return None
+    numeric = all(isinstance(p["value"], (int, float)) and not isinstance(p["value"], bool) for p in points)
+    xs = [p["value"] if numeric else i for i, p in enumerate(points)]
+    plt.clf()
+    plt.theme("clear")
+    done = [(x, p) for x, p in zip(xs, points) if p["n"]]
+    plt.plot([x for x, _ in done], [p["gain"] for _, p in done], marker="braille", label="mean gain")
+    seeds = [(x, g) for x, p in zip(xs, points) for r in tab["rows"] if r["setting"][key] == p["value"] for g in r["gains"]]
+    plt.scatter([x for x, _ in seeds], [g for _, g in seeds], marker="x", label="one seed")
+    plt.hline(0.0)
+    if numeric and len(xs) > 2 and min(xs) > 0 and max(xs) / min(xs) >= 20:
+        plt.xscale("log")
+    if not numeric:
+        plt.xticks(xs, [str(p["value"]) for p in points])
+    plt.xlabel(key)
+    plt.ylabel("gain (1 - nca/scratch)")
+    if title:
+        plt.title(title)
+    plt.plotsize(max(width, 30), max(height, 8))
+    return plt.build()
