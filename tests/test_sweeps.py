@@ -84,6 +84,20 @@ def test_a_zipped_grid_pairs_values_and_grows_by_whole_settings(tmp_path, code_c
     assert [p["value"] for p in sweeps.gain_by_key(tab, "model.n_head")] == [2, 4]
 
 
+def test_cancel_stops_the_queued_members_of_one_sweep_only(tmp_path, code_corpus):
+    store = RunStore(tmp_path / "h")
+    made = sweeps.create(store, micro_base(code_corpus), ["transfer.reinit=none,attn"], [0])
+    other = sweeps.create(store, micro_base(code_corpus), ["transfer.reinit=mlp"], [0])  # another sweep: untouched
+    assert sorted(sweeps.cancel(store, made["sweep_id"])) == sorted(made["experiments"])
+    assert {e.status for e in store.experiments_of_sweep(made["sweep_id"])} == {"cancelled"}
+    assert {e.status for e in store.experiments_of_sweep(other["sweep_id"])} == {"queued"}
+    assert sweeps.cancel(store, made["sweep_id"]) == []  # nothing left to stop
+    tab = sweeps.table(store, made["sweep_id"])
+    assert all(r["status"] == {"cancelled": 1} for r in tab["rows"])
+    with pytest.raises(NcalabError, match="no sweep with id"):
+        sweeps.cancel(store, "s-00000000")
+
+
 def _run_queued(store):
     """Run the queued experiments in this process, oldest first (what the job queue does)."""
     for exp in reversed(store.list_experiments(status="queued")):
@@ -181,6 +195,7 @@ def test_sweep_cli_runs_through_the_job_queue(tmp_path, capsys, code_corpus):
     (["sweep", "extend", "s-00000000", "--seeds", "3"], "no sweep with id s-00000000"),
     (["sweep", "rm", "s-00000000", "--yes"], "no sweep with id s-00000000"),
     (["sweep", "resume", "s-00000000"], "no sweep with id s-00000000"),
+    (["sweep", "cancel", "s-00000000"], "no sweep with id s-00000000"),
 ])
 def test_sweep_bad_input_is_one_line(tmp_path, capsys, code_corpus, args, message):
     code, _, err = _cli(capsys, *args, "--home", str(tmp_path / "h"))

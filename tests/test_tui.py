@@ -344,6 +344,23 @@ def test_sweeps_screen_shows_the_table_live(tmp_path, code_corpus):
             await pilot.press("u")  # nothing failed: nothing to resume
             await pilot.pause(0.5)
             assert all(e.status == "completed" for e in store.experiments_of_sweep(made["sweep_id"]))
+            # a newer sweep, queued (no job started in this test): select it and cancel it
+            newer = sweeps.create(store, base, ["transfer.reinit=mlp"], [0], name="queued one")
+            await pilot.press("f5")
+            for _ in range(50):
+                await pilot.pause(0.1)
+                if newer["sweep_id"] in [r["sweep_id"] for r in screen.sweeps]:
+                    break
+            await pilot.press("up")
+            await pilot.pause(0.3)
+            assert screen.selected == newer["sweep_id"]
+            await pilot.press("c")
+            for _ in range(50):
+                await pilot.pause(0.1)
+                if store.get_experiment(newer["experiments"][0]).status == "cancelled":
+                    break
+            assert store.get_experiment(newer["experiments"][0]).status == "cancelled"
+            assert all(e.status == "completed" for e in store.experiments_of_sweep(made["sweep_id"]))
 
     run(scenario())
 

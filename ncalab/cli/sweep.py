@@ -214,6 +214,23 @@ def resume(sweep_id: Annotated[str, typer.Argument(help="A sweep id (s-...).")],
         out_console.print(f"sweep {sweep_id}: {len(ids)} experiments queued again" if ids else f"sweep {sweep_id}: nothing to resume")
 
 
+@app.command("cancel")
+def cancel(
+    sweep_id: Annotated[str, typer.Argument(help="A sweep id (s-...).")],
+    wait: Annotated[float, typer.Option("--wait", help="Seconds to wait for each running job to checkpoint and stop.")] = 120.0,
+    home: Home = None, json_out: JsonFlag = False,
+) -> None:
+    """Stop a sweep: queued members are cancelled, running ones stop at a checkpoint (`resume` continues)."""
+    from ncalab.services import sweeps
+
+    ids = sweeps.cancel(_store(home), sweep_id, wait)
+    if json_out:
+        emit_json({"sweep_id": sweep_id, "cancelled": ids})
+    else:
+        out_console.print(f"sweep {sweep_id}: {_count(len(ids), 'experiment')} stopped; `ncalab sweep resume {sweep_id}` continues"
+                          if ids else f"sweep {sweep_id}: nothing queued or running")
+
+
 @app.command("rm")
 def rm(
     sweep_id: Annotated[str, typer.Argument(help="A sweep id (s-...).")],

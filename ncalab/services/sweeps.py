@@ -129,6 +129,25 @@ def resume(store, sweep_id: str) -> list[str]:
     return out
 
 
+def cancel(store, sweep_id: str, wait: float = 120.0) -> list[str]:
+    """Stop a sweep: queued members are cancelled first (so no freed slot starts one), then
+    running ones stop gracefully at a checkpoint. `resume` queues them all again."""
+    from ncalab.jobs import control
+    from ncalab.jobs.queue import reap
+
+    store.get_sweep(sweep_id)
+    reap(store)
+    members = store.experiments_of_sweep(sweep_id)
+    queued = [e.id for e in members if e.status == "queued"]
+    running = [e.id for e in members if e.status == "running"]
+    for exp_id in queued + running:
+        try:
+            control.cancel(store, exp_id, wait)
+        except NcalabError:  # it ended (or its job vanished) meanwhile: nothing left to stop
+            continue
+    return queued + running
+
+
 def remove(store, sweep_id: str) -> list[str]:
     """Delete a sweep and its experiments (refused while one runs: cancel it first).
     Runs of other experiments that reused a result here keep their copies."""

@@ -23,7 +23,8 @@ class SweepsScreen(Screen):
     BINDINGS = [
         Binding("f5,ctrl+r", "refresh", "Refresh", id="sweeps.refresh"),
         Binding("k", "next_key", "Plot next key", id="sweeps.next_key"),
-        Binding("u", "resume", "Resume failed", id="sweeps.resume"),
+        Binding("u", "resume", "Resume", id="sweeps.resume"),
+        Binding("c", "cancel", "Cancel", id="sweeps.cancel"),
     ]
 
     def __init__(self, home=None, **kwargs):
@@ -109,6 +110,20 @@ class SweepsScreen(Screen):
 
     def action_next_key(self) -> None:
         self.key_index += 1
+        self.action_refresh()
+
+    @work(thread=True, group="sweeps-control")
+    def action_cancel(self) -> None:
+        from ncalab.services import sweeps
+
+        if self.selected is None:
+            return
+        try:
+            ids = sweeps.cancel(self._store(), self.selected, 60)
+            msg = f"{self.selected}: {len(ids)} experiments stopped (u resumes)" if ids else f"{self.selected}: nothing queued or running"
+            self.app.call_from_thread(self.notify, msg)
+        except NcalabError as e:
+            self.app.call_from_thread(self.notify, str(e), severity="error")
         self.action_refresh()
 
     @work(thread=True, group="sweeps-control")
