@@ -136,13 +136,14 @@ def list_(home: Home = None, json_out: JsonFlag = False) -> None:
         emit_json({"sweeps": rows})
         return
     t = Table(title=f"{len(rows)} sweeps", box=box.SIMPLE_HEAD, title_justify="left", padding=(0, 1), pad_edge=False)
-    t.add_column("id", no_wrap=True)
+    # id, grid and counts never wrap; a long name is cut and a long status wraps instead
+    t.add_column("id", no_wrap=True, min_width=10)
     t.add_column("name", no_wrap=True, overflow="ellipsis", max_width=22)
-    t.add_column("grid x seeds", min_width=12, overflow="fold")
-    t.add_column("done", justify="right", no_wrap=True)
-    t.add_column("status", no_wrap=True)
+    t.add_column("grid x seeds", no_wrap=True, min_width=12)
+    t.add_column("done", justify="right", no_wrap=True, min_width=5)
+    t.add_column("status", min_width=10)
     for r in rows:
-        pending = " ".join(f"[{STATUS_STYLE.get(k, '')}]{v} {k}[/]" for k, v in sorted(r["status"].items()) if k != "completed")
+        pending = "\n".join(f"[{STATUS_STYLE.get(k, '')}]{v} {k}[/]" for k, v in sorted(r["status"].items()) if k != "completed")
         t.add_row(r["sweep_id"], r["name"] or "", r["grid_label"],
                   f"{r['status'].get('completed', 0)}/{r['members']}", pending or "[green]done[/]")
     out_console.print(t)
