@@ -13,7 +13,7 @@ from conftest import MICRO
 from ncalab.cli.main import main
 from ncalab.errors import NcalabError
 from ncalab.experiment.config import ModelConfig
-from ncalab.experiment.sweep import parse_grid, settings
+from ncalab.experiment.sweep import parse_grid, setting_label, settings
 from ncalab.services import sweeps
 from ncalab.services.config import resolve_config
 from ncalab.services.experiments import execute
@@ -36,6 +36,10 @@ def test_grid_is_typed_like_the_config(code_corpus):
     assert grid == {"stage2.lr": [1e-3, 3e-4], "transfer.reinit": [[], ["attn"], ["attn", "norm"]],
                     "stage1.band": [[0.3, 0.5], [0.5, 1.0]], "runtime.compile": [False]}
     assert len(settings(grid)) == 2 * 3 * 2 * 1
+    # a setting's label is written as --grid takes it, so it can be pasted back
+    label = setting_label({"stage1.band": [0.3, 0.5], "transfer.reinit": ["attn", "norm"]})
+    assert label == "stage1.band=0.3:0.5 transfer.reinit=attn+norm"
+    assert parse_grid(label.split(" "), base) == {"stage1.band": [[0.3, 0.5]], "transfer.reinit": [["attn", "norm"]]}
 
 
 @pytest.mark.parametrize("items, message", [

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from ncalab.cli.browse import Home, _store
 from ncalab.cli.common import JsonFlag, emit_json, err_console, out_console
-from ncalab.cli.tables import STATUS_STYLE, SWEEP_LEGEND, sweep_table
+from ncalab.cli.tables import SWEEP_LEGEND, status_cell, sweep_table
 from ncalab.errors import NcalabError
 
 app = typer.Typer(help="Sweeps: run a grid of settings over seeds, as experiments grouped in the store.")
@@ -143,9 +143,8 @@ def list_(home: Home = None, json_out: JsonFlag = False) -> None:
     t.add_column("done", justify="right", no_wrap=True, min_width=5)
     t.add_column("status", min_width=10)
     for r in rows:
-        pending = "\n".join(f"[{STATUS_STYLE.get(k, '')}]{v} {k}[/]" for k, v in sorted(r["status"].items()) if k != "completed")
         t.add_row(r["sweep_id"], r["name"] or "", r["grid_label"],
-                  f"{r['status'].get('completed', 0)}/{r['members']}", pending or "[green]done[/]")
+                  f"{r['status'].get('completed', 0)}/{r['members']}", status_cell(r["status"]))
     out_console.print(t)
 
 

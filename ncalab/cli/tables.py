@@ -28,11 +28,12 @@ def short_label(setting: dict) -> str:
     return setting_label({k.split(".")[-1]: v for k, v in setting.items()})
 
 
-def _status(counts: dict) -> str:
+def status_cell(counts: dict) -> str:
+    """'done', or each unfinished status on its own line (so a narrow column never cuts one)."""
     pending = {k: v for k, v in counts.items() if k != "completed"}
     if not pending:
         return "[green]done[/]"
-    return " ".join(f"[{STATUS_STYLE.get(k, '')}]{v} {k}[/]" for k, v in sorted(pending.items()))
+    return "\n".join(f"[{STATUS_STYLE.get(k, '')}]{v} {k}[/]" for k, v in sorted(pending.items()))
 
 
 def sweep_table(tab: dict) -> Table:
@@ -44,7 +45,7 @@ def sweep_table(tab: dict) -> Table:
     t.add_column("setting", min_width=min(32, max(map(len, labels), default=8)))
     for col in ("seeds", "ppl nca", "ppl scratch", "gain", "speedup", "won"):
         t.add_column(col, justify="right", no_wrap=True)
-    t.add_column("status", no_wrap=True)
+    t.add_column("status", min_width=10)
     for label, r in zip(labels, tab["rows"]):
         gain = _ms(r["gain"], r["gain_sd"], "+.3f")
         if r["gain"] is not None:
@@ -54,5 +55,5 @@ def sweep_table(tab: dict) -> Table:
             speed += f" ({r['speedup_n']})"
         t.add_row(label, f"{r['seeds_done']}/{r['seeds']}",
                   _ms(r["ppl_nca"], r["ppl_nca_sd"], ".1f"), _ms(r["ppl_scratch"], r["ppl_scratch_sd"], ".1f"),
-                  gain, speed, f"{r['wins']}/{r['seeds_done']}", _status(r["status"]))
+                  gain, speed, f"{r['wins']}/{r['seeds_done']}", status_cell(r["status"]))
     return t

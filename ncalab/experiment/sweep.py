@@ -93,13 +93,14 @@ def apply_setting(base: ExperimentConfig, setting: dict, seed: int) -> Experimen
 
 
 def setting_label(setting: dict) -> str:
-    """'transfer.reinit=attn stage2.lr=0.0003' (lists joined with +; the empty list is none)."""
-    def show(v):
+    """'transfer.reinit=attn stage2.lr=0.0003 stage1.band=0.3:0.4', written as --grid takes it
+    (lists joined with +, a band with :, the empty list as none)."""
+    def show(k, v):
         if isinstance(v, list):
-            return "+".join(str(x) for x in v) if v else "none"
+            return (":" if k.endswith("band") else "+").join(str(x) for x in v) if v else "none"
         return str(v)
 
-    return " ".join(f"{k}={show(v)}" for k, v in setting.items()) or "(base)"
+    return " ".join(f"{k}={show(k, v)}" for k, v in setting.items()) or "(base)"
 
 
 def setting_id(setting: dict) -> str:
