@@ -136,10 +136,10 @@ def list_(home: Home = None, json_out: JsonFlag = False) -> None:
         emit_json({"sweeps": rows})
         return
     t = Table(title=f"{len(rows)} sweeps", box=box.SIMPLE_HEAD, title_justify="left", padding=(0, 1), pad_edge=False)
-    # id, grid and counts never wrap; a long name is cut and a long status wraps instead
+    # ids and counts never wrap; a long name is cut, a long grid or status wraps
     t.add_column("id", no_wrap=True, min_width=10)
     t.add_column("name", no_wrap=True, overflow="ellipsis", max_width=22)
-    t.add_column("grid x seeds", no_wrap=True, min_width=12)
+    t.add_column("grid x seeds", min_width=19)
     t.add_column("done", justify="right", no_wrap=True, min_width=5)
     t.add_column("status", min_width=10)
     for r in rows:
