@@ -22,6 +22,8 @@ import time
 CONDITIONS = {
     # name: (busy neighbour, extra environment, torch threads; 0 = torch's default)
     "alone": (False, {}, 0),
+    "alone_passive": (False, {"OMP_WAIT_POLICY": "PASSIVE"}, 0),
+    "alone_one_less": (False, {}, -1),
     "shared": (True, {}, 0),
     "shared_passive": (True, {"OMP_WAIT_POLICY": "PASSIVE"}, 0),
     "shared_one_less": (True, {}, -1),
