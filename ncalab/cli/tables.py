@@ -9,7 +9,7 @@ from ncalab.experiment.sweep import setting_label
 
 STATUS_STYLE = {"completed": "green", "running": "cyan", "queued": "blue", "failed": "red", "lost": "magenta", "cancelled": "yellow"}
 
-SWEEP_LEGEND = ("gain = 1 - ppl_nca/ppl_scratch on held-out text (> 0: NCA helped), mean±sd over seeds; won: seeds "
+SWEEP_LEGEND = ("nca, scratch: held-out perplexity of each arm; gain = 1 - ppl_nca/ppl_scratch on held-out text (> 0: NCA helped), mean±sd over seeds; won: seeds "
                 "where NCA beat scratch; speedup: scratch tokens / NCA tokens to reach scratch's final ppl, (n) seeds "
                 "where it did; ★ best mean gain.")
 
@@ -43,7 +43,7 @@ def sweep_table(tab: dict) -> Table:
               box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False, collapse_padding=True)
     labels = [("★ " if r["best"] else "  ") + short_label(r["setting"]) for r in tab["rows"]]
     t.add_column("setting", min_width=min(32, max(map(len, labels), default=8)))
-    for col in ("seeds", "ppl nca", "ppl scratch", "gain", "speedup", "won"):
+    for col in ("seeds", "nca", "scratch", "gain", "speedup", "won"):  # nca, scratch: perplexities (legend)
         t.add_column(col, justify="right", no_wrap=True)
     t.add_column("status", min_width=10)
     for label, r in zip(labels, tab["rows"]):
