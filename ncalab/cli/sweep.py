@@ -69,14 +69,10 @@ def sweep(
         emit_json(sweeps.table(store, made["sweep_id"]) if not detach else made)
     elif detach:
         out_console.print(f"sweep {made['sweep_id']}: {len(made['experiments'])} experiments queued "
-                          f"({_count(made['settings'], 'setting')} x {_count(len(made['seeds']), 'seed')}); "
+                          f"({sweeps.count(made['settings'], 'setting')} x {sweeps.count(len(made['seeds']), 'seed')}); "
                           f"`ncalab sweep show {made['sweep_id']}` shows the table")
     else:
         print_table(sweeps.table(store, made["sweep_id"]))
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _watch(store, sweep_id: str, quiet: bool = False) -> None:
@@ -227,7 +223,7 @@ def cancel(
     if json_out:
         emit_json({"sweep_id": sweep_id, "cancelled": ids})
     else:
-        out_console.print(f"sweep {sweep_id}: {_count(len(ids), 'experiment')} stopped; `ncalab sweep resume {sweep_id}` continues"
+        out_console.print(f"sweep {sweep_id}: {sweeps.count(len(ids), 'experiment')} stopped; `ncalab sweep resume {sweep_id}` continues"
                           if ids else f"sweep {sweep_id}: nothing queued or running")
 
 

@@ -233,8 +233,12 @@ def grid_label(spec: dict) -> str:
         grid = f"{'+'.join(short)}({counts[0]})"
     else:
         grid = " x ".join(f"{k}({n})" for k, n in zip(short, counts))
-    n = len(spec["seeds"])
-    return f"{grid} x {n} seed{'' if n == 1 else 's'}"
+    return f"{grid} x {count(len(spec['seeds']), 'seed')}"
+
+
+def count(n: int, noun: str) -> str:
+    """'1 seed', '3 seeds'."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def gain_by_key(tab: dict, key: str) -> list[dict]:

@@ -112,30 +112,27 @@ class SweepsScreen(Screen):
         self.key_index += 1
         self.action_refresh()
 
-    @work(thread=True, group="sweeps-control")
     def action_cancel(self) -> None:
-        from ncalab.services import sweeps
+        self._control("cancel")
 
-        if self.selected is None:
-            return
-        try:
-            ids = sweeps.cancel(self._store(), self.selected, 60)
-            msg = f"{self.selected}: {len(ids)} experiments stopped (u resumes)" if ids else f"{self.selected}: nothing queued or running"
-            self.app.call_from_thread(self.notify, msg)
-        except NcalabError as e:
-            self.app.call_from_thread(self.notify, str(e), severity="error")
-        self.action_refresh()
+    def action_resume(self) -> None:
+        self._control("resume")
 
     @work(thread=True, group="sweeps-control")
-    def action_resume(self) -> None:
+    def _control(self, what: str) -> None:
+        """Cancel or resume the selected sweep off the UI thread (cancel waits for checkpoints)."""
         from ncalab.services import sweeps
 
         if self.selected is None:
             return
         try:
-            ids = sweeps.resume(self._store(), self.selected)
-            msg = f"{self.selected}: {len(ids)} experiments queued again" if ids else f"{self.selected}: nothing to resume"
-            self.app.call_from_thread(self.notify, msg)
+            if what == "cancel":
+                ids = sweeps.cancel(self._store(), self.selected, 60)
+                msg = f"{len(ids)} experiments stopped (u resumes)" if ids else "nothing queued or running"
+            else:
+                ids = sweeps.resume(self._store(), self.selected)
+                msg = f"{len(ids)} experiments queued again" if ids else "nothing to resume"
+            self.app.call_from_thread(self.notify, f"{self.selected}: {msg}")
         except NcalabError as e:
             self.app.call_from_thread(self.notify, str(e), severity="error")
         self.action_refresh()
