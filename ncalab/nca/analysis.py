@@ -60,6 +60,7 @@ def corpus_statistics(corpus, sample: int = 2000, seed: int = 0) -> dict:
         "vocab_size": cfg.vocab_size, "distinct_tokens": int((counts > 0).sum()),
         "unigram_entropy_bits": cx.corpus_unigram_entropy(counts),
         "unique_rules": int(np.unique(rules["rule_seed"]).size),
+        "sims_per_rule": int(cfg.sims_per_rule),
         "band": corpus.manifest.get("band"), "domain": corpus.manifest.get("domain"),
         "score": summarise(scores) | {"deciles": np.percentile(scores, np.arange(10, 100, 10)).tolist() if scores.size else []},
         "sampled_trajectories": int(len(idx)),

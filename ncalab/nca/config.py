@@ -30,16 +30,21 @@ class NCAConfig:
     seq_len: int = 1024
     min_grid: int = 1
     score_frames: int = 10
+    # Trajectories drawn from each accepted training rule (the paper's code banks 10 per rule):
+    # the scored one plus sims_per_rule - 1 from other initial states. Validation: always one.
+    sims_per_rule: int = 1
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
-        for name in ("height", "width", "patch", "seq_len", "score_frames", "dt"):
+        for name in ("height", "width", "patch", "seq_len", "score_frames", "dt", "sims_per_rule"):
             if getattr(self, name) < 1:
                 raise NcalabError(f"{name} must be a positive integer, got {getattr(self, name)}")
         if not 2 <= self.alphabet <= 255:  # cells are stored as bytes
             raise NcalabError(f"alphabet must be between 2 and 255, got {self.alphabet}")
+        if isinstance(self.sims_per_rule, bool) or self.sims_per_rule != int(self.sims_per_rule):
+            raise NcalabError(f"sims_per_rule must be a positive integer, got {self.sims_per_rule}")
         if self.burn_in < 0 or self.min_grid < 0:
             raise NcalabError("burn_in and min_grid must not be negative")
         if self.temperature < 0:

@@ -4,8 +4,9 @@ sequence to its rule.
 Layout of a corpus folder:
   manifest.json            config, band, seed, counts and the shard list (written last)
   train-00000.tokens       (sequences, L + 1) tokens, raw little-endian uint16 or int32
-  train-00000.rules.npy    per sequence: rule_seed (int64; the sim seed is the same) and score
-  val-00000.*              the held-out rules, likewise
+  train-00000.rules.npy    per sequence: rule_seed (int64), score, and with nca.sims_per_rule > 1
+                           sim_seed (int64; without the column the sim seed equals the rule seed)
+  val-00000.*              the held-out rules, likewise (one trajectory per rule)
 """
 
 from __future__ import annotations
@@ -28,10 +29,12 @@ from ncalab.nca.config import NCAConfig
 from ncalab.nca.stream import FilteredSource
 
 FORMAT = "ncalab-nca-corpus"
-FORMAT_VERSION = 1
+# Version 2 adds the sim_seed column (written only when sims_per_rule > 1; else version 1, as before).
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 _OWN_FILES = re.compile(r"^(manifest\.json(\.tmp)?|(train|val)-\d{5}\.(tokens|rules\.npy))$")
 RULE_DTYPE = np.dtype([("rule_seed", "<i8"), ("score", "<f4")])
+SIM_RULE_DTYPE = np.dtype([("rule_seed", "<i8"), ("sim_seed", "<i8"), ("score", "<f4")])
 
 
 def _prepare_dir(out: Path, force: bool) -> None:
@@ -77,8 +80,9 @@ class GenerateResult:
 class _ShardWriter:
     """Appends accepted sequences to shard files, rolling over at shard_sequences."""
 
-    def __init__(self, out: Path, split: str, shard_sequences: int, dtype: str):
+    def __init__(self, out: Path, split: str, shard_sequences: int, dtype: str, rule_dtype: np.dtype = RULE_DTYPE):
         self.out, self.split, self.shard_sequences, self.dtype = out, split, shard_sequences, dtype
+        self.rule_dtype = rule_dtype
         self.shards: list[dict] = []
         self._tok = None
         self._rules: list[np.ndarray] = []
@@ -95,10 +99,10 @@ class _ShardWriter:
             return
         self._tok.close()
         self._tok = None
-        rules = np.concatenate(self._rules) if self._rules else np.zeros(0, RULE_DTYPE)
+        rules = np.concatenate(self._rules) if self._rules else np.zeros(0, self.rule_dtype)
         np.save(self.out / self.shards[-1]["rules"], rules)
 
-    def write(self, tokens: np.ndarray, seeds: np.ndarray, scores: np.ndarray) -> None:
+    def write(self, tokens: np.ndarray, seeds: np.ndarray, scores: np.ndarray, sim_seeds: np.ndarray | None = None) -> None:
         i = 0
         while i < len(tokens):
             if self._tok is None or self._in_shard >= self.shard_sequences:
@@ -106,8 +110,10 @@ class _ShardWriter:
                 self._open()
             n = min(len(tokens) - i, self.shard_sequences - self._in_shard)
             self._tok.write(np.ascontiguousarray(tokens[i : i + n], dtype=np.dtype(self.dtype).newbyteorder("<")).tobytes())
-            meta = np.zeros(n, RULE_DTYPE)
+            meta = np.zeros(n, self.rule_dtype)
             meta["rule_seed"], meta["score"] = seeds[i : i + n], scores[i : i + n]
+            if "sim_seed" in self.rule_dtype.names:
+                meta["sim_seed"] = (seeds if sim_seeds is None else sim_seeds)[i : i + n]
             self._rules.append(meta)
             self.shards[-1]["sequences"] += n
             self._in_shard += n
@@ -123,7 +129,10 @@ def write_corpus(
     val_sequences: int = 64, force: bool = False, shard_tokens: int = 2**26, batch_rules: int = 4096,
     domain: str | None = None, on_progress: Callable[[int, int], None] | None = None,
 ) -> GenerateResult:
-    """Generate ``tokens`` training tokens (whole sequences of L) plus held-out validation rules."""
+    """Generate ``tokens`` training tokens (whole sequences of L) plus held-out validation rules.
+
+    With cfg.sims_per_rule > 1 every accepted training rule gives that many sequences (see
+    stream.FilteredSource) and the rules files gain a sim_seed column (format version 2)."""
     if tokens <= 0:
         raise NcalabError(f"--tokens must be positive, got {tokens}")
     if val_sequences < 0:
@@ -134,16 +143,17 @@ def write_corpus(
     shard_seqs = max(1, shard_tokens // (cfg.seq_len + 1))
     t0 = time.perf_counter()
     splits, scored, accepted = {}, 0, 0
+    with_sims = cfg.sims_per_rule > 1
     for split, n_seq in (("val", val_sequences), ("train", n_train)):
         if n_seq == 0:
             continue
         source = FilteredSource(cfg, band, seed, split, batch_rules=batch_rules)
-        writer = _ShardWriter(out, split, shard_seqs, cfg.token_dtype)
+        writer = _ShardWriter(out, split, shard_seqs, cfg.token_dtype, SIM_RULE_DTYPE if with_sims else RULE_DTYPE)
         done = 0
         while done < n_seq:
             batch = source.next_batch(source.candidates_for(n_seq - done))
             take = min(len(batch), n_seq - done)
-            writer.write(batch.tokens[:take], batch.rule_seeds[:take], batch.scores[:take])
+            writer.write(batch.tokens[:take], batch.rule_seeds[:take], batch.scores[:take], batch.sim_seeds[:take])
             done += take
             if split == "train" and on_progress:
                 on_progress(done * cfg.seq_len, n_train * cfg.seq_len)
@@ -152,11 +162,14 @@ def write_corpus(
         accepted += source.rules_accepted
     seconds = time.perf_counter() - t0
     manifest = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "ncalab_version": __version__,
+        "format": FORMAT, "format_version": FORMAT_VERSION if with_sims else 1, "ncalab_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "config": cfg.to_dict(), "band": [band.lo, band.hi] if band else None, "domain": domain,
         "seed": seed, "token_dtype": cfg.token_dtype, "row_tokens": cfg.seq_len + 1,
-        "vocab_size": cfg.vocab_size, "sim_seed": "equal to rule_seed",
+        "vocab_size": cfg.vocab_size,
+        "sim_seed": ("column sim_seed: the rule seed for the scored trajectory, mix63(mix63(rule_seed) + j) for "
+                     "trajectory j >= 1 (ncalab.nca.seeds.sim_seeds); the score is the rule's") if with_sims
+        else "equal to rule_seed",
         "rules_scored": scored, "rules_accepted": accepted, "seconds": round(seconds, 3),
         "splits": splits,
     }
@@ -215,13 +228,25 @@ class NCACorpus:
         return np.asarray(self._shards[s][j])
 
     def rule_of(self, i: int) -> tuple[int, float]:
-        """(rule seed, score) of sequence i; the trajectory's sim seed equals the rule seed."""
+        """(rule seed, score) of sequence i (the score of its rule; see ``seeds_of`` for the sim seed)."""
         s, j = self._locate(i)
         r = self._rules[s][j]
         return int(r["rule_seed"]), float(r["score"])
 
+    def seeds_of(self, i: int) -> tuple[int, int]:
+        """(rule seed, sim seed) of sequence i: RuleBatch([rule], [sim], corpus.cfg) rebuilds it."""
+        s, j = self._locate(i)
+        r = self._rules[s][j]
+        return int(r["rule_seed"]), int(r["sim_seed"] if "sim_seed" in r.dtype.names else r["rule_seed"])
+
     def all_rules(self) -> np.ndarray:
+        """The rules files of the split, concatenated (with a sim_seed column when the corpus has one)."""
         return np.concatenate(self._rules) if self._rules else np.zeros(0, RULE_DTYPE)
+
+    def all_sim_seeds(self) -> np.ndarray:
+        """(sequences,) int64 sim seeds (the rule seeds where the corpus has no sim_seed column)."""
+        rules = self.all_rules()
+        return np.asarray(rules["sim_seed"] if "sim_seed" in rules.dtype.names else rules["rule_seed"], dtype=np.int64)
 
     def shards(self) -> list[np.memmap]:
         return self._shards

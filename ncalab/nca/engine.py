@@ -12,7 +12,7 @@ import torch
 
 from ncalab.nca import kernels, rng
 from ncalab.nca.config import NCAConfig
-from ncalab.nca.rules import RuleParams, effective_colour_kernel, make_rules
+from ncalab.nca.rules import make_rules, rule_arrays
 from ncalab.nca.simulate import _TAG_STEP, Simulator, initial_states, neighbour_index
 
 
@@ -20,22 +20,17 @@ from ncalab.nca.simulate import _TAG_STEP, Simulator, initial_states, neighbour_
 PAIR_MAX_ALPHABET = 16
 
 
-def _cpu_tables(rules: RuleParams, cfg: NCAConfig):
-    """Folded lookup tables (see kernels.fold_tables) and their layout."""
-    b, c = len(rules), cfg.alphabet
-    paired = c <= PAIR_MAX_ALPHABET
-    eff = effective_colour_kernel(rules.conv1, c, cfg.channel_wrap).reshape(b, 9, c, -1)
-    table, bias = kernels.fold_tables(
-        np.ascontiguousarray(eff.numpy()), rules.w2.numpy(), rules.b1.numpy(), rules.b2.numpy(), paired
-    )
-    return table, bias, paired
-
-
 class RuleBatch:
-    """A batch of (rule seed, simulation seed) pairs being simulated together."""
+    """A batch of (rule seed, simulation seed) pairs being simulated together.
+
+    A rule seed may appear several times (one rule from several initial states): its weights
+    are drawn once. ``early_exit`` (numba backend) stops simulating a trajectory whose grid
+    provably stays fixed (see kernels.rollout) and copies it instead: the frames are the same
+    bits either way; False is there to check exactly that.
+    """
 
     def __init__(self, rule_seeds, sim_seeds, cfg: NCAConfig, device: str | torch.device = "cpu",
-                 backend: str | None = None):
+                 backend: str | None = None, early_exit: bool = True):
         self.cfg = cfg
         self.device = torch.device(device)
         # numba: the fused CPU kernel; torch: tensor ops on any device (the path CUDA takes).
@@ -46,19 +41,26 @@ class RuleBatch:
         self.sim_seeds = np.asarray(sim_seeds, dtype=np.int64).reshape(-1)
         if self.rule_seeds.shape != self.sim_seeds.shape:
             raise ValueError("rule_seeds and sim_seeds must have the same length")
-        rules = make_rules(torch.from_numpy(self.rule_seeds), cfg)
+        unique, rule_row = np.unique(self.rule_seeds, return_inverse=True)
+        if len(unique) == len(self.rule_seeds):  # the usual case: keep the caller's order
+            unique, rule_row = self.rule_seeds, np.arange(len(self), dtype=np.int64)
         state = initial_states(self.sim_seeds, cfg)
+        self.early_exit = early_exit
         self.steps_done = 0
         self.frames_done = 0
         if self.backend == "numba":
-            self._table, self._bias2, self._paired = _cpu_tables(rules, cfg)
-            self._w3 = np.ascontiguousarray(rules.w3.numpy())
-            self._b3 = np.ascontiguousarray(rules.b3.numpy())
+            self._rules = rule_arrays(unique, cfg)
+            self._paired = cfg.alphabet <= PAIR_MAX_ALPHABET
+            self._rule_row = np.ascontiguousarray(rule_row, dtype=np.int64).reshape(-1)
             self._state = np.ascontiguousarray(state.reshape(len(self), -1).numpy())
             self._all_sim_seeds = self.sim_seeds.copy()
             self._active = np.arange(len(self), dtype=np.int64)
-            self._nbr = neighbour_index(cfg.height, cfg.width).numpy().astype(np.uint64)
+            self._frozen = np.full(len(self), -1, dtype=np.int64)  # steps taken when found fixed
+            self._nbr = neighbour_index(cfg.height, cfg.width).numpy().astype(np.int64)
         else:
+            rules = make_rules(torch.from_numpy(unique), cfg)
+            if len(unique) != len(self.rule_seeds):
+                rules = rules.select(torch.from_numpy(np.asarray(rule_row, dtype=np.int64).reshape(-1)))
             self._sim = Simulator(rules, cfg, torch.from_numpy(self.sim_seeds), self.device)
             self._tstate = state.to(self.device)
 
@@ -80,10 +82,13 @@ class RuleBatch:
             return np.zeros((len(self), 0, cfg.height, cfg.width), dtype=np.uint8)
         if self.backend == "numba":
             out = np.empty((len(self), n, cfg.cells), dtype=np.uint8)
+            r = self._rules
             kernels.rollout(
-                self._table, self._paired, self._bias2, self._w3, self._b3, self._all_sim_seeds,
-                self._state, self._nbr, self._active, self.steps_done, first_gap, cfg.dt, n,
-                float(cfg.temperature), float(cfg.identity_bias), rng.GUMBEL_SPAN, _TAG_STEP, out,
+                r["eff"], r["w2"], r["b1"], r["b2"], r["w3"], r["b3"], self._paired, self._rule_row,
+                self._all_sim_seeds, self._state, cfg.height, cfg.width, self._nbr, self._active, self._frozen,
+                self.steps_done,
+                first_gap, cfg.dt, n, float(cfg.temperature), float(cfg.identity_bias), rng.GUMBEL_SPAN,
+                _TAG_STEP, self.early_exit, out,
             )
             frames = out.reshape(len(self), n, cfg.height, cfg.width)
         else:
@@ -98,6 +103,17 @@ class RuleBatch:
         self.steps_done += first_gap + (n - 1) * cfg.dt
         self.frames_done += n
         return frames
+
+    def frozen(self) -> np.ndarray:
+        """(B,) bool: trajectories found fixed for good (numba backend with early exit; else all False)."""
+        return self.frozen_at() >= 0
+
+    def frozen_at(self) -> np.ndarray:
+        """(B,) int64: steps after which each trajectory was found fixed for good and stopped being
+        simulated (-1: not found fixed, or not the numba backend with early exit)."""
+        if self.backend == "numba":
+            return self._frozen[self._active].copy()
+        return np.full(len(self), -1, dtype=np.int64)
 
     def select(self, keep: np.ndarray) -> None:
         """Keep only the rules at the given indices (the others stop being simulated)."""

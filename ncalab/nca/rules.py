@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from ncalab.nca import kernels
@@ -57,6 +58,18 @@ def make_rules(seeds: torch.Tensor | list[int], cfg: NCAConfig) -> RuleParams:
     ]
     zeros = lambda n: torch.zeros(b, n, dtype=torch.float32)  # noqa: E731
     return RuleParams(seeds, weights[0], zeros(HIDDEN_1), weights[1], zeros(HIDDEN_2), weights[2], zeros(c))
+
+
+def rule_arrays(seeds, cfg: NCAConfig) -> dict[str, np.ndarray]:
+    """What the numba engine reads for each rule, as contiguous float32 numpy arrays: eff (B, 9, C, 4)
+    (``effective_colour_kernel`` per offset), w2, b1, b2, w3, b3. Bit for bit the values of
+    ``make_rules`` and ``effective_colour_kernel``, computed in one pass (tested)."""
+    seeds = np.ascontiguousarray(np.asarray(seeds, dtype=np.int64).reshape(-1))
+    c_in, c, b = cfg.conv_in_channels, cfg.alphabet, seeds.shape[0]
+    eff, w2, w3 = kernels.rule_weights(seeds, _TAG_RULE, c_in, c, HIDDEN_1, HIDDEN_2, _lecun_scale(9 * c_in),
+                                       _lecun_scale(HIDDEN_1), _lecun_scale(HIDDEN_2), cfg.channel_wrap)
+    zeros = lambda n: np.zeros((b, n), dtype=np.float32)  # noqa: E731
+    return {"eff": eff, "w2": w2, "b1": zeros(HIDDEN_1), "b2": zeros(HIDDEN_2), "w3": w3, "b3": zeros(c)}
 
 
 def effective_colour_kernel(conv1: torch.Tensor, alphabet: int, channel_wrap: bool) -> torch.Tensor:

@@ -3,6 +3,12 @@
 Candidates are drawn in batches: every candidate is simulated for the scoring window, scored,
 and only the rules inside the band are simulated on to a full sequence. The scored frames are
 the first frames of the sequence (the trajectory the score was measured on).
+
+With ``sims_per_rule`` S > 1 (training split only), each accepted rule also yields S - 1
+trajectories from other initial states (sim seeds in ncalab.nca.seeds), not re-scored, as the
+paper's code does with its rule bank. A batch holds all of them, trajectory-major: rows
+[s*k, (s+1)*k) are trajectory s of the batch's k accepted rules, in candidate order; so a batch
+is still a pure function of its index.
 """
 
 from __future__ import annotations
@@ -19,19 +25,25 @@ from ncalab.nca.bands import Band
 from ncalab.nca.complexity import score_tokens
 from ncalab.nca.config import NCAConfig
 from ncalab.nca.engine import RuleBatch
-from ncalab.nca.seeds import rule_seeds
+from ncalab.nca.seeds import rule_seeds, sim_seeds
 from ncalab.nca.tokens import make_example
 
 
 @dataclass
 class SequenceBatch:
-    """Accepted sequences with what is needed to trace each back to its rule."""
+    """Accepted sequences with what is needed to trace each back to its rule: sequence i is
+    trajectory (rule_seeds[i], sim_seeds[i]), i.e. RuleBatch([rule], [sim], cfg).frames(...)."""
 
     tokens: np.ndarray  # (k, L + 1)
-    rule_seeds: np.ndarray  # (k,) int64; each trajectory starts from sim seed == rule seed
-    scores: np.ndarray  # (k,) gzip ratio of the scoring window
+    rule_seeds: np.ndarray  # (k,) int64
+    scores: np.ndarray  # (k,) gzip ratio of the rule's scoring window (measured on its sim seed == rule seed)
     scored: int = 0  # candidates simulated and scored to find them
     grids: np.ndarray | None = field(default=None, repr=False)  # (k, F, H, W) when kept
+    sim_seeds: np.ndarray | None = None  # (k,) int64 initial-state seeds; None: equal to rule_seeds
+
+    def __post_init__(self) -> None:
+        if self.sim_seeds is None:
+            self.sim_seeds = np.array(self.rule_seeds, dtype=np.int64, copy=True)
 
     def __len__(self) -> int:
         return int(self.tokens.shape[0])
@@ -79,13 +91,18 @@ class FilteredSource:
         self.rules_accepted = 0
 
     @property
+    def sims(self) -> int:
+        """Trajectories per accepted rule: nca.sims_per_rule for training, 1 for validation."""
+        return int(self.cfg.sims_per_rule) if self.split == "train" else 1
+
+    @property
     def acceptance(self) -> float:
         """Observed fraction of candidates in band (a guess of 0.25 before any batch)."""
         return self.rules_accepted / self.rules_scored if self.rules_scored else 0.25
 
     def candidates_for(self, sequences: int) -> int:
         """About how many candidates to draw for ``sequences`` more accepted ones (with margin)."""
-        return int(sequences / max(self.acceptance, 1e-3) * 1.3) + 16
+        return int(-(-sequences // self.sims) / max(self.acceptance, 1e-3) * 1.3) + 16
 
     def next_batch(self, max_rules: int | None = None) -> SequenceBatch:
         """The accepted sequences among the next batch of candidates (the first ``max_rules`` of
@@ -110,10 +127,18 @@ class FilteredSource:
         rb.select(keep)
         n_rest = max(cfg.frames_per_seq - n_first, 0)
         rest = rb.frames(n_rest).reshape(len(keep), n_rest, cfg.cells)  # explicit: no rule may be in band
-        frames = np.concatenate([first[keep], rest], axis=1)
-        batch = SequenceBatch(frames_to_sequences(frames, cfg), seeds[keep], scores[keep], len(seeds))
+        frames = np.concatenate([first[keep], rest], axis=1)[:, : cfg.frames_per_seq]
+        rules, starts, rule_scores = seeds[keep], seeds[keep], scores[keep]
+        if self.sims > 1 and len(keep):
+            # trajectories 1.. of every accepted rule, trajectory-major; not re-scored
+            more = sim_seeds(rules[None, :], np.arange(1, self.sims)[:, None]).reshape(-1)
+            more_rules = np.tile(rules, self.sims - 1)
+            extra = RuleBatch(more_rules, more, cfg, self.device).frames(cfg.frames_per_seq)
+            frames = np.concatenate([frames, extra.reshape(len(more), cfg.frames_per_seq, cfg.cells)])
+            rules, starts, rule_scores = np.tile(rules, self.sims), np.concatenate([starts, more]), np.tile(rule_scores, self.sims)
+        batch = SequenceBatch(frames_to_sequences(frames, cfg), rules, rule_scores, len(seeds), sim_seeds=starts)
         if self.keep_grids:
-            batch.grids = frames[:, : cfg.frames_per_seq].reshape(len(keep), cfg.frames_per_seq, cfg.height, cfg.width)
+            batch.grids = frames.reshape(len(frames), cfg.frames_per_seq, cfg.height, cfg.width)
         return batch
 
     def __iter__(self) -> Iterator[SequenceBatch]:
@@ -124,7 +149,8 @@ class FilteredSource:
 class NCASequenceDataset(torch.utils.data.IterableDataset):
     """Endless (input_ids, labels) examples for a torch DataLoader; labels mask the first frames.
 
-    With several DataLoader workers, each takes every n-th candidate batch, so no rule repeats.
+    With several DataLoader workers, each takes every n-th candidate batch, so no two workers
+    share a rule (with nca.sims_per_rule > 1 a rule repeats within its batch, by design).
     """
 
     def __init__(self, cfg: NCAConfig, band: Band | None, seed: int, split: str = "train", batch_rules: int = 1024):
@@ -136,6 +162,7 @@ class NCASequenceDataset(torch.utils.data.IterableDataset):
         start, stride = (info.id, info.num_workers) if info is not None else (0, 1)
         source = FilteredSource(self.cfg, self.band, self.seed, self.split, self.batch_rules, start=start, stride=stride)
         for batch in source:
-            for seq, rule in zip(batch.tokens, batch.rule_seeds):
+            for seq, rule, sim in zip(batch.tokens, batch.rule_seeds, batch.sim_seeds):
                 inputs, labels = make_example(seq, self.cfg)
-                yield {"input_ids": torch.from_numpy(inputs), "labels": torch.from_numpy(labels), "rule_seed": int(rule)}
+                yield {"input_ids": torch.from_numpy(inputs), "labels": torch.from_numpy(labels), "rule_seed": int(rule),
+                       "sim_seed": int(sim)}
