@@ -36,7 +36,7 @@ def child(steps: int, warmup: int, threads: int) -> None:
     sys.path.insert(0, os.path.dirname(__file__))
     from train_throughput import ncalab_tokens_per_s
 
-    from ncalab.experiment.config import ModelConfig
+    from ncalab.config import ModelConfig
     from ncalab.train import device as devices
     from ncalab.train.model import build_model
 

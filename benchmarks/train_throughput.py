@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from ncalab.experiment.config import ModelConfig
+from ncalab.config import ModelConfig
 from ncalab.train import device as devices
 from ncalab.train.loop import StageSpec, Trainer
 from ncalab.train.model import build_model

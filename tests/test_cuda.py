@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from ncalab.experiment.config import ModelConfig
+from ncalab.config import ModelConfig
 from ncalab.nca.config import NCAConfig
 from ncalab.nca.engine import RuleBatch
 

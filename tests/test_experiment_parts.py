@@ -7,7 +7,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from ncalab.errors import NcalabError
-from ncalab.experiment.config import ModelConfig
+from ncalab.config import ModelConfig
 from ncalab.experiment.summary import compare, first_reach
 from ncalab.services.config import resolve_config
 from ncalab.train import checkpoint
@@ -28,7 +28,7 @@ def test_presets_and_overrides(tmp_path):
     f = tmp_path / "c.toml"
     f.write_text('[stage1]\nlr = 3e-4\n[nca]\nalphabet = 2\n[transfer]\nreinit = ["attn"]\n')
     cfg = resolve_config("code", "tiny", f, ["stage2.tokens=5e5", "stage1.band=0.2:0.3"], seed=3)
-    assert cfg.stage1.lr == 3e-4 and cfg.nca["alphabet"] == 2 and cfg.transfer.reinit == ["attn"]
+    assert cfg.stage1.lr == 3e-4 and cfg.nca.alphabet == 2 and cfg.transfer.reinit == ["attn"]
     assert cfg.stage2.tokens == 500_000 and cfg.band().lo == 0.2 and cfg.seed == 3
     # the resolved config is plain JSON
     json.dumps(cfg.to_dict())

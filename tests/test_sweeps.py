@@ -12,7 +12,7 @@ import torch
 from conftest import MICRO
 from ncalab.cli.main import main
 from ncalab.errors import NcalabError
-from ncalab.experiment.config import ModelConfig
+from ncalab.config import ModelConfig
 from ncalab.experiment.sweep import parse_grid, setting_label, settings
 from ncalab.services import sweeps
 from ncalab.services.config import resolve_config
@@ -278,7 +278,7 @@ def test_transferred_weights_freeze_then_learn_slower():
     ({"family": "my-family"}, set()),
 ])
 def test_reuse_keys_follow_exactly_what_determines_each_run(change, differs):
-    from ncalab.experiment.config import ExperimentConfig, apply_overrides
+    from ncalab.config import ExperimentConfig, apply_overrides
     from ncalab.experiment.reuse import run_keys
 
     cpu = choose("cpu", "fp32")
@@ -288,7 +288,7 @@ def test_reuse_keys_follow_exactly_what_determines_each_run(change, differs):
 
 
 def test_reuse_keys_never_cross_devices_or_dtypes():
-    from ncalab.experiment.config import ExperimentConfig
+    from ncalab.config import ExperimentConfig
     from ncalab.experiment.reuse import run_keys
     from ncalab.train.device import Placement
 
@@ -312,4 +312,21 @@ def test_a_null_transfer_reproduces_scratch_exactly(tmp_path, code_corpus):
     summary = execute(store, exp.id)
     runs = {r.kind: r for r in store.runs_of(exp.id)}
     assert store.curve(runs["nca"].id, "val_ppl") == store.curve(runs["scratch"].id, "val_ppl")
-    assert summary["gain"] == 0.0
+    assert summary.gain == 0.0
+
+
+def test_reuse_keys_of_existing_stores_still_match():
+    """Configs stored by the version before the pipeline redesign (and before stage-1 sources,
+    sims_per_rule and in-context evaluation existed) must keep their keys, or no new run would
+    reuse an old result."""
+    from pathlib import Path
+
+    from ncalab.config import ExperimentConfig, apply_overrides
+    from ncalab.experiment.reuse import run_keys
+    from ncalab.train.device import Placement
+
+    stored = json.loads((Path(__file__).parent / "data" / "reuse_keys_0.1.0.json").read_text())
+    for case in stored["cases"]:
+        cfg = apply_overrides(ExperimentConfig(), case["config"])
+        amp = None if case["device"] == "cpu" else torch.bfloat16
+        assert run_keys(cfg, Placement(torch.device(case["device"]), amp)) == case["keys"], case["name"]

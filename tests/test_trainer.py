@@ -2,7 +2,7 @@
 
 import torch
 
-from ncalab.experiment.config import ModelConfig
+from ncalab.config import ModelConfig
 from ncalab.nca.bands import Band
 from ncalab.nca.config import NCAConfig
 from ncalab.train.batches import NCABatches, nca_validation

@@ -185,8 +185,8 @@ def test_families_draw_in_band_rules_and_save_a_preset(tmp_path):
 
     run(scenario())
     cfg = resolve_config("code-2col", "tiny", home=tmp_path)
-    assert cfg.family == "code-2col" and cfg.preset == "code" and cfg.nca["alphabet"] == 2
-    assert cfg.band().lo == 0.3 and cfg.nca["seq_len"] == 512
+    assert cfg.family == "code-2col" and cfg.preset == "code" and cfg.nca.alphabet == 2
+    assert cfg.band().lo == 0.3 and cfg.nca.seq_len == 512
     code = main(["run", "--preset", "code-2col", "--home", str(tmp_path), "--print-config"])
     assert code == 0
 

@@ -12,7 +12,11 @@ from rich import box
 from rich.table import Table
 
 from ncalab.cli.common import JsonFlag, emit_json, out_console
-from ncalab.cli.tables import STATUS_STYLE
+from ncalab.config.keys import flatten
+from ncalab.display.tables import STATUS_STYLE
+from ncalab.display.summary import (
+    as_summary, compute_table, downstream_table, in_context_table, si, summary_table,
+)
 from ncalab.errors import NcalabError
 from ncalab.services import runs as svc
 
@@ -93,9 +97,11 @@ def show(ident: Annotated[str, typer.Argument(help="Experiment or run id.")], ho
     if d["note"]:
         out_console.print(f"note: {d['note']}")
     if d["summary"]:
-        s = d["summary"]
-        out_console.print(f"ppl scratch {_fmt(s.get('ppl_scratch'))}  ppl nca {_fmt(s.get('ppl_nca'))}  "
-                          f"gain {_fmt(s.get('gain'), '+.4f')}  speedup {_fmt(s.get('speedup'), '.3f')}")
+        s = as_summary(d["summary"])
+        out_console.print(summary_table(s))
+        for table in (in_context_table(s), compute_table(s), downstream_table(s)):
+            if table is not None:
+                out_console.print(table)
     t = Table(title="runs", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
     for c in ("run", "kind", "status", "tokens", "val loss", "val ppl"):
         t.add_column(c, no_wrap=True, min_width=len(c))
@@ -111,7 +117,7 @@ def show(ident: Annotated[str, typer.Argument(help="Experiment or run id.")], ho
         if r["error"]:
             out_console.print(f"[red]{r['kind']} failed:[/] {r['error']}")
     cfg = Table(title="config", show_header=False, box=None)
-    for k, v in svc.flatten(d["config"]).items():
+    for k, v in flatten(d["config"]).items():
         cfg.add_row(k, json.dumps(v))
     out_console.print(cfg)
 
@@ -131,6 +137,8 @@ def compare(idents: Annotated[list[str], typer.Argument(help="Two or more experi
         t.add_column(e["id"], justify="right")
     for k in svc.SUMMARY_KEYS:
         t.add_row(f"[bold]{k}[/]", *[_fmt(e["results"][k], ".4f") for e in c["experiments"]])
+    for k in svc.COMPUTE_KEYS:
+        t.add_row(f"[bold]{k}[/]", *[si(e["results"][k]) for e in c["experiments"]])
     for k in (c["keys"] if all_keys else c["differs"]):
         style = "yellow" if k in c["differs"] else ""
         t.add_row(f"[{style}]{k}[/]" if style else k, *[json.dumps(e["config"].get(k)) for e in c["experiments"]])
@@ -149,7 +157,7 @@ def plot(idents: Annotated[list[str], typer.Argument(help="Experiment or run ids
     if json_out:
         emit_json({"metric": metric, "x": x, "curves": cs})
         return
-    from ncalab.cli.plots import curves_plot
+    from ncalab.display.plots import curves_plot
 
     print(curves_plot(cs, min(out_console.width, 120), 24, xlabel=x, log_y=metric.endswith("ppl"),
                       title=f"{metric} against {x}", theme="pro"))

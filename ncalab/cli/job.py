@@ -1,4 +1,4 @@
-"""The job process of one experiment: `python -m ncalab.jobs.worker --home H EXP_ID`.
+"""The job process of one experiment: `python -m ncalab.cli.job --home H EXP_ID`.
 
 It claims the experiment, trains it (continuing from checkpoints), stops gracefully on
 SIGTERM (checkpoint first), keeps a heartbeat, logs to the experiment's job.log, and when it
@@ -81,8 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         if summary is None:
             log.note("cancelled: checkpoint written; `ncalab runs resume` continues it")
         else:
-            log.note(f"completed: ppl scratch {summary['ppl_scratch']:.3f}, ppl nca {summary['ppl_nca']:.3f}, "
-                     f"gain {summary['gain']:+.4f}")
+            log.note(f"completed: ppl scratch {summary.ppl_scratch:.3f}, ppl nca {summary.ppl_nca:.3f}, "
+                     f"gain {summary.gain:+.4f}")
     except NcalabError as e:
         log.note(f"failed: {e}")
         code = 1

@@ -10,7 +10,7 @@ import click
 import typer
 
 from ncalab import __version__
-from ncalab.cli import browse, nca, run, sweep
+from ncalab.cli import browse, evaluate, nca, run, sweep
 from ncalab.errors import NcalabError
 
 app = typer.Typer(
@@ -19,7 +19,7 @@ app = typer.Typer(
 )
 app.add_typer(nca.app, name="nca")
 app.command("run")(run.run)
-app.command("eval")(run.eval_)
+app.command("eval")(evaluate.eval_)
 app.add_typer(browse.app, name="runs")
 app.add_typer(sweep.app, name="sweep")
 

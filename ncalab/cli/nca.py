@@ -16,7 +16,7 @@ from ncalab.cli.common import (
     Alphabet, BurnIn, ChannelWrap, Dt, Height, IdentityBias, JsonFlag, Patch, SeqLen, Temperature, Width,
     emit_json, err_console, nca_config, out_console,
 )
-from ncalab.cli.render import grid_text, palette
+from ncalab.display.grids import grid_text, palette
 from ncalab.errors import NcalabError
 from ncalab.nca.bands import DOMAIN_BANDS, domain_band, parse_band
 from ncalab.nca.config import NCAConfig
@@ -110,6 +110,7 @@ def generate(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the rule stream.")] = 0,
     val_sequences: Annotated[int, typer.Option("--val-sequences", help="Sequences from held-out rules.")] = 64,
     force: Annotated[bool, typer.Option("--force", help="Replace the corpus files in a non-empty --out.")] = False,
+    sims_per_rule: Annotated[int, typer.Option("--sims-per-rule", help="Trajectories per accepted rule, from different initial states (the paper's rule bank: 10).")] = 1,
     height: Height = _D.height, width: Width = _D.width, alphabet: Alphabet = _D.alphabet, patch: Patch = _D.patch,
     temperature: Temperature = _D.temperature, identity_bias: IdentityBias = _D.identity_bias,
     burn_in: BurnIn = _D.burn_in, dt: Dt = _D.dt, channel_wrap: ChannelWrap = _D.channel_wrap, seq_len: SeqLen = _D.seq_len,
@@ -122,6 +123,7 @@ def generate(
         raise NcalabError("give exactly one of --domain or --band")
     the_band = domain_band(domain) if domain else parse_band(band)
     cfg = nca_config(height, width, alphabet, patch, temperature, identity_bias, burn_in, dt, channel_wrap, seq_len)
+    cfg = cfg.replace(sims_per_rule=sims_per_rule)
     if json_out:
         res = write_corpus(out, cfg, the_band, tokens, seed, val_sequences=val_sequences, force=force, domain=domain)
         emit_json(res.to_dict())

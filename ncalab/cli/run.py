@@ -2,31 +2,30 @@
 
 from __future__ import annotations
 
-import json
 
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
 
 from ncalab.cli.common import JsonFlag, emit_json, err_console, out_console
-from ncalab.errors import NcalabError
 
-STAGE_LABEL = {"stage1": "stage 1  NCA", "nca": "stage 2  NCA-init", "scratch": "stage 2  scratch"}
+def stage_labels(source: str) -> dict[str, str]:
+    short = {"nca": "NCA", "dyck": "Dyck", "shuffle_dyck": "shuffle-Dyck", "text": "text"}.get(source, source)
+    return {"stage1": f"stage 1  {short}", "nca": f"stage 2  {short}-init", "scratch": "stage 2  scratch"}
 
 
 class RichReporter:
     """Progress bars on stderr, one per stage."""
 
-    def __init__(self, bars: Progress):
-        self.bars = bars
+    def __init__(self, bars: Progress, source: str = "nca"):
+        self.bars, self.labels = bars, stage_labels(source)
         self.tasks: dict[str, TaskID] = {}
 
     def stage(self, name, total_tokens):
         self.bars.start()  # lazily: bad input fails before any bar is drawn
-        self.tasks[name] = self.bars.add_task(STAGE_LABEL.get(name, name), total=total_tokens, info="")
+        self.tasks[name] = self.bars.add_task(self.labels.get(name, name), total=total_tokens, info="")
 
     def progress(self, name, tokens, metrics):
         bits = [f"loss {metrics['train_loss']:.3f}"]
@@ -51,22 +50,13 @@ def _progress() -> Progress:
                     TextColumn("{task.fields[info]}"), console=err_console)
 
 
-def print_summary(s: dict) -> None:
-    t = Table(title=f"experiment {s['experiment_id']}  ({s['preset']}, {s['scale']}, seed {s['seed']})")
-    t.add_column("")
-    t.add_column("value", justify="right")
-    t.add_row("final val ppl, scratch", f"{s['ppl_scratch']:.3f}")
-    t.add_row("final val ppl, NCA-initialised", f"{s['ppl_nca']:.3f}")
-    verdict = "[green]NCA better[/]" if s["gain"] > 0 else "[red]NCA worse[/]"
-    t.add_row("final-perplexity gain (1 - nca/scratch)", f"{s['gain']:+.4f}  {verdict}")
-    sp = s["speedup"]
-    t.add_row("convergence speedup", f"{sp:.3f}x" if sp else "n/a: NCA never reached scratch's final ppl")
-    for k, v in s["tokens_per_s"].items():
-        t.add_row(f"tokens/s, {STAGE_LABEL[k]}", f"{v:,.0f}")
-    t.add_row("stage-1 val loss (held-out rules)", f"{s['stage1_val_loss']:.4f}")
-    t.add_row("wall time", f"{s['wall_s']:.1f} s")
-    t.add_row("device", s["device"])
-    out_console.print(t)
+def print_summary(s) -> None:
+    from ncalab.display.summary import compute_table, downstream_table, in_context_table, summary_table
+
+    out_console.print(summary_table(s))
+    for table in (in_context_table(s), compute_table(s), downstream_table(s)):
+        if table is not None:
+            out_console.print(table)
 
 
 def run(
@@ -113,64 +103,11 @@ def run(
             out_console.print(f"{exp.id} {state}; follow it with `ncalab runs tail {exp.id}`")
         return
     if json_out:
-        summary = run_experiment(cfg, store, name=name)
-        emit_json(summary)
+        emit_json(run_experiment(cfg, store, name=name).to_dict())
         return
     progress = _progress()
     try:
-        summary = run_experiment(cfg, store, RichReporter(progress), name=name)
+        summary = run_experiment(cfg, store, RichReporter(progress, cfg.stage1.source), name=name)
     finally:
         progress.stop()
     print_summary(summary)
-
-
-def eval_(
-    target: Annotated[str, typer.Argument(help="An experiment id, a run id, or a checkpoint folder.")],
-    corpus: Annotated[str, typer.Option("--corpus", help="python-stdlib, a local path, or hf:NAME[:CONFIG].")],
-    split: Annotated[str, typer.Option("--split", help="val (the corpus's held-out documents) or all.")] = "val",
-    tokens: Annotated[int, typer.Option("--tokens", help="Tokens to evaluate on.")] = 65_536,
-    seq_len: Annotated[int, typer.Option("--seq-len", help="Context length (capped at the model's).")] = 256,
-    val_fraction: Annotated[float | None, typer.Option("--val-fraction", help="Held-out share of documents (default: the run's, else 0.02).")] = None,
-    device: Annotated[str, typer.Option("--device")] = "auto",
-    home: Annotated[Path | None, typer.Option("--home", envvar="NCALAB_HOME")] = None,
-    json_out: JsonFlag = False,
-) -> None:
-    """Perplexity of trained language models on any corpus."""
-    from ncalab.services.experiments import evaluate_checkpoint
-
-    if tokens <= 0:
-        raise NcalabError("--tokens must be positive")
-    targets, run_fraction = _resolve_targets(target, home)
-    frac = val_fraction if val_fraction is not None else (run_fraction or 0.02)
-    results = [dict(evaluate_checkpoint(p, corpus, tokens, seq_len, device=device, split=split, val_fraction=frac), label=label)
-               for label, p in targets]
-    if json_out:
-        emit_json(results[0] if len(results) == 1 else {"results": results})
-        return
-    t = Table(title=f"perplexity on {corpus} ({split})")
-    for c in ("model", "tokens", "loss", "ppl"):
-        t.add_column(c, justify="right" if c != "model" else "left")
-    for r in results:
-        t.add_row(r["label"], f"{r['tokens']:,}", f"{r['loss']:.4f}", f"{r['ppl']:.3f}")
-    out_console.print(t)
-
-
-def _resolve_targets(target: str, home) -> tuple[list[tuple[str, Path]], float | None]:
-    """(label, checkpoint folder) pairs, and the held-out fraction the run trained with."""
-    p = Path(target)
-    if p.is_dir():
-        return [(str(p), p)], None
-    from ncalab.store import RunStore
-
-    store = RunStore(home)
-    if target.startswith("e-"):
-        exp = store.get_experiment(target)
-        runs = [r for r in store.runs_of(exp.id) if r.kind in ("nca", "scratch")]
-        out = [(f"{target}/{r.kind}", store.run_dir(r) / "model") for r in runs if (store.run_dir(r) / "model").exists()]
-        if not out:
-            raise NcalabError(f"experiment {target} has no finished language models")
-        return out, json.loads(exp.config_json)["data"]["val_fraction"]
-    if target.startswith("r-"):
-        r = store.get_run(target)
-        return [(f"{r.id} ({r.kind})", store.run_dir(r) / "model")], json.loads(r.config_json)["data"]["val_fraction"]
-    raise NcalabError(f"{target} is neither a checkpoint folder nor an experiment (e-...) or run (r-...) id")

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from ncalab.cli.browse import Home, _store
 from ncalab.cli.common import JsonFlag, emit_json, err_console, out_console
-from ncalab.cli.tables import SWEEP_LEGEND, status_cell, sweep_table
+from ncalab.display.tables import SWEEP_LEGEND, status_cell, sweep_table
 from ncalab.errors import NcalabError
 
 app = typer.Typer(help="Sweeps: run a grid of settings over seeds, as experiments grouped in the store.")
@@ -151,7 +151,7 @@ def plot(
     home: Home = None, json_out: JsonFlag = False,
 ) -> None:
     """Gain against one swept key, in the terminal (mean over seeds, and every seed)."""
-    from ncalab.cli.plots import gain_plot
+    from ncalab.display.plots import gain_plot
     from ncalab.services import sweeps
 
     tab = sweeps.table(_store(home), sweep_id)

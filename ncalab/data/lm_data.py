@@ -146,6 +146,21 @@ def _windows(tokens: np.ndarray, seq_len: int, what: str) -> np.ndarray:
     return np.asarray(tokens)[: n * w].reshape(n, w)
 
 
+def take_in_epochs(order_of: Callable[[int], np.ndarray], epoch: int, index: int, count: int) -> tuple[np.ndarray, int, int]:
+    """The next `count` items of a stream that visits every item once per epoch in
+    `order_of(epoch)`: (their indices, and the new epoch and index)."""
+    picks = []
+    while count:
+        order = order_of(epoch)
+        take = order[index: index + count]
+        picks.append(take)
+        count -= len(take)
+        index += len(take)
+        if index == len(order):
+            epoch, index = epoch + 1, 0
+    return np.concatenate(picks), epoch, index
+
+
 class TokenBatches:
     """Endless training batches: (batch_size, seq_len + 1) LongTensors of non-overlapping windows.
 
@@ -174,17 +189,7 @@ class TokenBatches:
         return self
 
     def __next__(self) -> torch.Tensor:
-        picks = []
-        need = self.batch_size
-        while need:
-            order = self._order_of(self.epoch)
-            take = order[self.index: self.index + need]
-            picks.append(take)
-            need -= len(take)
-            self.index += len(take)
-            if self.index == len(order):
-                self.epoch, self.index = self.epoch + 1, 0
-        idx = np.concatenate(picks)
+        idx, self.epoch, self.index = take_in_epochs(self._order_of, self.epoch, self.index, self.batch_size)
         return torch.from_numpy(self.windows[idx].astype(np.int64))
 
     def state_dict(self) -> dict:

@@ -80,7 +80,7 @@ def get_tokenizer(corpus: Corpus, vocab_size: int, cache_dir: str | os.PathLike,
     otherwise train a BPE on the corpus's training split, cached under cache_dir/tokenizers/<key>/
     (the key covers the corpus id, vocab size, val fraction and character budget)."""
     if tokenizer_name:
-        return _pretrained(tokenizer_name)
+        return pretrained_tokenizer(tokenizer_name)
     if max_train_chars <= 0:
         raise NcalabError(f"tokenizer training budget must be positive, got {max_train_chars} characters")
     is_validation("", val_fraction)  # checks the fraction before any work
@@ -125,7 +125,8 @@ def _save_atomic(tok, folder: Path, key_src: str) -> None:
         raise NcalabError(f"cannot write the tokenizer cache under {folder.parent}: {e.strerror or e}") from None
 
 
-def _pretrained(name: str):
+def pretrained_tokenizer(name: str):
+    """(tokenizer, id) of a transformers tokenizer, from the local cache when offline."""
     from transformers import AutoTokenizer
 
     # huggingface_hub reads HF_HUB_OFFLINE only at import; honour it here too, so an offline run

@@ -5,13 +5,15 @@ from __future__ import annotations
 from rich import box
 from rich.table import Table
 
+from ncalab.config.keys import short
+from ncalab.display.summary import si
 from ncalab.experiment.sweep import setting_label
 
 STATUS_STYLE = {"completed": "green", "running": "cyan", "queued": "blue", "failed": "red", "lost": "magenta", "cancelled": "yellow"}
 
-SWEEP_LEGEND = ("nca, scratch: held-out perplexity of each arm; gain = 1 - ppl_nca/ppl_scratch on held-out text (> 0: NCA helped), mean±sd over seeds; won: seeds "
+SWEEP_LEGEND = ("nca, scratch: held-out perplexity of the pre-pre-trained arm (whatever its stage-1 source) and of scratch; gain = 1 - ppl_nca/ppl_scratch on held-out text (> 0: NCA helped), mean±sd over seeds; won: seeds "
                 "where NCA beat scratch; speedup: scratch tokens / NCA tokens to reach scratch's final ppl, (n) seeds "
-                "where it did; ★ best mean gain.")
+                "where it did; s1 FLOPs: stage-1 compute; ★ best mean gain.")
 
 
 def _ms(mean, sd, spec):
@@ -22,10 +24,10 @@ def _ms(mean, sd, spec):
 
 def short_label(setting: dict) -> str:
     """Keys by their last part where that is unambiguous: 'reinit=attn lr=0.0003'."""
-    last = [k.split(".")[-1] for k in setting]
+    last = [short(k) for k in setting]
     if len(set(last)) < len(last):
         return setting_label(setting)
-    return setting_label({k.split(".")[-1]: v for k, v in setting.items()})
+    return setting_label({short(k): v for k, v in setting.items()})
 
 
 def status_cell(counts: dict) -> str:
@@ -42,8 +44,14 @@ def sweep_table(tab: dict) -> Table:
                     f"seeds {', '.join(map(str, tab['seeds']))}; {tab['done']}/{tab['members']} done",
               box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False, collapse_padding=True)
     labels = [("★ " if r["best"] else "  ") + short_label(r["setting"]) for r in tab["rows"]]
+    flops = {r["stage1_flops"] for r in tab["rows"] if r.get("stage1_flops")}
+    if len(flops) == 1:  # one stage-1 budget for every setting: say it once
+        t.title += f"; stage 1 {si(flops.pop())} FLOPs"
     t.add_column("setting", min_width=min(32, max(map(len, labels), default=8)))
-    for col in ("seeds", "nca", "scratch", "gain", "speedup", "won"):  # nca, scratch: perplexities (legend)
+    cols = ["seeds", "nca", "scratch", "gain", "speedup", "won"]  # nca, scratch: perplexities (legend)
+    if len(flops) > 1:  # settings that change the stage-1 compute (sources, budgets, widths)
+        cols.append("s1 FLOPs")
+    for col in cols:
         t.add_column(col, justify="right", no_wrap=True)
     t.add_column("status", min_width=10)
     for label, r in zip(labels, tab["rows"]):
@@ -55,5 +63,6 @@ def sweep_table(tab: dict) -> Table:
             speed += f" ({r['speedup_n']})"
         t.add_row(label, f"{r['seeds_done']}/{r['seeds']}",
                   _ms(r["ppl_nca"], r["ppl_nca_sd"], ".1f"), _ms(r["ppl_scratch"], r["ppl_scratch_sd"], ".1f"),
-                  gain, speed, f"{r['wins']}/{r['seeds_done']}", status_cell(r["status"]))
+                  gain, speed, f"{r['wins']}/{r['seeds_done']}",
+                  *([si(r.get("stage1_flops"))] if len(flops) > 1 else []), status_cell(r["status"]))
     return t

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ncalab.errors import NcalabError
-from ncalab.experiment.config import ExperimentConfig, apply_overrides
+from ncalab.config import ExperimentConfig, apply_overrides
 from ncalab.nca.config import NCAConfig
 
 PRESETS = ("code", "math", "web")
@@ -49,7 +49,7 @@ _SCALES: dict[str, dict] = {
 def resolve(preset: str, scale: str, home=None) -> ExperimentConfig:
     """A built-in preset, or a saved rule family (its domain's preset with its band and NCA settings)."""
     if preset not in PRESETS:
-        from ncalab.services.families import load_families
+        from ncalab.experiment.families import load_families
 
         families = load_families(home)
         if preset not in families:
@@ -57,13 +57,14 @@ def resolve(preset: str, scale: str, home=None) -> ExperimentConfig:
             raise NcalabError(f"unknown preset {preset!r}; choose one of {', '.join(names)}")
         fam = families[preset]
         cfg = resolve(fam["domain"], scale, home)
-        cfg.nca.update({k: v for k, v in fam["nca"].items() if k != "seq_len"})  # the scale sets the length
+        saved = {k: v for k, v in fam["nca"].items() if k != "seq_len"}  # the scale sets the length
+        cfg.nca = NCAConfig.from_dict({**cfg.nca.to_dict(), **saved})
         cfg.stage1.band = list(fam["band"])
         cfg.family = preset
         return cfg
     if scale not in SCALES:
         raise NcalabError(f"unknown scale {scale!r}; choose one of {', '.join(SCALES)}")
-    cfg = ExperimentConfig(preset=preset, scale=scale, nca=NCAConfig().to_dict())
+    cfg = ExperimentConfig(preset=preset, scale=scale, nca=NCAConfig())
     apply_overrides(cfg, _SCALES[scale])
     cfg.data.corpus = DEFAULT_CORPUS[preset]
     if scale == "paper":

@@ -1,11 +1,13 @@
 """Reuse keys: which runs of different experiments would produce the same result.
 
-A sweep over transfer settings trains the same stage 1 for every setting, and every NCA
-variant of a seed is compared with the same scratch baseline. Each run gets a key, a hash
-of exactly the settings that determine it; a run whose key matches a completed run takes
-that run's result instead of training again. Labels (preset, scale, family, names) and
-settings that do not change numbers (threads) are left out; the device type, the autocast
-dtype and the ncalab version are in, so a result is never borrowed across any of them.
+A sweep over transfer settings trains the same stage 1 for every setting, and every variant
+of a seed is compared with the same scratch baseline (whatever the stage-1 source). Each run
+gets a key, a hash of exactly the settings that determine it; a run whose key matches a
+completed run takes that run's result instead of training again. Labels (preset, scale,
+family, names), settings that do not change numbers (threads) and evaluation-only settings
+are left out; the device type, the autocast dtype and the ncalab version are in, so a result
+is never borrowed across any of them. Settings added since the first stores were written
+count only when they differ from the value that reproduces older runs, so old keys match.
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ import hashlib
 import json
 
 import ncalab
-from ncalab.experiment.config import ExperimentConfig
+from ncalab.config import ExperimentConfig
+from ncalab.experiment.sources import SOURCES, without_added
+
+EVALUATION_ONLY = ("icl_sequences",)
 
 
 def _hash(parts: dict) -> str:
@@ -26,8 +31,10 @@ def run_keys(cfg: ExperimentConfig, placement) -> dict[str, str]:
     d = cfg.to_dict()
     common = {"version": ncalab.__version__, "device": placement.device.type, "amp": str(placement.amp_dtype),
               "compile": cfg.runtime.compile, "seed": cfg.seed, "model": d["model"]}
-    band = cfg.band()
-    stage1 = {**common, "kind": "stage1", "nca": d["nca"], "stage1": {**d["stage1"], "band": [band.lo, band.hi]}}
+    source = dict(SOURCES[cfg.stage1.source].reuse_settings(cfg))
+    section = {k: v for k, v in without_added(d["stage1"], "stage1").items() if k not in ("band", *EVALUATION_ONLY)}
+    section.update(source.pop("stage1", {}))  # the band, for NCA
+    stage1 = {**common, "kind": "stage1", "stage1": section, **source}
     scratch = {**common, "kind": "scratch", "data": d["data"], "stage2": d["stage2"]}
     # the transferred run depends on all of it: its stage 1, the transfer, and the scratch settings
     nca = {**stage1, **scratch, "kind": "nca", "transfer": d["transfer"]}

@@ -16,7 +16,8 @@ import itertools
 import json
 
 from ncalab.errors import NcalabError
-from ncalab.experiment.config import ExperimentConfig, apply_overrides, parse_set
+from ncalab.config import ExperimentConfig, apply_overrides, parse_set
+from ncalab.config.keys import leaf, nest
 
 
 def parse_grid(items: list[str], base: ExperimentConfig, zipped: bool = False) -> dict[str, list]:
@@ -34,7 +35,7 @@ def parse_grid(items: list[str], base: ExperimentConfig, zipped: bool = False) -
             raise NcalabError(f"--grid {key} has no values")
         values = []
         for v in raw:
-            typed = _leaf(parse_set([f"{key}={v.replace('+', ',')}"], base), key)
+            typed = leaf(parse_set([f"{key}={v.replace('+', ',')}"], base), key)
             if typed in values and not zipped:
                 raise NcalabError(f"--grid {key} lists {v!r} twice")
             values.append(typed)
@@ -58,23 +59,6 @@ def _check_zip(grid: dict[str, list]) -> None:
         seen.append(s)
 
 
-def _leaf(nested: dict, key: str):
-    node = nested
-    for p in key.split("."):
-        node = node[p]
-    return node
-
-
-def _nest(key: str, value) -> dict:
-    out: dict = {}
-    node = out
-    parts = key.split(".")
-    for p in parts[:-1]:
-        node = node.setdefault(p, {})
-    node[parts[-1]] = value
-    return out
-
-
 def settings(grid: dict[str, list], zipped: bool = False) -> list[dict]:
     """The cartesian product (or, zipped, the position-by-position pairs) as
     [{key: value, ...}, ...] in a stable order."""
@@ -87,7 +71,7 @@ def settings(grid: dict[str, list], zipped: bool = False) -> list[dict]:
 def apply_setting(base: ExperimentConfig, setting: dict, seed: int) -> ExperimentConfig:
     cfg = copy.deepcopy(base)
     for key, value in setting.items():
-        apply_overrides(cfg, _nest(key, copy.deepcopy(value)))
+        apply_overrides(cfg, nest(key, copy.deepcopy(value)))
     cfg.seed = seed
     return cfg.validate()
 

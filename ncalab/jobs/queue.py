@@ -87,7 +87,7 @@ def spawn(store, exp_id: str) -> int:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "ncalab.jobs.worker", "--home", str(store.home), exp_id],
+            [sys.executable, "-m", "ncalab.cli.job", "--home", str(store.home), exp_id],
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True,  # survives the shell, the TUI and a closed terminal
             env={**os.environ, "PYTHONUNBUFFERED": "1"},

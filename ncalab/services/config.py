@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ncalab.errors import NcalabError
-from ncalab.experiment.config import ExperimentConfig, apply_overrides, load_config_file, parse_set
+from ncalab.config import ExperimentConfig, apply_overrides, load_config_file, parse_set
 from ncalab.experiment.presets import resolve
 
 

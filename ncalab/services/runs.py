@@ -12,9 +12,19 @@ import shutil
 import time
 from pathlib import Path
 
+from ncalab.config.keys import flatten
 from ncalab.errors import NcalabError
 
 SUMMARY_KEYS = ("ppl_nca", "ppl_scratch", "gain", "speedup")
+# What each comparison cost, from the summary's compute accounting.
+COMPUTE_KEYS = ("stage1_flops", "stage2_flops", "params_no_embeddings")
+
+
+def compute_results(summary: dict) -> dict:
+    """stage1_flops, stage2_flops (of one arm) and the model's parameters without embeddings."""
+    c = summary.get("compute") or {}
+    return {"stage1_flops": (c.get("stage1") or {}).get("flops"), "stage2_flops": (c.get("nca") or {}).get("flops"),
+            "params_no_embeddings": (c.get("stage1") or {}).get("params_no_embeddings")}
 
 
 def _summary(exp) -> dict:
@@ -62,16 +72,6 @@ def details(store, ident: str) -> dict:
             "summary": _summary(exp), "runs": runs}
 
 
-def flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
 
 def compare(store, idents: list[str]) -> dict:
     """Configs and results side by side; ``differs`` lists the keys whose values differ."""
@@ -80,7 +80,8 @@ def compare(store, idents: list[str]) -> dict:
     cols = []
     for ident in idents:
         d = details(store, ident)
-        cols.append({"id": d["id"], "config": flatten(d["config"]), "results": {k: d.get(k) for k in SUMMARY_KEYS}})
+        results = {**{k: d.get(k) for k in SUMMARY_KEYS}, **compute_results(d["summary"])}
+        cols.append({"id": d["id"], "config": flatten(d["config"]), "results": results})
     keys = sorted(set().union(*(c["config"] for c in cols)))
     differs = [k for k in keys if len({json.dumps(c["config"].get(k)) for c in cols}) > 1]
     return {"experiments": cols, "keys": keys, "differs": differs}

@@ -12,7 +12,9 @@ import math
 import statistics
 
 from ncalab.errors import NcalabError
-from ncalab.experiment.config import ExperimentConfig, apply_overrides
+from ncalab.services.runs import compute_results
+from ncalab.config import ExperimentConfig, apply_overrides
+from ncalab.config.keys import lookup, short
 from ncalab.experiment.sweep import apply_setting, parse_grid, setting_id, setting_label, settings
 
 ACTIVE = ("queued", "running")
@@ -36,13 +38,7 @@ def _members(store, sweep_id: str, grid: dict[str, list]) -> dict[tuple[str, int
 
 
 def _setting_of(config: dict, grid: dict[str, list]) -> dict:
-    setting = {}
-    for key in grid:
-        node = config
-        for p in key.split("."):
-            node = node.get(p) if isinstance(node, dict) else None
-        setting[key] = node
-    return setting
+    return {key: lookup(config, key) for key in grid}
 
 
 def _submit_missing(store, sweep, spec: dict) -> list[str]:
@@ -200,6 +196,7 @@ def table(store, sweep_id: str) -> dict:
         row["speedup_n"] = sum(1 for s in sums if s.get("speedup") is not None)
         row["wins"] = sum(1 for s in sums if s.get("gain") is not None and s["gain"] > 0)
         row["gains"] = [s["gain"] for s in sums if s.get("gain") is not None]
+        row["stage1_flops"], _ = _stats([compute_results(s)["stage1_flops"] for s in sums])
         rows.append(row)
     rows.sort(key=lambda r: (r["gain"] is None, -(r["gain"] or 0.0)))
     for i, r in enumerate(rows):
@@ -227,12 +224,12 @@ def list_sweeps(store) -> list[dict]:
 
 def grid_label(spec: dict) -> str:
     """'lr(3) x warmup(2) x 2 seeds'; zipped keys move together, so they share one count."""
-    short = [k.split(".")[-1] for k in spec["grid"]]
+    short_keys = [short(k) for k in spec["grid"]]
     counts = [len(v) for v in spec["grid"].values()]
     if spec.get("zip"):
-        grid = f"{'+'.join(short)}({counts[0]})"
+        grid = f"{'+'.join(short_keys)}({counts[0]})"
     else:
-        grid = " x ".join(f"{k}({n})" for k, n in zip(short, counts))
+        grid = " x ".join(f"{k}({n})" for k, n in zip(short_keys, counts))
     return f"{grid} x {count(len(spec['seeds']), 'seed')}"
 
 

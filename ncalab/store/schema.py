@@ -7,6 +7,7 @@ Times are unix floats (``time.time()``).
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from typing import Any
 
@@ -15,7 +16,9 @@ from sqlmodel import Field, SQLModel
 
 STATUSES = ("queued", "running", "completed", "failed", "cancelled", "lost")
 FINAL_STATUSES = ("completed", "failed", "cancelled", "lost")
-RUN_KINDS = ("stage1", "nca", "scratch")
+RUN_KINDS = ("stage1", "nca", "scratch")  # the training runs of every experiment
+# Later stages add runs named after them: "<task>-ft-<arm>" (fine-tuning), "<task>-<arm>" (evaluation).
+RUN_KIND = re.compile(r"^[a-z0-9_]+(-ft)?-(nca|scratch)$")
 
 
 def new_id(prefix: str) -> str:
@@ -64,7 +67,7 @@ class Run(SQLModel, table=True):
 
     id: str = Field(primary_key=True)
     experiment_id: str = Field(foreign_key="experiments.id", index=True)
-    kind: str  # one of RUN_KINDS
+    kind: str  # one of RUN_KINDS, or a later stage's (RUN_KIND)
     status: str
     created_at: float
     started_at: float | None = None
@@ -105,6 +108,21 @@ class MetricPoint(SQLModel, table=True):
     value: float | None = None
 
 
+class EvalItem(SQLModel, table=True):
+    """One scored item of a downstream evaluation run (schema 4): n samples, c correct.
+    Items are written as they finish, so an interrupted evaluation never samples them again."""
+
+    __tablename__ = "eval_items"
+
+    run_id: str = Field(foreign_key="runs.id", primary_key=True)
+    item: str = Field(primary_key=True)  # the task's item id, e.g. HumanEval/12
+    subtask: str  # what the task averages over first (a BIG-bench subtask; the task otherwise)
+    samples: int
+    correct: int
+    choices: int = 0  # choices of a multiple-choice item (chance = 1/choices), 0 otherwise
+    detail_json: str = "{}"  # per-sample outcomes, short
+
+
 class LatestMetric(SQLModel, table=True):
     """The newest point of each metric of each run, so listings never scan MetricPoint."""
 
@@ -141,4 +159,4 @@ class StoreMeta(SQLModel, table=True):
 
 
 TABLES = [Experiment.__table__, Run.__table__, MetricPoint.__table__, LatestMetric.__table__, Sweep.__table__,
-          StoreMeta.__table__]
+          StoreMeta.__table__, EvalItem.__table__]

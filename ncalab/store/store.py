@@ -31,9 +31,11 @@ import ncalab
 from ncalab.errors import NcalabError
 from ncalab.store.schema import (
     FINAL_STATUSES,
+    RUN_KIND,
     RUN_KINDS,
     STATUSES,
     TABLES,
+    EvalItem,
     Experiment,
     LatestMetric,
     MetricPoint,
@@ -43,7 +45,7 @@ from ncalab.store.schema import (
     new_id,
 )
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 DB_NAME = "ncalab.db"
 _IMMEDIATE = "ncalab_immediate"  # execution option that marks the write engine
 
@@ -64,7 +66,12 @@ def _v2_to_v3(conn: Connection) -> None:
     conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_runs_reuse_key ON runs (reuse_key)")
 
 
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1_to_v2, 2: _v2_to_v3}
+def _v3_to_v4(conn: Connection) -> None:
+    """Schema 4: per-item results of downstream evaluations; the eval_items table is new and
+    made by create_all."""
+
+
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
 
 
 def default_home() -> Path:
@@ -203,8 +210,8 @@ class RunStore:
 
     def create_run(self, experiment_id: str, kind: str, config: dict, total_tokens: int,
                    reuse_key: str | None = None) -> Run:
-        if kind not in RUN_KINDS:
-            raise NcalabError(f"unknown run kind {kind!r}; expected one of {', '.join(RUN_KINDS)}")
+        if kind not in RUN_KINDS and not RUN_KIND.match(kind):
+            raise NcalabError(f"unknown run kind {kind!r}; expected one of {', '.join(RUN_KINDS)} or a stage's name")
         with self._write() as s:
             _get(s, Experiment, experiment_id, "experiment")
             run_id = _fresh_id(s, Run, "r")
@@ -230,6 +237,10 @@ class RunStore:
         self._update(Run, run_id, "run", status="running", started_at=now, heartbeat_at=now,
                      pid=pid, host=host, device=device)
 
+    def set_run_total(self, run_id: str, total_tokens: int) -> None:
+        """A run whose budget is known only when it starts (fine-tuning: once its data is tokenized)."""
+        self._update(Run, run_id, "run", total_tokens=int(total_tokens))
+
     def heartbeat(self, run_id: str, step: int, tokens: int) -> None:
         self._update(Run, run_id, "run", step=int(step), tokens=int(tokens), heartbeat_at=time.time())
 
@@ -249,6 +260,10 @@ class RunStore:
                 exp.started_at = time.time()
             if status in FINAL_STATUSES:
                 exp.finished_at = time.time()
+
+    def set_config(self, exp_id: str, config: dict) -> None:
+        """Replace an experiment's stored config (later stages added to a finished experiment)."""
+        self._update(Experiment, exp_id, "experiment", config_json=json.dumps(config, default=str))
 
     def set_summary(self, exp_id: str, summary: dict) -> None:
         self._update(Experiment, exp_id, "experiment", summary_json=json.dumps(summary, default=str))
@@ -391,6 +406,34 @@ class RunStore:
                 status="completed", source_run_id=source.id, step=source.step, tokens=source.tokens,
                 device=source.device, started_at=now, finished_at=now, heartbeat_at=now, pid=None, error=None))
 
+    # ---- downstream evaluation ------------------------------------------------------------------
+
+    def add_eval_item(self, run_id: str, item: str, subtask: str, samples: int, correct: int, choices: int = 0,
+                      detail: dict | None = None) -> None:
+        row = {"run_id": run_id, "item": item, "subtask": subtask, "samples": int(samples), "correct": int(correct),
+               "choices": int(choices), "detail_json": json.dumps(detail or {}, default=str)}
+        stmt = sqlite_insert(EvalItem).values(**row)
+        with self._write() as s:
+            _get(s, Run, run_id, "run")
+            s.execute(stmt.on_conflict_do_update(index_elements=["run_id", "item"], set_=row))
+
+    def reset_run(self, run_id: str) -> None:
+        """Back to queued with no results (an evaluation to do again with other settings)."""
+        with self._write() as s:
+            _get(s, Run, run_id, "run")
+            for table in (EvalItem, MetricPoint, LatestMetric):
+                s.execute(delete(table).where(table.run_id == run_id))
+            s.execute(update(Run).where(Run.id == run_id).values(status="queued", error=None, finished_at=None, pid=None,
+                                                               step=0, tokens=0, source_run_id=None))
+
+    def eval_items(self, run_id: str) -> list[EvalItem]:
+        with self._read() as s:
+            return list(s.scalars(select(EvalItem).where(EvalItem.run_id == run_id).order_by(literal_column("rowid"))))
+
+    def delete_eval_items(self, run_id: str) -> None:
+        with self._write() as s:
+            s.execute(delete(EvalItem).where(EvalItem.run_id == run_id))
+
     # ---- sweeps ----------------------------------------------------------------------------------
 
     def create_sweep(self, spec: dict, name: str | None = None) -> Sweep:
@@ -482,11 +525,20 @@ class RunStore:
             ids = [r.id for r in runs]
             folders = [self.home / r.folder for r in runs]
             if ids:
+                s.execute(delete(EvalItem).where(EvalItem.run_id.in_(ids)))
                 s.execute(delete(MetricPoint).where(MetricPoint.run_id.in_(ids)))
                 s.execute(delete(LatestMetric).where(LatestMetric.run_id.in_(ids)))
                 s.execute(delete(Run).where(Run.id.in_(ids)))
             s.execute(delete(Experiment).where(Experiment.id == exp_id))
         return folders
+
+    def delete_metrics_named(self, run_id: str, prefixes: tuple[str, ...]) -> None:
+        """Drop every point whose name starts with one of ``prefixes`` (an evaluation done again)."""
+        with self._write() as s:
+            for prefix in prefixes:
+                like = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+                for table in (MetricPoint, LatestMetric):
+                    s.execute(delete(table).where(table.run_id == run_id, table.name.like(like, escape="\\")))
 
     def delete_metrics_after(self, run_id: str, tokens: int) -> None:
         """Drop the points past ``tokens`` (resuming from a checkpoint) and rebuild that run's LatestMetric."""

@@ -44,6 +44,7 @@ def save(path: Path, model, optimizer=None, scheduler=None, **extra) -> None:
 
 def load_model(path: Path, device: torch.device | str = "cpu"):
     path = Path(path)
+    hf_logging.disable_progress_bar()  # transformers draws "Loading weights" bars on stderr otherwise
     if not (path / "config.json").exists():
         raise NcalabError(f"no checkpoint at {path} (config.json missing)")
     try:

@@ -33,6 +33,15 @@ class StageSpec:
     transferred_lr_scale: float = 1.0
     freeze_steps: int = 0  # transferred parameters do not move for this many steps
 
+    @classmethod
+    def from_section(cls, name: str, section, tokens_per_step: int, n_evals: int, total_tokens: int | None = None,
+                     **extra) -> StageSpec:
+        """From a config section with tokens, lr, warmup, min_lr_ratio, weight_decay, grad_clip
+        and eval_every (stage1, stage2); ``total_tokens`` overrides the section's budget."""
+        return cls(name, section.tokens if total_tokens is None else total_tokens, tokens_per_step, section.lr,
+                   section.warmup, section.min_lr_ratio, section.weight_decay, section.grad_clip, section.eval_every,
+                   n_evals, **extra)
+
     @property
     def steps(self) -> int:
         return max(1, math.ceil(self.total_tokens / self.tokens_per_step))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from ncalab.experiment.config import ModelConfig
+from ncalab.config import ModelConfig
 
 
 def llama_config(m: ModelConfig, vocab_size: int, max_len: int) -> LlamaConfig:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from transformers import LlamaForCausalLM
 
-from ncalab.experiment.config import ModelConfig
+from ncalab.config import ModelConfig
 from ncalab.train.model import build_model
 
 # Which parameter names each ablation re-initialises.

@@ -142,7 +142,7 @@ class GalleryScreen(Screen):
 
     @on(Button.Pressed, "#save")
     def save(self) -> None:
-        from ncalab.services.families import save_family
+        from ncalab.experiment.families import save_family
 
         msg = self.query_one("#gallery-message", Label)
         try:

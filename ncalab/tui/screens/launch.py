@@ -17,7 +17,7 @@ SCALES = ("tiny", "small", "paper")
 
 def _estimate(store, cfg) -> str:
     """Time on this machine from the speed of earlier stages with the same model shape."""
-    from ncalab.services.runs import flatten
+    from ncalab.config.keys import flatten
 
     shape = (cfg.model.n_layer, cfg.model.d_model, cfg.model.n_head)
     speeds: dict[str, list[float]] = {}
@@ -57,7 +57,7 @@ class LaunchScreen(Screen):
         yield Footer()
 
     def _presets(self) -> list[str]:
-        from ncalab.services.families import preset_names
+        from ncalab.experiment.families import preset_names
 
         try:
             return preset_names(getattr(self.app, "home", None))

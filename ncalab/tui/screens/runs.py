@@ -11,8 +11,9 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
 
+from ncalab.display.summary import compute_lines
 from ncalab.errors import NcalabError
-from ncalab.services.runs import flatten as svc_flatten
+from ncalab.config.keys import flatten
 from ncalab.tui.screens.confirm import ConfirmScreen
 from ncalab.tui.widgets.run_table import RunTable
 
@@ -40,7 +41,7 @@ def _took(s) -> str:
 
 def plot_text(curves: list[dict], width: int, height: int) -> Text:
     """Curves as text (NCA and scratch overlaid), labelled by run kind."""
-    from ncalab.cli.plots import curves_plot
+    from ncalab.display.plots import curves_plot
 
     ansi = curves_plot([{**c, "label": c["label"].split("/")[-1]} for c in curves], width, height)
     return Text.from_ansi(ansi, no_wrap=True)
@@ -173,11 +174,12 @@ class RunsScreen(Screen):
         if s:
             lines.append(f"ppl scratch {_f(s.get('ppl_scratch'), '.3f')}   ppl nca {_f(s.get('ppl_nca'), '.3f')}")
             lines.append(f"gain {_f(s.get('gain'), '+.4f')}   speedup {_f(s.get('speedup'), '.3f')}")
+            lines += compute_lines(s)
         for r in d["runs"]:
             lines.append(f"  {r['kind']:<8} {r['status']:<10} {r['tokens']:>11,}/{r['total_tokens']:,}")
         if d["tags"]:
             lines.append(f"tags: {', '.join(d['tags'])}")
-        c = svc_flatten(d["config"])  # tolerate configs written by other versions
+        c = flatten(d["config"])  # tolerate configs written by other versions
         keys = (("model", "model.n_layer"), ("x", "model.d_model"), ("corpus", "data.corpus"),
                 ("stage1 tokens", "stage1.tokens"), ("lr", "stage1.lr"), ("stage2 tokens", "stage2.tokens"),
                 ("lr", "stage2.lr"), ("reinit", "transfer.reinit"))

@@ -86,8 +86,8 @@ class SweepsScreen(Screen):
             self._show_table(tab)
 
     def _show_table(self, tab: dict) -> None:
-        from ncalab.cli.plots import gain_plot
-        from ncalab.cli.tables import SWEEP_LEGEND, sweep_table
+        from ncalab.display.plots import gain_plot
+        from ncalab.display.tables import SWEEP_LEGEND, sweep_table
 
         keys = list(tab["grid"])
         key = keys[self.key_index % len(keys)]

@@ -14,7 +14,7 @@ from textual.geometry import Size
 from textual.strip import Strip
 from textual.widget import Widget
 
-from ncalab.cli.render import palette
+from ncalab.display.grids import palette
 
 
 class GridView(Widget):

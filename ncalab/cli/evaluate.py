@@ -1,0 +1,165 @@
+"""`ncalab eval`: evaluate trained models after the fact."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ncalab.cli.common import JsonFlag, emit_json, out_console
+from ncalab.errors import NcalabError
+
+
+def eval_(
+    target: Annotated[str, typer.Argument(help="An experiment id, a run id, or a checkpoint folder.")],
+    corpus: Annotated[str | None, typer.Option("--corpus", help="Perplexity on this corpus: python-stdlib, a local path, or hf:NAME[:CONFIG].")] = None,
+    icl: Annotated[bool, typer.Option("--icl", help="In-context evaluation of the stage-1 model (NCA: next-frame accuracy per frame; Dyck: valid next tokens), stored with its run.")] = False,
+    sequences: Annotated[int | None, typer.Option("--sequences", help="Held-out sequences for --icl (default: the run's stage1.icl_sequences, else 16).")] = None,
+    task: Annotated[list[str] | None, typer.Option("--task", help="Downstream task of both language models: gsm8k, humaneval or bbl (repeatable).")] = None,
+    data: Annotated[Path | None, typer.Option("--data", help="The task's data (GSM8K .jsonl or folder, HumanEval .jsonl, BIG-bench Lite folder).")] = None,
+    samples: Annotated[int | None, typer.Option("--samples", help="Samples per item (paper: 32 GSM8K, 64 HumanEval and BBL).")] = None,
+    k: Annotated[str | None, typer.Option("--k", help="pass@k values, e.g. 1,2,4,8 (default: the paper's).")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="Items per task (BBL: per subtask); a laptop smoke run.")] = None,
+    allow_code_execution: Annotated[bool, typer.Option("--allow-code-execution", help="Run the code the models write (HumanEval), each program in a limited separate process.")] = False,
+    lm_eval: Annotated[str | None, typer.Option("--lm-eval", help="lm-evaluation-harness tasks, e.g. hellaswag,arc_easy (needs the lm-eval extra).")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Any evaluation setting, e.g. --set eval.gsm8k.epochs=2.")] = None,
+    detach: Annotated[bool, typer.Option("--detach", "-d", help="Run it as a background job and return at once.")] = False,
+    split: Annotated[str, typer.Option("--split", help="val (the corpus's held-out documents) or all.")] = "val",
+    tokens: Annotated[int, typer.Option("--tokens", help="Tokens to evaluate on.")] = 65_536,
+    seq_len: Annotated[int, typer.Option("--seq-len", help="Context length (capped at the model's).")] = 256,
+    val_fraction: Annotated[float | None, typer.Option("--val-fraction", help="Held-out share of documents (default: the run's, else 0.02).")] = None,
+    device: Annotated[str, typer.Option("--device")] = "auto",
+    home: Annotated[Path | None, typer.Option("--home", envvar="NCALAB_HOME")] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Evaluate trained models: perplexity of the language models on any corpus (--corpus), or the
+    stage-1 model in context (--icl)."""
+    from ncalab.services.evaluation import evaluate_checkpoint
+
+    tasks = [t for item in (task or []) for t in item.split(",") if t.strip()] + (["lm_eval"] if lm_eval else [])
+    if sum([icl, corpus is not None, bool(tasks)]) != 1:
+        raise NcalabError("say what to evaluate: --corpus CORPUS (perplexity), --icl (the stage-1 model in context) "
+                          "or --task TASK / --lm-eval TASKS (downstream)")
+    if tasks:
+        _downstream(target, tasks, data, samples, k, limit, allow_code_execution, lm_eval, set_ or [], detach,
+                    device, home, json_out)
+        return
+    if icl:
+        _in_context(target, device, sequences, home, json_out)
+        return
+    if tokens <= 0:
+        raise NcalabError("--tokens must be positive")
+    targets, run_fraction = _resolve_targets(target, home)
+    frac = val_fraction if val_fraction is not None else (run_fraction or 0.02)
+    results = [dict(evaluate_checkpoint(p, corpus, tokens, seq_len, device=device, split=split, val_fraction=frac), label=label)
+               for label, p in targets]
+    if json_out:
+        emit_json(results[0] if len(results) == 1 else {"results": results})
+        return
+    t = Table(title=f"perplexity on {corpus} ({split})")
+    for c in ("model", "tokens", "loss", "ppl"):
+        t.add_column(c, justify="right" if c != "model" else "left")
+    for r in results:
+        t.add_row(r["label"], f"{r['tokens']:,}", f"{r['loss']:.4f}", f"{r['ppl']:.3f}")
+    out_console.print(t)
+
+
+def _resolve_targets(target: str, home) -> tuple[list[tuple[str, Path]], float | None]:
+    """(label, checkpoint folder) pairs, and the held-out fraction the run trained with."""
+    p = Path(target)
+    if p.is_dir():
+        return [(str(p), p)], None
+    from ncalab.store import RunStore
+
+    store = RunStore(home)
+    if target.startswith("e-"):
+        exp = store.get_experiment(target)
+        runs = [r for r in store.runs_of(exp.id) if r.kind in ("nca", "scratch")]
+        out = [(f"{target}/{r.kind}", store.run_dir(r) / "model") for r in runs if (store.run_dir(r) / "model").exists()]
+        if not out:
+            raise NcalabError(f"experiment {target} has no finished language models")
+        return out, json.loads(exp.config_json)["data"]["val_fraction"]
+    if target.startswith("r-"):
+        r = store.get_run(target)
+        return [(f"{r.id} ({r.kind})", store.run_dir(r) / "model")], json.loads(r.config_json)["data"]["val_fraction"]
+    raise NcalabError(f"{target} is neither a checkpoint folder nor an experiment (e-...) or run (r-...) id")
+
+
+def _in_context(target: str, device: str, sequences: int | None, home, json_out: bool) -> None:
+    from ncalab.display.summary import in_context_label
+    from ncalab.services.evaluation import in_context
+    from ncalab.store import RunStore
+
+    res = in_context(RunStore(home), target, device, sequences)
+    if json_out:
+        emit_json(res)
+        return
+    by_name: dict[str, dict[int, float]] = {}
+    for p in res["points"]:
+        by_name.setdefault(p["name"], {})[p["step"]] = p["value"]
+    frames = sorted({f for v in by_name.values() for f in v})
+    t = Table(title=f"{res['experiment_id']}: stage 1 ({res['source']}) in context, {res['sequences']} held-out sequences")
+    t.add_column("metric")
+    for f in frames:
+        t.add_column(f"frame {f}" if res["source"] == "nca" else "", justify="right")
+    for name, vals in by_name.items():
+        t.add_row(in_context_label(name).replace(" (mean over frames)", ""), *[f"{vals[f]:.3f}" if f in vals else "-" for f in frames])
+    out_console.print(t)
+
+
+def _downstream(target, tasks, data, samples, k, limit, allow, lm_eval, sets, detach, device, home, json_out) -> None:
+    import os
+    import socket
+
+    from ncalab.cli.common import err_console
+    from ncalab.display.summary import downstream_table
+    from ncalab.experiment import pipeline
+    from ncalab.jobs import queue
+    from ncalab.services.evaluation import add_evaluation
+    from ncalab.store import RunStore
+
+    own = [t for t in tasks if t != "lm_eval"]
+    if (data is not None or samples is not None) and len(own) != 1:
+        raise NcalabError("--data and --samples belong to one task: give exactly one --task with them")
+    if data is not None:
+        if not data.exists():
+            raise NcalabError(f"--data {data} does not exist")
+        sets.append(f"eval.{own[0]}.data={data.resolve()}")
+    if samples is not None:
+        sets.append(f"eval.{own[0]}.samples={samples}")
+    for t in own:
+        if k is not None:
+            sets.append(f"eval.{t}.k={k}")
+        if limit is not None:
+            sets.append(f"eval.{t}.limit={limit}")
+    if lm_eval and limit is not None:
+        sets.append(f"eval.lm_eval_limit={limit}")
+    if allow:
+        sets.append("eval.allow_code_execution=true")
+    if device != "auto":
+        raise NcalabError("--device does not apply to downstream tasks: they run on the experiment's device")
+    store = RunStore(home)
+    exp, cfg = add_evaluation(store, target, tasks, sets, [t for t in (lm_eval or "").split(",") if t.strip()])
+    if allow and "humaneval" in tasks:
+        err_console.print("warning: running model-written code (each program in a separate process with time, "
+                          "memory and file limits; not a security sandbox)")
+    if detach:
+        started = queue.schedule(store)
+        state = "running" if exp.id in started else "queued"
+        if json_out:
+            emit_json({"experiment_id": exp.id, "status": state, "tasks": tasks})
+        else:
+            out_console.print(f"{exp.id} {state}: evaluating {', '.join(tasks)}; follow it with `ncalab runs tail {exp.id}`")
+        return
+    if not store.claim_experiment(exp.id, os.getpid(), socket.gethostname()):
+        raise NcalabError(f"experiment {exp.id} was taken by another process")
+    summary = pipeline.run(cfg, store, exp.id)
+    if summary is None:
+        raise NcalabError(f"evaluation of {exp.id} was stopped; `ncalab runs resume {exp.id}` continues it")
+    if json_out:
+        emit_json({"experiment_id": exp.id, "downstream": summary.downstream})
+        return
+    out_console.print(downstream_table(summary))

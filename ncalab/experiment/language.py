@@ -1,0 +1,36 @@
+"""Natural-language data of an experiment: corpus -> tokenizer -> token arrays, cached per
+corpus, tokenizer and budget. Stage 2 reads the experiment's corpus; the text source of
+stage 1 reads its own corpus with its own tokenizer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class LanguageData:
+    tokenizer: object  # a transformers tokenizer
+    train: np.ndarray  # token ids, an end-of-text token after every document
+    val: np.ndarray
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.tokenizer)
+
+
+def prepare(corpus_spec: str, tokenizer_name: str | None, vocab_size: int, val_fraction: float, cache: Path,
+            train_tokens: int, val_tokens: int, note=None) -> LanguageData:
+    from ncalab.data.corpora import open_corpus
+    from ncalab.data.lm_data import build_token_arrays
+    from ncalab.data.tokenizer import get_tokenizer
+
+    corpus = open_corpus(corpus_spec)
+    if note is not None:
+        note(f"corpus {corpus_spec}: preparing tokenizer and token arrays")
+    tok, tok_id = get_tokenizer(corpus, vocab_size, cache, val_fraction, tokenizer_name)
+    train, val = build_token_arrays(corpus, tok, tok_id, cache, val_fraction, max_train_tokens=train_tokens,
+                                    max_val_tokens=val_tokens)
+    return LanguageData(tok, train, val)

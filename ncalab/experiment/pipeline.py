@@ -1,0 +1,285 @@
+"""Running an experiment: the stages of PIPELINE in order, by one function.
+
+`run` owns what every stage shares: claiming each run, taking an identical run's result
+instead of training again, resuming from the last checkpoint, heartbeats, the statuses in
+the store, and the finish. A stop request (SIGTERM, Ctrl-C in a job, `runs cancel`) ends the
+experiment through one exception, `Stopped`, after the running stage has checkpointed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ncalab.config import ExperimentConfig
+from ncalab.errors import NcalabError
+from ncalab.experiment.reporting import Reporter, SilentReporter
+from ncalab.experiment.stages import IN_CONTEXT_METRICS, PIPELINE, Plan, TrainingStage
+from ncalab.experiment.summary import ExperimentSummary, StageCompute, compare, in_context_means
+from ncalab.train import checkpoint
+from ncalab.train import device as devices
+from ncalab.train.loop import Trainer
+
+
+class Stopped(Exception):
+    """The job was asked to stop; the running stage has checkpointed (or had not started)."""
+
+
+@dataclass
+class Context:
+    """What the stages of one running experiment share."""
+
+    cfg: ExperimentConfig
+    store: Any  # RunStore
+    exp_id: str
+    runs: dict  # kind -> Run
+    placement: devices.Placement
+    reporter: Reporter
+    should_stop: Callable[[], bool]
+    cache: Path
+    _values: dict[str, Any] = field(default_factory=dict)
+    _providers: dict[str, Callable[[Context], Any]] = field(default_factory=dict)
+
+    def put(self, name: str, value: Any) -> None:
+        self._values[name] = value
+
+    def provide(self, name: str, make: Callable[[Context], Any]) -> None:
+        """Register how to make a value; it is made when a stage first asks for it."""
+        self._values.pop(name, None)
+        self._providers[name] = make
+
+    def get(self, name: str) -> Any:
+        if name not in self._values:
+            if name not in self._providers:
+                raise RuntimeError(f"no stage provides {name!r} before it is needed")  # a pipeline bug
+            self._values[name] = self._providers.pop(name)(self)
+        return self._values[name]
+
+
+def cache_dir(store) -> Path:
+    d = Path(store.home) / "cache"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def run(cfg: ExperimentConfig, store, exp_id: str, reporter: Reporter | None = None,
+        should_stop: Callable[[], bool] | None = None) -> ExperimentSummary | None:
+    """Run (or continue) a claimed experiment with its typed config: completed stages are
+    skipped, an interrupted one continues from its checkpoint. Returns the summary, or None
+    if it was stopped (status cancelled)."""
+    placement = devices.choose(cfg.runtime.device, cfg.runtime.dtype)
+    devices.tune_glibc_malloc()
+    devices.set_threads(cfg.runtime.threads)
+    ctx = Context(cfg, store, exp_id, {r.kind: r for r in store.runs_of(exp_id)}, placement,
+                  reporter or SilentReporter(), should_stop or (lambda: False), cache_dir(store))
+    stage = None
+    try:
+        for stage in stages(cfg):
+            if hasattr(stage, "measure"):
+                _measure(ctx, stage)
+            elif hasattr(stage, "plan"):
+                _train(ctx, stage)
+            else:
+                stage.run(ctx)
+        stage = None
+        summary = summarise(store, exp_id, placement.label, cfg)
+        store.set_summary(exp_id, summary.to_dict())
+        store.finish_experiment(exp_id, "completed")
+        return summary
+    except Stopped:
+        store.finish_experiment(exp_id, "cancelled")
+        return None
+    except BaseException as e:
+        error = str(e) if isinstance(e, NcalabError) else f"{type(e).__name__}: {e}"
+        status = "cancelled" if isinstance(e, KeyboardInterrupt) else "failed"
+        if getattr(stage, "kind", None):
+            store.finish_run(ctx.runs[stage.kind].id, status, error=error)
+        store.finish_experiment(exp_id, status, error=error)
+        raise
+
+
+def stages(cfg: ExperimentConfig) -> list:
+    """Every stage of an experiment with this config: the fixed PIPELINE, then the downstream
+    evaluations it asks for."""
+    from ncalab.experiment.evaluation import stages_for
+
+    return [*PIPELINE, *stages_for(cfg)]
+
+
+def _measure(ctx: Context, stage) -> None:
+    """A stage that measures (an evaluation): its run is started, the stage works (it may stop
+    between items), and the run is finished."""
+    store, run = ctx.store, ctx.runs[stage.kind]
+    if run.status == "completed":
+        return
+    store.start_run(run.id, os.getpid(), socket.gethostname(), ctx.placement.label)
+
+    def stopped() -> None:
+        if ctx.should_stop():
+            store.finish_run(run.id, "cancelled")
+            raise Stopped
+
+    stage.measure(ctx, store.get_run(run.id), stopped)
+    store.finish_run(run.id, "completed")
+    ctx.reporter.done(stage.kind, {})
+
+
+def _train(ctx: Context, stage: TrainingStage) -> None:
+    """Claim, reuse or train one run, continuing from its checkpoint; save and finish it."""
+    store, run = ctx.store, ctx.runs[stage.kind]
+    folder = store.run_dir(run) / "model"
+    if run.status == "completed":
+        stage.completed(ctx, folder)
+        return
+    twin = _claim(ctx, run, stage)
+    if twin is not None:
+        src = store.run_dir(twin) / "model"
+        if src.is_dir():
+            _link_tree(src, folder)
+        store.adopt_run(run.id, twin)
+        ctx.reporter.note(f"{stage.kind}: identical to run {twin.id} of experiment {twin.experiment_id}; its result is reused")
+        ctx.reporter.done(stage.kind, {})
+        stage.completed(ctx, folder)
+        return
+    plan = stage.plan(ctx)
+    trainer = _trainer(ctx, stage.kind, run, plan)
+    ctx.reporter.stage(stage.kind, plan.spec.steps * plan.spec.tokens_per_step)
+    store.start_run(run.id, os.getpid(), socket.gethostname(), ctx.placement.label)
+    result = trainer.run()
+    store.heartbeat(run.id, step=trainer.step, tokens=trainer.tokens)
+    if trainer.stopped:
+        store.finish_run(run.id, "cancelled")
+        raise Stopped
+    store.log_metrics(run.id, _end_points(trainer, result, plan))
+    stage.save(ctx, trainer.model, folder)
+    store.finish_run(run.id, "completed")
+    ctx.reporter.done(stage.kind, {})
+    stage.trained(ctx, trainer.model)
+
+
+def _trainer(ctx: Context, kind: str, run, plan: Plan) -> Trainer:
+    """A trainer whose metrics and heartbeats go to the store, continued from the run's last
+    checkpoint when there is one (points logged after it are dropped: they are logged again)."""
+    store, last_beat = ctx.store, [0.0]
+
+    def progress(tokens: int, m: dict) -> None:
+        now = time.time()
+        if now - last_beat[0] > 5:
+            store.heartbeat(run.id, step=0, tokens=tokens)
+            last_beat[0] = now
+        ctx.reporter.progress(kind, tokens, m)
+
+    ckpt = store.run_dir(run) / "checkpoints"
+    trainer = Trainer(plan.model, plan.spec, ctx.placement, plan.batches, plan.validation,
+                      lambda pts: store.log_metrics(run.id, pts), progress, ckpt, ctx.cfg.runtime.compile, ctx.should_stop)
+    if (ckpt / "last" / checkpoint.STATE_FILE).exists():
+        trainer.restore(ckpt / "last")
+        store.delete_metrics_after(run.id, trainer.tokens)
+        ctx.reporter.note(f"{kind}: resuming from step {trainer.step} ({trainer.tokens:,} tokens)")
+    else:
+        store.delete_metrics_after(run.id, -1)  # no checkpoint: the stage starts over, and so does its curve
+    return trainer
+
+
+def _end_points(trainer: Trainer, result: dict, plan: Plan) -> list[dict]:
+    """The stage's speed and compute, stored with its run."""
+    c = plan.compute
+    values = {"params": c.params, "params_no_embeddings": c.params_no_embeddings, "flops_per_token": c.flops_per_token,
+              "stage_tokens": trainer.tokens, "stage_flops": float(c.flops_per_token) * trainer.tokens,
+              "stage_wall_s": result["seconds"], "stage_device_s": trainer.train_seconds}
+    if trainer.train_seconds:
+        values["stage_tokens_per_s"] = result["tokens_per_s"]
+    return [{"name": k, "step": trainer.step, "tokens": trainer.tokens, "wall_time": result["seconds"], "value": v}
+            for k, v in values.items()]
+
+
+def _claim(ctx: Context, run, stage: TrainingStage):
+    """None when this run must be trained (it is now marked running), or a completed identical
+    run to take the result from; waits while another live job trains an identical run."""
+    from ncalab.jobs.queue import is_dead
+
+    store, waited = ctx.store, False
+    while True:
+        got = store.claim_run(run.id, os.getpid(), socket.gethostname(), ctx.placement.label, lambda r: not is_dead(r))
+        if got == "train":
+            return None
+        if got == "wait":
+            if not waited:
+                ctx.reporter.note(f"{stage.kind}: an identical run is being trained by another job; waiting for its result")
+                waited = True
+            if ctx.should_stop():
+                raise Stopped
+            time.sleep(5.0)
+            continue
+        if stage.keeps_model and not (store.run_dir(got) / "model").is_dir():
+            store.start_run(run.id, os.getpid(), socket.gethostname(), ctx.placement.label)  # its model is gone
+            return None
+        return got
+
+
+def _link_tree(src: Path, dst: Path) -> None:
+    """Hard links where the file system allows (no extra space, and deleting either side
+    leaves the other whole), copies elsewhere."""
+    if dst.exists():
+        shutil.rmtree(dst)
+
+    def link(a, b):
+        try:
+            os.link(a, b)
+        except OSError:
+            shutil.copy2(a, b)
+
+    shutil.copytree(src, dst, copy_function=link)
+
+
+def summarise(store, exp_id: str, device: str, cfg: ExperimentConfig) -> ExperimentSummary:
+    exp = store.get_experiment(exp_id)
+    runs = {r.kind: r for r in store.runs_of(exp_id)}
+    cmp = compare(store.curve(runs["scratch"].id, "val_ppl"), store.curve(runs["nca"].id, "val_ppl"))
+    latest = {k: store.latest_metrics(r.id) for k, r in runs.items()}
+    in_context: dict[str, list[float]] = {}
+    for p in store.metrics(runs["stage1"].id):
+        if p.name.startswith(IN_CONTEXT_METRICS) and p.value is not None:
+            in_context.setdefault(p.name, []).append(p.value)
+    return ExperimentSummary(
+        experiment_id=exp_id, preset=exp.preset, scale=exp.scale, seed=exp.seed, source=cfg.stage1.source,
+        wall_s=time.time() - (exp.started_at or exp.created_at), device=device,
+        tokens_per_s={k: m.get("stage_tokens_per_s") for k, m in latest.items()},
+        stage1_val_loss=latest["stage1"].get("val_loss"), runs={k: r.id for k, r in runs.items()},
+        compute={k: c for k, m in latest.items() if (c := StageCompute.from_metrics(m)) is not None},
+        in_context=in_context_means(in_context), downstream=downstream(store, runs, cfg), **cmp)
+
+
+def downstream(store, runs: dict, cfg: ExperimentConfig) -> dict:
+    """{task: {k: {nca, scratch, diff, ci, items}}} of the evaluations that have finished;
+    diff = nca - scratch, with the half-width of its 95% interval over the items both scored."""
+    from ncalab.evals.passk import paired_difference
+    from ncalab.experiment.evaluation import ARMS, TASKS, ks, per_item_pass
+
+    out: dict = {}
+    for name in cfg.eval.tasks:
+        if name == "lm_eval":
+            rows = {arm: store.latest_metrics(runs[f"lm_eval-{arm}"].id) for arm in ARMS if f"lm_eval-{arm}" in runs}
+            metrics = sorted(set().union(*rows.values())) if rows else []
+            out["lm_eval"] = {m: {arm: rows[arm].get(m) for arm in rows} for m in metrics if m.startswith("lm_eval:")}
+            continue
+        task, arms = TASKS[name], {arm: runs.get(f"{name}-{arm}") for arm in ARMS}
+        if any(r is None or r.status != "completed" for r in arms.values()):
+            continue
+        items = {arm: store.eval_items(r.id) for arm, r in arms.items()}
+        table = {}
+        for k in ks(cfg, task):
+            per = {arm: per_item_pass(items[arm], k) for arm in ARMS}
+            common = sorted(set(per["nca"]) & set(per["scratch"]))
+            diff, ci = paired_difference([per["nca"][i] for i in common], [per["scratch"][i] for i in common]) \
+                if len(common) > 1 else (float("nan"), float("nan"))
+            table[str(k)] = {"nca": task.score(per["nca"], items["nca"]), "scratch": task.score(per["scratch"], items["scratch"]),
+                             "diff": diff, "ci": ci, "items": len(common)}
+        out[name] = table
+    return out

@@ -1,0 +1,198 @@
+"""The stages of an experiment, in the order they run (PIPELINE).
+
+Two kinds of stage: a training stage fills one run of the store (the pipeline claims it,
+reuses an identical run's result, resumes it from its checkpoint, trains, saves and finishes
+it), and a step computes something the later stages use or measures a result. Stages pass
+values through the context by name; a value registered with ``provide`` is computed when a
+stage first needs it, so a resumed experiment whose warm-started run is already done never
+rebuilds the transfer, and one whose stage 1 is done loads that model only if it is needed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from ncalab.experiment.compute import ModelCompute, model_compute
+from ncalab.experiment.sources import SOURCES, stage1_tokens
+from ncalab.train import checkpoint
+from ncalab.train.loop import StageSpec
+from ncalab.train.model import build_model, count_params
+
+IN_CONTEXT_METRICS = ("icl_", "dyck_validity")  # metric name prefixes the in-context step writes
+
+
+@dataclass
+class Plan:
+    """Everything a training stage needs, built only when the stage must really train."""
+
+    model: object
+    spec: StageSpec
+    batches: object
+    validation: list
+    compute: ModelCompute
+
+
+class TrainingStage(Protocol):
+    kind: str  # its run in the store
+    keeps_model: bool  # its saved model is needed by later stages (a reused twin must have one)
+
+    def total_tokens(self, cfg) -> int: ...
+    def plan(self, ctx) -> Plan: ...
+    def save(self, ctx, model, folder: Path) -> None: ...
+    def trained(self, ctx, model) -> None: ...
+    def completed(self, ctx, folder: Path) -> None: ...
+
+
+class Step(Protocol):
+    name: str
+
+    def run(self, ctx) -> None: ...
+
+
+class LanguageData:
+    """The experiment's corpus, tokenizer, token arrays and held-out windows (prepared first,
+    so a corpus problem stops the experiment before any training)."""
+
+    name = "language data"
+
+    def run(self, ctx) -> None:
+        from ncalab.data.lm_data import val_batches
+        from ncalab.experiment import language
+
+        cfg, s2 = ctx.cfg, ctx.cfg.stage2
+        lang = language.prepare(cfg.data.corpus, cfg.data.tokenizer, cfg.data.vocab_size, cfg.data.val_fraction,
+                                ctx.cache, train_tokens=int(s2.tokens * 1.05) + s2.seq_len * 64,
+                                val_tokens=s2.eval_tokens + s2.seq_len + 1, note=ctx.reporter.note)
+        ctx.put("language", lang)
+        # cut into stage-2 windows when stage 2 first needs them (a bad stage-2 setting fails that run)
+        ctx.provide("windows", lambda ctx: val_batches(lang.val, s2.seq_len, s2.batch_size, s2.eval_tokens))
+
+
+class PrePreTraining:
+    """Stage 1: the model learns the source's sequences (NCA, or one of the controls)."""
+
+    kind, keeps_model = "stage1", True
+
+    def total_tokens(self, cfg) -> int:
+        return stage1_tokens(cfg)
+
+    def plan(self, ctx) -> Plan:
+        cfg, s1 = ctx.cfg, ctx.cfg.stage1
+        source = SOURCES[s1.source]
+        data = source.open(cfg, ctx.cache, ctx.reporter.note)
+        model = build_model(cfg.model, data.vocab_size, cfg.stage1_seq_len, seed=cfg.seed)
+        ctx.reporter.note(f"model: {count_params(model, embeddings=False):,} parameters without embeddings; "
+                          f"{ctx.placement.label}; stage 1 on {source.label}")
+        spec = StageSpec.from_section("stage1", s1, s1.batch_size * cfg.stage1_seq_len, 8, total_tokens=stage1_tokens(cfg))
+        return Plan(model, spec, data.batches, data.validation,
+                    model_compute(cfg.model, data.vocab_size, cfg.stage1_seq_len))
+
+    def save(self, ctx, model, folder: Path) -> None:
+        checkpoint.save(folder, model)
+
+    def trained(self, ctx, model) -> None:
+        ctx.put("stage1_model", model.cpu())
+
+    def completed(self, ctx, folder: Path) -> None:
+        ctx.provide("stage1_model", lambda ctx: checkpoint.load_model(folder))
+
+
+class InContext:
+    """The stage-1 model's in-context evaluation (NCA frame accuracy, Dyck validity), stored
+    as metrics of the stage-1 run; skipped when that run has them (e.g. taken from a twin)."""
+
+    name = "in-context evaluation"
+
+    def run(self, ctx) -> None:
+        cfg, store = ctx.cfg, ctx.store
+        run = store.get_run(ctx.runs["stage1"].id)
+        if cfg.stage1.icl_sequences <= 0 or any(n.startswith(IN_CONTEXT_METRICS) for n in store.latest_metrics(run.id)):
+            return
+        ctx.reporter.note(f"in-context evaluation of the stage-1 model on {cfg.stage1.icl_sequences} held-out sequences")
+        log_in_context(store, run, ctx.get("stage1_model"), cfg, ctx.placement)
+
+
+def log_in_context(store, run, model, cfg, placement) -> list[dict]:
+    """Evaluate a stage-1 model in context and store the points in its run (replacing older ones)."""
+    model = model.to(placement.device)
+    points = SOURCES[cfg.stage1.source].in_context_eval(model, cfg, placement)
+    model.cpu()
+    store.delete_metrics_named(run.id, IN_CONTEXT_METRICS)
+    store.log_metrics(run.id, [{**p, "tokens": run.tokens, "wall_time": 0.0} for p in points])
+    return points
+
+
+class Transfer:
+    """The warm start (spec section 6): the stage-1 blocks in a model with a fresh embedding and
+    head for the language vocabulary; built when the warm-started run first needs it."""
+
+    name = "transfer"
+
+    def run(self, ctx) -> None:
+        ctx.provide("warm_start", self._build)
+
+    @staticmethod
+    def _build(ctx):
+        from ncalab.train.transfer import transfer
+
+        cfg, t = ctx.cfg, ctx.cfg.transfer
+        model, kept = transfer(ctx.get("stage1_model"), cfg.model, ctx.get("language").vocab_size, cfg.stage2.seq_len,
+                               cfg.seed + 1, set(t.reinit), t.control, t.shrink, t.perturb)
+        ctx.reporter.note(f"transferred {len(kept)} tensors; re-initialised embeddings, head"
+                          + (f" and {', '.join(t.reinit)}" if t.reinit else "")
+                          + (f"; control {t.control}" if t.control != "none" else ""))
+        return model, kept
+
+
+class LanguageTraining:
+    """Stage 2 of one arm: the warm-started model or the scratch baseline, on the same data,
+    order, budget, schedule and seed; the fresh weights of both come from the same seed."""
+
+    keeps_model = False
+
+    def __init__(self, kind: str, warm: bool):
+        self.kind, self.warm = kind, warm
+
+    def total_tokens(self, cfg) -> int:
+        return cfg.stage2.tokens
+
+    def plan(self, ctx) -> Plan:
+        from ncalab.data.lm_data import TokenBatches
+        from ncalab.train.batches import LanguageBatches, language_validation
+
+        cfg, s2, lang = ctx.cfg, ctx.cfg.stage2, ctx.get("language")
+        if self.warm:
+            model, kept = ctx.get("warm_start")
+        else:
+            model, kept = build_model(cfg.model, lang.vocab_size, s2.seq_len, seed=cfg.seed + 1), []
+        batches = LanguageBatches(TokenBatches(lang.train, s2.seq_len, s2.batch_size, seed=cfg.seed))
+        spec = StageSpec.from_section(self.kind, s2, s2.batch_size * s2.seq_len, 10)
+        if kept:
+            spec = dataclasses.replace(spec, transferred=frozenset(kept), transferred_lr_scale=cfg.transfer.lr_scale,
+                                       freeze_steps=int(cfg.transfer.freeze * spec.steps))
+        return Plan(model, spec, batches, language_validation(ctx.get("windows")),
+                    model_compute(cfg.model, lang.vocab_size, s2.seq_len))
+
+    def save(self, ctx, model, folder: Path) -> None:
+        checkpoint.save(folder, model)
+        ctx.get("language").tokenizer.save_pretrained(folder)
+
+    def trained(self, ctx, model) -> None:
+        pass
+
+    def completed(self, ctx, folder: Path) -> None:
+        pass
+
+
+# The experiment, in order. Later stages (fine-tuning, downstream evaluation) are new entries.
+PIPELINE: tuple[TrainingStage | Step, ...] = (
+    LanguageData(),
+    PrePreTraining(),
+    InContext(),
+    Transfer(),
+    LanguageTraining("nca", warm=True),
+    LanguageTraining("scratch", warm=False),
+)

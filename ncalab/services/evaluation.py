@@ -1,0 +1,161 @@
+"""Evaluating trained models after the fact: perplexity of saved language models on any
+corpus, and the in-context evaluation of a stage-1 model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ncalab.errors import NcalabError
+from ncalab.train import checkpoint
+from ncalab.train import device as devices
+from ncalab.train.batches import language_validation
+
+
+def _eval_tokens(corpus, tok, split: str, val_fraction: float, max_tokens: int):
+    """Token ids of the chosen documents (held-out split, or all), eos after each, up to max_tokens."""
+    import numpy as np
+
+    from ncalab.data.corpora import is_validation
+
+    eos = tok.eos_token_id if tok.eos_token_id is not None else 0
+    out, n, batch = [], 0, []
+
+    def flush():
+        nonlocal n
+        for ids in tok(batch)["input_ids"]:
+            out.append(np.asarray(ids + [eos], dtype=np.int64))
+            n += len(ids) + 1
+        batch.clear()
+
+    for text in corpus.iter_texts():
+        if split == "all" or is_validation(text, val_fraction):
+            batch.append(text)
+            if len(batch) >= 64:
+                flush()
+                if n >= max_tokens:
+                    break
+    if batch:
+        flush()
+    if not out:
+        raise NcalabError(f"corpus {corpus.spec} has no documents in the {split!r} split")
+    return np.concatenate(out)[:max_tokens]
+
+
+def evaluate_checkpoint(path: Path, corpus_spec: str, eval_tokens: int, seq_len: int, batch_size: int = 8,
+                        device: str = "auto", dtype: str = "auto", split: str = "val", val_fraction: float = 0.02) -> dict:
+    """Perplexity of a saved language model (with its tokenizer) on a corpus."""
+    from transformers import AutoTokenizer
+
+    from ncalab.data.corpora import open_corpus
+    from ncalab.data.lm_data import val_batches
+    from ncalab.train.evaluate import evaluate
+
+    if split not in ("val", "all"):
+        raise NcalabError(f"--split must be val or all, got {split!r}")
+    path = Path(path)
+    placement = devices.choose(device, dtype)
+    model = checkpoint.load_model(path, placement.device)
+    try:
+        tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except Exception:  # noqa: BLE001
+        raise NcalabError(f"{path} has no tokenizer: only language models (stage 2) can be evaluated on a corpus") from None
+    corpus = open_corpus(corpus_spec)
+    seq_len = min(seq_len, model.config.max_position_embeddings)
+    ids = _eval_tokens(corpus, tok, split, val_fraction, eval_tokens + seq_len + 1)
+    windows = val_batches(ids, seq_len, batch_size, eval_tokens)
+    if not windows:
+        raise NcalabError(f"corpus {corpus_spec} has fewer than {seq_len + 1} tokens to evaluate on")
+    res = evaluate(model, language_validation(windows), placement)
+    return {"checkpoint": str(path), "corpus": corpus_spec, "split": split,
+            "tokens": int(sum(w[:, 1:].numel() for w in windows)), "loss": res["val_loss"], "ppl": res["val_ppl"]}
+
+
+def in_context(store, ident: str, device: str = "auto", sequences: int | None = None) -> dict:
+    """The in-context evaluation of an experiment's stage-1 model (NCA: next-frame accuracy per
+    frame; Dyck: conditional validity), stored with its stage-1 run and returned."""
+    from ncalab.experiment.stages import log_in_context
+    from ncalab.services.experiments import config_of
+    from ncalab.services.runs import resolve_experiment
+
+    exp = resolve_experiment(store, ident)
+    cfg = config_of(exp)
+    if sequences is not None:
+        if sequences <= 0:
+            raise NcalabError(f"--sequences must be positive, got {sequences}")
+        cfg.stage1.icl_sequences = sequences
+    elif cfg.stage1.icl_sequences <= 0:
+        cfg.stage1.icl_sequences = 16
+    run = next((r for r in store.runs_of(exp.id) if r.kind == "stage1"), None)
+    folder = store.run_dir(run) / "model" if run is not None else None
+    if folder is None or not (folder / "config.json").exists():
+        raise NcalabError(f"experiment {exp.id} has no finished stage-1 model yet")
+    placement = devices.choose(device, cfg.runtime.dtype)
+    points = log_in_context(store, run, checkpoint.load_model(folder), cfg, placement)
+    if not points:
+        raise NcalabError(f"stage 1 of {exp.id} trained on {cfg.stage1.source}, which has no in-context evaluation")
+    return {"experiment_id": exp.id, "run_id": run.id, "source": cfg.stage1.source,
+            "sequences": cfg.stage1.icl_sequences, "points": points}
+
+
+def add_evaluation(store, ident: str, tasks: list[str], sets: list[str] = (), lm_eval: list[str] = ()):
+    """Add downstream evaluation stages to an experiment whose language models are trained, and
+    queue it (the pipeline skips what is done). Returns (experiment, typed config). Nothing is
+    stored when the request cannot run. A task evaluated before with other settings starts over."""
+    from ncalab.config import apply_overrides, parse_set
+    from ncalab.experiment.evaluation import ARMS, stages_for
+    from ncalab.services.experiments import check_evaluations, config_of
+    from ncalab.services.runs import resolve_experiment
+
+    exp = resolve_experiment(store, ident)
+    if exp.status in ("running", "queued"):
+        raise NcalabError(f"experiment {exp.id} is {exp.status}; evaluate it when it has ended")
+    runs = {r.kind: r for r in store.runs_of(exp.id)}
+    missing = [a for a in ARMS if a not in runs or runs[a].status != "completed"
+               or not (store.run_dir(runs[a]) / "model" / "config.json").exists()]
+    if missing:
+        raise NcalabError(f"experiment {exp.id} has no finished language models ({', '.join(missing)} not trained); "
+                          "finish or resume it first")
+    old = config_of(exp)
+    cfg = config_of(exp)
+    for item in sets:
+        if not item.strip().startswith("eval."):
+            raise NcalabError(f"ncalab eval changes evaluation settings only (eval.*), not {item.split('=')[0]!r}")
+    apply_overrides(cfg, parse_set(list(sets), cfg))
+    if lm_eval:
+        cfg.eval.lm_eval = list(lm_eval)
+    cfg.eval.tasks = list(dict.fromkeys([*cfg.eval.tasks, *tasks]))
+    cfg.validate()
+    check_evaluations(cfg)
+    changed = _changed_tasks(old, cfg)
+    for stage in stages_for(cfg):
+        run = runs.get(stage.kind)
+        if run is None:
+            store.create_run(exp.id, stage.kind, cfg.to_dict(), stage.total_tokens(cfg))
+        elif stage.kind.split("-")[0] in changed:
+            store.reset_run(run.id)
+            _empty(store.run_dir(run))
+    store.set_config(exp.id, cfg.to_dict())
+    store.requeue_experiment(exp.id)
+    return store.get_experiment(exp.id), cfg
+
+
+def _changed_tasks(old, new) -> set[str]:
+    """Tasks already in the old config whose protocol settings differ in the new one."""
+    out = set()
+    for t in old.eval.tasks:
+        if t == "lm_eval":
+            changed = (old.eval.lm_eval, old.eval.lm_eval_limit) != (new.eval.lm_eval, new.eval.lm_eval_limit)
+        else:
+            changed = getattr(old.eval, t) != getattr(new.eval, t)
+        if changed:
+            out.add(t)
+    return out
+
+
+def _empty(folder: Path) -> None:
+    """Remove a reset run's files (checkpoints, model, samples): it starts over."""
+    import shutil
+
+    if folder.is_dir():
+        for child in folder.iterdir():
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
