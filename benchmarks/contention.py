@@ -1,5 +1,7 @@
 """Training tokens/s on a shared CPU: alone, and beside one busy process (the TUI's live view,
-a test run, an editor's indexer...), with the thread settings a job could choose.
+a test run, an editor's indexer...), with the thread settings a job could choose; and two
+training jobs at once, with the threads the job queue gives each (cores / jobs running,
+ncalab.jobs.allocation) and, for comparison, with every core each (what jobs did before).
 
 Each measurement is a fresh child process running ncalab's Trainer on the tiny shape (so the
 OpenMP settings read at start-up apply), with the same batches; the busy neighbour is a
@@ -7,7 +9,9 @@ pure-Python loop that keeps one core busy. Baseline: the child alone with defaul
 
   python benchmarks/contention.py [--steps 30]
 
-The last line is one JSON object: tokens/s per condition and each one's ratio to the baseline.
+The last line is one JSON object: tokens/s per condition and each one's ratio to the baseline;
+`ratio_two_jobs` is the slower of two allocated jobs running at once against one job alone
+(target: at least 0.45).
 """
 
 from __future__ import annotations
@@ -69,6 +73,13 @@ def measure(name: str, steps: int, warmup: int) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
+def two_jobs(steps: int, warmup: int, threads: int) -> list[float]:
+    """Two training children started together, each with `threads` (0 = torch's default)."""
+    cmd = [sys.executable, __file__, "--child", "--steps", str(steps), "--warmup", str(warmup), "--threads", str(threads)]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    return [json.loads(p.communicate()[0].strip().splitlines()[-1])["tokens_per_s"] for p in procs]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=30)
@@ -79,7 +90,13 @@ def main() -> None:
     if args.child:
         child(args.steps, args.warmup, args.threads)
         return
+    from ncalab.jobs.allocation import cores
+
     results = {name: measure(name, args.steps, args.warmup) for name in CONDITIONS}
+    share = max(1, cores() // 2)
+    for name, threads in (("two_jobs", share), ("two_jobs_all_cores", 0)):
+        both = two_jobs(args.steps, args.warmup, threads)
+        results[name] = {"tokens_per_s": min(both), "threads": threads or cores()}
     base = results["alone"]["tokens_per_s"]
     print(f"tiny model (d=128, 4 layers, batch 16x256) on {os.cpu_count()} cores; neighbour: one busy Python loop")
     for name, r in results.items():

@@ -6,8 +6,15 @@ sdpa attention, fused AdamW on CUDA, glibc malloc tuning, optional torch.compile
 Same model shape and initial weights, same batches.
 
   python benchmarks/train_throughput.py [--steps 12] [--compile] [--d-model 128 --layers 4]
+  python benchmarks/train_throughput.py --track tensorboard [--repeats 5]
 
-The last line is one JSON object with tokens_per_s, baseline_tokens_per_s and ratio.
+With --track, it also times the ncalab loop with and without mirroring its metrics to that
+tracker (ncalab.experiment.tracking, as `--track` does), evaluating and flushing metrics as a
+tiny run does (about every tenth of the steps), the two interleaved `--repeats` times; the
+medians give track_ratio (target: overhead = 1 - track_ratio under 0.02).
+
+The last line is one JSON object with tokens_per_s, baseline_tokens_per_s and ratio (and
+track_ratio with --track).
 """
 
 from __future__ import annotations
@@ -15,7 +22,10 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -76,6 +86,44 @@ def ncalab_tokens_per_s(model, data, steps, warmup, placement, compile_: bool) -
     return (tr.tokens - before_tok) / (tr.train_seconds - before_s)
 
 
+def mirrored_tokens_per_s(model, data, steps: int, placement, mirror) -> float:
+    """Tokens/s of the ncalab loop whose metric points go to ``mirror`` (None: nowhere), with an
+    evaluation (and so a flush of the points) about every tenth of the steps, like a real stage."""
+    bpt = data.shape[1] * (data.shape[2] - 1)
+    every = max(1, steps // 10) * bpt
+    spec = StageSpec("bench", steps * bpt, bpt, 1e-3, 0.0, 1.0, 0.0, 1.0, every, 1)
+    val = [(data[0][:2, :-1], data[0][:2, 1:])]
+    on_metrics = (lambda pts: mirror.points("bench", pts)) if mirror is not None else None
+    tr = Trainer(model, spec, placement, FixedBatches(data), val, on_metrics)
+    tr.run()
+    if placement.device.type == "cuda":
+        torch.cuda.synchronize()
+    return tr.tokens / tr.train_seconds
+
+
+def tracking_overhead(model, data, steps: int, repeats: int, placement, tracker: str) -> tuple[float, float, float, str]:
+    """(median tokens/s without, with mirroring to ``tracker``, interleaved so load drifts hit both
+    alike; and the mirror thread's CPU seconds per second of tracked training, which load does not blur)."""
+    from ncalab.experiment.tracking import Destination, Mirror
+
+    notes: list[str] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        dest = Destination("e-bench", Path(tmp) / "experiment", Path(tmp), None)
+        mirror = Mirror([tracker], dest, notes.append)
+        mirrored_tokens_per_s(copy.deepcopy(model), data, 2, placement, mirror)  # the tracker starts (imports) here
+        time.sleep(0.5)
+        plain, tracked, cpu0 = [], [], mirror.cpu_seconds
+        for _ in range(repeats):
+            plain.append(mirrored_tokens_per_s(copy.deepcopy(model), data, steps, placement, None))
+            tracked.append(mirrored_tokens_per_s(copy.deepcopy(model), data, steps, placement, mirror))
+        time.sleep(0.5)  # the last batch is mirrored
+        cpu_share = (mirror.cpu_seconds - cpu0) / (repeats * steps * data.shape[1] * (data.shape[2] - 1) / statistics.mean(tracked))
+        mirror.close()
+    if mirror.failed or notes:
+        raise SystemExit(f"the {tracker} tracker failed: {'; '.join(notes)}")
+    return statistics.median(plain), statistics.median(tracked), cpu_share, f"{len(plain)} x {steps} steps"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=12)
@@ -88,9 +136,13 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--compile", action="store_true", help="torch.compile the ncalab model")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--dtype", default="auto", choices=("auto", "bf16", "fp32"), help="the ncalab loop's (runtime.dtype)")
+    ap.add_argument("--track", choices=("tensorboard", "mlflow", "wandb"), help="also time mirroring to this tracker")
+    ap.add_argument("--repeats", type=int, default=5, help="interleaved runs with and without --track")
+    ap.add_argument("--track-steps", type=int, default=40, help="steps of each run with and without --track")
     args = ap.parse_args()
 
-    placement = devices.choose(args.device, "auto")
+    placement = devices.choose(args.device, args.dtype)
     m = ModelConfig(n_layer=args.layers, d_model=args.d_model, n_head=args.heads)
     model = build_model(m, args.vocab, args.seq, seed=0)
     g = torch.Generator().manual_seed(0)
@@ -103,9 +155,20 @@ def main() -> None:
     print(f"  baseline (fp32 HF loop)   {base:12,.0f} tokens/s")
     print(f"  ncalab loop               {ours:12,.0f} tokens/s   (malloc tuning {'on' if tuned else 'off'}, compile {'on' if args.compile else 'off'})")
     print(f"  ratio                     {ours / base:12.2f}x")
-    print(json.dumps({"tokens_per_s": round(ours), "baseline_tokens_per_s": round(base), "ratio": round(ours / base, 3),
-                      "device": str(placement.device), "bf16": placement.amp_dtype is not None, "compile": args.compile,
-                      "d_model": args.d_model, "layers": args.layers}))
+    result = {"tokens_per_s": round(ours), "baseline_tokens_per_s": round(base), "ratio": round(ours / base, 3),
+              "device": str(placement.device), "bf16": placement.amp_dtype is not None, "compile": args.compile,
+              "d_model": args.d_model, "layers": args.layers}
+    if args.track:
+        g2 = torch.Generator().manual_seed(1)
+        tdata = torch.randint(0, args.vocab, (args.track_steps, args.batch, args.seq + 1), generator=g2)
+        plain, tracked, cpu, runs = tracking_overhead(model, tdata, args.track_steps, args.repeats, placement, args.track)
+        print(f"  without --track           {plain:12,.0f} tokens/s   (median of {runs})")
+        print(f"  with --track {args.track:<12} {tracked:12,.0f} tokens/s   overhead {1 - tracked / plain:+.2%} (target < 2%)")
+        print(f"  mirror thread CPU time    {cpu:12.3%} of the tracked training time")
+        result.update({"track": args.track, "untracked_tokens_per_s": round(plain), "tracked_tokens_per_s": round(tracked),
+                       "track_ratio": round(tracked / plain, 4), "track_overhead": round(1 - tracked / plain, 4),
+                       "track_cpu_share": round(cpu, 5)})
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -1,13 +1,11 @@
 """Downstream evaluation: pass@k, HumanEval execution, GSM8K answers and fine-tuning masks,
 BIG-bench Lite scoring and split, and `ncalab eval --task` end to end on real models and data."""
 
-import gzip
 import json
 import math
 import random
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from conftest import MICRO

@@ -62,7 +62,7 @@ def test_kill_9_marks_lost_and_resume_completes(tmp_path, capsys, code_corpus):
     store = RunStore(home)
     pid, run = wait_for(lambda: running_pid(store, exp_id))
     d = call_json(capsys, "runs", "show", exp_id, "--home", str(home))
-    assert d["status"] == "running" and any(r["pid"] == pid for r in d["runs"])
+    assert d["status"] == "running" and d["pid"] == pid and any(r["pid"] == pid for r in d["runs"])
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split(")")[-1].split()[0] == "Z")
     rows = call_json(capsys, "runs", "list", "--home", str(home))["experiments"]
@@ -82,7 +82,7 @@ def test_cancel_checkpoints_and_resume_completes(tmp_path, capsys, code_corpus):
     assert call_json(capsys, "runs", "cancel", exp_id, "--home", str(home))["status"] == "cancelled"
     run = store.get_run(run.id)
     assert run.status == "cancelled"
-    assert (store.run_dir(run) / "checkpoints" / "last" / "trainer_state.pt").exists()
+    assert (store.run_dir(run) / "checkpoints" / "last" / "trainer_state.json").exists()
     code = main(["runs", "cancel", exp_id, "--home", str(home)])
     assert code != 0 and "not running" in capsys.readouterr().err
     call_json(capsys, "runs", "resume", exp_id, "--home", str(home))

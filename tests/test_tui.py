@@ -3,6 +3,7 @@
 import asyncio
 import os
 
+import pytest
 
 from conftest import MICRO
 from ncalab.cli.main import main
@@ -44,6 +45,10 @@ def test_explore_plays_steps_and_loads_rules(tmp_path):
 
             assert screen.seed == 42 and (screen.query_one(GridView).grid == RuleBatch([42], [42], NCAConfig()).frames(1)[0, 0]).all()
             await pilot.press("n")
+            for _ in range(100):  # drawn in a worker thread
+                await pilot.pause(0.05)
+                if screen.seed != 42:
+                    break
             assert screen.seed != 42
             # invalid settings are refused in place, the rule keeps running
             screen.query_one("#shape").value = "13 12 10 2"
@@ -59,6 +64,83 @@ def test_explore_plays_steps_and_loads_rules(tmp_path):
             assert isinstance(app.screen, ExploreScreen)
 
     run(scenario())
+
+
+def _spec_score(seed: int) -> float:
+    """A rule's score as the spec defines it, measured afresh: its first 10 frames after the
+    burn-in, simulated alone."""
+    from ncalab.nca.config import NCAConfig
+    from ncalab.nca.engine import RuleBatch
+    from ncalab.nca.stream import score_window
+
+    cfg = NCAConfig()
+    return float(score_window(RuleBatch([seed], [seed], cfg).frames(cfg.score_frames), cfg)[0])
+
+
+async def _next_rule(pilot, screen, key: str) -> int:
+    before = screen.seed
+    await pilot.press(key)
+    for _ in range(400):  # drawn in a worker thread
+        await pilot.pause(0.02)
+        if screen.seed != before:
+            return screen.seed
+    raise AssertionError(f"{key!r} showed no new rule")
+
+
+def test_explore_opens_in_the_band_and_b_switches_to_any_rule(tmp_path):
+    async def scenario():
+        app = NcalabApp(home=tmp_path, seed=11, autoplay=False)
+        async with app.run_test(size=(100, 30)) as pilot:
+            screen = app.screen
+            for _ in range(400):
+                await pilot.pause(0.05)
+                if screen.batch is not None:
+                    break
+            first = screen.seed
+            assert 0.3 < _spec_score(first) < 0.4  # the code band, the default domain's
+            assert screen.rule_score == pytest.approx(_spec_score(first))
+            in_band = [first] + [await _next_rule(pilot, screen, "n") for _ in range(10)]
+            assert len(set(in_band)) == 11 and all(0.3 < _spec_score(s) < 0.4 for s in in_band)
+            info = _plain(screen.query_one("#draw-info"))
+            d = screen.drawer
+            assert "draws: in band 0.3-0.4" in info
+            assert f"{d.in_band_count / d.scored:.0%} of {d.scored:,} random rules score in 0.3-0.4" in info
+            assert d.scored >= 256 and d.in_band_count < d.scored / 2  # most random rules are not like these
+            anyone = [await _next_rule(pilot, screen, "b")] + [await _next_rule(pilot, screen, "n") for _ in range(9)]
+            assert "draws: any rule" in _plain(screen.query_one("#draw-info"))
+            # about 1 random rule in 10 scores in the code band: ten in a row inside has odds below 1e-9
+            assert any(not 0.3 < _spec_score(s) < 0.4 for s in anyone)
+            verdicts = _plain(screen.query_one("#stats"))
+            assert ("in band 0.3-0.4" in verdicts) == (0.3 < _spec_score(screen.seed) < 0.4)
+            await _next_rule(pilot, screen, "b")  # back to the band
+            assert 0.3 < _spec_score(screen.seed) < 0.4
+
+    run(scenario())
+
+
+def test_rule_draw_takes_exactly_the_rules_stage_1_would():
+    import numpy as np
+
+    from ncalab.errors import NcalabError
+    from ncalab.nca.bands import domain_band
+    from ncalab.nca.config import NCAConfig
+    from ncalab.nca.seeds import rule_seeds
+    from ncalab.nca.stream import FilteredSource
+    from ncalab.services.explore import RuleDraw
+
+    cfg, band = NCAConfig(), domain_band("code")
+    source = FilteredSource(cfg, band, 5, "train", batch_rules=128)
+    expected = np.concatenate([source.next_batch().rule_seeds for _ in range(2)])
+    draw = RuleDraw(cfg, band, 5, batch_rules=128)
+    assert [draw.next().rule_seed for _ in expected] == expected.tolist()
+    assert (draw.scored, draw.in_band_count) == (source.rules_scored, source.rules_accepted)
+    candidates = rule_seeds(5, "train", 0, 512).tolist()
+    following = draw.next(in_band=False)  # any rule: simply the next candidate of the stream
+    assert following.rule_seed == candidates[candidates.index(int(expected[-1])) + 1]
+    assert following.score == pytest.approx(_spec_score(following.rule_seed))
+    two_colours = RuleDraw(NCAConfig(alphabet=2), band, 5)  # two colours never reach the code band
+    with pytest.raises(NcalabError, match="none of 512 random rules with these settings scores in 0.3-0.4"):
+        two_colours.next(max_candidates=512)
 
 
 def test_runs_screen_lists_and_details_real_runs(tmp_path, code_corpus):
@@ -78,7 +160,7 @@ def test_runs_screen_lists_and_details_real_runs(tmp_path, code_corpus):
             table = screen.query_one("#table")
             assert table.row_count == 1
             await pilot.pause(0.5)
-            summary = str(screen.query_one("#summary").render())
+            summary = _plain(screen.query_one("#summary"))
             assert "ppl scratch" in summary and "completed" in summary
             await pilot.press("u")  # resume of a completed experiment: refused with a message
             await pilot.pause(0.5)
@@ -127,7 +209,7 @@ def test_launch_starts_a_background_job_that_shows_in_runs(tmp_path, code_corpus
             screen.query_one("#corpus").value = str(code_corpus)
             screen.query_one("#overrides").value = overrides
             await pilot.pause(0.5)
-            info = str(screen.query_one("#launch-info").render())
+            info = _plain(screen.query_one("#launch-info"))
             assert "16,384 NCA tokens" in info and "no estimate" in info
             await pilot.press("ctrl+s")
             for _ in range(50):
@@ -168,7 +250,7 @@ def test_families_draw_in_band_rules_and_save_a_preset(tmp_path):
             assert len(seeds) == 6
             scores = score_window(RuleBatch(seeds, seeds, screen.batch.cfg).frames(10), screen.batch.cfg)
             assert ((scores > 0.3) & (scores < 0.4)).all()
-            assert "random rules in 0.3-0.4" in str(screen.query_one("#histogram").render())
+            assert "random rules score in 0.3-0.4" in str(screen.query_one("#histogram").render())
             screen.query_one("#band").value = "0.5 0.2"
             await pilot.click("#band")
             await pilot.press("enter")
@@ -198,14 +280,18 @@ def test_command_palette_runs_actions(tmp_path):
             screen = app.screen
             while screen.batch is None:
                 await pilot.pause(0.05)
+            first = screen.seed
             await pilot.press("ctrl+p")
             await pilot.pause(0.2)
-            for ch in "new random rule":
+            for ch in "next rule":
                 await pilot.press("space" if ch == " " else ch)
             await pilot.pause(0.3)
             await pilot.press("enter")
-            await pilot.pause(0.3)
-            assert screen.seed != 3
+            for _ in range(100):
+                await pilot.pause(0.05)
+                if screen.seed != first:
+                    break
+            assert screen.seed != first
             await pilot.press("ctrl+p")
             for ch in "go to runs":
                 await pilot.press("space" if ch == " " else ch)
@@ -228,8 +314,13 @@ def test_keys_can_be_remapped_and_a_bad_keymap_is_ignored(tmp_path, monkeypatch)
             screen = app.screen
             while screen.batch is None:
                 await pilot.pause(0.05)
+            first = screen.seed
             await pilot.press("x")
-            assert (screen.seed != 3) == expect_remap
+            for _ in range(40):
+                await pilot.pause(0.05)
+                if screen.seed != first:
+                    break
+            assert (screen.seed != first) == expect_remap
 
     run(scenario(True))
     keys.write_text("[keys\nbroken")

@@ -1,4 +1,6 @@
-"""Snapshots of the main screens at 80x24 and 120x40 (pytest-textual-snapshot).
+"""Snapshots of the main screens at 80x24, 100x30 and 120x40 (pytest-textual-snapshot); the
+layout's promises (whole ids, statuses and results, labels with their values, the keys on
+screen) are asserted on the text in test_tui_layout.py.
 
 Regenerate after an intended change with `pytest tests/test_tui_snapshots.py --snapshot-update`
 and look at the SVGs before committing them.
@@ -8,7 +10,7 @@ import pytest
 
 from ncalab.tui.app import NcalabApp
 
-SIZES = [(80, 24), (120, 40)]
+SIZES = [(80, 24), (100, 30), (120, 40)]  # below 120 columns the narrow layouts
 
 
 async def _engine_loaded(pilot):
@@ -53,3 +55,14 @@ def test_explore_light_theme(snap_compare, tmp_path):
         await pilot.pause(0.2)
 
     assert snap_compare(NcalabApp(home=tmp_path, seed=7, autoplay=False), terminal_size=(80, 24), run_before=light)
+
+
+def test_getting_started(snap_compare, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))  # a first launch
+    async def explore_behind(pilot):
+        while pilot.app.screen_stack[0].batch is None:  # Explore under the getting-started screen
+            await pilot.pause(0.05)
+        await pilot.pause(0.2)
+
+    assert snap_compare(NcalabApp(home=tmp_path, seed=7, autoplay=False, welcome=True), terminal_size=(80, 24),
+                        run_before=explore_behind)

@@ -165,10 +165,16 @@ def plot(idents: Annotated[list[str], typer.Argument(help="Experiment or run ids
 
 @app.command()
 def export(idents: Annotated[list[str], typer.Argument(help="Experiment or run ids.")],
-           fmt: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv",
-           out: Annotated[Path | None, typer.Option("--out", help="File to write (default: stdout).")] = None,
+           fmt: Annotated[str, typer.Option("--format", help="csv, json, tensorboard or mlflow.")] = "csv",
+           out: Annotated[Path | None, typer.Option("--out", help="File to write (default: stdout); for tensorboard "
+                                                    "and mlflow a folder (default: the experiment's tensorboard "
+                                                    "folder; MLFLOW_TRACKING_URI or the store's mlflow.db).")] = None,
            home: Home = None) -> None:
-    """Every metric point, as CSV or JSON."""
+    """Every metric point, as CSV or JSON; or whole experiments to TensorBoard or MLflow."""
+    if fmt in svc.TRACKER_FORMATS:
+        for where in svc.export_to_tracker(_store(home), idents, fmt, out):
+            out_console.print(f"wrote {where}")
+        return
     text = svc.export(_store(home), idents, fmt)
     if out is None:
         typer.echo(text, nl=False)

@@ -46,3 +46,31 @@ def nca_config(height: int = _D.height, width: int = _D.width, alphabet: int = _
                dt: int = _D.dt, channel_wrap: bool = _D.channel_wrap, seq_len: int = _D.seq_len) -> NCAConfig:
     return NCAConfig(height=height, width=width, alphabet=alphabet, patch=patch, temperature=temperature,
                      identity_bias=identity_bias, burn_in=burn_in, dt=dt, channel_wrap=channel_wrap, seq_len=seq_len)
+
+
+# Where an experiment runs: this machine (torchrun for several processes) or a Slurm cluster.
+_S = "Scale-out"
+NProc = Annotated[int | None, typer.Option("--nproc", help="Processes (GPUs) per node; under torchrun on this machine.", rich_help_panel=_S)]
+Executor = Annotated[str | None, typer.Option("--executor", help="local (this machine's job queue) or slurm (through submitit).", rich_help_panel=_S)]
+Nodes = Annotated[int | None, typer.Option("--nodes", help="Slurm nodes.", rich_help_panel=_S)]
+GpusPerNode = Annotated[int | None, typer.Option("--gpus-per-node", help="Slurm tasks (GPUs) per node (the same as --nproc).", rich_help_panel=_S)]
+Partition = Annotated[str | None, typer.Option("--partition", help="Slurm partition.", rich_help_panel=_S)]
+TimeLimit = Annotated[str | None, typer.Option("--time", help="Slurm time limit, e.g. 12:00:00 (the job checkpoints and is requeued before it).", rich_help_panel=_S)]
+SlurmArg = Annotated[list[str] | None, typer.Option("--slurm-arg", help="Another sbatch setting KEY=VALUE (repeatable).", rich_help_panel=_S)]
+
+
+def scale_settings(nproc=None, executor=None, nodes=None, gpus_per_node=None, partition=None, time=None,
+                   slurm_arg=None) -> list[str]:
+    """The --set items the scale-out options stand for."""
+    out = []
+    if nproc is not None and gpus_per_node is not None and nproc != gpus_per_node:
+        from ncalab.errors import NcalabError
+
+        raise NcalabError("--nproc and --gpus-per-node are the same setting; give one")
+    for key, value in (("nproc", nproc if nproc is not None else gpus_per_node), ("executor", executor),
+                       ("nodes", nodes), ("partition", partition), ("time", time)):
+        if value is not None:
+            out.append(f"runtime.{key}={value}")
+    if slurm_arg:
+        out.append("runtime.slurm_args=" + ",".join(slurm_arg))
+    return out

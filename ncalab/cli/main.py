@@ -11,6 +11,7 @@ import typer
 
 from ncalab import __version__
 from ncalab.cli import browse, evaluate, nca, run, sweep
+from ncalab.cli.quiet import quiet_third_party, verbose_requested
 from ncalab.errors import NcalabError
 
 app = typer.Typer(
@@ -34,7 +35,9 @@ def _version(value: bool) -> None:
 def _root(
     ctx: typer.Context,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", help="Also show other libraries' progress bars, log lines and warnings (off: only ncalab's own output).")] = False,
 ) -> None:
+    quiet_third_party(verbose or verbose_requested())
     if ctx.invoked_subcommand is None:  # plain `ncalab`: the terminal lab
         from ncalab.tui.app import run_app
 

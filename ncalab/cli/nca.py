@@ -149,6 +149,29 @@ def generate(
 
 
 @app.command()
+def export(
+    path: Annotated[Path, typer.Argument(help="A corpus folder written by `ncalab nca generate`.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the dataset (parquet shards and a dataset card).")],
+    fmt: Annotated[str, typer.Option("--format", help="parquet (a Hugging Face dataset).")] = "parquet",
+    force: Annotated[bool, typer.Option("--force", help="Replace the export files in a non-empty --out.")] = False,
+    json_out: JsonFlag = False,
+) -> None:
+    """Write a corpus as a Hugging Face dataset: parquet shards (rule_seed, sim_seed, score, tokens)
+    and a README.md dataset card; `datasets.load_dataset("parquet", ...)` reads it, and
+    `ncalab run --set stage1.corpus=OUT` trains stage 1 on it."""
+    from ncalab.nca.parquet import export_parquet
+
+    if fmt != "parquet":
+        raise NcalabError(f"--format takes parquet, got {fmt!r}")
+    res = export_parquet(path, out, force=force)
+    if json_out:
+        emit_json(res)
+        return
+    counts = ", ".join(f"{n:,} {split}" for split, n in res["splits"].items())
+    out_console.print(f"wrote {counts} sequences in {res['files']} parquet files and a dataset card to {res['out']}")
+
+
+@app.command()
 def stats(
     path: Annotated[Path, typer.Argument(help="A corpus folder written by `ncalab nca generate`.")],
     split: Annotated[str, typer.Option("--split", help="train or val.")] = "train",

@@ -7,9 +7,26 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.table import Table
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ncalab.cli.common import JsonFlag, emit_json, err_console, out_console
+from ncalab.cli.common import (
+    Executor, GpusPerNode, JsonFlag, Nodes, NProc, Partition, SlurmArg, TimeLimit, emit_json, err_console, out_console,
+    scale_settings,
+)
+from ncalab.errors import NcalabError
+from ncalab.experiment.reporting import SilentReporter
+
+Track = Annotated[list[str] | None, typer.Option(
+    "--track", help="Mirror metrics, config and summary to tensorboard, mlflow or wandb (repeatable, or a,b); "
+    "the run store stays the record.")]
+
+
+def track_setting(track: list[str] | None) -> list[str]:
+    """--track values as a --set of runtime.track (validated with the rest of the config)."""
+    names = [n.strip() for t in track or [] for n in t.split(",") if n.strip()]
+    return [f"runtime.track={','.join(names)}"] if names else []
+
 
 def stage_labels(source: str) -> dict[str, str]:
     short = {"nca": "NCA", "dyck": "Dyck", "shuffle_dyck": "shuffle-Dyck", "text": "text"}.get(source, source)
@@ -41,13 +58,50 @@ class RichReporter:
 
     def note(self, text):
         self.bars.start()
-        self.bars.console.print(f"[dim]{text}[/]")
+        from rich.markup import escape
+
+        self.bars.console.print(f"[dim]{escape(text)}[/]")  # a path or an error may hold [brackets]
+
+
+class WarningReporter(SilentReporter):
+    """--json: stdout holds the JSON alone, warnings (a tracker that failed) still reach stderr."""
+
+    def note(self, text):
+        if text.startswith("warning:"):
+            err_console.print(text, markup=False, highlight=False)
 
 
 def _progress() -> Progress:
     return Progress(TextColumn("{task.description:<18}"), BarColumn(bar_width=28),
                     TextColumn("{task.completed:>11,}/{task.total:,} tok"), TimeElapsedColumn(), TimeRemainingColumn(),
                     TextColumn("{task.fields[info]}"), console=err_console)
+
+
+def print_plan(cfg, gpu: str, mfu: float, json_out: bool) -> None:
+    """Per stage: parameters, FLOPs, memory per GPU and time; refuse what cannot fit."""
+    from ncalab.display.summary import si
+    from ncalab.experiment.plan import nearest_fit, stage_plans
+
+    plans = stage_plans(cfg, gpu, mfu)
+    if json_out:
+        emit_json({"gpu": gpu, "mfu": mfu, "nproc": cfg.runtime.nproc, "parallel": cfg.runtime.parallel,
+                   "stages": [p.to_dict() for p in plans]})
+    else:
+        for p in plans:
+            t = Table(title=f"{p.stage}: {si(p.params)} parameters ({si(p.params_no_embeddings)} without embeddings), "
+                            f"{si(p.flops_per_token)} FLOPs/token x {si(p.tokens)} tokens = {si(p.flops)} FLOPs; "
+                            f"{p.hours:,.1f} h on {cfg.runtime.nproc} x {gpu} at MFU {mfu:g}")
+            t.add_column(f"memory per GPU (micro-batch {p.micro_batch}, {cfg.runtime.parallel})")
+            t.add_column("GiB", justify="right")
+            for part, b in p.memory.items():
+                t.add_row(part, f"{b / 2**30:,.2f}")
+            t.add_row("[bold]total[/]", f"[bold]{p.memory_total / 2**30:,.2f}[/]")
+            out_console.print(t)
+    bad = [p for p in plans if not p.fits]
+    if bad:
+        near = nearest_fit(cfg, gpu, mfu)
+        raise NcalabError(f"{bad[0].stage} needs {bad[0].memory_total / 2**30:,.1f} GiB per GPU, more than a {gpu} has"
+                          + (f"; nearest that fits: {near}" if near else "; nothing up to 64 GPUs fits"))
 
 
 def print_summary(s) -> None:
@@ -74,16 +128,31 @@ def run(
     print_config: Annotated[bool, typer.Option("--print-config", help="Print the resolved config and exit.")] = False,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Queue it as a background job and return at once.")] = False,
     max_jobs: Annotated[int | None, typer.Option("--max-jobs", help="Background jobs at once (stored; default 1 per GPU, 1 on CPU).")] = None,
+    track: Track = None,
+    nproc: NProc = None, executor: Executor = None, nodes: Nodes = None, gpus_per_node: GpusPerNode = None,
+    partition: Partition = None, time: TimeLimit = None, slurm_arg: SlurmArg = None,
+    plan: Annotated[bool, typer.Option("--plan", help="Print what each stage costs (parameters, FLOPs, memory per GPU, time) and whether it fits; run nothing.")] = False,
+    gpu: Annotated[str, typer.Option("--gpu", help="The GPU a --plan is for: h100, h200, a100, a100-40gb, l40s, a10, rtx4090, v100 or cpu.")] = "h100",
+    mfu: Annotated[float, typer.Option("--mfu", help="The model FLOPs utilisation a --plan assumes.")] = 0.4,
     json_out: JsonFlag = False,
 ) -> None:
     """Run one experiment: NCA pre-pre-training, transfer, language pre-training and the scratch baseline."""
     from ncalab.services.config import resolve_config
 
-    cfg = resolve_config(preset, scale, config, set_ or [], corpus=corpus, seed=seed, tokenizer=tokenizer,
+    sets = (set_ or []) + track_setting(track) + scale_settings(nproc, executor, nodes, gpus_per_node, partition, time,
+                                                                 slurm_arg)
+    cfg = resolve_config(preset, scale, config, sets, corpus=corpus, seed=seed, tokenizer=tokenizer,
                          reinit=reinit, device=device, home=home)
     if print_config:
         emit_json(cfg.to_dict())
         return
+    if plan:
+        print_plan(cfg, gpu, mfu, json_out)
+        return
+    if (cfg.runtime.nproc > 1 or cfg.runtime.executor != "local") and not detach:
+        detach = True  # several processes run under torchrun (or on a cluster), as a background job
+        where = "on the cluster" if cfg.runtime.executor != "local" else "under torchrun"
+        err_console.print(f"{cfg.runtime.world} processes: starting a background job {where}")
     from ncalab.services.experiments import run_experiment
     from ncalab.store import RunStore
 
@@ -103,7 +172,7 @@ def run(
             out_console.print(f"{exp.id} {state}; follow it with `ncalab runs tail {exp.id}`")
         return
     if json_out:
-        emit_json(run_experiment(cfg, store, name=name).to_dict())
+        emit_json(run_experiment(cfg, store, WarningReporter(), name=name).to_dict())
         return
     progress = _progress()
     try:

@@ -11,7 +11,11 @@ from rich import box
 from rich.table import Table
 
 from ncalab.cli.browse import Home, _store
-from ncalab.cli.common import JsonFlag, emit_json, err_console, out_console
+from ncalab.cli.common import (
+    Executor, GpusPerNode, JsonFlag, Nodes, NProc, Partition, SlurmArg, TimeLimit, emit_json, err_console, out_console,
+    scale_settings,
+)
+from ncalab.cli.run import Track, track_setting
 from ncalab.display.tables import SWEEP_LEGEND, status_cell, sweep_table
 from ncalab.errors import NcalabError
 
@@ -45,6 +49,9 @@ def sweep(
     home: Home = None,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Queue the members and return at once.")] = False,
     max_jobs: Annotated[int | None, typer.Option("--max-jobs", help="Background jobs at once (stored).")] = None,
+    track: Track = None,
+    nproc: NProc = None, executor: Executor = None, nodes: Nodes = None, gpus_per_node: GpusPerNode = None,
+    partition: Partition = None, time_limit: TimeLimit = None, slurm_arg: SlurmArg = None,
     json_out: JsonFlag = False,
 ) -> None:
     """Run a sweep: every setting of the grid, for each seed, as background jobs. Without
@@ -57,11 +64,17 @@ def sweep(
     from ncalab.services import sweeps
     from ncalab.services.config import resolve_config
 
-    base = resolve_config(preset, scale, config, set_ or [], corpus=corpus, device=device, home=home)
+    sets = (set_ or []) + track_setting(track) + scale_settings(nproc, executor, nodes, gpus_per_node, partition,
+                                                                time_limit, slurm_arg)
+    base = resolve_config(preset, scale, config, sets, corpus=corpus, device=device, home=home)
     store = _store(home)
     if max_jobs is not None:
         queue.set_max_jobs(store, max_jobs)
     made = sweeps.create(store, base, grid, _seed_list(seeds, seed_start), name, zipped=zipped)
+    if base.runtime.executor != "local":  # the members go to the cluster together, as one job array
+        from ncalab.jobs import slurm
+
+        slurm.submit(store, made["experiments"], base, parallelism=max_jobs or 0)
     queue.schedule(store)
     if not detach:
         _watch(store, made["sweep_id"], quiet=json_out)

@@ -7,6 +7,10 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
+import types
+import typing
 from typing import Any
 
 from ncalab.errors import NcalabError
@@ -84,12 +88,54 @@ def apply_overrides(cfg: Any, values: dict, path: str = "") -> Any:
                 unknown = set(v) - _fields(cur)
                 if unknown:
                     raise NcalabError(f"unknown config key {where + '.' + sorted(unknown)[0]!r}")
-                setattr(cfg, key, dataclasses.replace(cur, **v))
+                hints = _hints(type(cur))
+                setattr(cfg, key, dataclasses.replace(cur, **{k: _typed(f"{where}.{k}", x, hints.get(k, Any))
+                                                              for k, x in v.items()}))
             else:
                 apply_overrides(cur, v, where + ".")
         else:
-            setattr(cfg, key, v)
+            setattr(cfg, key, _typed(where, v, _hints(type(cfg)).get(key, Any)))
     return cfg
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _typed(where: str, value: Any, hint: Any) -> Any:
+    """`value` as the declared type of the setting, or a one-line error: values from a config
+    file (or a stored config) arrive untyped. An integral float is an int (`tokens = 2e6`)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        if value is None and type(None) in args:
+            return None
+        rest = [a for a in args if a is not type(None)]
+        return _typed(where, value, rest[0]) if len(rest) == 1 else value
+    if hint is bool:
+        ok = isinstance(value, bool)
+    elif hint is int:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif hint is str:
+        ok = isinstance(value, str)
+    elif origin is list:
+        if not isinstance(value, list):
+            raise NcalabError(f"{where} must be a list, got {_show(value)}")
+        return [_typed(f"{where}[{i}]", x, args[0] if args else Any) for i, x in enumerate(value)]
+    else:
+        return value  # any other type is the section's own validate()'s to check
+    if not ok:
+        raise NcalabError(f"{where} must be {'an' if hint is int else 'a'} {hint.__name__}, got {_show(value)}")
+    return value
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value, default=str, ensure_ascii=False)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def parse_value(text: str, current_value: Any) -> Any:

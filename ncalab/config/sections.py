@@ -23,6 +23,8 @@ STAGE1_SOURCES = ("nca", "dyck", "shuffle_dyck", "text")
 MATCH_CHOICES = ("tokens", "flops")
 # Downstream tasks (spec section 7) and lm-evaluation-harness.
 EVAL_TASKS = ("gsm8k", "humaneval", "bbl", "lm_eval")
+# Experiment trackers a run can mirror its metrics to (optional extras of the same names).
+TRACKERS = ("tensorboard", "mlflow", "wandb")
 
 
 @dataclass
@@ -54,6 +56,8 @@ class Stage1Config:
     match: str = "tokens"  # tokens: `tokens` of this source; flops: the FLOPs of `tokens` of match_source
     match_source: str | None = None  # the reference source of match = flops
     icl_sequences: int = 16  # held-out sequences for the in-context evaluation after stage 1; 0 = none
+    micro_batch_size: int = 0  # sequences per forward pass in each process (0 = its whole share); batch_size stays the global batch
+    stream: str = "auto"  # NCA: sequential (the filtered stream) | indexed (addressable, for several processes) | auto
 
 
 @dataclass
@@ -93,6 +97,7 @@ class Stage2Config:
     grad_clip: float = 1.0
     eval_every: int = 0  # tokens between evals; 0 = 10 evals per stage
     eval_tokens: int = 65_536  # held-out tokens per evaluation
+    micro_batch_size: int = 0  # sequences per forward pass in each process (0 = its whole share)
 
 
 @dataclass
@@ -109,6 +114,20 @@ class RuntimeConfig:
     dtype: str = "auto"  # auto (bf16 where supported) | bf16 | fp32
     compile: bool = False
     threads: int = 0  # CPU threads for torch; 0 = all cores
+    nproc: int = 1  # processes (GPUs) per node: torchrun on this node, or Slurm tasks per node
+    parallel: str = "ddp"  # ddp | fsdp (FSDP2: every decoder layer, then the root; hybrid across nodes)
+    executor: str = "local"  # local (this machine's job queue) | slurm | submitit-local (Slurm's path, here)
+    nodes: int = 1  # Slurm nodes
+    partition: str | None = None  # Slurm partition
+    time: str = "12:00:00"  # Slurm time limit; the job checkpoints and is requeued before it
+    slurm_args: list[str] = field(default_factory=list)  # more sbatch settings, KEY=VALUE
+    checkpoint_minutes: float = 30.0  # checkpoint at least this often (0: only at evaluations)
+
+    @property
+    def world(self) -> int:
+        return self.nproc * self.nodes
+    track: list[str] = field(default_factory=list)  # any of TRACKERS: mirror metrics there (the store stays the record)
+    track_dir: str | None = None  # where trackers write (default: the run folders; MLflow: the store's mlflow.db)
 
 
 @dataclass
@@ -201,6 +220,14 @@ class ExperimentConfig:
     def stage1_seq_len(self) -> int:
         return self.nca.seq_len
 
+    @property
+    def nca_stream(self) -> str:
+        """The NCA stream stage 1 reads: `stage1.stream`, with auto resolved (the addressable
+        stream when several processes share the work, else the filtered stream)."""
+        if self.stage1.stream != "auto":
+            return self.stage1.stream
+        return "indexed" if self.runtime.world > 1 else "sequential"
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -219,9 +246,41 @@ class ExperimentConfig:
                 raise NcalabError(f"{name} must be positive, got {v}")
         if not 0 < self.data.val_fraction < 1:
             raise NcalabError(f"data.val_fraction must be in (0, 1), got {self.data.val_fraction}")
+        self._validate_parallel()
         if self.runtime.dtype not in ("auto", "bf16", "fp32"):
             raise NcalabError(f"runtime.dtype must be auto, bf16 or fp32, got {self.runtime.dtype!r}")
+        bad = [t for t in self.runtime.track if t not in TRACKERS]
+        if bad:
+            raise NcalabError(f"unknown tracker {bad[0]!r}; --track takes {', '.join(TRACKERS)}")
         return self
+
+    def _validate_parallel(self) -> None:
+        r = self.runtime
+        if r.nproc < 1 or r.nodes < 1:
+            raise NcalabError(f"--nproc and --nodes must be at least 1, got {r.nproc} and {r.nodes}")
+        if r.executor not in ("local", "slurm", "submitit-local"):
+            raise NcalabError(f"--executor must be local or slurm, got {r.executor!r}")
+        if r.nodes > 1 and r.executor == "local":
+            raise NcalabError("several nodes need a cluster: add --executor slurm")
+        bad = [a for a in r.slurm_args if "=" not in a]
+        if bad:
+            raise NcalabError(f"--slurm-arg takes KEY=VALUE, got {bad[0]!r}")
+        if r.parallel not in ("ddp", "fsdp"):
+            raise NcalabError(f"runtime.parallel must be ddp or fsdp, got {r.parallel!r}")
+        if r.parallel == "fsdp" and r.world == 1:
+            raise NcalabError("FSDP shards the model over several processes, and this run has one; "
+                              "use --nproc N (or leave runtime.parallel at ddp)")
+        if self.stage1.stream not in ("auto", "sequential", "indexed"):
+            raise NcalabError(f"stage1.stream must be auto, sequential or indexed, got {self.stage1.stream!r}")
+        if r.world > 1 and self.stage1.stream == "sequential" and self.stage1.source == "nca":
+            raise NcalabError("the sequential NCA stream cannot be split over processes; use stage1.stream=indexed")
+        for name, section in (("stage1", self.stage1), ("stage2", self.stage2)):
+            if section.batch_size % r.world:
+                raise NcalabError(f"{name}.batch_size {section.batch_size} does not split over {r.world} processes")
+            share, micro = section.batch_size // r.world, section.micro_batch_size
+            if micro < 0 or (micro and share % micro):
+                raise NcalabError(f"{name}.micro_batch_size {micro} does not divide the {share} sequences each process "
+                                  f"takes of {name}.batch_size {section.batch_size}")
 
     def _validate_transfer(self) -> None:
         t = self.transfer

@@ -55,7 +55,8 @@ def build_token_arrays(corpus: Corpus, tokenizer, tokenizer_id: str, cache_dir: 
     folder = Path(cache_dir) / "tokens" / key
     if (folder / "meta.json").exists():
         try:
-            return np.load(folder / "train.npy", mmap_mode="r"), np.load(folder / "val.npy", mmap_mode="r")
+            return (np.load(folder / "train.npy", mmap_mode="r", allow_pickle=False),
+                    np.load(folder / "val.npy", mmap_mode="r", allow_pickle=False))
         except (OSError, ValueError):  # a damaged cache entry: rebuild it below
             shutil.rmtree(folder, ignore_errors=True)
 
@@ -191,6 +192,16 @@ class TokenBatches:
     def __next__(self) -> torch.Tensor:
         idx, self.epoch, self.index = take_in_epochs(self._order_of, self.epoch, self.index, self.batch_size)
         return torch.from_numpy(self.windows[idx].astype(np.int64))
+
+    def sequences(self, start: int, count: int) -> np.ndarray:
+        """Windows start .. start+count-1 of the endless stream (window g is order(g // n)[g % n]),
+        so any process can take any range of it."""
+        epoch, pos = np.divmod(np.arange(start, start + count, dtype=np.int64), len(self.windows))
+        rows = np.empty(count, dtype=np.int64)
+        for e in np.unique(epoch):
+            sel = epoch == e
+            rows[sel] = self._order_of(int(e))[pos[sel]]
+        return self.windows[rows].astype(np.int64)
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "index": self.index, "seed": self.seed, "seq_len": self.seq_len,

@@ -19,7 +19,7 @@ def si(x: float | None, unit: str = "") -> str:
     """1.23e+15 -> '1.23 P' (FLOPs, parameters)."""
     if x is None:
         return "-"
-    for factor, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+    for factor, prefix in ((1e21, "Z"), (1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
         if abs(x) >= factor:
             return f"{x / factor:.3g}{prefix}{unit}"
     return f"{x:.3g}{unit}"

@@ -230,16 +230,19 @@ class FineTune:
                           f"{sec.epochs:g} epochs at lr {sec.lr:g}")
         val = [(torch.from_numpy(inputs[: sec.batch_size]), torch.from_numpy(targets[: sec.batch_size]))]
         ctx.store.set_run_total(ctx.runs[self.kind].id, spec.steps * spec.tokens_per_step)
-        return Plan(model, spec, RowBatches(inputs, targets, sec.batch_size, seed=cfg.seed), val,
+        batches = RowBatches(inputs, targets, sec.batch_size, seed=cfg.seed, rank=ctx.world.rank, world=ctx.world.size)
+        return Plan(model, spec, batches, val,
                     model_compute(cfg.model, len(tok), length))
 
     def save(self, ctx, model, folder: Path) -> None:
         from transformers import AutoTokenizer
 
+        from ncalab.experiment.cards import save_card
         from ncalab.train import checkpoint
 
         checkpoint.save(folder, model)
         AutoTokenizer.from_pretrained(arm_model_folder(ctx, self.arm), local_files_only=True).save_pretrained(folder)
+        save_card(ctx, self.kind, folder)
 
     def trained(self, ctx, model) -> None:
         pass

@@ -7,6 +7,7 @@ live in `<NCALAB_HOME>/families.json`.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -26,14 +27,58 @@ def _path(home) -> Path:
 
 
 def load_families(home=None) -> dict[str, dict]:
+    """The saved families, each checked: a hand-edited or shared file that does not hold
+    families gives a one-line error naming the file and the family, not a crash later."""
     p = _path(home)
     if not p.exists():
         return {}
     try:
         data = json.loads(p.read_text())
-    except json.JSONDecodeError as e:
-        raise NcalabError(f"{p} is not valid JSON ({e.msg}); fix or delete it") from None
-    return data if isinstance(data, dict) else {}
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise NcalabError(f"{p} is not valid JSON ({getattr(e, 'msg', type(e).__name__)}); fix or delete it") from None
+    except OSError as e:
+        raise NcalabError(f"cannot read {p}: {e.strerror or e}") from None
+    if not isinstance(data, dict):
+        raise NcalabError(f"{p} does not hold families (a JSON object of name: family); fix or delete it")
+    for name, fam in data.items():
+        try:
+            _check(name, fam)
+        except NcalabError as e:
+            raise NcalabError(f"{p}: family {name[:40]!r}: {e}; fix or delete it") from None
+    return data
+
+
+def _check(name: str, fam) -> None:
+    """A stored family has a valid name, a built-in domain, a band and valid NCA settings."""
+    if not _NAME.match(name) or name in BUILTIN:
+        raise NcalabError("not a valid family name")
+    if not isinstance(fam, dict) or not {"domain", "band", "nca"} <= set(fam):
+        raise NcalabError("a family has a domain, a band and nca settings")
+    if fam["domain"] not in BUILTIN:
+        raise NcalabError(f"domain must be one of {', '.join(BUILTIN)}")
+    band = fam["band"]
+    if not (isinstance(band, list) and len(band) == 2 and all(_is_number(x) for x in band)):
+        raise NcalabError("band must be [lo, hi]")
+    Band(*band)
+    nca = fam["nca"]
+    if not isinstance(nca, dict):
+        raise NcalabError("nca must be an object of NCA settings")
+    defaults = NCAConfig().to_dict()
+    for key, value in nca.items():
+        if key not in defaults:
+            raise NcalabError(f"unknown NCA setting {key[:40]!r}")
+        default = defaults[key]
+        ok = isinstance(value, bool) if isinstance(default, bool) else (
+            _is_number(value) and (isinstance(value, int) or not isinstance(default, int)))
+        if not ok:
+            raise NcalabError(f"nca.{key} must be a {type(default).__name__}")
+    NCAConfig.from_dict(nca)
+
+
+def _is_number(x) -> bool:
+    if isinstance(x, bool):
+        return False
+    return isinstance(x, int) or (isinstance(x, float) and math.isfinite(x))
 
 
 def save_family(name: str, domain: str, band: Band, nca: NCAConfig, home=None) -> dict:

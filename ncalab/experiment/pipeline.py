@@ -19,11 +19,13 @@ from typing import Any
 
 from ncalab.config import ExperimentConfig
 from ncalab.errors import NcalabError
+from ncalab.experiment import cards, tracking
 from ncalab.experiment.reporting import Reporter, SilentReporter
 from ncalab.experiment.stages import IN_CONTEXT_METRICS, PIPELINE, Plan, TrainingStage
 from ncalab.experiment.summary import ExperimentSummary, StageCompute, compare, in_context_means
 from ncalab.train import checkpoint
 from ncalab.train import device as devices
+from ncalab.train.distributed import World, device_of
 from ncalab.train.loop import Trainer
 
 
@@ -43,11 +45,28 @@ class Context:
     reporter: Reporter
     should_stop: Callable[[], bool]
     cache: Path
+    world: World = field(default_factory=World)  # the processes training together (a world of one by default)
+    tracking: tracking.Mirror = field(default_factory=lambda: tracking.Mirror([], None, lambda text: None))
     _values: dict[str, Any] = field(default_factory=dict)
     _providers: dict[str, Callable[[Context], Any]] = field(default_factory=dict)
 
+    def log(self, run, points: list[dict]) -> None:
+        """Store a run's metric points, then mirror them to the trackers (which never blocks)."""
+        self.store.log_metrics(run.id, points)
+        self.tracking.points(run.kind, points)
+
     def put(self, name: str, value: Any) -> None:
         self._values[name] = value
+
+    def main_first(self, make: Callable[[], Any]) -> Any:
+        """Run `make` on the main process first (it fills caches: tokenizers, token arrays),
+        then on the others, which then find them made."""
+        if not self.world.main:
+            self.world.barrier()
+        value = make()
+        if self.world.main:
+            self.world.barrier()
+        return value
 
     def provide(self, name: str, make: Callable[[Context], Any]) -> None:
         """Register how to make a value; it is made when a stage first asks for it."""
@@ -62,6 +81,24 @@ class Context:
         return self._values[name]
 
 
+class _Follower:
+    """The store as a process other than the main one sees it: it reads, and its writes are
+    the main process's job (so they are skipped here)."""
+
+    WRITES = frozenset({"log_metrics", "heartbeat", "start_run", "finish_run", "finish_experiment", "set_summary",
+                        "adopt_run", "claim_run", "delete_metrics_after", "delete_metrics_named", "set_run_total",
+                        "add_eval_item", "set_meta", "requeue_experiment", "touch_experiment", "set_config",
+                        "reset_run", "delete_eval_items"})
+
+    def __init__(self, store):
+        self._store = store
+
+    def __getattr__(self, name: str):
+        if name in self.WRITES:
+            return lambda *args, **kwargs: None
+        return getattr(self._store, name)
+
+
 def cache_dir(store) -> Path:
     d = Path(store.home) / "cache"
     d.mkdir(parents=True, exist_ok=True)
@@ -69,16 +106,25 @@ def cache_dir(store) -> Path:
 
 
 def run(cfg: ExperimentConfig, store, exp_id: str, reporter: Reporter | None = None,
-        should_stop: Callable[[], bool] | None = None) -> ExperimentSummary | None:
+        should_stop: Callable[[], bool] | None = None, world: World | None = None) -> ExperimentSummary | None:
     """Run (or continue) a claimed experiment with its typed config: completed stages are
     skipped, an interrupted one continues from its checkpoint. Returns the summary, or None
-    if it was stopped (status cancelled)."""
-    placement = devices.choose(cfg.runtime.device, cfg.runtime.dtype)
+    if it was stopped (status cancelled).
+
+    Under torchrun every process runs this with its `world`: all train together, and only the
+    main process writes to the store, the run folders and the trackers."""
+    world = world or World()
+    placement = devices.choose(device_of(world, cfg.runtime.device), cfg.runtime.dtype)
     devices.tune_glibc_malloc()
     devices.set_threads(cfg.runtime.threads)
+    if not world.main:
+        store = _Follower(store)
     ctx = Context(cfg, store, exp_id, {r.kind: r for r in store.runs_of(exp_id)}, placement,
-                  reporter or SilentReporter(), should_stop or (lambda: False), cache_dir(store))
-    stage = None
+                  reporter or SilentReporter(), should_stop or (lambda: False), cache_dir(store), world)
+    if world.main:
+        ctx.tracking = tracking.start(cfg, store, exp_id, ctx.reporter.note)
+    ctx.tracking.config(cfg.to_dict())
+    stage, outcome = None, "failed"
     try:
         for stage in stages(cfg):
             if hasattr(stage, "measure"):
@@ -90,18 +136,54 @@ def run(cfg: ExperimentConfig, store, exp_id: str, reporter: Reporter | None = N
         stage = None
         summary = summarise(store, exp_id, placement.label, cfg)
         store.set_summary(exp_id, summary.to_dict())
+        ctx.tracking.summary(summary.to_dict())
+        if world.main:
+            cards.update_after_summary(ctx, summary)
         store.finish_experiment(exp_id, "completed")
+        outcome = "completed"
         return summary
     except Stopped:
         store.finish_experiment(exp_id, "cancelled")
+        outcome = "cancelled"
         return None
+    except SystemExit:
+        from ncalab.jobs.slurm import REQUEUE
+
+        if REQUEUE.is_set():  # Slurm's time limit or a preemption: the requeued job continues it
+            store.requeue_experiment(exp_id)
+            ctx.reporter.note("requeued at the time limit: the next job continues from the last checkpoint")
+            outcome = "requeued"
+        else:
+            store.finish_experiment(exp_id, "cancelled", error="the process was told to exit")
+            outcome = "cancelled"
+        raise
     except BaseException as e:
         error = str(e) if isinstance(e, NcalabError) else f"{type(e).__name__}: {e}"
         status = "cancelled" if isinstance(e, KeyboardInterrupt) else "failed"
+        if _peer_lost(ctx, e):  # torchrun ends the others when one process dies: resumable, like a kill
+            status, error = "lost", f"a process of the job died ({error.splitlines()[0][:200]})"
         if getattr(stage, "kind", None):
             store.finish_run(ctx.runs[stage.kind].id, status, error=error)
         store.finish_experiment(exp_id, status, error=error)
+        outcome = status
         raise
+    finally:
+        ctx.tracking.close(outcome)
+
+
+def _peer_lost(ctx: Context, e: BaseException) -> bool:
+    """A multi-process job that failed because another of its processes died: a collective
+    broke, or one did while the job was being stopped (torchrun signals the survivors)."""
+    if not ctx.world.distributed or isinstance(e, NcalabError):
+        return False
+    import torch.distributed as dist
+
+    # gloo reports a dead peer as a plain RuntimeError from its transport
+    broken = isinstance(e, RuntimeError) and any(s in str(e) for s in _BROKEN_LINK)
+    return isinstance(e, dist.DistError) or broken or bool(ctx.should_stop())
+
+
+_BROKEN_LINK = ("Connection reset by peer", "Connection closed by peer", "Broken pipe", "NCCL communicator was aborted")
 
 
 def stages(cfg: ExperimentConfig) -> list:
@@ -116,7 +198,7 @@ def _measure(ctx: Context, stage) -> None:
     """A stage that measures (an evaluation): its run is started, the stage works (it may stop
     between items), and the run is finished."""
     store, run = ctx.store, ctx.runs[stage.kind]
-    if run.status == "completed":
+    if run.status == "completed" or not ctx.world.main:  # evaluations run on the main process
         return
     store.start_run(run.id, os.getpid(), socket.gethostname(), ctx.placement.label)
 
@@ -126,6 +208,7 @@ def _measure(ctx: Context, stage) -> None:
             raise Stopped
 
     stage.measure(ctx, store.get_run(run.id), stopped)
+    ctx.tracking.points(stage.kind, store.metrics(run.id))
     store.finish_run(run.id, "completed")
     ctx.reporter.done(stage.kind, {})
 
@@ -140,9 +223,12 @@ def _train(ctx: Context, stage: TrainingStage) -> None:
     twin = _claim(ctx, run, stage)
     if twin is not None:
         src = store.run_dir(twin) / "model"
-        if src.is_dir():
+        if src.is_dir() and ctx.world.main:
             _link_tree(src, folder)
+        ctx.world.barrier()
         store.adopt_run(run.id, twin)
+        ctx.tracking.restart(stage.kind, -1)
+        ctx.tracking.points(stage.kind, store.metrics(run.id))
         ctx.reporter.note(f"{stage.kind}: identical to run {twin.id} of experiment {twin.experiment_id}; its result is reused")
         ctx.reporter.done(stage.kind, {})
         stage.completed(ctx, folder)
@@ -156,8 +242,11 @@ def _train(ctx: Context, stage: TrainingStage) -> None:
     if trainer.stopped:
         store.finish_run(run.id, "cancelled")
         raise Stopped
-    store.log_metrics(run.id, _end_points(trainer, result, plan))
-    stage.save(ctx, trainer.model, folder)
+    ctx.log(run, _end_points(trainer, result, plan))
+    full = trainer.full_model()  # a collective when the weights are sharded
+    if ctx.world.main:
+        stage.save(ctx, full, folder)
+    ctx.world.barrier()
     store.finish_run(run.id, "completed")
     ctx.reporter.done(stage.kind, {})
     stage.trained(ctx, trainer.model)
@@ -176,14 +265,25 @@ def _trainer(ctx: Context, kind: str, run, plan: Plan) -> Trainer:
         ctx.reporter.progress(kind, tokens, m)
 
     ckpt = store.run_dir(run) / "checkpoints"
-    trainer = Trainer(plan.model, plan.spec, ctx.placement, plan.batches, plan.validation,
-                      lambda pts: store.log_metrics(run.id, pts), progress, ckpt, ctx.cfg.runtime.compile, ctx.should_stop)
-    if (ckpt / "last" / checkpoint.STATE_FILE).exists():
-        trainer.restore(ckpt / "last")
+    batches = plan.batches
+    if ctx.placement.device.type == "cuda":  # make the next batches while the GPU works
+        from ncalab.train.batches import Prefetcher
+
+        batches = Prefetcher(batches)
+    trainer = Trainer(plan.model, plan.spec, ctx.placement, batches, plan.validation,
+                      lambda pts: ctx.log(run, pts), progress, ckpt, ctx.cfg.runtime.compile, ctx.should_stop,
+                      world=ctx.world, parallel=ctx.cfg.runtime.parallel,
+                      micro_batch_size=plan.micro_batch_size, checkpoint_every_s=ctx.cfg.runtime.checkpoint_minutes * 60)
+    found = checkpoint.find(ckpt / "last")  # where an interrupted save may have left it, too
+    if found is not None:
+        trainer.restore(found)
         store.delete_metrics_after(run.id, trainer.tokens)
-        ctx.reporter.note(f"{kind}: resuming from step {trainer.step} ({trainer.tokens:,} tokens)")
+        ctx.tracking.restart(kind, trainer.tokens)  # TensorBoard hides what it had after the checkpoint
+        earlier = "; an earlier ncalab's checkpoint, read without running code" if checkpoint.is_legacy(found) else ""
+        ctx.reporter.note(f"{kind}: resuming from step {trainer.step} ({trainer.tokens:,} tokens{earlier})")
     else:
         store.delete_metrics_after(run.id, -1)  # no checkpoint: the stage starts over, and so does its curve
+        ctx.tracking.restart(kind, -1)
     return trainer
 
 
@@ -202,6 +302,14 @@ def _end_points(trainer: Trainer, result: dict, plan: Plan) -> list[dict]:
 def _claim(ctx: Context, run, stage: TrainingStage):
     """None when this run must be trained (it is now marked running), or a completed identical
     run to take the result from; waits while another live job trains an identical run."""
+    if ctx.world.distributed:  # the main process decides; every process follows
+        decision = _claim_here(ctx, run, stage) if ctx.world.main else None
+        twin_id = ctx.world.broadcast(None if decision is None else decision.id)
+        return None if twin_id is None else ctx.store.get_run(twin_id)
+    return _claim_here(ctx, run, stage)
+
+
+def _claim_here(ctx: Context, run, stage: TrainingStage):
     from ncalab.jobs.queue import is_dead
 
     store, waited = ctx.store, False

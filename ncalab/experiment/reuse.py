@@ -20,6 +20,9 @@ from ncalab.config import ExperimentConfig
 from ncalab.experiment.sources import SOURCES, without_added
 
 EVALUATION_ONLY = ("icl_sequences",)
+# How the work is split (processes, micro-batches) changes floating-point rounding only, like
+# threads: a run on one process and the same run on eight share a key.
+HOW_SPLIT = ("micro_batch_size",)
 
 
 def _hash(parts: dict) -> str:
@@ -32,10 +35,13 @@ def run_keys(cfg: ExperimentConfig, placement) -> dict[str, str]:
     common = {"version": ncalab.__version__, "device": placement.device.type, "amp": str(placement.amp_dtype),
               "compile": cfg.runtime.compile, "seed": cfg.seed, "model": d["model"]}
     source = dict(SOURCES[cfg.stage1.source].reuse_settings(cfg))
-    section = {k: v for k, v in without_added(d["stage1"], "stage1").items() if k not in ("band", *EVALUATION_ONLY)}
+    d["stage1"]["stream"] = cfg.nca_stream  # "auto" is resolved: the stream decides the data
+    section = {k: v for k, v in without_added(d["stage1"], "stage1").items()
+               if k not in ("band", *EVALUATION_ONLY, *HOW_SPLIT)}
     section.update(source.pop("stage1", {}))  # the band, for NCA
     stage1 = {**common, "kind": "stage1", "stage1": section, **source}
-    scratch = {**common, "kind": "scratch", "data": d["data"], "stage2": d["stage2"]}
+    stage2 = {k: v for k, v in d["stage2"].items() if k not in HOW_SPLIT}
+    scratch = {**common, "kind": "scratch", "data": d["data"], "stage2": stage2}
     # the transferred run depends on all of it: its stage 1, the transfer, and the scratch settings
     nca = {**stage1, **scratch, "kind": "nca", "transfer": d["transfer"]}
     return {"stage1": _hash(stage1), "nca": _hash(nca), "scratch": _hash(scratch)}

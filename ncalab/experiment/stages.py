@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ncalab.experiment.compute import ModelCompute, model_compute
+from ncalab.experiment.plan import micro_batch_for
 from ncalab.experiment.sources import SOURCES, stage1_tokens
 from ncalab.train import checkpoint
 from ncalab.train.loop import StageSpec
@@ -33,6 +34,7 @@ class Plan:
     batches: object
     validation: list
     compute: ModelCompute
+    micro_batch_size: int = 0  # sequences per forward pass in each process (0: its whole share)
 
 
 class TrainingStage(Protocol):
@@ -63,9 +65,10 @@ class LanguageData:
         from ncalab.experiment import language
 
         cfg, s2 = ctx.cfg, ctx.cfg.stage2
-        lang = language.prepare(cfg.data.corpus, cfg.data.tokenizer, cfg.data.vocab_size, cfg.data.val_fraction,
-                                ctx.cache, train_tokens=int(s2.tokens * 1.05) + s2.seq_len * 64,
-                                val_tokens=s2.eval_tokens + s2.seq_len + 1, note=ctx.reporter.note)
+        lang = ctx.main_first(lambda: language.prepare(
+            cfg.data.corpus, cfg.data.tokenizer, cfg.data.vocab_size, cfg.data.val_fraction, ctx.cache,
+            train_tokens=int(s2.tokens * 1.05) + s2.seq_len * 64, val_tokens=s2.eval_tokens + s2.seq_len + 1,
+            note=ctx.reporter.note))
         ctx.put("language", lang)
         # cut into stage-2 windows when stage 2 first needs them (a bad stage-2 setting fails that run)
         ctx.provide("windows", lambda ctx: val_batches(lang.val, s2.seq_len, s2.batch_size, s2.eval_tokens))
@@ -82,19 +85,23 @@ class PrePreTraining:
     def plan(self, ctx) -> Plan:
         cfg, s1 = ctx.cfg, ctx.cfg.stage1
         source = SOURCES[s1.source]
-        data = source.open(cfg, ctx.cache, ctx.reporter.note)
+        data = ctx.main_first(lambda: source.open(cfg, ctx.cache, ctx.reporter.note, ctx.world))
         model = build_model(cfg.model, data.vocab_size, cfg.stage1_seq_len, seed=cfg.seed)
         ctx.reporter.note(f"model: {count_params(model, embeddings=False):,} parameters without embeddings; "
                           f"{ctx.placement.label}; stage 1 on {source.label}")
         spec = StageSpec.from_section("stage1", s1, s1.batch_size * cfg.stage1_seq_len, 8, total_tokens=stage1_tokens(cfg))
         return Plan(model, spec, data.batches, data.validation,
-                    model_compute(cfg.model, data.vocab_size, cfg.stage1_seq_len))
+                    model_compute(cfg.model, data.vocab_size, cfg.stage1_seq_len),
+                    micro_batch_for(ctx, "stage1", data.vocab_size, cfg.stage1_seq_len))
 
     def save(self, ctx, model, folder: Path) -> None:
         checkpoint.save(folder, model)
 
     def trained(self, ctx, model) -> None:
-        ctx.put("stage1_model", model.cpu())
+        if ctx.world.distributed:  # the trainer's model is wrapped or sharded: read the saved one
+            self.completed(ctx, ctx.store.run_dir(ctx.runs[self.kind]) / "model")
+        else:
+            ctx.put("stage1_model", model.cpu())
 
     def completed(self, ctx, folder: Path) -> None:
         ctx.provide("stage1_model", lambda ctx: checkpoint.load_model(folder))
@@ -109,19 +116,24 @@ class InContext:
     def run(self, ctx) -> None:
         cfg, store = ctx.cfg, ctx.store
         run = store.get_run(ctx.runs["stage1"].id)
-        if cfg.stage1.icl_sequences <= 0 or any(n.startswith(IN_CONTEXT_METRICS) for n in store.latest_metrics(run.id)):
+        if not ctx.world.main or cfg.stage1.icl_sequences <= 0 or any(n.startswith(IN_CONTEXT_METRICS) for n in store.latest_metrics(run.id)):
             return
         ctx.reporter.note(f"in-context evaluation of the stage-1 model on {cfg.stage1.icl_sequences} held-out sequences")
-        log_in_context(store, run, ctx.get("stage1_model"), cfg, ctx.placement)
+        log_in_context(store, run, ctx.get("stage1_model"), cfg, ctx.placement, log=ctx.log)
 
 
-def log_in_context(store, run, model, cfg, placement) -> list[dict]:
-    """Evaluate a stage-1 model in context and store the points in its run (replacing older ones)."""
+def log_in_context(store, run, model, cfg, placement, log=None) -> list[dict]:
+    """Evaluate a stage-1 model in context and store the points in its run (replacing older ones);
+    ``log(run, points)`` stores them instead when given (the pipeline's, which also mirrors them)."""
     model = model.to(placement.device)
     points = SOURCES[cfg.stage1.source].in_context_eval(model, cfg, placement)
     model.cpu()
     store.delete_metrics_named(run.id, IN_CONTEXT_METRICS)
-    store.log_metrics(run.id, [{**p, "tokens": run.tokens, "wall_time": 0.0} for p in points])
+    points_at = [{**p, "tokens": run.tokens, "wall_time": 0.0} for p in points]
+    if log is None:
+        store.log_metrics(run.id, points_at)
+    else:
+        log(run, points_at)
     return points
 
 
@@ -168,17 +180,22 @@ class LanguageTraining:
             model, kept = ctx.get("warm_start")
         else:
             model, kept = build_model(cfg.model, lang.vocab_size, s2.seq_len, seed=cfg.seed + 1), []
-        batches = LanguageBatches(TokenBatches(lang.train, s2.seq_len, s2.batch_size, seed=cfg.seed))
+        batches = LanguageBatches(TokenBatches(lang.train, s2.seq_len, s2.batch_size, seed=cfg.seed), ctx.world.rank,
+                                  ctx.world.size)
         spec = StageSpec.from_section(self.kind, s2, s2.batch_size * s2.seq_len, 10)
         if kept:
             spec = dataclasses.replace(spec, transferred=frozenset(kept), transferred_lr_scale=cfg.transfer.lr_scale,
                                        freeze_steps=int(cfg.transfer.freeze * spec.steps))
         return Plan(model, spec, batches, language_validation(ctx.get("windows")),
-                    model_compute(cfg.model, lang.vocab_size, s2.seq_len))
+                    model_compute(cfg.model, lang.vocab_size, s2.seq_len),
+                    micro_batch_for(ctx, "stage2", lang.vocab_size, s2.seq_len))
 
     def save(self, ctx, model, folder: Path) -> None:
+        from ncalab.experiment.cards import save_card
+
         checkpoint.save(folder, model)
         ctx.get("language").tokenizer.save_pretrained(folder)
+        save_card(ctx, self.kind, folder)  # README.md: what push_to_hub publishes
 
     def trained(self, ctx, model) -> None:
         pass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 from collections.abc import Iterator
@@ -14,6 +13,10 @@ from ncalab.jobs import queue
 def cancel(store, exp_id: str, wait: float = 120.0) -> str:
     exp = store.get_experiment(exp_id)
     if exp.status == "queued":
+        from ncalab.jobs import slurm
+
+        if slurm.job_of(store, exp_id) is not None:
+            slurm.cancel(store, exp_id)  # pending on the cluster
         store.finish_experiment(exp_id, "cancelled")
         return "cancelled"
     if exp.status != "running":
@@ -21,7 +24,12 @@ def cancel(store, exp_id: str, wait: float = 120.0) -> str:
     if not queue.pid_alive(exp.pid):
         queue.reap(store)
         raise NcalabError(f"the job of {exp_id} is gone; it is now marked lost (resume it with `ncalab runs resume`)")
-    os.kill(exp.pid, signal.SIGTERM)  # the job checkpoints, then marks itself cancelled
+    from ncalab.jobs import slurm
+
+    if slurm.job_of(store, exp_id) is not None:
+        slurm.cancel(store, exp_id)  # scancel (the job checkpoints on the signal Slurm sends first)
+    else:
+        queue.signal_job(exp.pid, signal.SIGTERM)  # the job checkpoints, then marks itself cancelled
     return queue.wait_until(store, exp_id, ("cancelled", "completed", "failed", "lost"), wait)
 
 
@@ -31,9 +39,23 @@ def resume(store, exp_id: str) -> str:
         raise NcalabError(f"experiment {exp_id} already completed; there is nothing to resume")
     if exp.status in ("running", "queued"):
         raise NcalabError(f"experiment {exp_id} is {exp.status}; only cancelled, failed or lost ones resume")
+    check_checkpoints(store, exp_id)
     store.requeue_experiment(exp_id)
+    store.set_meta(f"slurm:{exp_id}", "")  # a cluster experiment is submitted again
     started = queue.schedule(store)
     return "running" if exp_id in started else "queued"
+
+
+def check_checkpoints(store, exp_id: str) -> None:
+    """Refuse, before anything is queued, a checkpoint the job could not resume from: one that
+    would run code when loaded (a pickle planted in a shared run folder) or a damaged one."""
+    from ncalab.train import checkpoint
+
+    for run in store.runs_of(exp_id):
+        if run.status != "completed":
+            found = checkpoint.find(store.run_dir(run) / "checkpoints" / "last")
+            if found is not None:
+                checkpoint.check_readable(found)
 
 
 def follow_log(store, exp_id: str, follow: bool = True, poll: float = 0.5) -> Iterator[str]:

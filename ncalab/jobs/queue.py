@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from ncalab.errors import NcalabError
+from ncalab.jobs.entry import WORKER_MODULE
 
 # A job writes a heartbeat every HEARTBEAT_S; one silent for STALE_S is presumed gone when its
 # process cannot be checked (another host).
@@ -22,13 +23,9 @@ STALE_S = 120.0
 
 
 def default_max_jobs() -> int:
-    """One job per GPU, one on a CPU-only machine."""
-    try:
-        import torch
+    from ncalab.jobs.allocation import default_max_jobs as by_machine
 
-        return max(1, torch.cuda.device_count())
-    except Exception:  # noqa: BLE001
-        return 1
+    return by_machine()
 
 
 def max_jobs(store) -> int:
@@ -68,7 +65,10 @@ def is_dead(exp, now: float | None = None) -> bool:
 
 
 def reap(store) -> list[str]:
-    """Mark running experiments whose job is gone as lost (and their running runs)."""
+    """Mark running experiments whose job is gone as lost (and their running runs). A read-only
+    store (the TUI's reader) leaves that to its owner's writer, which reaps on a timer."""
+    if store.readonly:
+        return []
     lost = []
     for exp in store.list_experiments(status="running"):
         if is_dead(exp):
@@ -82,34 +82,120 @@ def log_path(store, exp_id: str) -> Path:
 
 
 def spawn(store, exp_id: str) -> int:
-    """Start the job process for an experiment, detached from this terminal; returns its pid."""
+    """Start the job process for an experiment, detached from this terminal; returns its pid.
+    An experiment with runtime.nproc > 1 starts under torchrun (torch's own elastic launcher),
+    on GPUs no other job holds."""
+    from ncalab.jobs.allocation import free_gpus, threads_for
+
     log = log_path(store, exp_id)
     log.parent.mkdir(parents=True, exist_ok=True)
+    nproc = _nproc(store, exp_id)
+    job = ["-m", WORKER_MODULE, "--home", str(store.home), exp_id]
+    if nproc > 1:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", *job]
+    else:
+        cmd = [sys.executable, *job]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(threads_for(store, nproc, starting=True))}
+    gpus = free_gpus(store, nproc)
+    if gpus:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpus))
+        store.set_meta(f"gpus:{exp_id}", ",".join(map(str, gpus)))
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "ncalab.cli.job", "--home", str(store.home), exp_id],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,  # survives the shell, the TUI and a closed terminal
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,  # survives the shell, the TUI and a closed terminal; a process group to signal
+            env=env,
         )
+    store.set_meta(f"spawned:{exp_id}", f"{proc.pid}:{_started_at(proc.pid)}")  # until it claims or exits, start no other
     return proc.pid
+
+
+def _started_at(pid: int) -> float:
+    """When a process started (a pid number alone may be reused by another process later)."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return 0.0
+
+
+def started(store, exp_id: str) -> None:
+    """The job started for this experiment has claimed it, or given up: forget it was starting."""
+    store.set_meta(f"spawned:{exp_id}", "")
+
+
+def _starting(store, exp) -> bool:
+    """A job was started for this queued experiment and is still alive, not yet claiming it
+    (importing torch takes seconds, far longer on a loaded machine)."""
+    mark = store.get_meta(f"spawned:{exp.id}")
+    if exp.status != "queued" or not mark:
+        return False
+    pid, _, started = mark.partition(":")
+    try:
+        return pid_alive(int(pid)) and _started_at(int(pid)) == float(started)
+    except ValueError:
+        return False
+
+
+def _nproc(store, exp_id: str) -> int:
+    try:
+        return int(store.get_experiment(exp_id).config["runtime"].get("nproc", 1))
+    except (KeyError, TypeError, ValueError):
+        return 1
+
+
+def signal_job(pid: int, sig: int) -> None:
+    """Signal a job: its whole process group when it leads one (a detached job, torchrun and its
+    workers), else the process alone (a foreground `ncalab run` in a shell's group)."""
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, sig)
+            return
+    except OSError:
+        pass
+    os.kill(pid, sig)
 
 
 def schedule(store) -> list[str]:
     """Start queued experiments, oldest first, while slots are free. Several processes may call
     this at once: a job claims its experiment atomically, so none runs twice."""
     reap(store)
-    free = max_jobs(store) - len(store.list_experiments(status="running"))
+    queued = list(reversed(store.list_experiments(status="queued")))
+    cluster = [e for e in queued if _executor(e) != "local"]
+    if cluster:
+        _submit_to_cluster(store, cluster)
+    running = [e for e in store.list_experiments(status="running") if _executor(e) == "local"]
+    local = [e for e in queued if _executor(e) == "local"]
+    starting = {e.id for e in local if _starting(store, e)}
+    free = max_jobs(store) - len(running) - len(starting)
     started = []
-    if free <= 0:
-        return started
-    for exp in reversed(store.list_experiments(status="queued")):
+    for exp in (e for e in local if e.id not in starting):
         if free <= 0:
             break
         spawn(store, exp.id)
         started.append(exp.id)
         free -= 1
     return started
+
+
+def _executor(exp) -> str:
+    try:
+        return exp.config["runtime"].get("executor", "local")
+    except (KeyError, TypeError, AttributeError):
+        return "local"
+
+
+def _submit_to_cluster(store, exps) -> None:
+    """Queued cluster experiments without a live Slurm job get one (a sweep's members submit
+    together, as one job array, when they are created)."""
+    from ncalab.jobs import slurm
+
+    for exp in exps:
+        if slurm.job_of(store, exp.id) is None:
+            from ncalab.config import ExperimentConfig, apply_overrides
+
+            slurm.submit(store, [exp.id], apply_overrides(ExperimentConfig(), exp.config))
 
 
 def wait_until(store, exp_id: str, statuses: tuple[str, ...], timeout: float) -> str:

@@ -210,7 +210,11 @@ class NCACorpus:
             if not f.exists() or f.stat().st_size != n * self.row * dtype.itemsize:
                 raise NcalabError(f"shard {f} is missing or has the wrong size")
             self._shards.append(np.memmap(f, dtype=dtype, mode="r", shape=(n, self.row)))
-            self._rules.append(np.load(self.path / sh["rules"]))
+            rules = self.path / sh["rules"]
+            try:
+                self._rules.append(np.load(rules, allow_pickle=False))  # plain numbers: never a pickle
+            except (OSError, ValueError) as e:
+                raise NcalabError(f"rules file {rules} cannot be read ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
         self._offsets = np.cumsum([0] + [len(s) for s in self._shards])
 
     def __len__(self) -> int:

@@ -79,7 +79,7 @@ def truncated_row(seed, tag, out):
             a += 1
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def truncated_normals(seeds, tag, n_params):
     """(B, n_params) standard normals truncated to [-2, 2], by rejection (exact, deterministic).
 
@@ -93,7 +93,7 @@ def truncated_normals(seeds, tag, n_params):
     return out
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def rule_weights(seeds, tag, c_in, n_col, h1, h2, scale1, scale2, scale3, channel_wrap):
     """The float32 weights ``rollout`` reads, straight from the seeds: the same draws, products
     and roundings as rules.make_rules followed by rules.effective_colour_kernel, without the
@@ -125,7 +125,7 @@ def rule_weights(seeds, tag, c_in, n_col, h1, h2, scale1, scale2, scale3, channe
     return eff, w2, w3
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def initial_states(sim_seeds, n_colours, n_cells, tag_z, tag_cell):
     """(B, n_cells) u8 grids: z ~ N(0, I_C) per trajectory, cells i.i.d. from softmax(z)."""
     out = np.empty((sim_seeds.shape[0], n_cells), dtype=np.uint8)
@@ -151,7 +151,7 @@ def initial_states(sim_seeds, n_colours, n_cells, tag_z, tag_cell):
     return out
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def patch_tokens(grids, height, width, patch, alphabet):
     """(B, F, H*W) u8 grids -> (B, F, (H/P)*(W/P)) int32 patch tokens (see nca.tokens)."""
     n_rules, n_frames, _ = grids.shape
@@ -261,7 +261,7 @@ def _hidden_cell(typingctx, tab_t, bias_t, r0_t, r1_t, r2_t, r3_t, r4_t, hid_t, 
     return sig, codegen
 
 
-@njit(parallel=True, cache=True, fastmath={"contract"})
+@njit(parallel=True, cache=True, nogil=True, fastmath={"contract"})
 def rollout(eff, w2, b1, b2, w3, b3, paired, rule_row, sim_seeds, state, height, width, nbr, active, frozen,
             t0, first_gap, dt, n_frames, temperature, identity_bias, span, step_tag, early_exit, out):
     """Advance the trajectories listed in ``active`` and record ``n_frames`` frames of each.

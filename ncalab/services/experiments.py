@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
 
 from ncalab.config import ExperimentConfig, apply_overrides
 from ncalab.errors import NcalabError
@@ -17,22 +18,16 @@ from ncalab.experiment import pipeline
 from ncalab.experiment.reporting import Reporter, SilentReporter
 from ncalab.experiment.reuse import run_keys
 from ncalab.experiment.summary import ExperimentSummary
+from ncalab.jobs.allocation import ThreadGovernor
 from ncalab.train import device as devices
 
-__all__ = ["Reporter", "SilentReporter", "config_of", "execute", "run_experiment", "submit"]
+__all__ = ["Reporter", "SilentReporter", "check", "config_of", "execute", "run_experiment", "submit"]
 
 
 def submit(cfg: ExperimentConfig, store, name: str | None = None, sweep_id: str | None = None):
     """Validate and record an experiment and its runs, all queued; returns the experiment.
     Nothing is stored when anything about it cannot work."""
-    cfg.validate()
-    placement = devices.choose(cfg.runtime.device, cfg.runtime.dtype)  # an impossible device fails now, not in the job
-    from ncalab.data.corpora import open_corpus
-
-    open_corpus(cfg.data.corpus)  # a missing or unreachable corpus fails before anything is stored
-    if cfg.stage1.source == "text":
-        open_corpus(cfg.stage1.corpus)
-    check_evaluations(cfg)
+    placement = check(cfg)
     keys = run_keys(cfg, placement)
     runs = [s for s in pipeline.stages(cfg) if hasattr(s, "kind")]
     totals = {s.kind: s.total_tokens(cfg) for s in runs}
@@ -40,6 +35,37 @@ def submit(cfg: ExperimentConfig, store, name: str | None = None, sweep_id: str 
     for s in runs:
         store.create_run(exp.id, s.kind, cfg.to_dict(), totals[s.kind], keys.get(s.kind))
     return exp
+
+
+def check(cfg: ExperimentConfig):
+    """What `submit` checks before it stores anything; returns the placement."""
+    cfg.validate()
+    cfg.stage1.stream = cfg.nca_stream  # fixed now: a resumed run reads the same stream on any number of processes
+    check_processes(cfg)
+    placement = devices.choose(cfg.runtime.device, cfg.runtime.dtype)  # an impossible device fails now, not in the job
+    from ncalab.data.corpora import open_corpus
+
+    open_corpus(cfg.data.corpus)  # a missing or unreachable corpus fails before anything is stored
+    if cfg.stage1.source == "text":
+        open_corpus(cfg.stage1.corpus)
+    check_evaluations(cfg)
+    return placement
+
+
+def check_processes(cfg: ExperimentConfig) -> None:
+    """Processes this machine can run (one per GPU, or CPU processes up to the cores), or a
+    cluster this machine can submit to."""
+    from ncalab.jobs import allocation, slurm
+
+    r = cfg.runtime
+    if r.executor != "local":
+        slurm.check_available(r.executor)
+        return
+    if r.nproc > 1:
+        gpus = allocation.gpus()
+        have, what = (gpus, "GPUs") if gpus and r.device != "cpu" else (allocation.cores(), "CPU cores")
+        if r.nproc > have:
+            raise NcalabError(f"--nproc {r.nproc} needs {r.nproc} {what}; this machine has {have}")
 
 
 def check_evaluations(cfg: ExperimentConfig) -> None:
@@ -57,7 +83,15 @@ def run_experiment(cfg: ExperimentConfig, store, reporter: Reporter | None = Non
     exp = submit(cfg, store, name)
     if not store.claim_experiment(exp.id, os.getpid(), socket.gethostname()):
         raise NcalabError(f"experiment {exp.id} was taken by another process")
-    summary = pipeline.run(cfg, store, exp.id, reporter)
+    stop = threading.Event()
+    if not cfg.runtime.threads:  # share the cores with the detached jobs running beside it
+        governor = ThreadGovernor(store.home)
+        governor.adjust(store)
+        governor.follow(stop)
+    try:
+        summary = pipeline.run(cfg, store, exp.id, reporter)
+    finally:
+        stop.set()
     if summary is None:
         raise NcalabError(f"experiment {exp.id} was stopped; `ncalab runs resume {exp.id}` continues it")
     return summary
@@ -68,6 +102,9 @@ def config_of(exp) -> ExperimentConfig:
     return apply_overrides(ExperimentConfig(), json.loads(exp.config_json))
 
 
-def execute(store, exp_id: str, reporter: Reporter | None = None, should_stop=None) -> ExperimentSummary | None:
-    """Run (or continue) a stored, claimed experiment: what a background job does."""
-    return pipeline.run(config_of(store.get_experiment(exp_id)).validate(), store, exp_id, reporter, should_stop)
+def execute(store, exp_id: str, reporter: Reporter | None = None, should_stop=None,
+            world=None) -> ExperimentSummary | None:
+    """Run (or continue) a stored, claimed experiment: what a background job does (each of
+    its processes, under torchrun)."""
+    cfg = config_of(store.get_experiment(exp_id)).validate()
+    return pipeline.run(cfg, store, exp_id, reporter, should_stop, world=world)

@@ -1,14 +1,16 @@
-"""Exploring rules: one rollout with its statistics, and complexity surveys of many rules."""
+"""Exploring rules: one rollout with its statistics, complexity surveys of many rules, and
+rules drawn one at a time from a complexity band (the TUI's Explore and Families screens)."""
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 
 from ncalab.errors import NcalabError
 from ncalab.nca.analysis import trajectory_stats
-from ncalab.nca.bands import bin_fractions
+from ncalab.nca.bands import Band, bin_fractions
 from ncalab.nca.complexity import score_tokens
 from ncalab.nca.config import NCAConfig
 from ncalab.nca.engine import RuleBatch
@@ -77,3 +79,67 @@ def complexity_survey(n_rules: int, seed: int, cfg: NCAConfig) -> dict:
         "mean": float(scores.mean()),
     }
 
+
+
+def rule_score(rule_seed: int, cfg: NCAConfig) -> float:
+    """A rule's gzip score as the band test takes it: its first score_frames recorded frames
+    after the burn-in, from the initial state of the same seed (what training filters on)."""
+    _check_seed("seed", rule_seed)
+    return float(score_window(RuleBatch([rule_seed], [rule_seed], cfg).frames(cfg.score_frames), cfg)[0])
+
+
+@dataclass(frozen=True)
+class Drawn:
+    rule_seed: int
+    score: float  # the band test's score (see rule_score)
+    in_band: bool
+
+
+class RuleDraw:
+    """Rules of one random stream, taken in order, one at a time: the next one in the band, or
+    the next one whatever it scores.
+
+    Candidate i is rule ``rule_seeds(stream, "train", i)``, scored exactly as training's
+    ``FilteredSource`` scores it, so "in band" here means what it means for stage 1. Every
+    candidate scored is counted, so the band's share of random rules is known as it goes.
+    """
+
+    def __init__(self, cfg: NCAConfig, band: Band, stream: int, batch_rules: int | None = None):
+        _check_seed("stream seed", stream)
+        self.cfg, self.band, self.stream = cfg, band, stream
+        # about 40k cells a batch: a few hundredths of a second at 12x12, the same work at 64x64
+        self.batch_rules = batch_rules or max(8, min(256, 40_000 // (cfg.height * cfg.width)))
+        self.scores: list[float] = []  # of every candidate scored, in stream order
+        self._waiting: deque[Drawn] = deque()  # scored, not yet handed out
+
+    @property
+    def scored(self) -> int:
+        return len(self.scores)
+
+    @property
+    def in_band_count(self) -> int:
+        return int(self.band.contains(np.asarray(self.scores)).sum()) if self.scores else 0
+
+    def score_more(self, n: int | None = None) -> None:
+        """Score the next n candidates (a batch by default)."""
+        seeds = rule_seeds(self.stream, "train", self.scored, n or self.batch_rules)
+        scores = score_window(RuleBatch(seeds, seeds, self.cfg).frames(self.cfg.score_frames), self.cfg)
+        inside = self.band.contains(scores)
+        self.scores.extend(scores.tolist())
+        self._waiting.extend(Drawn(int(s), float(v), bool(i)) for s, v, i in zip(seeds, scores, inside))
+
+    def next(self, in_band: bool = True, max_candidates: int = 4096) -> Drawn:
+        """The next candidate (in the band, or any); after ``max_candidates`` without one in
+        the band, a one-line error says the settings do not reach it."""
+        looked = 0
+        while True:
+            while self._waiting:
+                d = self._waiting.popleft()
+                looked += 1
+                if d.in_band or not in_band:
+                    return d
+            if looked >= max_candidates:
+                best = max(self.scores[-looked:])
+                raise NcalabError(f"none of {looked:,} random rules with these settings scores in {self.band.label()} "
+                                  f"(highest {best:.3f}); change the settings or draw any rule")
+            self.score_more()

@@ -68,7 +68,8 @@ def details(store, ident: str) -> dict:
             "started_at": r.started_at, "finished_at": r.finished_at, "heartbeat_at": r.heartbeat_at,
             "error": r.error, "folder": str(store.run_dir(r)), "latest_metrics": store.latest_metrics(r.id),
         })
-    return {**experiment_row(exp), "note": exp.note, "config": json.loads(exp.config_json),
+    return {**experiment_row(exp), "pid": exp.pid if exp.status == "running" else None,  # the job's process
+            "note": exp.note, "config": json.loads(exp.config_json),
             "summary": _summary(exp), "runs": runs}
 
 
@@ -113,10 +114,13 @@ def curves(store, idents: list[str], metric: str = "val_ppl", x: str = "tokens")
     return out
 
 
+TRACKER_FORMATS = ("tensorboard", "mlflow")  # `runs export` writes these through ncalab.experiment.tracking
+
+
 def export(store, idents: list[str], fmt: str) -> str:
     """Every metric point of the given experiments or runs, as CSV or JSON text."""
     if fmt not in ("csv", "json"):
-        raise NcalabError(f"--format must be csv or json, got {fmt!r}")
+        raise NcalabError(f"--format must be csv or json (or {' or '.join(TRACKER_FORMATS)}), got {fmt!r}")
     rows = []
     for ident in idents:
         runs = [store.get_run(ident)] if ident.startswith("r-") else store.runs_of(store.get_experiment(ident).id)
@@ -131,6 +135,20 @@ def export(store, idents: list[str], fmt: str) -> str:
     w.writeheader()
     w.writerows(rows)
     return buf.getvalue()
+
+
+def export_to_tracker(store, idents: list[str], fmt: str, out: Path | None = None) -> list[str]:
+    """Write whole experiments (a run id stands for its experiment) to TensorBoard event files
+    (under ``out``, default each experiment's tensorboard folder) or to MLflow (``out``/mlflow.db,
+    default MLFLOW_TRACKING_URI or the store's mlflow.db); returns where each went."""
+    from ncalab.experiment import tracking
+
+    if fmt not in TRACKER_FORMATS:
+        raise NcalabError(f"--format must be csv or json (or {' or '.join(TRACKER_FORMATS)}), got {fmt!r}")
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise NcalabError(f"--out {out} is a file; {fmt} writes into a folder")
+    exp_ids = list(dict.fromkeys(resolve_experiment(store, i).id for i in idents))
+    return tracking.export(store, exp_ids, fmt, Path(out) if out is not None else None)
 
 
 def write_text(path: Path, text: str) -> None:

@@ -8,6 +8,7 @@ transfer settings trains one stage 1 and one scratch model per seed.
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 
@@ -48,7 +49,8 @@ def _submit_missing(store, sweep, spec: dict) -> list[str]:
     base, grid = _base(spec), spec["grid"]
     have = _members(store, sweep.id, grid)
     todo = [(s, seed) for seed in spec["seeds"] for s in _settings(spec) if (setting_id(s), seed) not in have]
-    cfgs = [(s, apply_setting(base, s, seed)) for s, seed in todo]  # every member validated before one is stored
+    cfgs = [(s, apply_setting(base, s, seed)) for s, seed in todo]
+    _check_members(cfg for _, cfg in cfgs)  # every member can run before one is stored
     return [submit(cfg, store, name=setting_label(s), sweep_id=sweep.id).id for s, cfg in cfgs]
 
 
@@ -63,12 +65,25 @@ def create(store, base: ExperimentConfig, grid_items: list[str], seeds: list[int
     spec = {"preset": base.preset, "scale": base.scale, "base": base.to_dict(), "grid": grid, "seeds": list(seeds)}
     if zipped:
         spec["zip"] = True
-    for s in _settings(spec):  # validate every member before the sweep is stored
-        for seed in seeds:
-            apply_setting(base, s, seed)
+    # every member can run (config, device, corpora) before the sweep is stored
+    _check_members(apply_setting(base, s, seed) for s in _settings(spec) for seed in seeds)
     sweep = store.create_sweep(spec, name)
     created = _submit_missing(store, sweep, spec)
     return {"sweep_id": sweep.id, "experiments": created, "settings": len(_settings(spec)), "seeds": list(seeds)}
+
+
+def _check_members(cfgs) -> None:
+    """Raise what `submit` would for any member; each distinct device and corpus is checked once."""
+    from ncalab.services.experiments import check
+
+    seen = set()
+    for cfg in cfgs:
+        d = cfg.to_dict()
+        what = json.dumps([d["runtime"], d["data"]["corpus"], d["stage1"]["source"], d["stage1"]["corpus"], d["eval"]],
+                          sort_keys=True, default=str)
+        if what not in seen:
+            check(cfg)
+            seen.add(what)
 
 
 def _check_seeds(seeds: list[int]) -> None:

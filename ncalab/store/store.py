@@ -9,6 +9,9 @@ from tripping on "database is locked":
 
 Reads use plain deferred transactions: in WAL mode readers never block writers nor each other.
 Open a RunStore in each process (after fork/spawn), never share one across processes.
+
+``RunStore(home, readonly=True)`` only reads (a long-lived browser such as the TUI): SQLite opens
+the file read-only, nothing creates or upgrades the schema, and any write is refused.
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
-from sqlalchemy import Connection, Engine, delete, event, func, inspect, literal_column, select, text, update
+from sqlalchemy import URL, Connection, Engine, delete, event, func, inspect, literal_column, select, text, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, SQLModel, create_engine
@@ -98,18 +102,23 @@ def _none_to_nan(x: float | None) -> float:
 
 
 class RunStore:
-    def __init__(self, home: str | Path | None = None):
+    def __init__(self, home: str | Path | None = None, readonly: bool = False):
         self.home = Path(home if home is not None else default_home()).expanduser().resolve()
-        try:
-            self.home.mkdir(parents=True, exist_ok=True)
-        except OSError as e:  # e.g. home (or a parent) is a regular file, or no permission
-            raise NcalabError(f"cannot create the run store folder {self.home}: {e.strerror or e}") from None
+        self.readonly = readonly
         self.db_path = self.home / DB_NAME
+        if readonly:
+            if not self.db_path.is_file():
+                raise NcalabError(f"no run store at {self.home} yet")
+        else:
+            try:
+                self.home.mkdir(parents=True, exist_ok=True)
+            except OSError as e:  # e.g. home (or a parent) is a regular file, or no permission
+                raise NcalabError(f"cannot create the run store folder {self.home}: {e.strerror or e}") from None
         try:
             self._engine = self._make_engine()
             # Same pool and listeners; only marks its transactions as BEGIN IMMEDIATE.
             self._writer = self._engine.execution_options(**{_IMMEDIATE: True})
-            self._init_schema()
+            self._check_schema() if readonly else self._init_schema()
         except SQLAlchemyError as e:
             self._dispose()
             msg = str(getattr(e, "orig", None) or e).splitlines()[0]
@@ -121,7 +130,11 @@ class RunStore:
     # ---- engine and schema -------------------------------------------------------------------
 
     def _make_engine(self) -> Engine:
-        engine = create_engine(f"sqlite:///{self.db_path}", connect_args={"timeout": 30})
+        if self.readonly:  # SQLite's own read-only mode (a URI), so not even a stray write can happen
+            url = URL.create("sqlite", database="file:" + quote(str(self.db_path)), query={"mode": "ro", "uri": "true"})
+        else:
+            url = f"sqlite:///{self.db_path}"
+        engine = create_engine(url, connect_args={"timeout": 30})
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn, _record):
@@ -131,6 +144,10 @@ class RunStore:
             cur = dbapi_conn.cursor()
             # busy_timeout first: switching a new file to WAL itself needs a lock.
             cur.execute("PRAGMA busy_timeout=30000")
+            if self.readonly:  # the writers made it WAL; a reader only reads
+                cur.execute("PRAGMA query_only=ON")
+                cur.close()
+                return
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")  # safe in WAL; a crash loses at most the last commits
             cur.execute("PRAGMA foreign_keys=ON")
@@ -159,6 +176,19 @@ class RunStore:
                 stmt = sqlite_insert(StoreMeta).values(key="schema_version", value=str(SCHEMA_VERSION))
                 conn.execute(stmt.on_conflict_do_update(index_elements=["key"], set_={"value": str(SCHEMA_VERSION)}))
 
+    def _check_schema(self) -> None:
+        """A reader's check: the store is one this version reads as it is (no upgrade here)."""
+        with self._engine.connect() as conn:
+            version = self._read_version(conn)
+        if version is None:
+            raise NcalabError(f"{self.db_path} is not an ncalab run store")
+        if version > SCHEMA_VERSION:
+            raise NcalabError(f"the run store {self.db_path} was created by a newer ncalab (schema {version}, "
+                              f"this one knows {SCHEMA_VERSION}); upgrade ncalab")
+        if version < SCHEMA_VERSION:
+            raise NcalabError(f"the run store {self.db_path} has schema {version}, older than this ncalab's "
+                              f"{SCHEMA_VERSION}; any ncalab command that writes to it (e.g. `ncalab runs list`) upgrades it")
+
     @staticmethod
     def _read_version(conn: Connection) -> int | None:
         if not inspect(conn).has_table(StoreMeta.__tablename__):
@@ -177,6 +207,8 @@ class RunStore:
     @contextmanager
     def _write(self) -> Iterator[Session]:
         """A short write transaction (BEGIN IMMEDIATE), committed on exit, rolled back on error."""
+        if self.readonly:
+            raise NcalabError(f"the run store {self.db_path} is open read-only here")
         with Session(self._writer, expire_on_commit=False) as s, s.begin():
             yield s
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import queue
+import threading
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -73,23 +76,96 @@ def nca_validation(cfg: NCAConfig, band: Band, seed: int, n_sequences: int, batc
 
 
 class IndexedBatches:
-    """Batches of a stream in which sequence i is a pure function of i (Dyck sources): the
-    state is one integer, the index of the next sequence."""
+    """Batches of a stream in which sequence i is a pure function of i (Dyck, the addressable
+    NCA stream, language windows). Each step takes the next `batch_size` sequences (the global
+    batch); a process of a distributed run takes its own contiguous share of them. The state
+    is one integer, the index of the next global batch's first sequence, so a run resumed on
+    another number of processes continues the same stream."""
 
-    def __init__(self, make: Callable[[int, int], np.ndarray], batch_size: int):
-        self.make, self.batch_size = make, batch_size  # make(start, count) -> (count, L + 1) tokens
+    def __init__(self, make: Callable[[int, int], np.ndarray], batch_size: int, rank: int = 0, world: int = 1,
+                 example: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None):
+        if batch_size % world:
+            raise NcalabError(f"the batch of {batch_size} sequences does not split over {world} processes")
+        self.make, self.batch_size, self.rank, self.world = make, batch_size, rank, world
+        self.example = example  # (L + 1) tokens -> (inputs, targets); default: shift by one
         self.next_index = 0
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
-        seqs = torch.from_numpy(np.ascontiguousarray(self.make(self.next_index, self.batch_size), dtype=np.int64))
+        share = self.batch_size // self.world
+        seqs = np.ascontiguousarray(self.make(self.next_index + self.rank * share, share), dtype=np.int64)
         self.next_index += self.batch_size
-        return seqs[:, :-1], seqs[:, 1:]
+        if self.example is not None:
+            inputs, targets = self.example(seqs)
+            return torch.from_numpy(inputs), torch.from_numpy(targets)
+        t = torch.from_numpy(seqs)
+        return t[:, :-1], t[:, 1:]
 
     def state_dict(self) -> dict:
         return {"next_index": self.next_index}
 
     def load_state_dict(self, state: dict) -> None:
         self.next_index = int(state["next_index"])
+
+
+class Prefetcher:
+    """Makes the next batches of a stream in a background thread while the model trains on
+    the current one (the NCA engine, numba and zlib release the GIL), so a GPU does not wait
+    for data. The same batches in the same order. Its state is the stream's state before the
+    first batch not yet handed out, so a resumed run loses and repeats nothing."""
+
+    def __init__(self, batches, depth: int = 2):
+        self.batches = batches
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)  # (state before the batch, batch, error)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _produce(self) -> None:
+        try:
+            while not self._stop.is_set():
+                item = (self.batches.state_dict(), self.batches.next(), None)
+                while not self._stop.is_set():
+                    try:
+                        self._queue.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer, raised there
+            self._queue.put((None, None, e))
+
+    def next(self):
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._produce, daemon=True, name="ncalab-prefetch")
+            self._thread.start()
+        _, batch, error = self._queue.get()
+        if error is not None:
+            raise error
+        return batch
+
+    def state_dict(self) -> dict:
+        if self._thread is None:
+            return self.batches.state_dict()
+        while True:  # the producer always runs ahead: the next batch is queued or being made
+            with self._queue.mutex:
+                if self._queue.queue:
+                    before, _, error = self._queue.queue[0]
+                    if error is not None:
+                        raise error
+                    return before
+            time.sleep(0.001)
+
+    def load_state_dict(self, state: dict) -> None:
+        self.close()
+        self.batches.load_state_dict(state)
+
+    def close(self) -> None:
+        """Stop the producer and drop what it made ahead."""
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+            self._stop.clear()
+        while not self._queue.empty():
+            self._queue.get_nowait()
 
 
 def fixed_batches(seqs: np.ndarray, batch_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -102,9 +178,11 @@ class RowBatches:
     """Fine-tuning batches from fixed rows of (inputs, targets), loss-masked where targets are
     IGNORE_INDEX; epoch e visits the rows in the order default_rng((seed, e)).permutation."""
 
-    def __init__(self, inputs: np.ndarray, targets: np.ndarray, batch_size: int, seed: int):
+    def __init__(self, inputs: np.ndarray, targets: np.ndarray, batch_size: int, seed: int, rank: int = 0,
+                 world: int = 1):
         self.inputs, self.targets = np.asarray(inputs, dtype=np.int64), np.asarray(targets, dtype=np.int64)
         self.batch_size, self.seed = batch_size, int(seed)
+        self.rank, self.world = rank, world  # a process takes its share of every global batch
         self.epoch, self.index = 0, 0
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -114,6 +192,8 @@ class RowBatches:
             return np.random.default_rng((self.seed, epoch)).permutation(len(self.inputs))
 
         idx, self.epoch, self.index = take_in_epochs(order_of, self.epoch, self.index, self.batch_size)
+        share = self.batch_size // self.world
+        idx = idx[self.rank * share : (self.rank + 1) * share]
         return torch.from_numpy(self.inputs[idx]), torch.from_numpy(self.targets[idx])
 
     def state_dict(self) -> dict:
@@ -161,23 +241,20 @@ def pack_examples(examples: list[tuple[list[int], list[int]]], length: int, eos:
     return np.stack(rows_in), np.stack(rows_tg)
 
 
-class LanguageBatches:
-    """Stage-2 batches from a data.lm_data.TokenBatches stream: inputs and next-token targets."""
+class LanguageBatches(IndexedBatches):
+    """Language batches from a data.lm_data.TokenBatches stream: the same windows in the same
+    order, in every process's share of each global batch. Resumes from checkpoints of either
+    state format (one integer, or the older epoch and index)."""
 
-    def __init__(self, token_batches):
+    def __init__(self, token_batches, rank: int = 0, world: int = 1):
+        super().__init__(token_batches.sequences, token_batches.batch_size, rank, world)
         self.stream = token_batches
-        self._it = iter(token_batches)
-
-    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
-        b = next(self._it)
-        return b[:, :-1], b[:, 1:]
-
-    def state_dict(self) -> dict:
-        return self.stream.state_dict()
 
     def load_state_dict(self, state: dict) -> None:
-        self.stream.load_state_dict(state)
-        self._it = iter(self.stream)
+        if "next_index" not in state:  # written by ncalab 0.1: TokenBatches' own position
+            self.stream.load_state_dict(state)
+            state = {"next_index": self.stream.epoch * self.stream.windows_per_epoch + self.stream.index}
+        super().load_state_dict(state)
 
 
 def language_validation(windows: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -11,8 +11,11 @@ from pathlib import Path
 
 import torch
 
+from ncalab.errors import NcalabError
 from ncalab.train import checkpoint
 from ncalab.train.device import Placement
+from ncalab.nca.tokens import IGNORE_INDEX
+from ncalab.train.distributed import Parallel, World
 from ncalab.train.evaluate import evaluate, loss_sum
 from ncalab.train.schedule import warmup_cosine
 
@@ -95,11 +98,18 @@ class Trainer:
                  on_metrics: Callable[[list[dict]], None] | None = None,
                  on_progress: Callable[[int, dict], None] | None = None,
                  checkpoint_dir: Path | None = None, compile: bool = False,
-                 should_stop: Callable[[], bool] | None = None):
+                 should_stop: Callable[[], bool] | None = None, world: World | None = None,
+                 parallel: str = "ddp", micro_batch_size: int = 0, checkpoint_every_s: float = 0.0):
         self.spec, self.placement = spec, placement
+        self.world = world or World()
         self.model = model.to(placement.device)
         self.model.train()
-        self.forward_model = torch.compile(self.model) if compile else self.model
+        # the model as the loop runs it: itself, or wrapped for DDP / FSDP2 across processes
+        self.parallel = Parallel(self.model, self.world, parallel, placement.amp_dtype)
+        self.forward_model = torch.compile(self.parallel.module) if compile else self.parallel.module
+        self.micro_batch_size = micro_batch_size  # sequences per forward pass; 0 = the process's whole share
+        self.data_seconds = 0.0  # time spent waiting for batches
+        self.checkpoint_every_s = checkpoint_every_s  # also checkpoint this often (a cluster may end the job)
         self.batches, self.val_batches = batches, val_batches
         self.on_metrics = on_metrics or (lambda pts: None)
         self.on_progress = on_progress or (lambda tokens, m: None)
@@ -113,53 +123,109 @@ class Trainer:
         self.stopped = False
 
     def _eval(self, wall: float) -> dict:
-        res = evaluate(self.model, self.val_batches, self.placement)
+        # every process evaluates every held-out batch (FSDP's forward needs them all in step)
+        model = self.parallel.module if self.parallel.kind == "fsdp" else self.model
+        res = evaluate(model, self.val_batches, self.placement)
         pts = [{"name": k, "step": self.step, "tokens": self.tokens, "wall_time": wall, "value": v} for k, v in res.items()]
         self.on_metrics(pts)
         return res
 
+    def _step(self, inputs: torch.Tensor, targets: torch.Tensor, dev) -> float:
+        """Forward and backward of one step in micro-batches; returns the step's mean loss.
+
+        The loss is normalised by the target tokens of the whole global batch, so one process
+        with 8 micro-steps and 8 processes with one each compute the same gradient."""
+        micro = self.micro_batch_size or len(inputs)
+        count = self.world.sum(int((targets != IGNORE_INDEX).sum()))
+        scale = self.parallel.loss_scale
+        starts = range(0, len(inputs), micro)
+        total = None
+        for j, i in enumerate(starts):
+            with self.parallel.sync(last_micro_step=j == len(starts) - 1):
+                mi = inputs[i : i + micro].to(dev, non_blocking=True)
+                mt = targets[i : i + micro].to(dev, non_blocking=True)
+                with self.placement.autocast():
+                    loss_total, _ = loss_sum(self.forward_model, mi, mt)
+                loss = loss_total / max(count, 1)
+                (loss * scale if scale != 1.0 else loss).backward()
+            total = loss.detach() if total is None else total + loss.detach()
+        return self.world.sum(float(total))
+
     def save(self, path: Path) -> None:
-        checkpoint.save(path, self.model, self.optimizer, self.scheduler, step=self.step, tokens=self.tokens,
-                        data=self.batches.state_dict(), train_seconds=self.train_seconds, wall=self._wall())
+        extra = {"step": self.step, "tokens": self.tokens, "data": self.batches.state_dict(),
+                 "train_seconds": self.train_seconds, "wall": self._wall()}
+        if self.world.distributed:  # every process writes its shard (DCP); the main one the rest
+            from ncalab.train import sharded
+
+            sharded.save(path, self.model, self.optimizer, self.scheduler, self.world, self._plain_model, **extra)
+        else:
+            checkpoint.save(path, self.model, self.optimizer, self.scheduler, **extra)
+
+    def _plain_model(self):
+        """An unwrapped model of the same shape, on the CPU (for the full save_pretrained copy)."""
+        from transformers import AutoModelForCausalLM
+
+        return AutoModelForCausalLM.from_config(self.model.config)
+
+    def full_model(self):
+        """The trained model, whole and unwrapped, on the main process (a collective when the
+        weights are sharded); None on the other processes."""
+        if not self.world.distributed:
+            return self.model
+        from ncalab.train import sharded
+
+        state = sharded.full_model_state(self.model)
+        if not self.world.main:
+            return None
+        plain = self._plain_model()
+        plain.load_state_dict(state)
+        return plain
 
     def _wall(self) -> float:
         return time.perf_counter() - self._t_start if hasattr(self, "_t_start") else self.wall_offset
 
     def restore(self, path: Path) -> None:
         """Continue exactly from a checkpoint written by ``save``: weights, optimiser,
-        schedule, counters, data position and RNG."""
-        state = checkpoint.load_state(path)
-        weights = checkpoint.load_model(path).state_dict()
-        self.model.load_state_dict(weights)
-        self.optimizer.load_state_dict(state["optimizer"])
+        schedule, counters, data position and RNG. `path` may be where an interrupted save
+        left it: the newest complete copy is used."""
+        found = checkpoint.find(path)
+        if found is None:
+            raise NcalabError(f"no complete checkpoint at {path}")
+        from ncalab.train import sharded
+
+        if self.world.distributed or sharded.is_sharded(found):  # resharded to this run's processes
+            state = sharded.restore(found, self.model, self.optimizer, self.world)
+        else:
+            state = checkpoint.load_state(found)
+            weights = checkpoint.load_model(found).state_dict()
+            self.model.load_state_dict(weights)
+            self.optimizer.load_state_dict(state["optimizer"])
+            checkpoint.restore_rng(state)
         self.scheduler.load_state_dict(state["scheduler"])
         self.step, self.tokens = int(state["step"]), int(state["tokens"])
         self.train_seconds = float(state.get("train_seconds", 0.0))
         self.wall_offset = float(state.get("wall", 0.0))
         self.batches.load_state_dict(state["data"])
-        checkpoint.restore_rng(state)
 
     def run(self) -> dict:
         spec, dev = self.spec, self.placement.device
         evals = spec.eval_steps()
         self._t_start = t_start = time.perf_counter() - self.wall_offset
+        self._saved_at = time.perf_counter()
         last = {}
         if self.step == 0 and 0 in evals:
             last = self._eval(0.0)
         pending: list[dict] = []
         while self.step < spec.steps:
-            if self.should_stop():
+            if self.world.any(self.should_stop()):  # every process stops at the same step
                 self.stopped = True  # stop gracefully: checkpoint first, so a resume loses nothing
                 if self.checkpoint_dir is not None:
                     self.save(self.checkpoint_dir / "last")
                 break
             t0 = time.perf_counter()
-            inputs, targets = self.batches.next()
-            inputs, targets = inputs.to(dev, non_blocking=True), targets.to(dev, non_blocking=True)
-            with self.placement.autocast():
-                loss_total, count = loss_sum(self.forward_model, inputs, targets)
-            loss = loss_total / max(count, 1)
-            loss.backward()
+            inputs, targets = self.batches.next()  # this process's share of the global batch
+            self.data_seconds += time.perf_counter() - t0
+            loss_v = self._step(inputs, targets, dev)
             if spec.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), spec.grad_clip)
             lr = self.scheduler.get_last_lr()[0]
@@ -167,12 +233,12 @@ class Trainer:
             self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
             self.step += 1
-            self.tokens += inputs.numel()
+            step_tokens = inputs.numel() * self.world.size
+            self.tokens += step_tokens
             step_s = time.perf_counter() - t0
             self.train_seconds += step_s
             wall = time.perf_counter() - t_start
-            tps = inputs.numel() / step_s if step_s > 0 else 0.0
-            loss_v = float(loss.detach())
+            tps = step_tokens / step_s if step_s > 0 else 0.0
             pending += [
                 {"name": "train_loss", "step": self.step, "tokens": self.tokens, "wall_time": wall, "value": loss_v},
                 {"name": "lr", "step": self.step, "tokens": self.tokens, "wall_time": wall, "value": lr},
@@ -183,11 +249,14 @@ class Trainer:
                 pending = []
             if self.step in evals:
                 last = self._eval(wall)
-                if self.checkpoint_dir is not None:
-                    self.save(self.checkpoint_dir / "last")
+            due = self.checkpoint_every_s > 0 and time.perf_counter() - self._saved_at >= self.checkpoint_every_s
+            if self.checkpoint_dir is not None and (self.step in evals or self.world.any(due)):
+                self.save(self.checkpoint_dir / "last")
+                self._saved_at = time.perf_counter()
             self.on_progress(self.tokens, {"train_loss": loss_v, "tokens_per_s": tps, **last})
         if pending:
             self.on_metrics(pending)
         return {"tokens": self.tokens, "steps": self.step, "seconds": self._wall(),
+                "data_wait_fraction": self.data_seconds / self.train_seconds if self.train_seconds else 0.0,
                 "train_seconds": self.train_seconds,
                 "tokens_per_s": self.tokens / self.train_seconds if self.train_seconds else 0.0, **last}

@@ -8,13 +8,16 @@ from textual import work
 from textual.app import App
 from textual.binding import Binding
 
-from ncalab.tui.commands import NcalabCommands, load_keymap
+from ncalab.tui.commands import NcalabCommands, first_launch, load_keymap, mark_welcomed
 from ncalab.tui.screens.explore import ExploreScreen
 from ncalab.tui.screens.gallery import GalleryScreen
-from ncalab.tui.screens.help import HelpScreen
+from ncalab.tui.screens.help import GettingStartedScreen, HelpScreen
 from ncalab.tui.screens.launch import LaunchScreen
 from ncalab.tui.screens.runs import RunsScreen
 from ncalab.tui.screens.sweeps import SweepsScreen
+from ncalab.tui.stores import REAP_EVERY_S, AppStores
+
+WIDE = 120  # from this width, tables and their details sit side by side
 
 
 class NcalabApp(App):
@@ -24,39 +27,31 @@ class NcalabApp(App):
     MODES = {"explore": ExploreScreen, "families": GalleryScreen, "launch": LaunchScreen, "runs": RunsScreen,
              "sweeps": SweepsScreen}  # screens read home and seed from the app
     COMMANDS = App.COMMANDS | {NcalabCommands}
-    # every binding has an id, so ~/.config/ncalab/keys.toml can remap it ([keys] id = "key")
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (WIDE, "-wide")]  # screens get the class for their width
+    # Every binding has an id, so ~/.config/ncalab/keys.toml can remap it ([keys] id = "key").
+    # They show in the top line of each screen (NavBar), leaving the footer to the screen's keys.
     BINDINGS = [
-        Binding("e", "switch_mode('explore')", "Explore", id="go.explore"),
-        Binding("f", "switch_mode('families')", "Families", id="go.families"),
-        Binding("l", "switch_mode('launch')", "Launch", id="go.launch"),
-        Binding("r", "switch_mode('runs')", "Runs", id="go.runs"),
-        Binding("w", "switch_mode('sweeps')", "Sweeps", id="go.sweeps"),
-        Binding("question_mark", "help", "Help", id="help"),
-        Binding("q", "quit", "Quit", id="quit"),
+        Binding("e", "switch_mode('explore')", "Explore", id="go.explore", show=False),
+        Binding("f", "switch_mode('families')", "Families", id="go.families", show=False),
+        Binding("l", "switch_mode('launch')", "Launch", id="go.launch", show=False),
+        Binding("r", "switch_mode('runs')", "Runs", id="go.runs", show=False),
+        Binding("w", "switch_mode('sweeps')", "Sweeps", id="go.sweeps", show=False),
+        Binding("question_mark", "help", "Help", id="help", show=False),
+        Binding("q", "quit", "Quit", id="quit", show=False),
     ]
 
-    def __init__(self, home=None, seed: int = 0, autoplay: bool = True, draw_seed: int | None = None):
+    def __init__(self, home=None, seed: int | None = None, autoplay: bool = True, draw_seed: int | None = None,
+                 welcome: bool = False):
+        """``seed``: the random stream Explore draws rules from (None: a fresh one each launch);
+        ``welcome``: show the getting-started screen if this user has never seen it."""
         super().__init__()
         self.home = home
         self.seed = seed
         self.draw_seed = draw_seed
+        self.welcome = welcome
+        self.stores = AppStores(home)  # one reader and one writer for every screen, closed on exit
         self.prefetched_runs: list[dict] | None = None
         self.autoplay = autoplay  # tests and snapshots start paused, so frames are deterministic
-        # Textual re-parses every stylesheet source whenever a new widget class first mounts, and
-        # its parse cache (64 entries) is smaller than this app's ~80 sources, so each screen's
-        # first open re-tokenised all of them (0.23 s for Runs). A larger cache makes it a lookup.
-        cache = getattr(self.stylesheet, "_parse_cache", None)
-        if hasattr(cache, "grow"):
-            cache.grow(512)
-
-    def switch_mode(self, mode: str):
-        # A screen opened for the first time is styled as it mounts, yet Textual also refreshes
-        # the whole app's CSS for it (twice, and dropping its parse cache): 0.25 s on Runs. Mark
-        # new screens as current with the app's CSS so only the real theme changes refresh it.
-        factory = self._modes.get(mode)
-        if mode not in self._screen_stacks and isinstance(factory, type) and hasattr(self, "_css_update_count"):
-            self._modes[mode] = lambda: _styled(factory, self._css_update_count)
-        return super().switch_mode(mode)
 
     def on_mount(self) -> None:
         keymap, error = load_keymap()
@@ -65,7 +60,14 @@ class NcalabApp(App):
         if error:
             self.notify(error, severity="warning")
         self.switch_mode("explore")
+        if self.welcome and first_launch():
+            self.action_getting_started()
+            mark_welcomed()
         self.warm_imports()
+        self.set_interval(REAP_EVERY_S, self.reap_jobs)
+
+    def on_unmount(self) -> None:
+        self.stores.close()
 
     @work(thread=True, group="warm-imports")
     def warm_imports(self) -> None:
@@ -77,22 +79,31 @@ class NcalabApp(App):
         import ncalab.jobs.queue  # noqa: F401
         from ncalab.errors import NcalabError
         from ncalab.services.runs import list_rows
-        from ncalab.store import RunStore
 
         try:
-            self.prefetched_runs = list_rows(RunStore(self.home))
+            self.stores.reap()
+            store = self.stores.reader()
+            if store is not None:
+                self.prefetched_runs = list_rows(store)
         except NcalabError:
             pass  # Runs explains a store it cannot open when it is opened
+
+    @work(thread=True, exclusive=True, group="reap")
+    def reap_jobs(self) -> None:
+        """Mark jobs whose process is gone as lost: a write, so on a timer, never per refresh."""
+        from ncalab.errors import NcalabError
+
+        try:
+            self.stores.reap()
+        except NcalabError:
+            pass  # no usable store: the screens say why
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
 
-
-def _styled(factory, count):
-    screen = factory()
-    screen._css_update_count = count
-    return screen
+    def action_getting_started(self) -> None:
+        self.push_screen(GettingStartedScreen())
 
 
 def run_app(home=None) -> None:
-    NcalabApp(home=home).run()
+    NcalabApp(home=home, welcome=True).run()

@@ -18,7 +18,8 @@ COMMANDS: list[tuple[str, str | None, str]] = [
     ("Go to Sweeps", None, "switch_mode('sweeps')"),
     ("Explore: play / pause", "explore", "toggle_play"),
     ("Explore: single step", "explore", "step"),
-    ("Explore: new random rule", "explore", "new_rule"),
+    ("Explore: next rule (from the band, or any rule)", "explore", "new_rule"),
+    ("Explore: draw from the band / any rule", "explore", "toggle_band"),
     ("Explore: faster", "explore", "faster"),
     ("Explore: slower", "explore", "slower"),
     ("Families: draw rules again", "families", "draw"),
@@ -36,6 +37,7 @@ COMMANDS: list[tuple[str, str | None, str]] = [
     ("Sweeps: resume the failed or cancelled members of the selected sweep", "sweeps", "resume"),
     ("Sweeps: cancel the selected sweep (queued and running members)", "sweeps", "cancel"),
     ("Help: keys of every screen", None, "help"),
+    ("Getting started", None, "getting_started"),
     ("Toggle dark / light theme", None, "toggle_dark"),
     ("Quit", None, "quit"),
 ]
@@ -62,11 +64,28 @@ class NcalabCommands(Provider):
                 yield Hit(score, matcher.highlight(title), partial(self._run, mode, action))
 
 
+def config_dir() -> Path:
+    """~/.config/ncalab, or $XDG_CONFIG_HOME/ncalab: the user's settings, not the run store's."""
+    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "ncalab"
+
+
 def keymap_path() -> Path:
     if os.environ.get("NCALAB_KEYS"):
         return Path(os.environ["NCALAB_KEYS"])
-    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
-    return base / "ncalab" / "keys.toml"
+    return config_dir() / "keys.toml"
+
+
+def first_launch() -> bool:
+    """True until the getting-started screen has been shown once (a marker file says it was)."""
+    return not (config_dir() / "welcomed").exists()
+
+
+def mark_welcomed() -> None:
+    try:
+        config_dir().mkdir(parents=True, exist_ok=True)
+        (config_dir() / "welcomed").write_text("the getting-started screen was shown; delete this file to see it again\n")
+    except OSError:
+        pass  # a read-only home: it shows again next time, nothing worse
 
 
 def load_keymap(path: Path | None = None) -> tuple[dict[str, str], str | None]:
@@ -76,7 +95,7 @@ def load_keymap(path: Path | None = None) -> tuple[dict[str, str], str | None]:
         return {}, None
     try:
         data = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, OSError) as e:
+    except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError) as e:
         return {}, f"ignoring {path}: {e}"
     keys = data.get("keys", {})
     if not isinstance(keys, dict) or not all(isinstance(v, str) for v in keys.values()):

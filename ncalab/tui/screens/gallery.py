@@ -7,30 +7,17 @@ import numpy as np
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Grid, Horizontal, Vertical
+from textual.containers import Grid, Horizontal, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
+from textual.widgets import Button, Footer, Input, Label, Select, Static
 
 from ncalab.errors import NcalabError
+from ncalab.tui.text import histogram_text
 from ncalab.tui.widgets.grid_view import GridView
+from ncalab.tui.widgets.nav_bar import NavBar
 
 N_SHOWN = 6
 SURVEY = 2000  # random rules behind the histogram
-
-
-def histogram_text(scores: np.ndarray, lo: float, hi: float, bins: int = 14, width: int = 24) -> str:
-    """A sideways histogram of scores in [0, 0.7] (bins of 0.05, so band edges fall on bin
-    edges); bins inside the band are highlighted."""
-    counts, edges = np.histogram(scores, bins=bins, range=(0.0, 0.7))
-    top = max(int(counts.max()), 1)
-    lines = []
-    for c, a, b in zip(counts, edges, edges[1:]):
-        inside = a >= lo - 1e-9 and b <= hi + 1e-9
-        bar = "█" * max(0, round(c / top * width))
-        lines.append(f"{a:4.2f} {'[b green]' if inside else '[dim]'}{bar}[/] {c}")
-    frac = float(((scores > lo) & (scores < hi)).mean())
-    lines.append(f"{frac:.1%} of {len(scores):,} random rules in {lo:g}-{hi:g}")
-    return "\n".join(lines)
 
 
 class GalleryScreen(Screen):
@@ -44,9 +31,9 @@ class GalleryScreen(Screen):
         self.scores: np.ndarray | None = None
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield NavBar("families")
         with Horizontal(id="gallery"):
-            with Vertical(id="gallery-side"):
+            with VerticalScroll(id="gallery-side"):
                 yield Label("domain")
                 yield Select([("code (0.3-0.4)", "code"), ("math (0.5+)", "math"), ("web (0.5+)", "web"),
                               ("custom band", "custom")], value="code", allow_blank=False, id="domain")
@@ -108,22 +95,23 @@ class GalleryScreen(Screen):
     @work(thread=True, exclusive=True, group="gallery-draw")
     def draw(self, band, cfg) -> None:
         from ncalab.nca.engine import RuleBatch
-        from ncalab.nca.seeds import rule_seeds
-        from ncalab.nca.stream import score_window
+        from ncalab.services.explore import RuleDraw
 
         fixed = getattr(self.app, "draw_seed", None)  # tests and snapshots draw the same rules
         stream = fixed if fixed is not None else int(np.random.default_rng().integers(0, 2**31))
-        seeds = rule_seeds(stream, "train", 0, SURVEY)
-        scores = score_window(RuleBatch(seeds, seeds, cfg).frames(cfg.score_frames), cfg)
-        inside = seeds[band.contains(scores)][:N_SHOWN]
-        batch = RuleBatch(inside, inside, cfg) if len(inside) else None
+        rules = RuleDraw(cfg, band, stream)
+        rules.score_more(SURVEY)  # the histogram's rules; the first in band are shown
+        inside = []
+        while len(inside) < min(N_SHOWN, rules.in_band_count):
+            inside.append(rules.next().rule_seed)
+        batch = RuleBatch(inside, inside, cfg) if inside else None
         if batch is not None:
             batch.frames(1)
-        self.app.call_from_thread(self._show, batch, scores, band, cfg, len(inside))
+        self.app.call_from_thread(self._show, batch, np.asarray(rules.scores), band, cfg, len(inside))
 
     def _show(self, batch, scores, band, cfg, found: int) -> None:
         self.batch, self.scores = batch, scores
-        self.query_one("#histogram", Static).update(histogram_text(scores, band.lo, band.hi))
+        self.query_one("#histogram", Static).update(histogram_text(scores, band.lo, band.hi, width=14))
         for i in range(N_SHOWN):
             self.query_one(f"#g{i}", GridView).set_alphabet(cfg.alphabet)
         note = "" if found == N_SHOWN else f" (only {found} of {SURVEY:,} rules are in this band)"

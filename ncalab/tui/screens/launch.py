@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
+from textual.widgets import Button, Footer, Input, Label, Select, Static
 
 from ncalab.errors import NcalabError
+from ncalab.tui.text import Pairs
+from ncalab.tui.widgets.nav_bar import NavBar
 
 PRESETS = ("code", "math", "web")
 SCALES = ("tiny", "small", "paper")
@@ -19,6 +22,8 @@ def _estimate(store, cfg) -> str:
     """Time on this machine from the speed of earlier stages with the same model shape."""
     from ncalab.config.keys import flatten
 
+    if store is None:
+        return "no finished run of this model shape yet: no estimate"
     shape = (cfg.model.n_layer, cfg.model.d_model, cfg.model.n_head)
     speeds: dict[str, list[float]] = {}
     for exp in store.list_experiments(status="completed", limit=50):
@@ -39,9 +44,9 @@ class LaunchScreen(Screen):
     BINDINGS = [Binding("ctrl+s", "start", "Start in background", id="launch.start")]
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield NavBar("launch")
         with Horizontal(id="launch"):
-            with Vertical(id="launch-form"):
+            with VerticalScroll(id="launch-form"):
                 yield Label("preset (target domain)")
                 yield Select([(p, p) for p in self._presets()], value="code", allow_blank=False, id="preset")
                 yield Label("scale")
@@ -52,6 +57,10 @@ class LaunchScreen(Screen):
                 yield Input("0", id="seed", type="integer")
                 yield Label("overrides, e.g. stage1.lr=3e-4 nca.alphabet=2")
                 yield Input("", id="overrides")
+                yield Label("processes (GPUs) under torchrun")
+                yield Input("1", id="nproc", type="integer")
+                yield Label("track: tensorboard, mlflow, wandb")
+                yield Input("", id="track", placeholder="e.g. tensorboard")
                 yield Button("Start in background", id="start", variant="primary")
             yield Static("", id="launch-info")
         yield Footer()
@@ -82,6 +91,12 @@ class LaunchScreen(Screen):
             raise NcalabError("the seed must be a whole number") from None
         corpus = self.query_one("#corpus", Input).value.strip() or None
         sets = self.query_one("#overrides", Input).value.split()
+        track = self.query_one("#track", Input).value.replace(",", " ").split()
+        if track:
+            sets.append(f"runtime.track={','.join(track)}")
+        nproc = self.query_one("#nproc", Input).value.strip() or "1"
+        if nproc != "1":
+            sets.append(f"runtime.nproc={nproc}")
         return resolve_config(self.query_one("#preset", Select).value, self.query_one("#scale", Select).value,
                               None, sets, corpus=corpus, seed=seed, home=getattr(self.app, "home", None))
 
@@ -94,19 +109,18 @@ class LaunchScreen(Screen):
     def show_info(self) -> None:
         try:
             cfg = self._config()
-            from ncalab.store import RunStore
-
-            est = _estimate(RunStore(self.app.home), cfg)
+            est = _estimate(self.app.stores.reader(), cfg)
             m = cfg.model
-            text = (f"[b]{cfg.preset} / {cfg.scale}[/b]  seed {cfg.seed}\n"
-                    f"model: {m.n_layer} layers, width {m.d_model}, {m.n_head} heads\n"
-                    f"corpus: {cfg.data.corpus}\n"
-                    f"band: {cfg.band().lo:g} < score < {cfg.band().hi:g}\n"
-                    f"token budget: stage 1 {cfg.stage1.tokens:,} NCA tokens; "
-                    f"stage 2 {cfg.stage2.tokens:,} tokens, twice (NCA-init and scratch)\n"
-                    f"{est}")
+            text = (Pairs().add(f"[b]{cfg.preset} / {cfg.scale}[/b]", f"seed {cfg.seed}")
+                    .add(f"model: {m.n_layer} layers", f"width {m.d_model}", f"{m.n_head} heads")
+                    .add(f"corpus: {escape(str(cfg.data.corpus))}")
+                    .add(f"band: {cfg.band().lo:g} < score < {cfg.band().hi:g}")
+                    .add(f"stage 1 budget: {cfg.stage1.tokens:,} NCA tokens")
+                    .add(f"stage 2 budget: {cfg.stage2.tokens:,} tokens,", "twice (NCA-init and scratch)")
+                    .add(f"processes: {cfg.runtime.nproc}", f"({cfg.runtime.parallel})" if cfg.runtime.nproc > 1 else "")
+                    .add(est))
         except NcalabError as e:
-            text = f"[red]{e}[/]"
+            text = f"[red]{escape(str(e))}[/]"
         self.app.call_from_thread(self.query_one("#launch-info", Static).update, text)
 
     @on(Button.Pressed, "#start")
@@ -120,11 +134,10 @@ class LaunchScreen(Screen):
     def launch(self) -> None:
         from ncalab.jobs import queue
         from ncalab.services.experiments import submit
-        from ncalab.store import RunStore
 
         try:
             cfg = self._config()
-            store = RunStore(self.app.home)
+            store = self.app.stores.writer()  # the first launch creates the store
             exp = submit(cfg, store)
             started = queue.schedule(store)
         except NcalabError as e:

@@ -9,17 +9,21 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Input, Static
+from textual.widgets import Footer, Input, Static
 
 from ncalab.display.summary import compute_lines
 from ncalab.errors import NcalabError
 from ncalab.config.keys import flatten
 from ncalab.tui.screens.confirm import ConfirmScreen
+from ncalab.tui.text import Pairs
+from ncalab.tui.widgets.nav_bar import NavBar
 from ncalab.tui.widgets.run_table import RunTable
 
-# Results first, so they stay visible on an 80-column terminal.
-COLUMNS = {"": 1, "id": 10, "status": 9, "nca": 7, "scratch": 7, "gain": 6, "speedup": 7, "preset": 11,
+# Id, status and results first: they are never cut, and what does not fit whole is left out.
+COLUMNS = {"": 1, "id": 10, "status": 9, "nca": 6, "scratch": 7, "gain": 6, "speedup": 7, "preset": 16,
            "seed": 4, "started": 11, "took": 6}
+SHORTENED = ("preset",)  # a family's long name may end in "…" (16 cells at most)
+NO_STORE = "no experiments yet: press l to launch one, or `ncalab run --preset code --detach`"
 
 
 def _f(v, spec=".2f"):
@@ -39,6 +43,10 @@ def _took(s) -> str:
     return f"{m // 60}h{m % 60:02d}" if m >= 60 else f"{m}m{sec:02d}"
 
 
+def _count(v) -> str:
+    return f"{int(v):,}" if isinstance(v, (int, float)) else str(v)
+
+
 def plot_text(curves: list[dict], width: int, height: int) -> Text:
     """Curves as text (NCA and scratch overlaid), labelled by run kind."""
     from ncalab.display.plots import curves_plot
@@ -47,11 +55,48 @@ def plot_text(curves: list[dict], width: int, height: int) -> Text:
     return Text.from_ansi(ansi, no_wrap=True)
 
 
+def details_text(d: dict) -> Pairs:
+    """The selected experiment: results, compute, runs, settings and the log's last lines, as
+    label-value pairs that the panel's width never splits."""
+    s = d["summary"]
+    p = Pairs().add(f"[b]{d['id']}[/b]", f"{d['preset']}/{d['scale']}", f"seed {d['seed']}", f"[b]{d['status']}[/b]")
+    if s:
+        p.add(f"ppl scratch {_f(s.get('ppl_scratch'), '.3f')}", f"ppl nca {_f(s.get('ppl_nca'), '.3f')}",
+              f"gain {_f(s.get('gain'), '+.4f')}", f"speedup {_f(s.get('speedup'), '.3f')}")
+        # a summary stored by an older version may lack the experiment's own fields
+        full = {"experiment_id": d["id"], "preset": d["preset"], "scale": d["scale"], "seed": d["seed"], **s}
+        lines = compute_lines(full)
+        flops = [line for line in lines if line.startswith("FLOPs ")]
+        for line in flops:
+            p.add(*(escape(part) for part in line.split("  ")))
+        p.add(*(escape(line) for line in lines if line not in flops))  # in-context figures, flowed
+    for r in d["runs"]:
+        p.add(f"{r['kind']} {r['status']} {r['tokens']:,}/{r['total_tokens']:,}")
+    if d["tags"]:
+        p.add("tags " + escape(", ".join(d["tags"])))
+    c = flatten(d["config"])  # tolerate configs written by other versions
+    settings = []
+    if "model.n_layer" in c and "model.d_model" in c:
+        settings.append(f"model {c['model.n_layer']}x{c['model.d_model']}")
+    if "data.corpus" in c:
+        settings.append(f"corpus {c['data.corpus']}")
+    for stage in ("stage1", "stage2"):
+        if f"{stage}.tokens" in c:
+            settings.append(f"{stage} {_count(c[f'{stage}.tokens'])} tokens lr {c.get(f'{stage}.lr', '-')}")
+    if "transfer.reinit" in c:
+        reinit = c["transfer.reinit"]
+        settings.append(f"reinit {(','.join(reinit) if isinstance(reinit, list) else reinit) or 'none'}")
+    p.add(*(Text(item, style="dim") for item in settings))
+    for line in d.get("log_tail") or []:
+        p.add(Text(line.rstrip(), style="dim"))
+    return p
+
+
 class RunsScreen(Screen):
     AUTO_FOCUS = "#table"  # keys act on the table; / focuses the filter
     BINDINGS = [
-        Binding("f5,ctrl+r", "refresh", "Refresh", id="runs.refresh"),
-        Binding("space", "mark", "Mark to compare", id="runs.mark"),
+        Binding("f5,ctrl+r", "refresh", "Refresh", id="runs.refresh", show=False),
+        Binding("space", "mark", "Mark", id="runs.mark"),
         Binding("c", "cancel", "Cancel", id="runs.cancel"),
         Binding("u", "resume", "Resume", id="runs.resume"),
         Binding("t", "tag", "Tag", id="runs.tag"),
@@ -59,9 +104,8 @@ class RunsScreen(Screen):
         Binding("slash", "filter", "Filter", id="runs.filter"),
     ]
 
-    def __init__(self, home=None, **kwargs):
+    def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.home = home
         self.selected: str | None = None
         self._shown: list[tuple] | None = None
         self._rows: list[dict] = []
@@ -69,20 +113,18 @@ class RunsScreen(Screen):
         self._selected_status: str | None = None
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield NavBar("runs")
         with Horizontal(id="runs"):
             with Vertical(id="runs-left"):
                 yield Input(placeholder="filter: id, status, preset, tag  (/ to focus)", id="filter")
-                yield RunTable(COLUMNS, id="table")
-                yield Input(placeholder="tag for the selected experiment, then enter", id="tag-input")
+                yield RunTable(COLUMNS, SHORTENED, id="table")
+                yield Input(placeholder="tag for the selected experiment, then enter (escape: none)", id="tag-input")
             with VerticalScroll(id="details"):
                 yield Static("select an experiment", id="summary")
                 yield Static("", id="curve")
         yield Footer()
 
     def on_mount(self) -> None:
-        if self.home is None:
-            self.home = getattr(self.app, "home", None)
         rows = getattr(self.app, "prefetched_runs", None)
         if rows is not None:  # read while Explore was open: show it now, refresh just after
             self.app.prefetched_runs = None
@@ -90,20 +132,17 @@ class RunsScreen(Screen):
         self.action_refresh()
         self.set_interval(2.0, self.action_refresh)
 
-    def _store(self):
-        from ncalab.jobs.queue import reap
-        from ncalab.store import RunStore
-
-        store = RunStore(self.home)
-        reap(store)
-        return store
+    def _reader(self):
+        """The app's shared read-only store (None: nothing has created a store yet)."""
+        return self.app.stores.reader()
 
     @work(thread=True, exclusive=True, group="runs-refresh")
     def action_refresh(self) -> None:
         from ncalab.services.runs import list_rows
 
         try:
-            rows = list_rows(self._store())
+            store = self._reader()
+            rows = [] if store is None else list_rows(store)
             error = None
         except NcalabError as e:
             rows, error = [], str(e)
@@ -135,7 +174,7 @@ class RunsScreen(Screen):
         ids = [c[1] for c in cells]
         table.set_rows(cells, ids.index(keep) if keep in ids else None)
         if not rows:
-            self.query_one("#summary", Static).update("no experiments yet: `ncalab run --preset code --detach`")
+            self.query_one("#summary", Static).update(NO_STORE if not needle else "no experiment matches the filter")
 
     @on(RunTable.RowHighlighted)
     def row_highlighted(self, event: RunTable.RowHighlighted) -> None:
@@ -151,8 +190,10 @@ class RunsScreen(Screen):
         from ncalab.jobs.control import follow_log
         from ncalab.services import runs as svc
 
-        store = self._store()
         try:
+            store = self._reader()
+            if store is None:
+                raise NcalabError(NO_STORE)
             d = svc.details(store, exp_id)
             ids = sorted(self.marked) if self.marked else [exp_id]
             try:
@@ -169,24 +210,7 @@ class RunsScreen(Screen):
             self.query_one("#summary", Static).update(f"[dim]{curves}[/]")
             self.query_one("#curve", Static).update("")
             return
-        s = d["summary"]
-        lines = [f"[b]{d['id']}[/b]  {d['preset']}/{d['scale']}  seed {d['seed']}  {d['status']}"]
-        if s:
-            lines.append(f"ppl scratch {_f(s.get('ppl_scratch'), '.3f')}   ppl nca {_f(s.get('ppl_nca'), '.3f')}")
-            lines.append(f"gain {_f(s.get('gain'), '+.4f')}   speedup {_f(s.get('speedup'), '.3f')}")
-            lines += compute_lines(s)
-        for r in d["runs"]:
-            lines.append(f"  {r['kind']:<8} {r['status']:<10} {r['tokens']:>11,}/{r['total_tokens']:,}")
-        if d["tags"]:
-            lines.append(f"tags: {', '.join(d['tags'])}")
-        c = flatten(d["config"])  # tolerate configs written by other versions
-        keys = (("model", "model.n_layer"), ("x", "model.d_model"), ("corpus", "data.corpus"),
-                ("stage1 tokens", "stage1.tokens"), ("lr", "stage1.lr"), ("stage2 tokens", "stage2.tokens"),
-                ("lr", "stage2.lr"), ("reinit", "transfer.reinit"))
-        lines.append("[dim]" + escape("  ".join(f"{label} {c[k]}" for label, k in keys if k in c)) + "[/]")
-        if d.get("log_tail"):
-            lines.append("[dim]" + escape("".join(d["log_tail"]).rstrip()) + "[/]")
-        self.query_one("#summary", Static).update("\n".join(lines))
+        self.query_one("#summary", Static).update(details_text(d))
         w = self.query_one("#details").size.width
         self.query_one("#curve", Static).update(plot_text(curves, w - 2, 16) if curves else "")
 
@@ -200,7 +224,8 @@ class RunsScreen(Screen):
         from ncalab.jobs import control
 
         try:
-            status = control.cancel(self._store(), exp_id, 60) if what == "cancel" else control.resume(self._store(), exp_id)
+            store = self.app.stores.writer()
+            status = control.cancel(store, exp_id, 60) if what == "cancel" else control.resume(store, exp_id)
             self.app.call_from_thread(self.notify, f"{exp_id}: {status}")
         except NcalabError as e:
             self.app.call_from_thread(self.notify, str(e), severity="error")
@@ -223,7 +248,13 @@ class RunsScreen(Screen):
 
     def action_tag(self) -> None:
         if self.selected is not None:
-            self.query_one("#tag-input", Input).focus()
+            field = self.query_one("#tag-input", Input)
+            field.display = True
+            field.focus()
+
+    @on(Input.Blurred, "#tag-input")
+    def tag_done(self, event: Input.Blurred) -> None:
+        event.input.display = False  # shown only while a tag is typed
 
     @on(Input.Changed, "#filter")
     def filter_changed(self) -> None:
@@ -236,12 +267,16 @@ class RunsScreen(Screen):
         event.input.value = ""
         self.set_focus(self.query_one(RunTable))
         if tag and self.selected:
-            try:
-                self._store().tag(self.selected, tag)
-            except NcalabError as e:
-                self.notify(str(e), severity="error")
-            self.action_refresh()
-            self.load_details(self.selected)
+            self.tag_experiment(self.selected, tag)
+
+    @work(thread=True, group="runs-control")
+    def tag_experiment(self, exp_id: str, tag: str) -> None:
+        try:
+            self.app.stores.writer().tag(exp_id, tag)
+        except NcalabError as e:
+            self.app.call_from_thread(self.notify, str(e), severity="error")
+        self.action_refresh()
+        self.load_details(exp_id)
 
     def action_delete(self) -> None:
         if self.selected is None:
@@ -259,7 +294,7 @@ class RunsScreen(Screen):
         from ncalab.services.runs import remove
 
         try:
-            remove(self._store(), exp_id)
+            remove(self.app.stores.writer(), exp_id)
             self.app.call_from_thread(self.notify, f"deleted {exp_id}")
         except NcalabError as e:
             self.app.call_from_thread(self.notify, str(e), severity="error")

@@ -10,57 +10,53 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Footer, Static
 
 from ncalab.errors import NcalabError
+from ncalab.tui.widgets.nav_bar import NavBar
 from ncalab.tui.widgets.run_table import RunTable
 
-COLUMNS = {"id": 10, "name": 24, "grid": 34, "done": 7, "status": 20}
+# Id, progress and status first (never cut); the grid and the name shorten or give way.
+COLUMNS = {"id": 10, "done": 5, "status": 6, "grid": 34, "name": 24}
+SHORTENED = ("grid", "name")
+NO_SWEEPS = "no sweeps yet: `ncalab sweep --grid KEY=V1,V2 --seeds 2 --detach`"
 
 
 class SweepsScreen(Screen):
     AUTO_FOCUS = "#sweep-list"
     BINDINGS = [
-        Binding("f5,ctrl+r", "refresh", "Refresh", id="sweeps.refresh"),
-        Binding("k", "next_key", "Plot next key", id="sweeps.next_key"),
+        Binding("f5,ctrl+r", "refresh", "Refresh", id="sweeps.refresh", show=False),
+        Binding("k", "next_key", "Next key", id="sweeps.next_key"),
         Binding("u", "resume", "Resume", id="sweeps.resume"),
         Binding("c", "cancel", "Cancel", id="sweeps.cancel"),
     ]
 
-    def __init__(self, home=None, **kwargs):
+    def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.home = home
         self.sweeps: list[dict] = []
         self.selected: str | None = None
         self.key_index = 0
         self._shown: list[tuple] | None = None
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield NavBar("sweeps")
         with Vertical(id="sweeps"):
-            yield RunTable(COLUMNS, id="sweep-list")
+            yield RunTable(COLUMNS, SHORTENED, id="sweep-list")
             with VerticalScroll(id="sweep-detail"):
-                yield Static("no sweeps yet: `ncalab sweep --grid KEY=V1,V2 --seeds 2 --detach`", id="sweep-table")
+                yield Static(NO_SWEEPS, id="sweep-table")
         yield Footer()
 
     def on_mount(self) -> None:
-        if self.home is None:
-            self.home = getattr(self.app, "home", None)
         self.action_refresh()
         self.set_interval(3.0, self.action_refresh)
-
-    def _store(self):
-        from ncalab.store import RunStore
-
-        return RunStore(self.home)
 
     @work(thread=True, exclusive=True, group="sweeps-refresh")
     def action_refresh(self) -> None:
         from ncalab.services import sweeps
 
         try:
-            store = self._store()
-            rows = sweeps.list_sweeps(store)
+            store = self.app.stores.reader()  # shared and read-only; None: no store yet
+            rows = [] if store is None else sweeps.list_sweeps(store)
             sel = self.selected or (rows[0]["sweep_id"] if rows else None)
             tab = sweeps.table(store, sel) if sel else None
             error = None
@@ -74,9 +70,9 @@ class SweepsScreen(Screen):
             detail.update(f"[red]cannot open the run store:[/] {error}")
             return
         self.sweeps = rows
-        cells = [(r["sweep_id"], r["name"] or "", r["grid_label"],
-                  f"{r['status'].get('completed', 0)}/{r['members']}",
-                  " ".join(f"{v} {k}" for k, v in sorted(r["status"].items()) if k != "completed") or "done")
+        cells = [(r["sweep_id"], f"{r['status'].get('completed', 0)}/{r['members']}",
+                  " ".join(f"{v} {k}" for k, v in sorted(r["status"].items()) if k != "completed") or "done",
+                  r["grid_label"], r["name"] or "")
                  for r in rows]
         if cells != self._shown:
             self._shown = cells
@@ -84,6 +80,8 @@ class SweepsScreen(Screen):
             self.query_one(RunTable).set_rows(cells, ids.index(self.selected) if self.selected in ids else None)
         if tab is not None:
             self._show_table(tab)
+        elif not rows:
+            detail.update(NO_SWEEPS)
 
     def _show_table(self, tab: dict) -> None:
         from ncalab.display.plots import gain_plot
@@ -126,11 +124,12 @@ class SweepsScreen(Screen):
         if self.selected is None:
             return
         try:
+            store = self.app.stores.writer()
             if what == "cancel":
-                ids = sweeps.cancel(self._store(), self.selected, 60)
+                ids = sweeps.cancel(store, self.selected, 60)
                 msg = f"{len(ids)} experiments stopped (u resumes)" if ids else "nothing queued or running"
             else:
-                ids = sweeps.resume(self._store(), self.selected)
+                ids = sweeps.resume(store, self.selected)
                 msg = f"{len(ids)} experiments queued again" if ids else "nothing to resume"
             self.app.call_from_thread(self.notify, f"{self.selected}: {msg}")
         except NcalabError as e:

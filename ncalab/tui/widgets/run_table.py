@@ -2,8 +2,12 @@
 
 Textual's DataTable measures every cell of every row it is given; with a thousand runs that,
 and its first-use stylesheet parse, cost over half a second before Runs could be seen. Runs
-needs a fixed set of fixed-width text columns, a row cursor and zebra stripes, so this draws
-exactly that with the line API and keeps opening Runs independent of the store's size.
+needs a fixed set of text columns, a row cursor and zebra stripes, so this draws exactly that
+with the line API and keeps opening Runs independent of the store's size.
+
+A narrow terminal never cuts an id, a status or a number: a column is as wide as its longest
+cell, and the columns that do not fit whole are left out from the right (the first columns
+are the ones that matter). Only columns named as shortened (names, labels) may end in "…".
 """
 
 from __future__ import annotations
@@ -49,12 +53,15 @@ class RunTable(ScrollView, can_focus=True):
         def control(self) -> RunTable:
             return self.table
 
-    def __init__(self, columns: dict[str, int], **kwargs):
+    def __init__(self, columns: dict[str, int], shortened: tuple[str, ...] = (), **kwargs):
+        """``columns``: title -> least width, or for the ``shortened`` columns the most: their
+        cells may be cut (with "…") rather than widen the column past it."""
         super().__init__(**kwargs)
         self.columns = columns
+        self.shortened = set(shortened)
         self.rows: list[tuple[str, ...]] = []
         self.cursor_row = 0
-        self._width = sum(columns.values()) + len(columns)  # one space between columns
+        self.widths = list(columns.values())
 
     @property
     def row_count(self) -> int:
@@ -62,7 +69,10 @@ class RunTable(ScrollView, can_focus=True):
 
     def set_rows(self, rows: list[tuple[str, ...]], cursor_row: int | None = None) -> None:
         self.rows = rows
-        self.virtual_size = Size(self._width, len(rows) + 1)
+        natural = [max([len(title), *(len(str(r[i])) for r in rows)]) for i, title in enumerate(self.columns)]
+        self.widths = [min(n, w) if title in self.shortened else max(n, w)
+                       for n, (title, w) in zip(natural, self.columns.items())]
+        self.virtual_size = Size(0, len(rows) + 1)  # never scrolls sideways: columns are left out instead
         self.move_cursor(self.cursor_row if cursor_row is None else cursor_row, announce=True, force=True)
         self.refresh()
 
@@ -97,16 +107,35 @@ class RunTable(ScrollView, can_focus=True):
         if 0 <= y < len(self.rows) and event.y >= 1:
             self.move_cursor(y)
 
-    def _line(self, cells, style: Style) -> Strip:
-        text = " ".join(str(c)[:w].ljust(w) for c, w in zip(cells, self.columns.values()))
-        return Strip([Segment(text.ljust(self._width), style)], self._width)
+    def shown_columns(self, width: int) -> list[int]:
+        """The widths of the columns drawn in ``width`` cells: those that fit whole, from the
+        left; a shortened column also takes what is left if that is at least 8 cells."""
+        out, used = [], -1
+        for title, w in zip(self.columns, self.widths):
+            room = width - used - 1
+            if w <= room:
+                out.append(w)
+            elif title in self.shortened and room >= 8:
+                out.append(room)
+            else:
+                break
+            used += out[-1] + 1
+        return out
+
+    def visible_titles(self) -> list[str]:
+        return list(self.columns)[: len(self.shown_columns(self.scrollable_content_region.width))]
+
+    def _line(self, cells, style: Style, widths: list[int], width: int) -> Strip:
+        text = " ".join(_fit(str(c), w) for c, w in zip(cells, widths))
+        return Strip([Segment(text.ljust(width)[:width], style)], width)
 
     def render_line(self, y: int) -> Strip:
-        scroll_x, scroll_y = self.scroll_offset
+        scroll_y = self.scroll_offset.y
         width = self.scrollable_content_region.width
         base = self.rich_style
+        widths = self.shown_columns(width)
         if y == 0:  # the header stays put while the rows scroll
-            strip = self._line(self.columns.keys(), base + self.get_component_rich_style("run-table--header"))
+            return self._line(self.columns.keys(), base + self.get_component_rich_style("run-table--header"), widths, width)
         else:
             i = y - 1 + int(scroll_y)
             if i >= len(self.rows):
@@ -117,5 +146,8 @@ class RunTable(ScrollView, can_focus=True):
                 style = base + self.get_component_rich_style("run-table--even")
             else:
                 style = base
-            strip = self._line(self.rows[i], style)
-        return strip.crop(int(scroll_x), int(scroll_x) + width).extend_cell_length(width, base)
+            return self._line(self.rows[i], style, widths, width)
+
+
+def _fit(text: str, width: int) -> str:
+    return text.ljust(width) if len(text) <= width else text[: width - 1] + "…"

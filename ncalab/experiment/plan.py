@@ -1,0 +1,166 @@
+"""A plan before spending money: what each training stage of an experiment will cost on the
+chosen hardware (parameters, FLOPs, memory per GPU, time at a stated MFU), and whether it fits.
+
+Memory per GPU (bytes, P = parameters, n = processes, b = micro-batch, T = sequence, d = width,
+L = layers, h = heads, V = vocabulary), with fp32 master weights and AdamW:
+- weights 4P, gradients 4P, AdamW moments 8P: all on every GPU with DDP, a 1/n shard each
+  with FSDP (plus the bf16 copy of the layers being computed, about two layers at a time);
+- activations kept for the backward pass, bf16 without recomputation (Korthikanti et al.
+  2022, with sdpa attention, which keeps no T x T scores): 34·L·b·T·d, plus the logits and
+  their fp32 loss: b·T·V·(2 + 4 + 4).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from ncalab.config import ExperimentConfig
+from ncalab.errors import NcalabError
+from ncalab.experiment.compute import model_compute
+from ncalab.experiment.sources import SOURCES, stage1_tokens
+
+GIB = 1 << 30
+# Dense bf16 peak (FLOP/s) and memory (GiB) of known GPUs; "cpu" is measured when asked for.
+GPUS = {
+    "h100": (989e12, 80), "h200": (989e12, 141), "a100": (312e12, 80), "a100-40gb": (312e12, 40),
+    "l40s": (362e12, 48), "a10": (125e12, 24), "rtx4090": (165e12, 24), "v100": (125e12, 32),
+}
+HEADROOM = 0.9  # of the GPU's memory a plan may use (the CUDA context, fragmentation)
+
+
+@dataclass
+class StagePlan:
+    stage: str
+    params: int
+    params_no_embeddings: int
+    flops_per_token: int
+    tokens: int
+    flops: float
+    micro_batch: int
+    memory: dict  # component -> bytes per GPU
+    fits: bool
+    hours: float  # at the stated MFU
+
+    @property
+    def memory_total(self) -> float:
+        return float(sum(self.memory.values()))
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "memory_total": self.memory_total}
+
+
+def peak_flops(gpu: str) -> float:
+    if gpu == "cpu":
+        from ncalab.train.device import measured_matmul_flops
+
+        return measured_matmul_flops()
+    if gpu not in GPUS:
+        raise NcalabError(f"unknown GPU {gpu!r}; choose one of {', '.join(GPUS)} or cpu")
+    return GPUS[gpu][0]
+
+
+def memory(cfg: ExperimentConfig, vocab: int, seq_len: int, micro: int) -> dict:
+    m, n = cfg.model, cfg.runtime.nproc
+    c = model_compute(m, vocab, seq_len)
+    sharded = cfg.runtime.parallel == "fsdp" and n > 1
+    state = 16 * c.params / (n if sharded else 1)
+    layer = c.params_no_embeddings / max(m.n_layer, 1)
+    act = 34 * m.n_layer * micro * seq_len * m.d_model
+    return {"weights, gradients, AdamW (fp32)": state,
+            "layers being computed (bf16)": 2 * 2 * layer if sharded else 0.0,
+            "activations": act, "logits and loss": micro * seq_len * vocab * 10}
+
+
+def stage_plans(cfg: ExperimentConfig, gpu: str, mfu: float) -> list[StagePlan]:
+    """One plan per training stage of stage 1 and stage 2 (each arm of stage 2 costs the same)."""
+    if not 0 < mfu <= 1:
+        raise NcalabError(f"--mfu must be in (0, 1], got {mfu}")
+    peak = peak_flops(gpu)
+    capacity = GPUS[gpu][1] * GIB * HEADROOM if gpu in GPUS else float("inf")
+    n = cfg.runtime.nproc
+    plans = []
+    text = _language_vocab(cfg)
+    vocab1 = text if cfg.stage1.source == "text" else SOURCES[cfg.stage1.source].vocab_size(cfg)
+    stages = [("stage1", cfg.stage1, vocab1, cfg.stage1_seq_len, stage1_tokens(cfg)),
+              ("stage2 (each arm)", cfg.stage2, text, cfg.stage2.seq_len, cfg.stage2.tokens)]
+    for name, section, vocab, length, tokens in stages:
+        c = model_compute(cfg.model, vocab, length)
+        key = name.split()[0]
+        micro = section.micro_batch_size or (largest_micro_batch(cfg, key, vocab, length, capacity) or 1)
+        mem = memory(cfg, vocab, length, micro)
+        flops = float(c.flops_per_token) * tokens
+        plans.append(StagePlan(name, c.params, c.params_no_embeddings, c.flops_per_token, tokens, flops, micro, mem,
+                               sum(mem.values()) <= capacity, flops / (n * peak * mfu) / 3600))
+    return plans
+
+
+KNOWN_TOKENIZERS = {"gpt2": 50257, "openai-community/gpt2": 50257}
+
+
+def _language_vocab(cfg: ExperimentConfig) -> int:
+    """The language vocabulary, without loading anything (a plan works offline): a BPE of
+    data.vocab_size, or a known tokenizer's size."""
+    return KNOWN_TOKENIZERS.get(cfg.data.tokenizer or "", cfg.data.vocab_size)
+
+
+def largest_micro_batch(cfg: ExperimentConfig, section_name: str, vocab: int, seq_len: int,
+                        capacity_bytes: float) -> int | None:
+    """The largest micro-batch dividing a process's share of the batch whose memory fits
+    (what runs with micro_batch_size 0 use on a GPU), or None when even one sequence does not."""
+    share = getattr(cfg, section_name).batch_size // cfg.runtime.world
+    for micro in sorted((m for m in range(1, share + 1) if share % m == 0), reverse=True):
+        if sum(memory(cfg, vocab, seq_len, micro).values()) <= capacity_bytes:
+            return micro
+    return None
+
+
+def micro_batch_for(ctx, section_name: str, vocab: int, seq_len: int) -> int:
+    """The micro-batch a training stage runs: the configured one, or on a GPU with
+    micro_batch_size 0 the largest that fits its memory (noted in the log); 0 elsewhere (each
+    process runs its whole share at once)."""
+    cfg, device = ctx.cfg, ctx.placement.device
+    configured = getattr(cfg, section_name).micro_batch_size
+    if configured or device.type != "cuda":
+        return configured
+    import torch
+
+    capacity = torch.cuda.get_device_properties(device).total_memory * HEADROOM
+    micro = largest_micro_batch(cfg, section_name, vocab, seq_len, capacity) or 1
+    share = getattr(cfg, section_name).batch_size // cfg.runtime.world
+    ctx.reporter.note(f"{section_name}: micro-batch {micro} of {share} sequences per process "
+                      f"(the largest that fits {capacity / GIB:.0f} GiB; set {section_name}.micro_batch_size to choose)")
+    return micro
+
+
+def nearest_fit(cfg: ExperimentConfig, gpu: str, mfu: float) -> str | None:
+    """The nearest configuration that fits, in the order a user would try: smaller
+    micro-batches, then FSDP, then more processes. None when nothing up to 64 GPUs fits."""
+    import copy
+
+    capacity = GPUS[gpu][1] * GIB * HEADROOM if gpu in GPUS else float("inf")
+    text = _language_vocab(cfg)
+    vocab1 = text if cfg.stage1.source == "text" else SOURCES[cfg.stage1.source].vocab_size(cfg)
+    shapes = {"stage1": (vocab1, cfg.stage1_seq_len), "stage2": (text, cfg.stage2.seq_len)}
+
+    def micro_sets(c: ExperimentConfig) -> list[str] | None:
+        out = []
+        for name, (vocab, length) in shapes.items():
+            micro = largest_micro_batch(c, name, vocab, length, capacity)
+            if micro is None:
+                return None
+            if micro != (getattr(c, name).micro_batch_size or getattr(c, name).batch_size // c.runtime.nproc):
+                out.append(f"--set {name}.micro_batch_size={micro}")
+        return out
+
+    for parallel in dict.fromkeys([cfg.runtime.parallel, "fsdp"]):
+        for n in (cfg.runtime.nproc, *(k for k in (2, 4, 8, 16, 32, 64) if k > cfg.runtime.nproc)):
+            c = copy.deepcopy(cfg)
+            c.runtime.nproc, c.runtime.parallel = n, parallel if n > 1 else cfg.runtime.parallel
+            if any(getattr(c, s).batch_size % n for s in shapes):
+                continue
+            sets = micro_sets(c)
+            if sets is not None:
+                extra = ([f"--nproc {n}"] if n != cfg.runtime.nproc else []) + \
+                        ([f"--set runtime.parallel={parallel}"] if c.runtime.parallel != cfg.runtime.parallel else [])
+                return " ".join(extra + sets) or None
+    return None

@@ -1,0 +1,151 @@
+"""Experiments on a Slurm cluster, through submitit (`runtime.executor = slurm`).
+
+Each experiment is one Slurm job of `nodes x gpus_per_node` tasks, one per GPU; every task
+exports torch.distributed's environment (submitit's TorchDistributedEnvironment) and runs the
+ordinary job entry point, so the pipeline, the store and resume are the laptop's. The store
+is shared with the cluster's nodes (put NCALAB_HOME on a shared file system); it records the
+executor and the Slurm job id of each experiment. Time limits and preemption: Slurm signals
+the job before it ends, submitit calls `SlurmJob.checkpoint` and requeues it; the experiment
+goes back to queued and the requeued job continues from its last periodic checkpoint (metric
+points logged after that checkpoint are dropped first, so curves keep no duplicates).
+`runtime.executor = submitit-local` runs the same path with submitit's local executor, on
+this machine (no Slurm needed: tests use it).
+"""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+import threading
+from pathlib import Path
+
+from ncalab.errors import NcalabError
+from ncalab.jobs.entry import WORKER_MODULE
+
+EXECUTORS = ("local", "slurm", "submitit-local")
+# Set by the requeue hook: the pipeline then leaves its experiment queued for the requeued job.
+REQUEUE = threading.Event()
+MAX_REQUEUES = 1000
+
+
+def _submitit():
+    try:
+        import submitit
+    except ImportError:
+        raise NcalabError("--executor slurm needs submitit: pip install 'ncalab[slurm]'") from None
+    return submitit
+
+
+class SlurmJob:
+    """What each task of the Slurm job runs (picklable: submitit ships it to the nodes)."""
+
+    def __init__(self, home: str, exp_id: str):
+        self.home, self.exp_id = home, exp_id
+
+    def __call__(self) -> int:
+        submitit = _submitit()
+        submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+        worker = importlib.import_module(WORKER_MODULE)
+        return worker.main(["--home", self.home, self.exp_id])
+
+    def checkpoint(self, *args, **kwargs):
+        """Called by submitit on rank 0 when Slurm signals the end of the time limit or a
+        preemption: requeue the same job (it resumes from the last checkpoint)."""
+        REQUEUE.set()
+        return _submitit().helpers.DelayedSubmission(SlurmJob(self.home, self.exp_id))
+
+
+def check_available(executor: str) -> None:
+    _submitit()
+    if executor == "slurm" and shutil.which("sbatch") is None:
+        raise NcalabError("--executor slurm needs Slurm's sbatch on PATH (run it on the cluster's login node)")
+
+
+def executor_for(store, cfg, name: str):
+    submitit = _submitit()
+    r = cfg.runtime
+    folder = Path(store.home) / "slurm"
+    # A paper-scale run spans many time limits: requeue it as often as it needs (submitit's default gives up after 3).
+    ex = submitit.AutoExecutor(folder=folder, cluster="local" if r.executor == "submitit-local" else "slurm",
+                               slurm_max_num_timeout=MAX_REQUEUES, local_max_num_timeout=MAX_REQUEUES)
+    params = {"nodes": r.nodes, "tasks_per_node": r.nproc, "timeout_min": _minutes(r.time), "name": name}
+    if r.executor == "slurm":
+        params.update(gpus_per_node=r.nproc, slurm_partition=r.partition or None,
+                      slurm_additional_parameters=dict(a.split("=", 1) for a in r.slurm_args))
+    else:
+        params["gpus_per_node"] = 0 if not _gpus() else r.nproc
+    ex.update_parameters(**{k: v for k, v in params.items() if v is not None})
+    return ex
+
+
+def submit(store, exp_ids: list[str], cfg, parallelism: int = 0) -> list[str]:
+    """Submit experiments (several: one job array); returns the Slurm job ids, stored with them."""
+    ex = executor_for(store, cfg, f"ncalab-{exp_ids[0]}")
+    if len(exp_ids) > 1 and parallelism:
+        ex.update_parameters(slurm_array_parallelism=parallelism)
+    if len(exp_ids) == 1:
+        jobs = [ex.submit(SlurmJob(str(store.home), exp_ids[0]))]
+    else:
+        with ex.batch():
+            jobs = [ex.submit(SlurmJob(str(store.home), e)) for e in exp_ids]
+    for exp_id, job in zip(exp_ids, jobs):
+        store.set_meta(f"slurm:{exp_id}", f"{cfg.runtime.executor}:{job.job_id}")
+    return [job.job_id for job in jobs]
+
+
+def job_of(store, exp_id: str) -> tuple[str, str] | None:
+    """(executor, Slurm job id) of an experiment submitted through submitit, or None."""
+    v = store.get_meta(f"slurm:{exp_id}")
+    return tuple(v.split(":", 1)) if v else None
+
+
+def cancel(store, exp_id: str) -> None:
+    """scancel through submitit (the local executor: its process group)."""
+    executor, job_id = job_of(store, exp_id)
+    submitit = _submitit()
+    folder = Path(store.home) / "slurm"
+    if executor == "slurm":
+        submitit.SlurmJob(folder=folder, job_id=job_id).cancel(check=False)
+    else:
+        import os
+        import signal
+
+        try:
+            os.killpg(int(job_id), signal.SIGTERM)
+        except (ProcessLookupError, PermissionError, ValueError):
+            pass
+
+
+def state(store, exp_id: str) -> str | None:
+    """Slurm's state of the experiment's job (PENDING, RUNNING, COMPLETED, FAILED, ...)."""
+    found = job_of(store, exp_id)
+    if found is None or found[0] != "slurm":
+        return None
+    return _submitit().SlurmJob(folder=Path(store.home) / "slurm", job_id=found[1]).state
+
+
+def _minutes(text: str) -> int:
+    """A Slurm time limit in minutes: MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS."""
+    try:
+        days, hms = (text.split("-", 1) if "-" in text else ("0", text))
+        parts = [int(p) for p in hms.split(":")]
+        if "-" in text:  # hours first
+            h, m, sec = (parts + [0, 0])[:3]
+        elif len(parts) == 3:
+            h, m, sec = parts
+        elif len(parts) in (1, 2):  # minutes[:seconds]
+            h, m, sec = 0, parts[0], (parts + [0])[1]
+        else:
+            raise ValueError(text)
+        total = (int(days) * 24 + h) * 60 + m + (1 if sec else 0)
+    except ValueError:
+        raise NcalabError(f"--time takes Slurm's formats (MM, HH:MM:SS, D-HH:MM:SS), got {text!r}") from None
+    if total <= 0:
+        raise NcalabError(f"--time must be positive, got {text!r}")
+    return total
+
+
+def _gpus() -> int:
+    from ncalab.jobs.allocation import gpus
+
+    return gpus()

@@ -1,0 +1,166 @@
+"""Several processes: DDP and FSDP2 under torchrun on CPUs (gloo) train the model one process
+trains, a multi-process experiment completes and resumes after kill -9, a sharded run
+continues on another number of processes, and submitit's local executor requeues a job at
+its time limit. Real processes throughout: nothing of torch.distributed or submitit is mocked."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from conftest import MICRO
+from ncalab.cli.main import main
+from ncalab.store import RunStore
+
+CHECK = Path(__file__).parent / "dist" / "train_check.py"
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+pytestmark = pytest.mark.slow
+
+
+def _torchrun(*args, n=2):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}", str(CHECK), *args]
+    subprocess.run(cmd, env=ENV, check=True, capture_output=True, timeout=600)
+
+
+def _single(*args):
+    subprocess.run([sys.executable, str(CHECK), *args], env=ENV, check=True, capture_output=True, timeout=600)
+
+
+def _max_diff(a, b):
+    return max(float((a["state"][k] - b["state"][k]).abs().max()) for k in a["state"])
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory):
+    """One process, 8 micro-steps of one sequence: the reference for the same global batch."""
+    out = tmp_path_factory.mktemp("dist") / "one.pt"
+    _single(str(out), "--micro", "1")
+    return torch.load(out)
+
+
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_two_processes_train_the_model_one_process_trains(tmp_path, one_process, parallel):
+    out = tmp_path / f"{parallel}.pt"
+    _torchrun(str(out), "--parallel", parallel)
+    two = torch.load(out)
+    assert two["tokens"] == one_process["tokens"]  # the global batch, counted once
+    assert two["losses"] == pytest.approx(one_process["losses"], abs=1e-5)
+    assert _max_diff(one_process, two) < 1e-4  # float tolerance (reductions in another order)
+
+
+def test_two_nodes_shard_within_a_node_and_train_the_model_one_process_trains(tmp_path, one_process):
+    """Two single-process "nodes" (two torchrun launchers on this machine): FSDP2 builds the
+    hybrid mesh (replicate across nodes, shard within one) and trains the same model."""
+    out = tmp_path / "hsdp.pt"
+    port = str(29500 + os.getpid() % 1000)
+    procs = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node-rank", str(r),
+                               "--nproc-per-node", "1", "--master-addr", "127.0.0.1", "--master-port", port, str(CHECK),
+                               str(out), "--parallel", "fsdp", "--expect-hybrid"], env=ENV,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for r in (0, 1)]
+    for p in procs:
+        assert p.wait(timeout=600) == 0, p.stderr.read().decode()[-2000:]
+    two = torch.load(out)
+    assert two["losses"] == pytest.approx(one_process["losses"], abs=1e-5)
+    assert _max_diff(one_process, two) < 1e-4
+
+
+def test_a_sharded_run_continues_the_same_stream_on_one_process(tmp_path, one_process):
+    ckpt = tmp_path / "ckpt"
+    _torchrun(str(tmp_path / "first.pt"), "--parallel", "fsdp", "--ckpt", str(ckpt), "--stop-at", "2")
+    assert (ckpt / "last" / "dcp").is_dir()
+    # the checkpoint carries a full model too, loadable by transformers
+    AutoModelForCausalLM.from_pretrained(ckpt / "last")
+    _single(str(tmp_path / "rest.pt"), "--ckpt", str(ckpt), "--resume", "--micro", "2")
+    rest = torch.load(tmp_path / "rest.pt")
+    assert rest["losses"] == pytest.approx(one_process["losses"][2:], abs=1e-5)
+    assert _max_diff(one_process, rest) < 1e-4
+
+
+def _run_json(capsys, *args):
+    code = main(list(args) + ["--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _wait(pred, timeout=600.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.5)
+    raise AssertionError("timed out")
+
+
+def test_a_two_process_experiment_completes_and_survives_kill_9(tmp_path, capsys, code_corpus):
+    home = tmp_path / "h"
+    slow = [*MICRO, "--set", "stage1.tokens=65536", "--set", "stage2.tokens=65536", "--set", "stage1.icl_sequences=0"]
+    exp_id = _run_json(capsys, "run", "--corpus", str(code_corpus), "--home", str(home), "--nproc", "2", "--detach",
+                       *slow)["experiment_id"]
+    store = RunStore(home)
+
+    def training():
+        for r in store.runs_of(exp_id):
+            if r.kind == "stage1" and r.status == "running" and len(store.metrics(r.id, "train_loss")) >= 8:
+                return r
+        return None
+
+    _wait(training)
+    launcher = psutil.Process(store.get_experiment(exp_id).pid)  # torchrun
+    workers = launcher.children(recursive=True)
+    assert len([w for w in workers if "ncalab.cli.job" in " ".join(w.cmdline())]) == 2
+    os.kill(workers[-1].pid, signal.SIGKILL)  # one process dies: the whole job ends
+    _wait(lambda: _run_json(capsys, "runs", "show", exp_id, "--home", str(home))["status"] == "lost")
+    assert _run_json(capsys, "runs", "resume", exp_id, "--home", str(home))["status"] in ("running", "queued")
+    _wait(lambda: store.get_experiment(exp_id).status in ("completed", "failed"))
+    assert store.get_experiment(exp_id).status == "completed", store.get_experiment(exp_id).error
+    for r in store.runs_of(exp_id):
+        tokens = [p.tokens for p in store.metrics(r.id, "train_loss")]
+        assert tokens == sorted(set(tokens)) and tokens, r.kind  # strictly increasing: no duplicate after resume
+        model_dir = store.run_dir(r) / "model"
+        AutoModelForCausalLM.from_pretrained(model_dir)  # the full model, written by the main process
+    cfg = store.get_experiment(exp_id).config
+    assert cfg["stage1"]["stream"] == "indexed" and cfg["runtime"]["nproc"] == 2
+
+
+def test_submitit_local_executor_requeues_at_the_time_limit(tmp_path, capsys, code_corpus):
+    """Two tasks; a 1-minute limit: submitit signals the job 30 s before it, the job is requeued
+    and continues from its last checkpoint; the store shows one experiment, completed."""
+    pytest.importorskip("submitit")
+    home = tmp_path / "h"
+    long = [*MICRO, "--set", "stage1.tokens=1048576", "--set", "stage1.icl_sequences=0", "--set", "stage2.tokens=16384",
+            "--set", "runtime.checkpoint_minutes=0.1"]
+    exp_id = _run_json(capsys, "run", "--corpus", str(code_corpus), "--home", str(home), "--executor", "submitit-local",
+                       "--nproc", "2", "--time", "1", *long)["experiment_id"]
+    store = RunStore(home)
+    _wait(lambda: store.get_experiment(exp_id).status in ("completed", "failed", "lost"), timeout=900)
+    assert store.get_experiment(exp_id).status == "completed", store.get_experiment(exp_id).error
+    assert len(store.list_experiments()) == 1
+    logs = " ".join(f.read_text(errors="replace") for f in (home / "slurm").rglob("*.out"))
+    assert "requeued at the time limit" in logs  # it was requeued, not finished inside the first limit
+    stage1 = next(r for r in store.runs_of(exp_id) if r.kind == "stage1")
+    tokens = [p.tokens for p in store.metrics(stage1.id, "train_loss")]
+    assert tokens == sorted(set(tokens))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--nproc", "4"], "needs 4 CPU cores"),
+    (["--executor", "slurm"], "sbatch on PATH"),
+    (["--set", "runtime.parallel=fsdp"], "FSDP shards the model"),
+    (["--nproc", "2", "--set", "stage1.micro_batch_size=3"], "does not divide"),
+])
+def test_bad_scale_out_input_is_one_line_and_stores_nothing(tmp_path, capsys, args, message):
+    home = tmp_path / "h"
+    code = main(["run", "--home", str(home), *args])
+    err = capsys.readouterr().err
+    assert code != 0 and message in err and "Traceback" not in err
+    assert not (home / "ncalab.db").exists() or RunStore(home).list_experiments() == []

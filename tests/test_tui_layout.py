@@ -1,0 +1,229 @@
+"""Every screen at 80x24 and 100x30, read as text: ids, statuses and results whole, no label
+cut off from its value, and the keys each screen needs on screen.
+
+The text is the app's own screenshot (Textual's export_screenshot, an SVG of the terminal
+cells) turned back into lines, so what is asserted is what a user sees.
+"""
+
+import asyncio
+import html
+import re
+
+import pytest
+from conftest import MICRO
+
+from ncalab.cli.main import main
+from ncalab.tui.app import NcalabApp
+from ncalab.tui.screens.help import GETTING_STARTED
+
+SIZES = [(80, 24), (100, 30)]
+NAV = ["e Explore", "f Families", "l Launch", "r Runs", "w Sweeps", "? Help", "q Quit"]
+# Labels that always have a value after them: none may end a line of a panel.
+LABELS = ["ppl nca", "ppl scratch", "gain", "speedup", "seed", "lr", "score", "now", "step", "FLOPs", "stage1",
+          "stage2", "model", "model:", "corpus", "corpus:", "budget:", "band:", "reinit", "cell entropy",
+          "change rate", "distinct tokens", "unigram entropy", "tags"]
+BORDERS = "▊▎▌│┃"
+
+
+def screen_lines(app) -> list[str]:
+    """The terminal's cells as lines of text, from the app's SVG screenshot."""
+    svg = app.export_screenshot()
+    width, height = app.size
+    rows = [[" "] * width for _ in range(height)]
+    cell = None
+    for m in re.finditer(r'<text [^>]*?x="([\d.]+)"[^>]*?textLength="([\d.]+)"[^>]*?clip-path="url\(#[^"]*-line-(\d+)\)">'
+                         r"(.*?)</text>", svg):
+        text = html.unescape(m.group(4)).replace("\xa0", " ")  # the SVG keeps spaces as no-break ones
+        cell = cell or float(m.group(2)) / len(text)  # every glyph here is one cell wide
+        col, line = round(float(m.group(1)) / cell), int(m.group(3))
+        for i, ch in enumerate(text):
+            if col + i < width:
+                rows[line][col + i] = ch
+    return ["".join(r) for r in rows]
+
+
+def segments(lines: list[str]) -> list[str]:
+    """Each line cut at the panels' vertical borders: the text of one panel's line."""
+    return [seg.rstrip() for line in lines for seg in re.split(f"[{BORDERS}]", line)]
+
+
+def assert_no_label_ends_a_line(lines: list[str], right_of: str | None = None) -> None:
+    """No panel's line ends with a label whose value went to the next line (``right_of``: only
+    the panel right of that border, e.g. an info panel beside a form whose field labels sit
+    above their fields)."""
+    if right_of:
+        lines = [line.split(right_of, 1)[1] for line in lines if right_of in line]
+    for seg in segments(lines):
+        for label in LABELS:
+            assert not re.search(rf"(^|\s){re.escape(label)}$", seg), f"{label!r} ends a line: {seg!r}"
+
+
+def assert_whole(lines: list[str], *items: str) -> None:
+    """Every item is on the screen in one piece, on one line."""
+    for item in items:
+        assert any(item in line for line in lines), f"{item!r} is not whole on any line:\n" + "\n".join(lines)
+
+
+def own_keys(app) -> list[str]:
+    """'key description' of each key the screen itself shows in its footer (a binding with
+    several keys shows its first)."""
+    out = {}
+    for a in app.screen.active_bindings.values():
+        if a.binding.show and a.node is app.screen and a.binding.action not in out:
+            out[a.binding.action] = f"{app.get_key_display(a.binding)} {a.binding.description}"
+    return list(out.values())
+
+
+def assert_keys_shown(seen: dict) -> None:
+    """The top line has every screen's key, the bottom one this screen's own keys."""
+    lines = seen["lines"]
+    for item in NAV:
+        assert item in lines[0]
+    assert seen["keys"], "a screen with no keys of its own in the footer"
+    for key in seen["keys"]:
+        assert key in lines[-1], (key, lines[-1])
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, code_corpus):
+    """A store with one finished experiment and a sweep of eight queued ones."""
+    from ncalab.services import sweeps
+    from ncalab.services.config import resolve_config
+    from ncalab.services.runs import details
+    from ncalab.store import RunStore
+
+    home = tmp_path_factory.mktemp("lab")
+    assert main(["run", "--corpus", str(code_corpus), "--home", str(home), "--json", *MICRO]) == 0
+    with RunStore(home) as store:
+        (done,) = store.list_experiments()
+        base = resolve_config("code", "tiny", None, [MICRO[i + 1] for i in range(0, len(MICRO), 2)], corpus=str(code_corpus))
+        sweep = sweeps.create(store, base, ["transfer.reinit=none,attn", "stage2.lr=1e-3,3e-4"], [0, 1], name="what transfers")
+        return {"home": home, "done": details(store, done.id), "sweep": sweeps.table(store, sweep["sweep_id"])}
+
+
+def shown(app, key: str | None, size, settle=None, inspect=None) -> dict:
+    """The screen after ``key``, as lines, with its own keys and what ``inspect`` reads of it."""
+    async def scenario():
+        async with app.run_test(size=size) as pilot:
+            if key:
+                await pilot.press(key)
+            for _ in range(300):
+                await pilot.pause(0.05)
+                if settle is None or settle(app):
+                    break
+            await pilot.pause(0.3)
+            if key == "r":  # the finished experiment is the oldest: the last row
+                await pilot.press("end")
+                await pilot.pause(0.8)
+            return {"lines": screen_lines(app), "keys": own_keys(app), **(inspect(app) if inspect else {})}
+
+    return asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_runs_keeps_ids_statuses_and_results_whole(lab, size):
+    d = lab["done"]
+    app = NcalabApp(home=lab["home"], seed=7, autoplay=False)
+    seen = shown(app, "r", size, settle=lambda a: a.screen.query_one("#table").row_count == 9,
+                 inspect=lambda a: {"titles": a.screen.query_one("#table").visible_titles()})
+    assert_keys_shown(seen)
+    lines = seen["lines"]
+    row = next(line for line in lines if d["id"] in line and "completed" in line)
+    for value in (f"{d['ppl_nca']:.2f}", f"{d['ppl_scratch']:.2f}", f"{d['gain']:+.3f}", f"{d['speedup']:.2f}x"):
+        assert f" {value} " in row + " ", (value, row)
+    queued = [line for line in lines if re.search(r"e-[0-9a-f]{8} +queued", line)]
+    assert queued  # the sweep's members above it, each id and status whole
+    assert set(seen["titles"]) >= {"id", "status", "nca", "scratch", "gain", "speedup"}
+    assert_whole(lines, f"ppl nca {d['ppl_nca']:.3f}", f"ppl scratch {d['ppl_scratch']:.3f}",
+                 f"gain {d['gain']:+.4f}", f"speedup {d['speedup']:.3f}", f"seed {d['seed']}")
+    border = next(i for i, line in enumerate(lines) if line.strip() and set(line.strip()) == {"▔"})
+    assert_no_label_ends_a_line(lines[border + 1:])  # the details, under the table below 120 columns
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_sweeps_keeps_ids_statuses_and_results_whole(lab, size):
+    from ncalab.display.tables import short_label
+
+    tab = lab["sweep"]
+    app = NcalabApp(home=lab["home"], seed=7, autoplay=False)
+    seen = shown(app, "w", size, settle=lambda a: "setting" in "".join(screen_lines(a)))
+    assert_keys_shown(seen)
+    lines = seen["lines"]
+    assert re.search(rf"{tab['sweep_id']} +0/8 +8 queued", "\n".join(lines))
+    assert_whole(lines, "setting", "seeds  nca  scratch  gain  speedup  won  status")
+    for r in tab["rows"]:  # each setting's row: its label, seeds done and status on one line
+        assert any(re.search(rf"{re.escape(short_label(r['setting']))} +0/2 .* 2 queued", line) for line in lines)
+    assert_no_label_ends_a_line(lines)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_explore_shows_the_band_its_share_and_its_keys(lab, size):
+    app = NcalabApp(home=lab["home"], seed=7, autoplay=False)
+    seen = shown(app, None, size, settle=lambda a: a.screen.batch is not None,
+                 inspect=lambda a: {"seed": a.screen.seed, "score": a.screen.rule_score,
+                                    "share": (a.screen.drawer.in_band_count, a.screen.drawer.scored)})
+    assert_keys_shown(seen)
+    lines, (inside, scored) = seen["lines"], seen["share"]
+    assert_whole(lines, f"rule {seen['seed']}", f"score {seen['score']:.3f} (first 10 frames)", "in band 0.3-0.4",
+                 "n draws: in band 0.3-0.4 (code)", "b: any rule",
+                 f"{inside / scored:.0%} of {scored:,} random rules score in 0.3-0.4")
+    assert_no_label_ends_a_line(lines)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_launch_families_and_help_keep_labels_with_values(lab, size):
+    app = NcalabApp(home=lab["home"], seed=7, autoplay=False)
+    seen = shown(app, "l", size, settle=lambda a: "budget" in "".join(screen_lines(a)))
+    assert_keys_shown(seen)
+    lines = seen["lines"]
+    assert_whole(lines, "stage 1 budget: 1,000,000 NCA tokens", "stage 2 budget: 2,000,000 tokens,", "seed 0")
+    assert_no_label_ends_a_line(lines, right_of="▊")
+
+    app = NcalabApp(home=lab["home"], seed=7, autoplay=False, draw_seed=11)
+    seen = shown(app, "f", size, settle=lambda a: getattr(a.screen, "batch", None) is not None)
+    assert_keys_shown(seen)
+    assert_no_label_ends_a_line(seen["lines"])
+
+    app = NcalabApp(home=lab["home"], seed=7, autoplay=False)
+    lines = shown(app, "question_mark", size)["lines"]
+    for item in NAV:
+        assert item in lines[0]
+    assert_whole(lines, "Everywhere (the top line):")
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_getting_started_shows_once_in_five_whole_lines(tmp_path, monkeypatch, size):
+    from ncalab.tui.screens.help import GettingStartedScreen
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    plain = [re.sub(r"\[/?[a-z ]*\]", "", line) for line in GETTING_STARTED.splitlines()]
+    assert len(plain) == 5
+
+    async def first_screen():
+        app = NcalabApp(home=tmp_path / "home", seed=7, autoplay=False, welcome=True)
+        async with app.run_test(size=size) as pilot:
+            await pilot.pause(0.5)
+            welcomed = isinstance(app.screen, GettingStartedScreen)
+            lines = screen_lines(app)
+            await pilot.press("escape")
+            await pilot.pause(0.2)
+            return welcomed, lines, type(app.screen).__name__
+
+    welcomed, lines, after = asyncio.run(first_screen())
+    assert welcomed and after == "ExploreScreen"
+    assert_whole(lines, *plain)
+    assert (tmp_path / "config" / "ncalab" / "welcomed").exists()  # where keys.toml lives, not in the run store
+    assert not (tmp_path / "home").exists()  # looking creates no run store
+    welcomed, _, _ = asyncio.run(first_screen())
+    assert not welcomed  # once
+
+
+def test_remapped_keys_show_in_the_top_line_and_the_footer(lab, tmp_path, monkeypatch):
+    keys = tmp_path / "keys.toml"
+    keys.write_text('[keys]\n"go.runs" = "g"\n"explore.new_rule" = "x"\n')
+    monkeypatch.setenv("NCALAB_KEYS", str(keys))
+    app = NcalabApp(home=lab["home"], seed=7, autoplay=False)
+    lines = shown(app, None, (80, 24), settle=lambda a: a.screen.batch is not None)["lines"]
+    assert "g Runs" in lines[0] and "r Runs" not in lines[0]
+    assert "x New rule" in lines[-1]
+    assert_whole(lines, "x draws: in band 0.3-0.4")
