@@ -137,7 +137,7 @@ def test_submitit_local_executor_requeues_at_the_time_limit(tmp_path, capsys, co
     and continues from its last checkpoint; the store shows one experiment, completed."""
     pytest.importorskip("submitit")
     home = tmp_path / "h"
-    long = [*MICRO, "--set", "stage1.tokens=1048576", "--set", "stage1.icl_sequences=0", "--set", "stage2.tokens=16384",
+    long = [*MICRO, "--set", "stage1.tokens=393216", "--set", "stage1.icl_sequences=0", "--set", "stage2.tokens=16384",
             "--set", "runtime.checkpoint_minutes=0.1"]
     exp_id = _run_json(capsys, "run", "--corpus", str(code_corpus), "--home", str(home), "--executor", "submitit-local",
                        "--nproc", "2", "--time", "1", *long)["experiment_id"]

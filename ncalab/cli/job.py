@@ -115,6 +115,10 @@ def main(argv: list[str] | None = None) -> int:
         log.note(f"failed: {e}")
         code = 1
     except BaseException as e:  # noqa: BLE001 - the status is stored; the traceback goes to the log
+        from ncalab.jobs.slurm import REQUEUE
+
+        if REQUEUE.is_set():
+            raise  # submitit's requeue signal, surfacing as another error from compiled code: let it requeue
         import traceback
 
         traceback.print_exc()

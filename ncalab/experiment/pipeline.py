@@ -158,6 +158,13 @@ def run(cfg: ExperimentConfig, store, exp_id: str, reporter: Reporter | None = N
             outcome = "cancelled"
         raise
     except BaseException as e:
+        from ncalab.jobs.slurm import REQUEUE
+
+        if REQUEUE.is_set():  # the requeue signal landed inside compiled code and surfaced as another error
+            store.requeue_experiment(exp_id)
+            ctx.reporter.note("requeued at the time limit: the next job continues from the last checkpoint")
+            outcome = "requeued"
+            raise
         error = str(e) if isinstance(e, NcalabError) else f"{type(e).__name__}: {e}"
         status = "cancelled" if isinstance(e, KeyboardInterrupt) else "failed"
         if _peer_lost(ctx, e):  # torchrun ends the others when one process dies: resumable, like a kill
