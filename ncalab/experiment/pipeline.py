@@ -146,24 +146,19 @@ def run(cfg: ExperimentConfig, store, exp_id: str, reporter: Reporter | None = N
         store.finish_experiment(exp_id, "cancelled")
         outcome = "cancelled"
         return None
-    except SystemExit:
-        from ncalab.jobs.slurm import REQUEUE
-
-        if REQUEUE.is_set():  # Slurm's time limit or a preemption: the requeued job continues it
-            store.requeue_experiment(exp_id)
-            ctx.reporter.note("requeued at the time limit: the next job continues from the last checkpoint")
-            outcome = "requeued"
-        else:
-            store.finish_experiment(exp_id, "cancelled", error="the process was told to exit")
-            outcome = "cancelled"
-        raise
     except BaseException as e:
         from ncalab.jobs.slurm import REQUEUE
 
-        if REQUEUE.is_set():  # the requeue signal landed inside compiled code and surfaced as another error
+        # Slurm's time limit or a preemption: the requeued job continues it (submitit's signal
+        # exits, or surfaces as another error when it lands inside compiled code)
+        if REQUEUE.is_set():
             store.requeue_experiment(exp_id)
             ctx.reporter.note("requeued at the time limit: the next job continues from the last checkpoint")
             outcome = "requeued"
+            raise
+        if isinstance(e, SystemExit):
+            store.finish_experiment(exp_id, "cancelled", error="the process was told to exit")
+            outcome = "cancelled"
             raise
         error = str(e) if isinstance(e, NcalabError) else f"{type(e).__name__}: {e}"
         status = "cancelled" if isinstance(e, KeyboardInterrupt) else "failed"
