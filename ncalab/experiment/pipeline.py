@@ -153,7 +153,7 @@ def run(cfg: ExperimentConfig, store, exp_id: str, reporter: Reporter | None = N
         # exits, or surfaces as another error when it lands inside compiled code)
         if REQUEUE.is_set():
             store.requeue_experiment(exp_id)
-            ctx.reporter.note("requeued at the time limit: the next job continues from the last checkpoint")
+            ctx.reporter.note("requeued (time limit or preemption): the next job continues from the last checkpoint")
             outcome = "requeued"
             raise
         if isinstance(e, SystemExit):
