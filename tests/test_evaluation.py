@@ -104,6 +104,30 @@ def test_bbl_split_is_bigbench_and_scores_follow_the_rules():
         bbl.task_score([], [])
 
 
+def test_bbl_difference_is_the_difference_of_the_scores_and_its_interval_covers_95_percent():
+    """The BBL score is chance-normalised and clipped per subtask, so the arms' difference is
+    that of their scores (not a mean of item differences), and the bootstrap interval must
+    cover the true difference about 95% of the time. Two arms with the same true pass rates
+    (true difference 0) on 3 tasks: 2 four-choice subtasks and 1 exact-match one."""
+    from types import SimpleNamespace
+
+    from ncalab.experiment.evaluation import TASKS
+
+    task = TASKS["bbl"]
+    items = [SimpleNamespace(item=f"{s}/{i}", subtask=s, choices=c)
+             for s, c in (("a/x", 4), ("a/y", 4), ("b/z", 0)) for i in range(40)]
+    rates = {"a/x": 0.45, "a/y": 0.6, "b/z": 0.3}
+    rng = random.Random(5)
+    covered, trials = 0, 200
+    for _ in range(trials):
+        arms = [{it.item: float(rng.random() < rates[it.subtask]) for it in items} for _ in range(2)]
+        diff, ci = task.difference(*arms, items, resamples=400)
+        assert diff == pytest.approx(task.score(arms[0], items) - task.score(arms[1], items), abs=1e-12)
+        assert ci > 0
+        covered += abs(diff) <= ci
+    assert 0.88 <= covered / trials <= 0.995  # 95% nominal; a binomial sd of 1.5 points at 200 trials
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     home = tmp_path_factory.mktemp("eval") / "h"

@@ -17,6 +17,8 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from ncalab.errors import NcalabError
 
 SHOTS = 2
@@ -112,8 +114,17 @@ def task_score(pass_rates: list[float], choices: list[int]) -> float:
     """Mean pass@k of a subtask's items; normalised for chance on choice tasks."""
     if not pass_rates:
         raise NcalabError("no items were scored: an evaluation with no samples has no score")
-    p = sum(pass_rates) / len(pass_rates)
-    if not any(choices):
+    return float(subtask_scores(np.asarray(pass_rates, dtype=float), np.asarray(choices, dtype=float)))
+
+
+def subtask_scores(pass_rates: np.ndarray, choices: np.ndarray) -> np.ndarray:
+    """task_score along the last axis, for many rows of items at once (bootstrap resamples):
+    the mean, normalised for chance max(0, (p - chance) / (1 - chance)) on choice subtasks,
+    where chance is the mean of 1/C over the row's choice items."""
+    p = pass_rates.mean(-1)
+    is_choice = choices > 0
+    if not is_choice.any():
         return p
-    chance = sum(1 / c for c in choices if c) / sum(1 for c in choices if c)
-    return max(0.0, (p - chance) / (1 - chance))
+    inverse = np.where(is_choice, 1.0 / np.maximum(choices, 1.0), 0.0)
+    chance = inverse.sum(-1) / np.maximum(is_choice.sum(-1), 1)
+    return np.maximum(0.0, (p - chance) / (1.0 - chance))

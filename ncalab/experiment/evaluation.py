@@ -45,13 +45,30 @@ class Task(Protocol):
     def items(self, cfg) -> list[Item]: ...
     def examples(self, cfg) -> list[tuple[str, str]]: ...
     def score(self, per_item: dict[str, float], items: list) -> float: ...
+    def difference(self, nca: dict[str, float], scratch: dict[str, float], items: list) -> tuple[float, float]:
+        """score(nca) - score(scratch) over the items both arms scored, and the half-width of
+        its 95% interval."""
+
+
+class MeanOverItems:
+    """A task whose score is the mean of its items' pass@k: the difference between arms is
+    the mean paired difference, with a normal interval over items."""
+
+    def score(self, per_item, items) -> float:
+        return float(np.mean(list(per_item.values())))
+
+    def difference(self, nca, scratch, items) -> tuple[float, float]:
+        common = sorted(set(nca) & set(scratch))
+        if len(common) < 2:
+            return float("nan"), float("nan")
+        return passk.paired_difference([nca[i] for i in common], [scratch[i] for i in common])
 
 
 def _limited(items: list, limit: int) -> list:
     return items[:limit] if limit else items
 
 
-class GSM8K:
+class GSM8K(MeanOverItems):
     name, fine_tunes = "gsm8k", True
 
     def section(self, cfg):
@@ -85,15 +102,12 @@ class GSM8K:
         train, _ = self._load(cfg)
         return [gsm8k.example_text(p) for p in _limited(train, cfg.eval.gsm8k.limit * 10)]
 
-    def score(self, per_item, items) -> float:
-        return float(np.mean(list(per_item.values())))
-
 
 def _gsm8k_stop(text: str) -> bool:
     return "\nQuestion:" in text or ("####" in text and "\n" in text.split("####", 1)[1].lstrip(" "))
 
 
-class HumanEval:
+class HumanEval(MeanOverItems):
     name, fine_tunes = "humaneval", False
 
     def section(self, cfg):
@@ -120,9 +134,6 @@ class HumanEval:
 
     def examples(self, cfg):
         return []
-
-    def score(self, per_item, items) -> float:
-        return float(np.mean(list(per_item.values())))
 
 
 class BBL:
@@ -168,6 +179,31 @@ class BBL:
         for sub, vals in by_sub.items():
             by_task.setdefault(sub.split("/")[0], []).append(bbl.task_score([v for v, _ in vals], [c for _, c in vals]))
         return float(np.mean([np.mean(v) for v in by_task.values()]))
+
+    def difference(self, nca, scratch, items, resamples: int = 2000) -> tuple[float, float]:
+        """The BBL score is chance-normalised and clipped per subtask, then macro-averaged, so it
+        is not a mean of item figures: the difference is that of the two scores, and its interval
+        comes from a paired bootstrap that resamples items within each subtask (seeded, so the
+        figure is the same every time it is shown)."""
+        from ncalab.evals import bbl
+
+        by_sub: dict[str, list] = {}
+        for it in items:
+            if it.item in nca and it.item in scratch:
+                by_sub.setdefault(it.subtask, []).append((nca[it.item], scratch[it.item], it.choices or 0))
+        if not by_sub or sum(len(v) for v in by_sub.values()) < 2:
+            return float("nan"), float("nan")
+        rng = np.random.default_rng(0)
+        by_task: dict[str, list[np.ndarray]] = {}
+        for sub in sorted(by_sub):
+            a, b, c = (np.asarray(col, dtype=float) for col in zip(*by_sub[sub]))
+            idx = np.concatenate([np.arange(len(a))[None], rng.integers(0, len(a), size=(resamples, len(a)))])
+            # row 0 is the observed items; the others are resamples
+            by_task.setdefault(sub.split("/")[0], []).append(
+                bbl.subtask_scores(a[idx], c[idx]) - bbl.subtask_scores(b[idx], c[idx]))
+        diffs = np.mean([np.mean(v, axis=0) for v in by_task.values()], axis=0)
+        low, high = np.percentile(diffs[1:], [2.5, 97.5])
+        return float(diffs[0]), float((high - low) / 2)
 
 
 TASKS: dict[str, Task] = {t.name: t for t in (GSM8K(), HumanEval(), BBL())}

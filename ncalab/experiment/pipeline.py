@@ -368,8 +368,8 @@ def summarise(store, exp_id: str, device: str, cfg: ExperimentConfig) -> Experim
 
 def downstream(store, runs: dict, cfg: ExperimentConfig) -> dict:
     """{task: {k: {nca, scratch, diff, ci, items}}} of the evaluations that have finished;
-    diff = nca - scratch, with the half-width of its 95% interval over the items both scored."""
-    from ncalab.evals.passk import paired_difference
+    diff = score(nca) - score(scratch) over the items both scored, with the half-width of its 95%
+    interval (the task's own: over items for a mean, a bootstrap for BBL's normalised score)."""
     from ncalab.experiment.evaluation import ARMS, TASKS, ks, per_item_pass
 
     out: dict = {}
@@ -386,9 +386,8 @@ def downstream(store, runs: dict, cfg: ExperimentConfig) -> dict:
         table = {}
         for k in ks(cfg, task):
             per = {arm: per_item_pass(items[arm], k) for arm in ARMS}
-            common = sorted(set(per["nca"]) & set(per["scratch"]))
-            diff, ci = paired_difference([per["nca"][i] for i in common], [per["scratch"][i] for i in common]) \
-                if len(common) > 1 else (float("nan"), float("nan"))
+            common = set(per["nca"]) & set(per["scratch"])
+            diff, ci = task.difference(per["nca"], per["scratch"], items["nca"])
             table[str(k)] = {"nca": task.score(per["nca"], items["nca"]), "scratch": task.score(per["scratch"], items["scratch"]),
                              "diff": diff, "ci": ci, "items": len(common)}
         out[name] = table
