@@ -54,3 +54,28 @@ def code_corpus(tmp_path_factory) -> Path:  # noqa: D401
     return dst
 
 
+
+
+# The one-layer model, NCA stream and Trainer that the trainer and checkpoint tests drive directly.
+TINY_MODEL_KW = dict(n_layer=1, d_model=32, n_head=2)
+TINY_SEQ_LEN = 128
+
+
+def tiny_nca_trainer(ckpt_dir, should_stop=None, steps=8):
+    """A Trainer of `steps` steps (4 sequences of 128 NCA tokens each) on CPU in fp32, with the
+    metric points it logs collected in a list."""
+    from ncalab.config import ModelConfig
+    from ncalab.nca.bands import Band
+    from ncalab.train.batches import NCABatches, nca_validation
+    from ncalab.train.device import choose
+    from ncalab.train.loop import StageSpec, Trainer
+    from ncalab.train.model import build_model
+
+    nca, band = NCAConfig(seq_len=TINY_SEQ_LEN), Band(0.5, 1.0)
+    model = build_model(ModelConfig(**TINY_MODEL_KW), nca.vocab_size, nca.seq_len, seed=0)
+    spec = StageSpec("t", steps * 4 * 128, 4 * 128, 3e-3, 0.1, 0.1, 0.0, 1.0, 0, n_evals=2)
+    val = nca_validation(nca, band, 1, 8, 4)
+    points = []
+    tr = Trainer(model, spec, choose("cpu", "fp32"), NCABatches(nca, band, 1, 4, batch_rules=64), val,
+                 on_metrics=points.extend, checkpoint_dir=ckpt_dir, should_stop=should_stop)
+    return tr, points

@@ -15,32 +15,20 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from conftest import tiny_nca_trainer
 import ncalab
 from ncalab.cli.main import main
 from ncalab.config import ExperimentConfig, ModelConfig
 from ncalab.errors import NcalabError
-from ncalab.nca.bands import Band
 from ncalab.nca.config import NCAConfig
 from ncalab.store import RunStore
 from ncalab.train import checkpoint
-from ncalab.train.batches import NCABatches, nca_validation
-from ncalab.train.device import choose
-from ncalab.train.loop import StageSpec, Trainer
 from ncalab.train.model import build_model
 
 M = ModelConfig(n_layer=1, d_model=32, n_head=2)
 NCA = NCAConfig(seq_len=128)
-BAND = Band(0.5, 1.0)
 
 
-def _trainer(ckpt_dir, should_stop=None, steps=8):
-    model = build_model(M, NCA.vocab_size, NCA.seq_len, seed=0)
-    spec = StageSpec("t", steps * 4 * 128, 4 * 128, 3e-3, 0.1, 0.1, 0.0, 1.0, 0, n_evals=2)
-    val = nca_validation(NCA, BAND, 1, 8, 4)
-    points = []
-    tr = Trainer(model, spec, choose("cpu", "fp32"), NCABatches(NCA, BAND, 1, 4, batch_rules=64), val,
-                 on_metrics=points.extend, checkpoint_dir=ckpt_dir, should_stop=should_stop)
-    return tr, points
 
 
 def _same(a, b) -> bool:
@@ -66,7 +54,7 @@ def _write_legacy(folder: Path, state: dict) -> None:
 
 
 def test_the_trainer_state_round_trips_exactly(tmp_path):
-    tr, _ = _trainer(tmp_path / "ck", should_stop=lambda: tr.step >= 3)
+    tr, _ = tiny_nca_trainer(tmp_path / "ck", should_stop=lambda: tr.step >= 3)
     tr.run()
     torch.manual_seed(7), np.random.seed(7), random.seed(7)
     extra = {"data": {"next_batch_index": np.int64(5), "offset": 3}, "odd": {1: (2.5, float("inf")), "$x": [None, True]},
@@ -157,14 +145,14 @@ def test_a_damaged_checkpoint_is_an_error_naming_it_not_a_silent_restart(tmp_pat
 
 
 def test_an_earlier_versions_checkpoint_resumes_exactly(tmp_path):
-    full, full_points = _trainer(tmp_path / "a")
+    full, full_points = tiny_nca_trainer(tmp_path / "a")
     full.run()
-    stopped, _ = _trainer(tmp_path / "b", should_stop=lambda: stopped.step >= 3)
+    stopped, _ = tiny_nca_trainer(tmp_path / "b", should_stop=lambda: stopped.step >= 3)
     stopped.run()
     last = tmp_path / "b" / "last"
     _write_legacy(last, checkpoint.load_state(last))
     assert checkpoint.is_legacy(last) and checkpoint.find(last) == last
-    resumed, resumed_points = _trainer(tmp_path / "b")
+    resumed, resumed_points = tiny_nca_trainer(tmp_path / "b")
     resumed.restore(last)
     assert resumed.step == 3
     resumed.run()
@@ -178,7 +166,7 @@ def test_an_earlier_versions_checkpoint_resumes_exactly(tmp_path):
 def test_an_earlier_versions_interrupted_save_is_recognised(tmp_path):
     """Earlier versions crashed between their two renames left only last.old and last.tmp."""
     for steps in (2, 3):
-        tr, _ = _trainer(tmp_path / f"s{steps}", should_stop=lambda: tr.step >= steps)
+        tr, _ = tiny_nca_trainer(tmp_path / f"s{steps}", should_stop=lambda: tr.step >= steps)
         tr.run()
         _write_legacy(tmp_path / f"s{steps}" / "last", checkpoint.load_state(tmp_path / f"s{steps}" / "last"))
     ck = tmp_path / "ck"
@@ -186,7 +174,7 @@ def test_an_earlier_versions_interrupted_save_is_recognised(tmp_path):
     os.replace(tmp_path / "s2" / "last", ck / "last.old")
     os.replace(tmp_path / "s3" / "last", ck / "last.tmp")
     assert checkpoint.find(ck / "last") == ck / "last.tmp"
-    resumed, _ = _trainer(ck)
+    resumed, _ = tiny_nca_trainer(ck)
     resumed.restore(ck / "last")
     assert resumed.step == 3
 
@@ -227,7 +215,7 @@ def test_a_planted_pickle_is_refused_and_never_runs(tmp_path, capsys):
     # the job's own path (a resume that got past the CLI) refuses too
     with pytest.raises(NcalabError, match="would run code"):
         checkpoint.load_state(last)
-    tr, _ = _trainer(tmp_path / "t")
+    tr, _ = tiny_nca_trainer(tmp_path / "t")
     with pytest.raises(NcalabError, match="would run code"):
         tr.restore(last)
     assert not marker.exists()
