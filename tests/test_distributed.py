@@ -1,7 +1,9 @@
 """Several processes: DDP and FSDP2 under torchrun on CPUs (gloo) train the model one process
 trains, a multi-process experiment completes and resumes after kill -9, a sharded run
 continues on another number of processes, and submitit's local executor requeues a job at
-its time limit. Real processes throughout: nothing of torch.distributed or submitit is mocked."""
+its time limit or on preemption. Real processes throughout: nothing of torch.distributed or
+submitit is mocked (one test stands in for the job's entry point, to land a requeue inside a
+checkpoint save every time instead of by chance)."""
 
 import json
 import os
@@ -91,14 +93,14 @@ def _run_json(capsys, *args):
     return json.loads(out.strip().splitlines()[-1])
 
 
-def _wait(pred, timeout=600.0):
+def _wait(pred, timeout=600.0, why=lambda: ""):
     end = time.time() + timeout
     while time.time() < end:
         v = pred()
         if v:
             return v
         time.sleep(0.5)
-    raise AssertionError("timed out")
+    raise AssertionError(f"timed out\n{why()}")
 
 
 def test_a_two_process_experiment_completes_and_survives_kill_9(tmp_path, capsys, code_corpus):
@@ -136,37 +138,78 @@ def test_submitit_requeues_a_signalled_job_and_it_continues_from_its_checkpoint(
     """Two tasks under submitit's local executor. Slurm sends the job the same signal (USR2,
     submitit's default) shortly before its time limit and on preemption; here it is sent once
     the first stage has checkpointed, so the test does not depend on how fast this machine is.
-    The job is requeued, resumes from that checkpoint, and the store shows one experiment,
-    completed, with a curve that repeats nothing."""
+    Checkpoints are written at almost every step, so the signal often lands inside one (DCP
+    then turns submitit's exit into its own error). The job is requeued, resumes from that
+    checkpoint, and the store shows one experiment, completed, with a curve that repeats nothing."""
     pytest.importorskip("submitit")
     from ncalab.train import checkpoint
 
     home = tmp_path / "h"
-    long = [*MICRO, "--set", "stage1.tokens=196608", "--set", "stage1.icl_sequences=0", "--set", "stage2.tokens=16384",
-            "--set", "runtime.checkpoint_minutes=0.05"]
+    long = [*MICRO, "--set", "stage1.tokens=131072", "--set", "stage1.icl_sequences=0", "--set", "stage2.tokens=16384",
+            "--set", "runtime.checkpoint_minutes=0.002"]
     exp_id = _run_json(capsys, "run", "--corpus", str(code_corpus), "--home", str(home), "--executor", "submitit-local",
                        "--nproc", "2", "--time", "30", *long)["experiment_id"]
     store = RunStore(home)
+
+    def logs():
+        return "\n".join(f"== {f.name}\n{f.read_text(errors='replace')[-3000:]}" for f in sorted((home / "slurm").glob("*_log.*")))
 
     def stage1_checkpointed():
         runs = [r for r in store.runs_of(exp_id) if r.kind == "stage1"]
         return runs and checkpoint.find(store.run_dir(runs[0]) / "checkpoints" / "last")
 
-    _wait(stage1_checkpointed, timeout=600)
+    _wait(stage1_checkpointed, timeout=600, why=logs)
     tasks = [p for p in psutil.process_iter(["cmdline"])
              if "submitit.core._submit" in " ".join(p.info["cmdline"] or []) and str(home) in " ".join(p.info["cmdline"])]
     assert len(tasks) == 2
     for p in tasks:
         p.send_signal(signal.SIGUSR2)
-    _wait(lambda: store.get_experiment(exp_id).status in ("completed", "failed", "lost", "cancelled"), timeout=600)
+    _wait(lambda: store.get_experiment(exp_id).status in ("completed", "failed", "lost", "cancelled"), timeout=400, why=logs)
     assert store.get_experiment(exp_id).status == "completed", store.get_experiment(exp_id).error
     assert len(store.list_experiments()) == 1
-    logs = " ".join(f.read_text(errors="replace") for f in (home / "slurm").rglob("*.out"))
-    assert "requeued (time limit or preemption)" in logs
-    assert "stage1: resuming from step" in logs and "resuming from step 0 " not in logs
+    text = logs()
+    assert "requeued (time limit or preemption)" in text
+    assert "stage1: resuming from step" in text and "resuming from step 0 " not in text
     stage1 = next(r for r in store.runs_of(exp_id) if r.kind == "stage1")
     tokens = [p.tokens for p in store.metrics(stage1.id, "train_loss")]
     assert tokens == sorted(set(tokens)) and tokens
+
+
+@pytest.mark.parametrize("requeued", [True, False])
+def test_a_requeue_signal_that_lands_inside_a_checkpoint_save_still_requeues(monkeypatch, requeued):
+    """DCP catches every exception of a save, submitit's exit included, and raises its own
+    (a BaseException). Whatever surfaces once the requeue hook ran, the task exits with the code
+    submitit's local controller restarts on; an error without a requeue stays that error."""
+    submitit = pytest.importorskip("submitit")
+    from unittest import mock
+
+    from submitit.local.local import LOCAL_REQUEUE_RETURN_CODE
+    from torch.distributed.checkpoint.api import CheckpointException
+
+    from ncalab.cli import job
+    from ncalab.jobs import slurm
+
+    task = {"SUBMITIT_EXECUTOR": "local", "SUBMITIT_LOCAL_JOB_ID": "1", "SUBMITIT_LOCAL_NTASKS": "1", "SUBMITIT_LOCAL_JOB_NUM_NODES": "1",
+            "SUBMITIT_LOCAL_NODEID": "0", "SUBMITIT_LOCAL_GLOBALID": "0", "SUBMITIT_LOCAL_LOCALID": "0"}
+
+    def signalled_inside_a_save(argv):
+        if requeued:
+            job_ = slurm.SlurmJob("h", "e")
+            assert isinstance(job_.checkpoint(), submitit.helpers.DelayedSubmission)  # what submitit's handler calls
+        raise CheckpointException("save failed", {0: SystemExit(LOCAL_REQUEUE_RETURN_CODE)})
+
+    monkeypatch.setattr(job, "main", signalled_inside_a_save)
+    try:
+        with mock.patch.dict(os.environ, task):  # the task's environment, and what it exports, go away after
+            if requeued:
+                with pytest.raises(SystemExit) as exited:
+                    slurm.SlurmJob("h", "e")()
+                assert exited.value.code == LOCAL_REQUEUE_RETURN_CODE
+            else:
+                with pytest.raises(CheckpointException):
+                    slurm.SlurmJob("h", "e")()
+    finally:
+        slurm.REQUEUE.clear()
 
 
 @pytest.mark.parametrize("args, message", [

@@ -46,13 +46,32 @@ class SlurmJob:
         submitit = _submitit()
         submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
         worker = importlib.import_module(WORKER_MODULE)
-        return worker.main(["--home", self.home, self.exp_id])
+        try:
+            return worker.main(["--home", self.home, self.exp_id])
+        except BaseException as e:
+            # submitit requeues by exiting from its signal handler; when the signal lands inside a
+            # checkpoint save, DCP catches that exit and raises its own error instead. Exit as
+            # submitit meant to, or its local controller never restarts the job and the
+            # experiment waits in the queue for good.
+            if REQUEUE.is_set() and not isinstance(e, SystemExit):
+                raise SystemExit(_requeue_exit_code(submitit)) from None
+            raise
 
     def checkpoint(self, *args, **kwargs):
         """Called by submitit on rank 0 when Slurm signals the end of the time limit or a
         preemption: requeue the same job (it resumes from the last checkpoint)."""
         REQUEUE.set()
         return _submitit().helpers.DelayedSubmission(SlurmJob(self.home, self.exp_id))
+
+
+def _requeue_exit_code(submitit) -> int:
+    """The exit code of submitit's requeue: its local controller restarts a job that exits with
+    it; on Slurm the job was already requeued (scontrol) and the code is only reported."""
+    if submitit.JobEnvironment().cluster == "local":
+        from submitit.local.local import LOCAL_REQUEUE_RETURN_CODE
+
+        return LOCAL_REQUEUE_RETURN_CODE
+    return -1
 
 
 def check_available(executor: str) -> None:
