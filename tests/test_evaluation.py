@@ -13,6 +13,7 @@ from ncalab.cli.main import main
 from ncalab.errors import NcalabError
 from ncalab.evals import bbl, gsm8k, humaneval
 from ncalab.evals.passk import pass_at_k
+from ncalab.experiment.reporting import SilentReporter
 from ncalab.nca.tokens import IGNORE_INDEX
 from ncalab.store import RunStore
 from ncalab.train.batches import pack_examples
@@ -214,13 +215,43 @@ def test_an_interrupted_evaluation_resumes_without_sampling_finished_items(train
     assert 0 < len(first) < 48 and runs["bbl-nca"].status == "cancelled"
     store.requeue_experiment(exp.id)
     assert store.claim_experiment(exp.id, os.getpid(), socket.gethostname())
-    summary = pipeline.run(cfg, store, exp.id)
+    seen = Recorder()
+    summary = pipeline.run(cfg, store, exp.id, seen)
     after = store.eval_items(runs["bbl-nca"].id)
     assert len(after) == 48 and [i.item for i in after[: len(first)]] == [i.item for i in first]
+    # progress counts items, and the samples scored before the interruption too
+    assert seen.stages["bbl-nca"] == (48, "items")
+    nca = [(done, m) for name, done, m in seen.updates if name == "bbl-nca"]
+    assert nca[0][0] == len(first) + 1 and nca[0][1]["samples"] == 2 * (len(first) + 1)
+    assert nca[-1] == (48, {"samples": 96, "correct": sum(i.correct for i in after)})
     lines = (store.run_dir(runs["bbl-nca"]) / "samples.jsonl").read_text().splitlines()
     sampled = [json.loads(x)["item"] for x in lines]
     assert len(sampled) == len(set(sampled)) == 48  # nothing sampled twice
     assert 0.0 <= summary.downstream["bbl"]["2"]["nca"] <= 1.0
+
+
+class Recorder(SilentReporter):
+    """What a front end is told: stages with their totals and units, then progress."""
+
+    def __init__(self):
+        self.stages, self.updates = {}, []
+
+    def stage(self, name, total, unit="tokens"):
+        self.stages[name] = (total, unit)
+
+    def progress(self, name, done, metrics):
+        self.updates.append((name, done, dict(metrics)))
+
+
+def test_the_job_log_counts_an_evaluation_in_items_and_correct_samples(capsys):
+    from ncalab.cli.job import LogReporter
+
+    log = LogReporter(every_s=0)
+    log.stage("humaneval-nca", 20, unit="items")
+    log.progress("humaneval-nca", 3, {"correct": 1, "samples": 24})
+    out = capsys.readouterr().out
+    assert "[humaneval-nca] started: 20 items" in out and "3/20 items  1 of 24 samples correct" in out
+    assert "loss" not in out and "tok/s" not in out
 
 
 def test_an_experiment_without_language_models_cannot_be_evaluated(tmp_path, capsys, code_corpus):

@@ -21,6 +21,7 @@ import time
 
 from ncalab.cli.quiet import quiet_third_party, verbose_requested
 from ncalab.errors import NcalabError
+from ncalab.experiment.reporting import scored_text
 from ncalab.jobs import queue
 
 
@@ -29,21 +30,25 @@ class LogReporter:
 
     def __init__(self, every_s: float = 10.0):
         self.every_s, self._last = every_s, 0.0
-        self.totals: dict[str, int] = {}
+        self.totals: dict[str, tuple[int, str]] = {}
 
     def _print(self, text: str) -> None:
         print(f"{time.strftime('%H:%M:%S')} {text}", flush=True)
 
-    def stage(self, name, total_tokens):
-        self.totals[name] = total_tokens
-        self._print(f"[{name}] started: {total_tokens:,} tokens")
+    def stage(self, name, total, unit="tokens"):
+        self.totals[name] = (total, unit)
+        self._print(f"[{name}] started: {total:,} {unit}")
 
-    def progress(self, name, tokens, metrics):
+    def progress(self, name, done, metrics):
         now = time.time()
         if now - self._last < self.every_s:
             return
         self._last = now
-        bits = [f"{tokens:,}/{self.totals.get(name, 0):,} tokens", f"loss {metrics.get('train_loss', float('nan')):.4f}"]
+        total, unit = self.totals.get(name, (0, "tokens"))
+        if unit != "tokens":  # an evaluation
+            self._print(f"[{name}] {done:,}/{total:,} {unit}  {scored_text(metrics)}")
+            return
+        bits = [f"{done:,}/{total:,} tokens", f"loss {metrics.get('train_loss', float('nan')):.4f}"]
         if "val_ppl" in metrics:
             bits.append(f"val ppl {metrics['val_ppl']:.3f}")
         bits.append(f"{metrics.get('tokens_per_s', 0):,.0f} tok/s")

@@ -15,7 +15,7 @@ from ncalab.cli.common import (
     scale_settings,
 )
 from ncalab.errors import NcalabError
-from ncalab.experiment.reporting import SilentReporter
+from ncalab.experiment.reporting import SilentReporter, scored_text
 
 Track = Annotated[list[str] | None, typer.Option(
     "--track", help="Mirror metrics, config and summary to tensorboard, mlflow or wandb (repeatable, or a,b); "
@@ -40,18 +40,22 @@ class RichReporter:
         self.bars, self.labels = bars, stage_labels(source)
         self.tasks: dict[str, TaskID] = {}
 
-    def stage(self, name, total_tokens):
+    def stage(self, name, total, unit="tokens"):
         self.bars.start()  # lazily: bad input fails before any bar is drawn
-        self.tasks[name] = self.bars.add_task(self.labels.get(name, name), total=total_tokens, info="")
+        self.tasks[name] = self.bars.add_task(self.labels.get(name, name), total=total, info="",
+                                              unit="tok" if unit == "tokens" else unit)
 
-    def progress(self, name, tokens, metrics):
+    def progress(self, name, done, metrics):
+        if "samples" in metrics:  # an evaluation
+            self.bars.update(self.tasks[name], completed=done, info=scored_text(metrics))
+            return
         bits = [f"loss {metrics['train_loss']:.3f}"]
         if "val_ppl" in metrics and name != "stage1":
             bits.append(f"val ppl {metrics['val_ppl']:.2f}")
         elif "val_loss" in metrics:
             bits.append(f"val loss {metrics['val_loss']:.3f}")
         bits.append(f"{metrics.get('tokens_per_s', 0):,.0f} tok/s")
-        self.bars.update(self.tasks[name], completed=tokens, info="  ".join(bits))
+        self.bars.update(self.tasks[name], completed=done, info="  ".join(bits))
 
     def done(self, name, result):
         self.bars.update(self.tasks[name], completed=self.bars.tasks[self.tasks[name]].total)
@@ -71,9 +75,9 @@ class WarningReporter(SilentReporter):
             err_console.print(text, markup=False, highlight=False)
 
 
-def _progress() -> Progress:
+def progress_bars() -> Progress:
     return Progress(TextColumn("{task.description:<18}"), BarColumn(bar_width=28),
-                    TextColumn("{task.completed:>11,}/{task.total:,} tok"), TimeElapsedColumn(), TimeRemainingColumn(),
+                    TextColumn("{task.completed:>11,}/{task.total:,} {task.fields[unit]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                     TextColumn("{task.fields[info]}"), console=err_console)
 
 
@@ -174,7 +178,7 @@ def run(
     if json_out:
         emit_json(run_experiment(cfg, store, WarningReporter(), name=name).to_dict())
         return
-    progress = _progress()
+    progress = progress_bars()
     try:
         summary = run_experiment(cfg, store, RichReporter(progress, cfg.stage1.source), name=name)
     finally:

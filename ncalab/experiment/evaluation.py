@@ -316,7 +316,9 @@ class Evaluate:
         items = self.task.items(cfg)
         done = {e.item for e in store.eval_items(run.id)}
         todo = [it for it in items if it.item_id not in done]
-        ctx.reporter.stage(self.kind, len(items))
+        ctx.reporter.stage(self.kind, len(items), unit="items")
+        scored = store.eval_items(run.id)  # a resumed evaluation counts what it scored before
+        n_samples, n_correct = sum(r.samples for r in scored), sum(r.correct for r in scored)
         samples_file = store.run_dir(run) / "samples.jsonl"
         for i, item in enumerate(todo):
             stopped()
@@ -326,7 +328,8 @@ class Evaluate:
                 f.write(json.dumps({"item": item.item_id, "samples": texts, "correct": right}) + "\n")
             store.add_eval_item(run.id, item.item_id, item.subtask, len(texts), sum(right), item.choices,
                                 {"correct": right})
-            ctx.reporter.progress(self.kind, len(done) + i + 1, {"correct": sum(right), "samples": len(texts)})
+            n_samples, n_correct = n_samples + len(texts), n_correct + sum(right)
+            ctx.reporter.progress(self.kind, len(done) + i + 1, {"correct": n_correct, "samples": n_samples})
         log_pass_at_k(store, run, self.task, items_of(store, run), ks(cfg, self.task))
 
 

@@ -82,7 +82,8 @@ def details_text(d: dict) -> Pairs:
         settings.append(f"corpus {c['data.corpus']}")
     for stage in ("stage1", "stage2"):
         if f"{stage}.tokens" in c:
-            settings.append(f"{stage} {_count(c[f'{stage}.tokens'])} tokens lr {c.get(f'{stage}.lr', '-')}")
+            on = f" {c['stage1.source']}" if stage == "stage1" and "stage1.source" in c else ""  # what stage 1 read
+            settings.append(f"{stage}{on} {_count(c[f'{stage}.tokens'])} tokens lr {c.get(f'{stage}.lr', '-')}")
     if "transfer.reinit" in c:
         reinit = c["transfer.reinit"]
         settings.append(f"reinit {(','.join(reinit) if isinstance(reinit, list) else reinit) or 'none'}")
