@@ -85,6 +85,11 @@ def test_each_source_pre_pre_trains_and_transfers(tmp_path, capsys, code_corpus,
         assert c["flops"] == pytest.approx(c["flops_per_token"] * c["tokens"]) and c["device_s"] > 0
     d = run_json(capsys, "runs", "show", s["experiment_id"], "--home", str(home))
     assert d["summary"]["compute"]["stage1"]["tokens"] == 49152
+    if source == "text":  # natural text has no in-context evaluation: none is run, and asking is an error
+        assert not s["in_context"]
+        assert main(["eval", s["experiment_id"], "--icl", "--home", str(home)]) != 0
+        err = capsys.readouterr().err
+        assert "trained on text, which has no in-context evaluation" in err and "Traceback" not in err
 
 
 def test_a_source_sweep_trains_one_scratch_baseline_per_seed(tmp_path, code_corpus):

@@ -29,6 +29,7 @@ class Stage1Data:
 class Source(Protocol):
     name: str
     label: str  # a few words for tables and logs
+    in_context: bool  # whether in_context_eval measures anything for this source
 
     def vocab_size(self, cfg: ExperimentConfig) -> int: ...
     def reuse_settings(self, cfg: ExperimentConfig) -> dict: ...
@@ -45,7 +46,7 @@ class NCASource:
     A stage1.corpus of natural text is the text source's, and ignored here as Dyck ignores it,
     so one `--set stage1.corpus=...` serves a whole `--grid stage1.source=...` sweep."""
 
-    name, label = "nca", "NCA"
+    name, label, in_context = "nca", "NCA", True
 
     @staticmethod
     def stored(cfg):
@@ -157,7 +158,7 @@ class NCASource:
 
 class DyckSource:
     def __init__(self, name: str, shuffle: bool):
-        self.name, self.shuffle = name, shuffle
+        self.name, self.shuffle, self.in_context = name, shuffle, True
         self.label = "shuffle-Dyck" if shuffle else "Dyck"
 
     def dyck_config(self, cfg):
@@ -200,7 +201,7 @@ class TextSource:
     """Natural text as pre-pre-training (the paper's C4 control): its own corpus and tokenizer
     (data.tokenizer when set, else a BPE of data.vocab_size trained on this corpus)."""
 
-    name, label = "text", "text"
+    name, label, in_context = "text", "text", False
 
     def vocab_size(self, cfg):
         if cfg.data.tokenizer:

@@ -116,7 +116,8 @@ class InContext:
     def run(self, ctx) -> None:
         cfg, store = ctx.cfg, ctx.store
         run = store.get_run(ctx.runs["stage1"].id)
-        if not ctx.world.main or cfg.stage1.icl_sequences <= 0 or any(n.startswith(IN_CONTEXT_METRICS) for n in store.latest_metrics(run.id)):
+        if (not ctx.world.main or cfg.stage1.icl_sequences <= 0 or not SOURCES[cfg.stage1.source].in_context
+                or any(n.startswith(IN_CONTEXT_METRICS) for n in store.latest_metrics(run.id))):
             return
         ctx.reporter.note(f"in-context evaluation of the stage-1 model on {cfg.stage1.icl_sequences} held-out sequences")
         log_in_context(store, run, ctx.get("stage1_model"), cfg, ctx.placement, log=ctx.log)

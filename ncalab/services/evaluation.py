@@ -73,6 +73,7 @@ def evaluate_checkpoint(path: Path, corpus_spec: str, eval_tokens: int, seq_len:
 def in_context(store, ident: str, device: str = "auto", sequences: int | None = None) -> dict:
     """The in-context evaluation of an experiment's stage-1 model (NCA: next-frame accuracy per
     frame; Dyck: conditional validity), stored with its stage-1 run and returned."""
+    from ncalab.experiment.sources import SOURCES
     from ncalab.experiment.stages import log_in_context
     from ncalab.services.experiments import config_of
     from ncalab.services.runs import resolve_experiment
@@ -89,10 +90,10 @@ def in_context(store, ident: str, device: str = "auto", sequences: int | None = 
     folder = store.run_dir(run) / "model" if run is not None else None
     if folder is None or not (folder / "config.json").exists():
         raise NcalabError(f"experiment {exp.id} has no finished stage-1 model yet")
+    if not SOURCES[cfg.stage1.source].in_context:
+        raise NcalabError(f"stage 1 of {exp.id} trained on {cfg.stage1.source}, which has no in-context evaluation")
     placement = devices.choose(device, cfg.runtime.dtype)
     points = log_in_context(store, run, checkpoint.load_model(folder), cfg, placement)
-    if not points:
-        raise NcalabError(f"stage 1 of {exp.id} trained on {cfg.stage1.source}, which has no in-context evaluation")
     return {"experiment_id": exp.id, "run_id": run.id, "source": cfg.stage1.source,
             "sequences": cfg.stage1.icl_sequences, "points": points}
 
