@@ -54,8 +54,6 @@ def code_corpus(tmp_path_factory) -> Path:  # noqa: D401
     return dst
 
 
-
-
 # The one-layer model, NCA stream and Trainer that the trainer and checkpoint tests drive directly.
 TINY_MODEL_KW = dict(n_layer=1, d_model=32, n_head=2)
 TINY_SEQ_LEN = 128

@@ -156,14 +156,10 @@ def _downstream(target, tasks, data, samples, k, limit, allow, lm_eval, sets, de
         return
     if not store.claim_experiment(exp.id, os.getpid(), socket.gethostname()):
         raise NcalabError(f"experiment {exp.id} was taken by another process")
-    from ncalab.cli.run import RichReporter, WarningReporter, progress_bars
+    from ncalab.cli.run import foreground_reporter
 
-    bars = None if json_out else progress_bars()
-    try:  # the foreground shows each arm's items as they are scored, as `ncalab run` shows training
-        summary = pipeline.run(cfg, store, exp.id, WarningReporter() if bars is None else RichReporter(bars, cfg.stage1.source))
-    finally:
-        if bars is not None:
-            bars.stop()
+    with foreground_reporter(json_out, cfg.stage1.source) as reporter:  # items as they are scored
+        summary = pipeline.run(cfg, store, exp.id, reporter)
     if summary is None:
         raise NcalabError(f"evaluation of {exp.id} was stopped; `ncalab runs resume {exp.id}` continues it")
     if json_out:

@@ -45,10 +45,10 @@ class LogReporter:
             return
         self._last = now
         total, unit = self.totals.get(name, (0, "tokens"))
-        if unit != "tokens":  # an evaluation
+        if "samples" in metrics:  # an evaluation
             self._print(f"[{name}] {done:,}/{total:,} {unit}  {scored_text(metrics)}")
             return
-        bits = [f"{done:,}/{total:,} tokens", f"loss {metrics.get('train_loss', float('nan')):.4f}"]
+        bits = [f"{done:,}/{total:,} {unit}", f"loss {metrics.get('train_loss', float('nan')):.4f}"]
         if "val_ppl" in metrics:
             bits.append(f"val ppl {metrics['val_ppl']:.3f}")
         bits.append(f"{metrics.get('tokens_per_s', 0):,.0f} tok/s")

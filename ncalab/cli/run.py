@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -75,7 +75,21 @@ class WarningReporter(SilentReporter):
             err_console.print(text, markup=False, highlight=False)
 
 
-def progress_bars() -> Progress:
+@contextmanager
+def foreground_reporter(json_out: bool, source: str):
+    """What a command running stages in the foreground reports through: progress bars on
+    stderr, or, under --json, warnings only (stdout keeps its one JSON object)."""
+    if json_out:
+        yield WarningReporter()
+        return
+    bars = _progress_bars()
+    try:
+        yield RichReporter(bars, source)
+    finally:
+        bars.stop()
+
+
+def _progress_bars() -> Progress:
     return Progress(TextColumn("{task.description:<18}"), BarColumn(bar_width=28),
                     TextColumn("{task.completed:>11,}/{task.total:,} {task.fields[unit]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                     TextColumn("{task.fields[info]}"), console=err_console)
@@ -175,12 +189,9 @@ def run(
         else:
             out_console.print(f"{exp.id} {state}; follow it with `ncalab runs tail {exp.id}`")
         return
+    with foreground_reporter(json_out, cfg.stage1.source) as reporter:
+        summary = run_experiment(cfg, store, reporter, name=name)
     if json_out:
-        emit_json(run_experiment(cfg, store, WarningReporter(), name=name).to_dict())
+        emit_json(summary.to_dict())
         return
-    progress = progress_bars()
-    try:
-        summary = run_experiment(cfg, store, RichReporter(progress, cfg.stage1.source), name=name)
-    finally:
-        progress.stop()
     print_summary(summary)

@@ -314,10 +314,10 @@ class Evaluate:
         model = checkpoint.load_model(folder, ctx.placement.device)
         tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
         items = self.task.items(cfg)
-        done = {e.item for e in store.eval_items(run.id)}
+        scored = store.eval_items(run.id)  # a resumed evaluation skips these, and counts them
+        done = {e.item for e in scored}
         todo = [it for it in items if it.item_id not in done]
         ctx.reporter.stage(self.kind, len(items), unit="items")
-        scored = store.eval_items(run.id)  # a resumed evaluation counts what it scored before
         n_samples, n_correct = sum(r.samples for r in scored), sum(r.correct for r in scored)
         samples_file = store.run_dir(run) / "samples.jsonl"
         for i, item in enumerate(todo):
