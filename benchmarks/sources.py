@@ -6,7 +6,7 @@ Every generator must outrun paper-scale training on an H100, about 45k tokens/s 
 (once per corpus, then cached); both the cold rate (tokenizer training and tokenization
 included) and the warm rate (batches from the cached token arrays) are reported.
 
-  python benchmarks/sources.py [--seconds 5] [--corpus ../shared/corpora/web/wikitext2-valid.txt]
+  python benchmarks/sources.py [--seconds 5] [--corpus PATH]  (default: the WikiText-2 excerpt in tests/data)
 
 The last line is one JSON object with nca, dyck, shuffle_dyck and text tokens/s (paper length).
 """
@@ -24,7 +24,7 @@ from ncalab.experiment.reporting import SilentReporter
 from ncalab.experiment.sources import SOURCES
 
 H100_TOKENS_PER_S = 45_000  # paper-scale training throughput per GPU the data must outrun
-DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "web" / "wikitext2-valid.txt"
+DEFAULT_CORPUS = Path(__file__).resolve().parents[1] / "tests" / "data" / "wikitext2-valid-excerpt.txt"
 
 
 def stream_rate(source: str, seq_len: int, batch_size: int, seconds: float, corpus: str, cache: Path) -> tuple[float, float]:

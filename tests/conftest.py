@@ -9,7 +9,60 @@ import pytest
 # Keep thread counts predictable on small CI machines.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
+
+def _own_cores_for_this_worker() -> None:
+    """Under pytest-xdist (pyproject's addopts run one worker per core), give each worker its
+    own cores; the jobs and subprocesses it starts inherit them. torch's threads spin while they
+    wait for each other, so workers that share every core slow each other far more than they
+    gain (benchmarks/contention.py measured 0.25x each for two jobs on 2 cores)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw") or not hasattr(os, "sched_setaffinity"):
+        return
+    cpus = sorted(os.sched_getaffinity(0))
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > len(cpus):
+        return  # more workers than cores: nothing to give each its own
+    mine = cpus[int(worker[2:]) % workers::workers]
+    os.sched_setaffinity(0, mine)
+    os.environ["OMP_NUM_THREADS"] = str(len(mine))
+
+
+ALL_CPUS = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+_own_cores_for_this_worker()
+
+
+@pytest.fixture(autouse=True)
+def _every_core_for_all_cores_tests(request):
+    """A test marked all_cores (several processes of one experiment, each wanting a core) gets
+    every core of the machine back for its duration, and its subprocesses with it."""
+    if request.node.get_closest_marker("all_cores") is None or not ALL_CPUS:
+        yield
+        return
+    mine, threads = os.sched_getaffinity(0), os.environ.get("OMP_NUM_THREADS")
+    os.sched_setaffinity(0, ALL_CPUS)
+    os.environ["OMP_NUM_THREADS"] = str(len(ALL_CPUS))
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, mine)
+        if threads is not None:
+            os.environ["OMP_NUM_THREADS"] = threads
+
 from ncalab.nca.config import NCAConfig  # noqa: E402
+
+# Real data the tests read: small excerpts kept in the repository (tests/data/README.md says what
+# each is, where it comes from and its licence). An environment variable may point a test run at a
+# larger copy; nothing needs one.
+TEST_DATA = Path(__file__).parent / "data"
+
+
+def _data(env: str, name: str) -> Path:
+    return Path(os.environ.get(env) or TEST_DATA / name)
+
+
+WIKITEXT = _data("NCALAB_TEST_WIKITEXT", "wikitext2-valid-excerpt.txt")
+GSM8K = _data("NCALAB_TEST_GSM8K", "gsm8k-train-excerpt.jsonl")
+BBL = _data("NCALAB_TEST_BBL", "bigbench-lite")
 
 
 @pytest.fixture
@@ -54,6 +107,28 @@ def code_corpus(tmp_path_factory) -> Path:  # noqa: D401
     return dst
 
 
+@pytest.fixture(scope="session")
+def micro_lab(tmp_path_factory, code_corpus) -> Path:
+    """A run store holding one finished micro experiment (MICRO on code_corpus, seed 0), trained
+    once per test process. Never change it: tests take a copy (micro_home, copy_lab)."""
+    from ncalab.cli.main import main
+
+    home = tmp_path_factory.mktemp("micro-lab") / "h"
+    assert main(["run", "--corpus", str(code_corpus), "--home", str(home), "--json", *MICRO]) == 0
+    return home
+
+
+def copy_lab(lab: Path, dst: Path) -> Path:
+    """A store of its own: run folders are relative to the store, so a copied folder is whole."""
+    return Path(shutil.copytree(lab, dst))
+
+
+@pytest.fixture
+def micro_home(micro_lab, tmp_path) -> Path:
+    """A store of this test's own with one finished micro experiment in it."""
+    return copy_lab(micro_lab, tmp_path / "h")
+
+
 # The one-layer model, NCA stream and Trainer that the trainer and checkpoint tests drive directly.
 TINY_MODEL_KW = dict(n_layer=1, d_model=32, n_head=2)
 TINY_SEQ_LEN = 128
@@ -77,3 +152,66 @@ def tiny_nca_trainer(ckpt_dir, should_stop=None, steps=8):
     tr = Trainer(model, spec, choose("cpu", "fp32"), NCABatches(nca, band, 1, 4, batch_rules=64), val,
                  on_metrics=points.extend, checkpoint_dir=ckpt_dir, should_stop=should_stop)
     return tr, points
+
+
+# ---- waiting for what a test needs, never for a fixed time ------------------------------------
+
+def wait_until(condition, what: str, timeout: float = 60.0, poll: float = 0.2, why=None):
+    """Look at ``condition()`` every ``poll`` seconds until it returns something true, and return
+    that; after ``timeout`` seconds fail, saying that ``what`` never happened (``why``: a callable
+    whose text, e.g. a job's logs, is added to the failure)."""
+    import time
+
+    end = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > end:
+            pytest.fail(f"{what} never happened within {timeout:g} s" + (f"\n{why()}" if why else ""))
+        time.sleep(poll)
+
+
+async def _await_workers(app, end: float) -> None:
+    """The app's workers running now, awaited (until ``end`` at the latest). A worker that was
+    cancelled (an exclusive one replaced by a newer one) or failed ends the wait like one that
+    finished: the condition the caller polls says whether it mattered (a failed worker stops
+    the app, and Pilot raises its error when the test leaves it)."""
+    import asyncio
+    import time
+
+    while any(w.is_running for w in app.workers) and time.monotonic() < end:
+        waiting = asyncio.ensure_future(app.workers.wait_for_complete())
+        # asyncio.wait never cancels what it waits for: a timeout here leaves the workers be.
+        done, _ = await asyncio.wait({waiting}, timeout=max(0.0, end - time.monotonic()))
+        if waiting in done and not waiting.cancelled():
+            waiting.exception()  # WorkerCancelled or WorkerFailed: looked at, see above
+
+
+async def until(pilot, condition, what: str, timeout: float = 30.0):
+    """In a Pilot test: await the app's workers and let the messages they leave be processed
+    (``pilot.pause()``), over and over, until ``condition()`` returns something true, and return
+    that. After ``timeout`` seconds fail, saying that ``what`` never happened. A condition that
+    raises (a widget of a screen that is not up yet) counts as not yet."""
+    import time
+
+    app, end, error = pilot.app, time.monotonic() + timeout, None
+    while True:
+        await _await_workers(app, end)
+        await pilot.pause()
+        try:
+            value = condition()
+            error = None
+        except Exception as e:  # noqa: BLE001
+            value, error = None, e
+        if value:
+            return value
+        if time.monotonic() > end:
+            seen = f" (the condition last raised {error!r})" if error is not None else ""
+            pytest.fail(f"{what} never happened within {timeout:g} s{seen}")
+
+
+async def settle(pilot, timeout: float = 30.0) -> None:
+    """In a Pilot test: until no worker of the app is running any more after the messages that
+    the finished ones left were processed (a message can start a worker: each round looks again)."""
+    await until(pilot, lambda: not any(w.is_running for w in pilot.app.workers), "the app's workers finishing", timeout)

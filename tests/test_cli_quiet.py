@@ -6,9 +6,6 @@ import os
 import subprocess
 import sys
 
-from conftest import MICRO
-
-from ncalab.cli.main import main
 from ncalab.cli.quiet import _QUIET_ENV, VERBOSE_ENV
 
 
@@ -52,9 +49,8 @@ def test_other_libraries_are_silent_unless_verbose():
         assert line in loud.stderr
 
 
-def test_eval_json_is_one_object_and_stderr_stays_empty(tmp_path, code_corpus):
-    home = tmp_path / "h"
-    assert main(["run", "--corpus", str(code_corpus), "--home", str(home), "--json", *MICRO]) == 0
+def test_eval_json_is_one_object_and_stderr_stays_empty(micro_home, code_corpus):
+    home = micro_home
     from ncalab.store import RunStore
 
     with RunStore(home) as store:

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from conftest import MICRO
+from conftest import MICRO, copy_lab
 from ncalab.cli.main import main
 from ncalab.store import RunStore
 
@@ -23,11 +23,9 @@ def call_json(capsys, *args):
 
 
 @pytest.fixture(scope="module")
-def store_home(tmp_path_factory, code_corpus):
-    home = tmp_path_factory.mktemp("store")
-    ids = []
-    for seed in (0, 1):
-        assert main(["run", "--corpus", str(code_corpus), "--home", str(home), "--seed", str(seed), "--json", *MICRO]) == 0
+def store_home(tmp_path_factory, code_corpus, micro_lab):
+    home = copy_lab(micro_lab, tmp_path_factory.mktemp("store") / "h")  # seed 0, and seed 1 trained here
+    assert main(["run", "--corpus", str(code_corpus), "--home", str(home), "--seed", "1", "--json", *MICRO]) == 0
     store = RunStore(home)
     ids = [e.id for e in store.list_experiments()]
     return home, ids

@@ -2,6 +2,8 @@
 
 import json
 import math
+import re
+import shutil
 import time
 from pathlib import Path
 
@@ -15,10 +17,7 @@ from ncalab.data.lm_data import TokenBatches, build_token_arrays, val_batches
 from ncalab.data.tokenizer import get_tokenizer, train_bpe
 from ncalab.errors import NcalabError
 
-SHARED = Path("/work/shared/corpora")
-GSM8K = SHARED / "math" / "gsm8k-train.jsonl"
-WIKITEXT = SHARED / "web" / "wikitext2-valid.txt"
-needs_shared = pytest.mark.skipif(not (GSM8K.exists() and WIKITEXT.exists()), reason="shared corpora not present")
+from conftest import GSM8K, WIKITEXT
 
 
 def gsm8k_rows(start: int, n: int) -> list[dict]:
@@ -46,9 +45,7 @@ def bpe(stdlib, cache):
 
 @pytest.fixture(scope="module")
 def gsm_corpus(tmp_path_factory) -> Corpus:
-    """2000 GSM8K problems as a local .jsonl corpus (enough documents for both splits)."""
-    if not GSM8K.exists():
-        pytest.skip("shared corpora not present")
+    """Up to 2000 GSM8K problems as a local .jsonl corpus (enough documents for both splits)."""
     d = tmp_path_factory.mktemp("gsm")
     with open(d / "gsm.jsonl", "w", encoding="utf-8") as f:
         for row in gsm8k_rows(0, 2000):
@@ -83,7 +80,6 @@ def test_stdlib_corpus_is_library_code_in_fixed_order(stdlib):
     assert files[rels.index("os.py")][1].read_text(encoding="utf-8") in docs
 
 
-@needs_shared
 def test_local_folder_of_mixed_files(tmp_path):
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq
@@ -122,12 +118,22 @@ def test_local_folder_of_mixed_files(tmp_path):
     assert list(open_corpus(str(tmp_path / "t.jsonl")).iter_texts()) == ["body"]
 
 
-@needs_shared
-def test_large_txt_is_split_into_paragraphs():
+def test_txt_corpora_are_split_into_paragraphs(tmp_path, monkeypatch):
+    # WikiText separates paragraphs with lines that hold one space
+    paragraphs = [p for p in re.split(r"\n[ \t]*\n", WIKITEXT.read_text(encoding="utf-8")) if p.strip()]
     docs = list(open_corpus(str(WIKITEXT)).iter_texts())
-    assert len(docs) > 1000  # one document per paragraph, not one per file
+    assert len(docs) == len(paragraphs) > 100  # a .txt file on its own: one document per paragraph
     assert all(d.strip() for d in docs)
     assert any(d.startswith(" Homarus gammarus , known as the European lobster") for d in docs)
+    # In a folder, a small .txt file is one document (a note, a README), a large one its paragraphs.
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    shutil.copy(WIKITEXT, folder / "wiki.txt")
+    (folder / "note.txt").write_text("one note\n\nin two paragraphs\n")
+    monkeypatch.setattr(corpora, "LARGE_TXT_BYTES", WIKITEXT.stat().st_size + 1)
+    assert len(list(open_corpus(str(folder)).iter_texts())) == 2
+    monkeypatch.setattr(corpora, "LARGE_TXT_BYTES", WIKITEXT.stat().st_size - 1)
+    assert len(list(open_corpus(str(folder)).iter_texts())) == len(paragraphs) + 1
 
 
 @pytest.mark.parametrize("case", ["missing", "empty_dir", "png_only", "png_file", "no_text", "bad_json", "bad_hf"])
@@ -206,7 +212,7 @@ def test_bpe_cache_is_reused(bpe, stdlib, cache):
 
 
 def test_bpe_small_vocab_and_bad_vocab():
-    texts = [row["question"] for row in gsm8k_rows(0, 300)] if GSM8K.exists() else ["hello world"] * 50
+    texts = [row["question"] for row in gsm8k_rows(0, 300)]
     tok = train_bpe(texts, 300)
     assert 257 <= len(tok) <= 300
     with pytest.raises(NcalabError):
@@ -240,7 +246,7 @@ def test_token_arrays_route_documents_and_end_each_with_eos(gsm_corpus, gsm_tok,
     assert train.dtype == val.dtype == np.uint16
     docs = list(gsm_corpus.iter_texts())
     want = {False: [d for d in docs if not is_validation(d, 0.1)], True: [d for d in docs if is_validation(d, 0.1)]}
-    assert len(want[True]) > 100
+    assert 0.05 < len(want[True]) / len(docs) < 0.15  # about the validation fraction
     eos = tok.eos_token_id
     for arr, is_val in ((train, False), (val, True)):
         assert arr[-1] == eos
@@ -256,7 +262,10 @@ def test_token_arrays_route_documents_and_end_each_with_eos(gsm_corpus, gsm_tok,
     np.testing.assert_array_equal(val2, val)
 
 
-def test_token_budgets_are_respected_and_stop_reading(gsm_corpus, gsm_tok, cache):
+def test_token_budgets_are_respected_and_stop_reading(gsm_corpus, gsm_tok, cache, monkeypatch):
+    from ncalab.data import lm_data
+
+    monkeypatch.setattr(lm_data, "_BATCH_DOCS", 100)  # reading goes batch by batch: several in this corpus
     tok, tok_id = gsm_tok
     docs = list(gsm_corpus.iter_texts())
     read = [0]

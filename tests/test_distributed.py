@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
@@ -18,13 +17,13 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from conftest import MICRO
+from conftest import MICRO, wait_until
 from ncalab.cli.main import main
 from ncalab.store import RunStore
 
 CHECK = Path(__file__).parent / "dist" / "train_check.py"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.all_cores]
 
 
 def _torchrun(*args, n=2):
@@ -93,16 +92,6 @@ def _run_json(capsys, *args):
     return json.loads(out.strip().splitlines()[-1])
 
 
-def _wait(pred, timeout=600.0, why=lambda: ""):
-    end = time.time() + timeout
-    while time.time() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.5)
-    raise AssertionError(f"timed out\n{why()}")
-
-
 def test_a_two_process_experiment_completes_and_survives_kill_9(tmp_path, capsys, code_corpus):
     home = tmp_path / "h"
     slow = [*MICRO, "--set", "stage1.tokens=65536", "--set", "stage2.tokens=65536", "--set", "stage1.icl_sequences=0"]
@@ -116,14 +105,16 @@ def test_a_two_process_experiment_completes_and_survives_kill_9(tmp_path, capsys
                 return r
         return None
 
-    _wait(training)
+    wait_until(training, "stage 1 training on two processes (8 losses logged)", timeout=600, poll=0.5)
     launcher = psutil.Process(store.get_experiment(exp_id).pid)  # torchrun
     workers = launcher.children(recursive=True)
     assert len([w for w in workers if "ncalab.cli.job" in " ".join(w.cmdline())]) == 2
     os.kill(workers[-1].pid, signal.SIGKILL)  # one process dies: the whole job ends
-    _wait(lambda: _run_json(capsys, "runs", "show", exp_id, "--home", str(home))["status"] == "lost")
+    wait_until(lambda: _run_json(capsys, "runs", "show", exp_id, "--home", str(home))["status"] == "lost",
+               "the experiment marked lost after kill -9", timeout=600, poll=0.5)
     assert _run_json(capsys, "runs", "resume", exp_id, "--home", str(home))["status"] in ("running", "queued")
-    _wait(lambda: store.get_experiment(exp_id).status in ("completed", "failed"))
+    wait_until(lambda: store.get_experiment(exp_id).status in ("completed", "failed"), "the resumed experiment ending",
+               timeout=600, poll=0.5)
     assert store.get_experiment(exp_id).status == "completed", store.get_experiment(exp_id).error
     for r in store.runs_of(exp_id):
         tokens = [p.tokens for p in store.metrics(r.id, "train_loss")]
@@ -158,13 +149,14 @@ def test_submitit_requeues_a_signalled_job_and_it_continues_from_its_checkpoint(
         runs = [r for r in store.runs_of(exp_id) if r.kind == "stage1"]
         return runs and checkpoint.find(store.run_dir(runs[0]) / "checkpoints" / "last")
 
-    _wait(stage1_checkpointed, timeout=600, why=logs)
+    wait_until(stage1_checkpointed, "a stage-1 checkpoint", timeout=600, poll=0.5, why=logs)
     tasks = [p for p in psutil.process_iter(["cmdline"])
              if "submitit.core._submit" in " ".join(p.info["cmdline"] or []) and str(home) in " ".join(p.info["cmdline"])]
     assert len(tasks) == 2
     for p in tasks:
         p.send_signal(signal.SIGUSR2)
-    _wait(lambda: store.get_experiment(exp_id).status in ("completed", "failed", "lost", "cancelled"), timeout=400, why=logs)
+    wait_until(lambda: store.get_experiment(exp_id).status in ("completed", "failed", "lost", "cancelled"),
+               "the requeued job ending", timeout=400, poll=0.5, why=logs)
     assert store.get_experiment(exp_id).status == "completed", store.get_experiment(exp_id).error
     assert len(store.list_experiments()) == 1
     text = logs()

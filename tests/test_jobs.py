@@ -5,10 +5,10 @@ import json
 import os
 import signal
 import sqlite3
-import time
 
+import pytest
 
-from conftest import MICRO
+from conftest import MICRO, wait_until
 from ncalab.cli.main import main
 from ncalab.store import SCHEMA_VERSION, RunStore
 
@@ -25,16 +25,6 @@ def call_json(capsys, *args):
 
 def detach(capsys, home, corpus, *extra):
     return call_json(capsys, "run", "--corpus", str(corpus), "--home", str(home), "--detach", *SLOW, *extra)["experiment_id"]
-
-
-def wait_for(pred, timeout=180.0, poll=0.2):
-    end = time.time() + timeout
-    while time.time() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(poll)
-    raise AssertionError("timed out")
 
 
 def running_pid(store, exp_id):
@@ -56,29 +46,40 @@ def check_curves(store, exp_id):
         assert vt == sorted(set(vt)) and vt[0] == 0 and vt[-1] == tokens[-1]
 
 
+@pytest.mark.slow
 def test_kill_9_marks_lost_and_resume_completes(tmp_path, capsys, code_corpus):
     home = tmp_path / "h"
     exp_id = detach(capsys, home, code_corpus)
     store = RunStore(home)
-    pid, run = wait_for(lambda: running_pid(store, exp_id))
+    pid, run = wait_until(lambda: running_pid(store, exp_id), "the job training a stage with loss logged", timeout=180)
     d = call_json(capsys, "runs", "show", exp_id, "--home", str(home))
     assert d["status"] == "running" and d["pid"] == pid and any(r["pid"] == pid for r in d["runs"])
     os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split(")")[-1].split()[0] == "Z")
+
+    def gone():
+        return not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split(")")[-1].split()[0] == "Z"
+
+    wait_until(gone, f"the killed job (pid {pid}) exiting", timeout=180)
     rows = call_json(capsys, "runs", "list", "--home", str(home))["experiments"]
     assert rows[0]["status"] == "lost"
     assert store.get_run(run.id).status == "lost"
     assert call_json(capsys, "runs", "resume", exp_id, "--home", str(home))["status"] in ("running", "queued")
-    assert wait_for(lambda: store.get_experiment(exp_id).status in ("completed", "failed") and store.get_experiment(exp_id)).status == "completed"
+
+    def ended():
+        exp = store.get_experiment(exp_id)
+        return exp if exp.status in ("completed", "failed") else None
+
+    assert wait_until(ended, "the resumed experiment ending", timeout=180).status == "completed"
     check_curves(store, exp_id)
     assert store.get_experiment(exp_id).summary["ppl_nca"] > 1
 
 
+@pytest.mark.slow
 def test_cancel_checkpoints_and_resume_completes(tmp_path, capsys, code_corpus):
     home = tmp_path / "h"
     exp_id = detach(capsys, home, code_corpus)
     store = RunStore(home)
-    _, run = wait_for(lambda: running_pid(store, exp_id))
+    _, run = wait_until(lambda: running_pid(store, exp_id), "the job training a stage with loss logged", timeout=180)
     assert call_json(capsys, "runs", "cancel", exp_id, "--home", str(home))["status"] == "cancelled"
     run = store.get_run(run.id)
     assert run.status == "cancelled"
@@ -86,13 +87,15 @@ def test_cancel_checkpoints_and_resume_completes(tmp_path, capsys, code_corpus):
     code = main(["runs", "cancel", exp_id, "--home", str(home)])
     assert code != 0 and "not running" in capsys.readouterr().err
     call_json(capsys, "runs", "resume", exp_id, "--home", str(home))
-    wait_for(lambda: store.get_experiment(exp_id).status in ("completed", "failed"))
+    wait_until(lambda: store.get_experiment(exp_id).status in ("completed", "failed"), "the resumed experiment ending",
+               timeout=180)
     assert store.get_experiment(exp_id).status == "completed"
     check_curves(store, exp_id)
     code = main(["runs", "resume", exp_id, "--home", str(home)])
     assert code != 0 and "already completed" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_queue_runs_one_at_a_time_and_starts_the_next(tmp_path, capsys, code_corpus):
     home = tmp_path / "h"
     a = detach(capsys, home, code_corpus, "--max-jobs", "1")
@@ -107,19 +110,21 @@ def test_queue_runs_one_at_a_time_and_starts_the_next(tmp_path, capsys, code_cor
         seen_both |= st == ["running", "running"]
         return all(s in ("completed", "failed") for s in st)
 
-    wait_for(done, timeout=300)
+    wait_until(done, "both queued experiments ending", timeout=300)
     assert not seen_both
     assert [store.get_experiment(x).status for x in (a, b)] == ["completed", "completed"]
     ea, eb = store.get_experiment(a), store.get_experiment(b)
     assert eb.started_at >= ea.finished_at - 1  # b started when a's slot freed
 
 
+@pytest.mark.slow
 def test_a_crash_mid_run_is_failed_with_the_error(tmp_path, capsys, code_corpus):
     home = tmp_path / "h"
     # stage 2 windows longer than the corpus: fails after stage 1, inside the job
     exp_id = detach(capsys, home, code_corpus, "--set", "stage2.seq_len=4000000")
     store = RunStore(home)
-    wait_for(lambda: store.get_experiment(exp_id).status in ("failed", "completed"))
+    wait_until(lambda: store.get_experiment(exp_id).status in ("failed", "completed"), "the experiment ending",
+               timeout=180)
     exp = store.get_experiment(exp_id)
     assert exp.status == "failed" and exp.error
     d = call_json(capsys, "runs", "show", exp_id, "--home", str(home))

@@ -3,12 +3,11 @@ matching, and the in-context evaluation of stage-1 models, end to end on real da
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import MICRO
+from conftest import MICRO, WIKITEXT
 from ncalab.cli.main import main
 from ncalab.config import STAGE1_SOURCES, ExperimentConfig, ModelConfig
 from ncalab.experiment.compute import model_compute
@@ -22,7 +21,6 @@ from ncalab.store import RunStore
 from ncalab.train.incontext import _compare, frame_accuracy, held_out_sequences
 from ncalab.train.model import build_model, count_params
 
-WIKITEXT = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "web" / "wikitext2-valid.txt"
 
 
 def run_json(capsys, *args) -> dict:

@@ -4,12 +4,11 @@ and resume, the CLI, and the transfer controls and remedies the sweeps study."""
 import json
 import os
 import socket
-import time
 
 import pytest
 import torch
 
-from conftest import MICRO
+from conftest import MICRO, wait_until
 from ncalab.cli.main import main
 from ncalab.errors import NcalabError
 from ncalab.config import ModelConfig
@@ -109,6 +108,7 @@ def _run_queued(store):
         execute(store, exp.id)
 
 
+@pytest.mark.slow
 def test_sweep_shares_stage1_and_scratch_and_extends_without_rerunning(tmp_path, code_corpus):
     store = RunStore(tmp_path / "h")
     made = sweeps.create(store, micro_base(code_corpus), ["transfer.reinit=none,attn"], [0, 1], name="what transfers")
@@ -153,10 +153,8 @@ def test_sweep_shares_stage1_and_scratch_and_extends_without_rerunning(tmp_path,
     store.claim_experiment(victim, os.getpid(), socket.gethostname())
     store.finish_experiment(victim, "failed", error="boom")
     assert victim in sweeps.resume(store, made["sweep_id"])
-    for _ in range(600):  # a job process picks it up and finishes it
-        if store.get_experiment(victim).status not in ("queued", "running"):
-            break
-        time.sleep(0.2)
+    wait_until(lambda: store.get_experiment(victim).status not in ("queued", "running"),  # a job process runs it
+               "the resumed member ending", timeout=120)
     assert store.get_experiment(victim).status == "completed"
 
 
@@ -166,6 +164,7 @@ def _cli(capsys, *args):
     return code, out, err
 
 
+@pytest.mark.slow
 def test_sweep_cli_runs_through_the_job_queue(tmp_path, capsys, code_corpus):
     home = tmp_path / "h"
     code, out, err = _cli(capsys, "sweep", "--home", str(home), "--corpus", str(code_corpus), *MICRO,

@@ -4,10 +4,12 @@ import asyncio
 import os
 
 import pytest
+from textual.command import CommandList, CommandPalette
 
-from conftest import MICRO
+from conftest import MICRO, settle, until, wait_until
 from ncalab.cli.main import main
 from ncalab.tui.app import NcalabApp
+from ncalab.tui.screens.confirm import ConfirmScreen
 from ncalab.tui.screens.explore import ExploreScreen
 from ncalab.tui.screens.help import HelpScreen
 from ncalab.tui.screens.runs import RunsScreen
@@ -24,10 +26,9 @@ def test_explore_plays_steps_and_loads_rules(tmp_path):
         async with app.run_test(size=(100, 32)) as pilot:
             screen = app.screen
             assert isinstance(screen, ExploreScreen)
-            for _ in range(100):  # the engine loads in a worker thread
-                await pilot.pause(0.05)
-                if screen.step_count > 11:
-                    break
+            # the engine loads in a worker thread, then the animation timer steps the rule
+            await until(pilot, lambda: screen.step_count > 11, "Explore playing past the burn-in (step > 11)",
+                        timeout=60)
             assert screen.playing and screen.step_count > 11  # running live after the burn-in
             await pilot.press("space")
             assert not screen.playing
@@ -45,10 +46,7 @@ def test_explore_plays_steps_and_loads_rules(tmp_path):
 
             assert screen.seed == 42 and (screen.query_one(GridView).grid == RuleBatch([42], [42], NCAConfig()).frames(1)[0, 0]).all()
             await pilot.press("n")
-            for _ in range(100):  # drawn in a worker thread
-                await pilot.pause(0.05)
-                if screen.seed != 42:
-                    break
+            await until(pilot, lambda: screen.seed != 42, "'n' drawing a new rule in place of 42")  # a worker thread
             assert screen.seed != 42
             # invalid settings are refused in place, the rule keeps running
             screen.query_one("#shape").value = "13 12 10 2"
@@ -66,6 +64,49 @@ def test_explore_plays_steps_and_loads_rules(tmp_path):
     run(scenario())
 
 
+def test_a_playing_explore_counts_as_a_live_view_until_paused_or_closed(tmp_path):
+    from types import SimpleNamespace
+
+    from ncalab.jobs.allocation import cores, live_views, threads_for
+
+    idle = SimpleNamespace(home=tmp_path, list_experiments=lambda status=None: [])  # a store with nothing running
+
+    async def scenario():
+        app = NcalabApp(home=tmp_path, seed=5)
+        async with app.run_test(size=(100, 32)) as pilot:
+            screen = app.screen
+            await until(pilot, lambda: screen.batch is not None, "Explore's first rule loading", timeout=60)
+            assert screen.playing
+            screen.mark_live()
+            await settle(pilot)
+            assert live_views(tmp_path) == 1
+            # a job about to start shares the cores with the playing view
+            assert threads_for(idle, starting=True) == max(1, cores() // 2)
+            await pilot.press("space")
+            assert not screen.playing
+            screen.mark_live()
+            await settle(pilot)
+            assert live_views(tmp_path) == 0  # paused: it uses no core
+            assert threads_for(idle, starting=True) == cores()
+            await pilot.press("space")
+            assert screen.playing
+            screen.mark_live()
+            await settle(pilot)
+            assert live_views(tmp_path) == 1
+        assert live_views(tmp_path) == 0  # the app closed while playing: the mark went with it
+
+    run(scenario())
+
+
+def test_a_live_view_marks_nothing_where_no_store_exists(tmp_path):
+    from ncalab.jobs.allocation import live_views, mark_live_view
+
+    home = tmp_path / "no-store-yet"
+    mark_live_view(home)
+    mark_live_view(home, playing=False)
+    assert not home.exists() and live_views(home) == 0
+
+
 def _spec_score(seed: int) -> float:
     """A rule's score as the spec defines it, measured afresh: its first 10 frames after the
     burn-in, simulated alone."""
@@ -80,11 +121,8 @@ def _spec_score(seed: int) -> float:
 async def _next_rule(pilot, screen, key: str) -> int:
     before = screen.seed
     await pilot.press(key)
-    for _ in range(400):  # drawn in a worker thread
-        await pilot.pause(0.02)
-        if screen.seed != before:
-            return screen.seed
-    raise AssertionError(f"{key!r} showed no new rule")
+    await until(pilot, lambda: screen.seed != before, f"{key!r} showing a new rule")  # drawn in a worker thread
+    return screen.seed
 
 
 def test_explore_opens_in_the_band_and_b_switches_to_any_rule(tmp_path):
@@ -92,10 +130,7 @@ def test_explore_opens_in_the_band_and_b_switches_to_any_rule(tmp_path):
         app = NcalabApp(home=tmp_path, seed=11, autoplay=False)
         async with app.run_test(size=(100, 30)) as pilot:
             screen = app.screen
-            for _ in range(400):
-                await pilot.pause(0.05)
-                if screen.batch is not None:
-                    break
+            await until(pilot, lambda: screen.batch is not None, "Explore's first rule loading", timeout=60)
             first = screen.seed
             assert 0.3 < _spec_score(first) < 0.4  # the code band, the default domain's
             assert screen.rule_score == pytest.approx(_spec_score(first))
@@ -143,9 +178,8 @@ def test_rule_draw_takes_exactly_the_rules_stage_1_would():
         two_colours.next(max_candidates=512)
 
 
-def test_runs_screen_lists_and_details_real_runs(tmp_path, code_corpus):
-    home = tmp_path / "h"
-    assert main(["run", "--corpus", str(code_corpus), "--home", str(home), "--json", *MICRO]) == 0
+def test_runs_screen_lists_and_details_real_runs(micro_home):
+    home = micro_home
 
     async def scenario():
         app = NcalabApp(home=home)
@@ -153,17 +187,15 @@ def test_runs_screen_lists_and_details_real_runs(tmp_path, code_corpus):
             await pilot.press("r")
             screen = app.screen
             assert isinstance(screen, RunsScreen)
-            for _ in range(30):
-                await pilot.pause(0.1)
-                if screen.query_one("#table").row_count:
-                    break
             table = screen.query_one("#table")
+            await until(pilot, lambda: table.row_count, "the Runs table filling")
             assert table.row_count == 1
-            await pilot.pause(0.5)
+            await until(pilot, lambda: "ppl scratch" in _plain(screen.query_one("#summary")),
+                        "the selected run's details loading")
             summary = _plain(screen.query_one("#summary"))
             assert "ppl scratch" in summary and "completed" in summary
             await pilot.press("u")  # resume of a completed experiment: refused with a message
-            await pilot.pause(0.5)
+            await until(pilot, lambda: _notified(app, "nothing to resume"), "the refused resume's message")
             await pilot.press("e")
             assert isinstance(app.screen, ExploreScreen)
 
@@ -178,18 +210,14 @@ def test_unopenable_store_is_explained(tmp_path):
         app = NcalabApp(home=blocker)
         async with app.run_test(size=(100, 30)) as pilot:
             await pilot.press("r")
-            for _ in range(20):
-                await pilot.pause(0.1)
-                if "cannot open" in str(app.screen.query_one("#summary").render()):
-                    break
+            await until(pilot, lambda: "cannot open" in str(app.screen.query_one("#summary").render()),
+                        "Runs explaining the store it cannot open")
             assert "cannot open the run store" in str(app.screen.query_one("#summary").render())
 
     run(scenario())
 
 
 def test_launch_starts_a_background_job_that_shows_in_runs(tmp_path, code_corpus):
-    import time
-
     from ncalab.store import RunStore
     from ncalab.tui.screens.launch import LaunchScreen
 
@@ -203,28 +231,26 @@ def test_launch_starts_a_background_job_that_shows_in_runs(tmp_path, code_corpus
             screen = app.screen
             assert isinstance(screen, LaunchScreen)
             screen.query_one("#seed").value = "x"
-            await pilot.pause(0.5)
+            panel = screen.query_one("#launch-info")
+            await until(pilot, lambda: "whole number" in str(panel.render()), "Launch refusing the seed 'x'")
             assert "whole number" in str(screen.query_one("#launch-info").render())
             screen.query_one("#seed").value = "7"
             screen.query_one("#corpus").value = str(code_corpus)
             screen.query_one("#overrides").value = overrides
-            await pilot.pause(0.5)
+            await until(pilot, lambda: "16,384 NCA tokens" in _plain(panel),
+                        "Launch showing the budget of the overrides")
             info = _plain(screen.query_one("#launch-info"))
             assert "16,384 NCA tokens" in info and "no estimate" in info
             await pilot.press("ctrl+s")
-            for _ in range(50):
-                await pilot.pause(0.1)
-                if isinstance(app.screen, RunsScreen):
-                    break
+            await until(pilot, lambda: isinstance(app.screen, RunsScreen), "Runs opening after the launch")
             assert isinstance(app.screen, RunsScreen)
 
     run(scenario())
     store = RunStore(home)
     (exp,) = store.list_experiments()
     assert exp.seed == 7 and exp.config["data"]["corpus"] == str(code_corpus)
-    end = time.time() + 120
-    while store.get_experiment(exp.id).status in ("queued", "running") and time.time() < end:
-        time.sleep(0.3)
+    wait_until(lambda: store.get_experiment(exp.id).status not in ("queued", "running"), "the launched job ending",
+               timeout=120, poll=0.3)
     assert store.get_experiment(exp.id).status == "completed"  # it ran on after the app closed
 
 
@@ -239,10 +265,7 @@ def test_families_draw_in_band_rules_and_save_a_preset(tmp_path):
             await pilot.press("f")
             screen = app.screen
             assert isinstance(screen, GalleryScreen)
-            for _ in range(100):
-                await pilot.pause(0.05)
-                if screen.batch is not None:
-                    break
+            await until(pilot, lambda: screen.batch is not None, "Families showing its first rules", timeout=60)
             # every rule shown is in the code band: re-score each from its own seed
             from ncalab.nca.engine import RuleBatch
 
@@ -257,12 +280,15 @@ def test_families_draw_in_band_rules_and_save_a_preset(tmp_path):
             assert "lo < hi" not in str(screen.query_one("#gallery-message").render())  # built-in domain: band fixed
             screen.query_one("#alphabet").value = "2 2"
             screen.query_one("#family-name").value = "code-2col"
+            message = screen.query_one("#gallery-message")
             await pilot.click("#save")
-            await pilot.pause(0.2)
+            await until(pilot, lambda: "saved family" in str(message.render()), "the family 'code-2col' saved")
             assert "saved family" in str(screen.query_one("#gallery-message").render())
             screen.query_one("#family-name").value = "code"
+            save = screen.query_one("#save")  # a button takes no click while it shows the last one (0.2 s)
+            await until(pilot, lambda: not save.has_class("-active"), "the Save button ready for another click")
             await pilot.click("#save")
-            await pilot.pause(0.2)
+            await until(pilot, lambda: "built-in" in str(message.render()), "the name 'code' refused")
             assert "built-in" in str(screen.query_one("#gallery-message").render())
 
     run(scenario())
@@ -278,26 +304,23 @@ def test_command_palette_runs_actions(tmp_path):
         app = NcalabApp(home=tmp_path, seed=3, autoplay=False)
         async with app.run_test(size=(100, 32)) as pilot:
             screen = app.screen
-            while screen.batch is None:
-                await pilot.pause(0.05)
+            await until(pilot, lambda: screen.batch is not None, "Explore's first rule loading", timeout=60)
             first = screen.seed
             await pilot.press("ctrl+p")
-            await pilot.pause(0.2)
+            await until(pilot, lambda: isinstance(app.screen, CommandPalette), "the command palette opening")
             for ch in "next rule":
                 await pilot.press("space" if ch == " " else ch)
-            await pilot.pause(0.3)
+            await until(pilot, lambda: "next rule" in _first_command(app), "the palette offering 'next rule' first")
             await pilot.press("enter")
-            for _ in range(100):
-                await pilot.pause(0.05)
-                if screen.seed != first:
-                    break
+            await until(pilot, lambda: screen.seed != first, "the palette's 'next rule' drawing a new rule")
             assert screen.seed != first
             await pilot.press("ctrl+p")
+            await until(pilot, lambda: isinstance(app.screen, CommandPalette), "the command palette opening again")
             for ch in "go to runs":
                 await pilot.press("space" if ch == " " else ch)
-            await pilot.pause(0.3)
+            await until(pilot, lambda: "go to runs" in _first_command(app), "the palette offering 'go to runs' first")
             await pilot.press("enter")
-            await pilot.pause(0.3)
+            await until(pilot, lambda: isinstance(app.screen, RunsScreen), "the palette's 'go to runs' opening Runs")
             assert isinstance(app.screen, RunsScreen)
 
     run(scenario())
@@ -312,14 +335,10 @@ def test_keys_can_be_remapped_and_a_bad_keymap_is_ignored(tmp_path, monkeypatch)
         app = NcalabApp(home=tmp_path, seed=3, autoplay=False)
         async with app.run_test(size=(100, 32)) as pilot:
             screen = app.screen
-            while screen.batch is None:
-                await pilot.pause(0.05)
+            await until(pilot, lambda: screen.batch is not None, "Explore's first rule loading", timeout=60)
             first = screen.seed
             await pilot.press("x")
-            for _ in range(40):
-                await pilot.pause(0.05)
-                if screen.seed != first:
-                    break
+            await settle(pilot)  # a draw that "x" started (remapped) has shown its rule; unmapped, none started
             assert (screen.seed != first) == expect_remap
 
     run(scenario(True))
@@ -327,12 +346,11 @@ def test_keys_can_be_remapped_and_a_bad_keymap_is_ignored(tmp_path, monkeypatch)
     run(scenario(False))
 
 
-def test_runs_filter_mark_tag_and_delete(tmp_path, code_corpus):
+def test_runs_filter_mark_tag_and_delete(micro_home, code_corpus):
     from ncalab.store import RunStore
 
-    home = tmp_path / "h"
-    for seed in ("1", "2"):
-        assert main(["run", "--corpus", str(code_corpus), "--home", str(home), "--seed", seed, "--json", *MICRO]) == 0
+    home = micro_home  # seed 0; seed 1 is trained here
+    assert main(["run", "--corpus", str(code_corpus), "--home", str(home), "--seed", "1", "--json", *MICRO]) == 0
     store = RunStore(home)
     ids = [e.id for e in store.list_experiments()]
 
@@ -342,47 +360,43 @@ def test_runs_filter_mark_tag_and_delete(tmp_path, code_corpus):
             await pilot.press("r")
             screen = app.screen
             table = screen.query_one("#table")
-            for _ in range(50):
-                await pilot.pause(0.1)
-                if table.row_count == 2 and screen.selected:
-                    break
+            await until(pilot, lambda: table.row_count == 2 and screen.selected,
+                        "the Runs table showing both experiments")
             assert table.row_count == 2
             # mark both: the curve panel overlays four curves (NCA and scratch of each)
             await pilot.press("space")
             await pilot.press("down")
             await pilot.press("space")
-            await pilot.pause(0.8)
+            await until(pilot, lambda: screen.marked == set(ids), "both experiments marked")
             assert screen.marked == set(ids)
             # tag the selected one and filter by the tag
             await pilot.press("t")
             for ch in "keep":
                 await pilot.press(ch)
             await pilot.press("enter")
-            await pilot.pause(0.8)
+            await until(pilot, lambda: store.get_experiment(screen.selected).tags, "the tag stored")
             tagged = screen.selected
             assert store.get_experiment(tagged).tags == ["keep"]
             await pilot.press("slash")
             for ch in "keep":
                 await pilot.press(ch)
-            await pilot.pause(0.3)
+            await until(pilot, lambda: table.row_count == 1, "the filter 'keep' leaving one row")
             assert table.row_count == 1
             screen.query_one("#filter").value = ""
             screen.set_focus(table)
-            await pilot.pause(0.3)
+            await until(pilot, lambda: table.row_count == 2 and table.has_focus,
+                        "the filter emptied and the table focused")
             # delete asks first; "n" keeps it, "y" deletes it
             await pilot.press("x")
-            await pilot.pause(0.2)
+            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the delete question")
             await pilot.press("n")
-            await pilot.pause(0.3)
+            await until(pilot, lambda: app.screen is screen, "the delete question answered 'n'")
             assert len(store.list_experiments()) == 2
             victim = screen.selected
             await pilot.press("x")
-            await pilot.pause(0.2)
+            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the delete question, again")
             await pilot.press("y")
-            for _ in range(30):
-                await pilot.pause(0.1)
-                if len(store.list_experiments()) == 1:
-                    break
+            await until(pilot, lambda: len(store.list_experiments()) == 1, "the experiment deleted after 'y'")
             assert [e.id for e in store.list_experiments()] == [i for i in ids if i != victim]
 
     run(scenario())
@@ -414,11 +428,7 @@ def test_sweeps_screen_shows_the_table_live(tmp_path, code_corpus):
             table = screen.query_one("#sweep-table")
 
             async def shown(text):
-                for _ in range(100):
-                    await pilot.pause(0.1)
-                    if text in _plain(table):
-                        return True
-                return False
+                return await until(pilot, lambda: text in _plain(table), f"the sweep table showing {text!r}")
 
             assert await shown("1/2 done")
             assert "reinit=none" in _plain(table) and "★" in _plain(table)
@@ -429,31 +439,41 @@ def test_sweeps_screen_shows_the_table_live(tmp_path, code_corpus):
             row = next(r for r in sweeps.table(store, made["sweep_id"])["rows"] if r["best"])
             assert f"{row['gain']:+.3f}" in _plain(table)
             await pilot.press("k")  # one swept key: the plot stays on it
-            await pilot.pause(0.5)
+            assert await shown("gain against transfer.reinit")
             assert "gain against transfer.reinit" in _plain(table)
             assert "one seed" in _plain(table)  # the same plot as `ncalab sweep plot`: every seed's gain too
             await pilot.press("u")  # nothing failed: nothing to resume
-            await pilot.pause(0.5)
+            await until(pilot, lambda: _notified(app, "nothing to resume"), "the sweep's 'nothing to resume'")
             assert all(e.status == "completed" for e in store.experiments_of_sweep(made["sweep_id"]))
             # a newer sweep, queued (no job started in this test): select it and cancel it
             newer = sweeps.create(store, base, ["transfer.reinit=mlp"], [0], name="queued one")
             await pilot.press("f5")
-            for _ in range(50):
-                await pilot.pause(0.1)
-                if newer["sweep_id"] in [r["sweep_id"] for r in screen.sweeps]:
-                    break
+            await until(pilot, lambda: newer["sweep_id"] in [r["sweep_id"] for r in screen.sweeps],
+                        "the newer sweep listed")
             await pilot.press("up")
-            await pilot.pause(0.3)
+            await until(pilot, lambda: screen.selected == newer["sweep_id"], "the newer sweep selected")
             assert screen.selected == newer["sweep_id"]
             await pilot.press("c")
-            for _ in range(50):
-                await pilot.pause(0.1)
-                if store.get_experiment(newer["experiments"][0]).status == "cancelled":
-                    break
+            await until(pilot, lambda: store.get_experiment(newer["experiments"][0]).status == "cancelled",
+                        "the newer sweep's member cancelled")
             assert store.get_experiment(newer["experiments"][0]).status == "cancelled"
             assert all(e.status == "completed" for e in store.experiments_of_sweep(made["sweep_id"]))
 
     run(scenario())
+
+
+def _notified(app, text: str) -> bool:
+    """Whether the app has notified the user of something containing ``text``."""
+    return any(text in str(n.message) for n in app._notifications)
+
+
+def _first_command(app) -> str:
+    """The command the palette would run on enter (its highlighted one), in lower case."""
+    commands = app.screen.query_one(CommandList)
+    if commands.highlighted is None:
+        return ""
+    prompt = commands.get_option_at_index(commands.highlighted).prompt
+    return str(getattr(prompt, "plain", prompt)).lower()
 
 
 def _plain(static) -> str:

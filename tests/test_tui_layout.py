@@ -10,11 +10,11 @@ import html
 import re
 
 import pytest
-from conftest import MICRO
+from conftest import MICRO, copy_lab, settle, until
 
-from ncalab.cli.main import main
 from ncalab.tui.app import NcalabApp
-from ncalab.tui.screens.help import GETTING_STARTED
+from ncalab.tui.screens.gallery import GalleryScreen
+from ncalab.tui.screens.help import GETTING_STARTED, HelpScreen
 
 SIZES = [(80, 24), (100, 30)]
 NAV = ["e Explore", "f Families", "l Launch", "r Runs", "w Sweeps", "? Help", "q Quit"]
@@ -85,15 +85,14 @@ def assert_keys_shown(seen: dict) -> None:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory, code_corpus):
+def lab(tmp_path_factory, code_corpus, micro_lab):
     """A store with one finished experiment and a sweep of eight queued ones."""
     from ncalab.services import sweeps
     from ncalab.services.config import resolve_config
     from ncalab.services.runs import details
     from ncalab.store import RunStore
 
-    home = tmp_path_factory.mktemp("lab")
-    assert main(["run", "--corpus", str(code_corpus), "--home", str(home), "--json", *MICRO]) == 0
+    home = copy_lab(micro_lab, tmp_path_factory.mktemp("lab") / "h")
     with RunStore(home) as store:
         (done,) = store.list_experiments()
         base = resolve_config("code", "tiny", None, [MICRO[i + 1] for i in range(0, len(MICRO), 2)], corpus=str(code_corpus))
@@ -101,20 +100,23 @@ def lab(tmp_path_factory, code_corpus):
         return {"home": home, "done": details(store, done.id), "sweep": sweeps.table(store, sweep["sweep_id"])}
 
 
-def shown(app, key: str | None, size, settle=None, inspect=None) -> dict:
-    """The screen after ``key``, as lines, with its own keys and what ``inspect`` reads of it."""
+def shown(app, key: str | None, size, ready=None, what: str = "the screen being ready", inspect=None) -> dict:
+    """The screen after ``key``, once ``ready(app)`` holds (``what`` names that for a failure) and
+    the app's workers are done, as lines, with its own keys and what ``inspect`` reads of it."""
     async def scenario():
         async with app.run_test(size=size) as pilot:
             if key:
                 await pilot.press(key)
-            for _ in range(300):
-                await pilot.pause(0.05)
-                if settle is None or settle(app):
-                    break
-            await pilot.pause(0.3)
+            if ready is not None:
+                await until(pilot, lambda: ready(app), what, timeout=60)
+            await settle(pilot)
             if key == "r":  # the finished experiment is the oldest: the last row
+                table = app.screen.query_one("#table")
                 await pilot.press("end")
-                await pilot.pause(0.8)
+                await until(pilot, lambda: app.screen.selected == table.rows[-1][1]
+                            and "ppl scratch" in "".join(screen_lines(app)),
+                            "the oldest (finished) experiment's details loading")
+                await settle(pilot)
             return {"lines": screen_lines(app), "keys": own_keys(app), **(inspect(app) if inspect else {})}
 
     return asyncio.run(scenario())
@@ -124,7 +126,8 @@ def shown(app, key: str | None, size, settle=None, inspect=None) -> dict:
 def test_runs_keeps_ids_statuses_and_results_whole(lab, size):
     d = lab["done"]
     app = NcalabApp(home=lab["home"], seed=7, autoplay=False)
-    seen = shown(app, "r", size, settle=lambda a: a.screen.query_one("#table").row_count == 9,
+    seen = shown(app, "r", size, ready=lambda a: a.screen.query_one("#table").row_count == 9,
+                 what="the Runs table showing all nine experiments",
                  inspect=lambda a: {"titles": a.screen.query_one("#table").visible_titles()})
     assert_keys_shown(seen)
     lines = seen["lines"]
@@ -146,7 +149,8 @@ def test_sweeps_keeps_ids_statuses_and_results_whole(lab, size):
 
     tab = lab["sweep"]
     app = NcalabApp(home=lab["home"], seed=7, autoplay=False)
-    seen = shown(app, "w", size, settle=lambda a: "setting" in "".join(screen_lines(a)))
+    seen = shown(app, "w", size, ready=lambda a: "setting" in "".join(screen_lines(a)),
+                 what="the sweep's table on screen")
     assert_keys_shown(seen)
     lines = seen["lines"]
     assert re.search(rf"{tab['sweep_id']} +0/8 +8 queued", "\n".join(lines))
@@ -159,7 +163,7 @@ def test_sweeps_keeps_ids_statuses_and_results_whole(lab, size):
 @pytest.mark.parametrize("size", SIZES)
 def test_explore_shows_the_band_its_share_and_its_keys(lab, size):
     app = NcalabApp(home=lab["home"], seed=7, autoplay=False)
-    seen = shown(app, None, size, settle=lambda a: a.screen.batch is not None,
+    seen = shown(app, None, size, ready=lambda a: a.screen.batch is not None, what="Explore's first rule loading",
                  inspect=lambda a: {"seed": a.screen.seed, "score": a.screen.rule_score,
                                     "share": (a.screen.drawer.in_band_count, a.screen.drawer.scored)})
     assert_keys_shown(seen)
@@ -173,19 +177,21 @@ def test_explore_shows_the_band_its_share_and_its_keys(lab, size):
 @pytest.mark.parametrize("size", SIZES)
 def test_launch_families_and_help_keep_labels_with_values(lab, size):
     app = NcalabApp(home=lab["home"], seed=7, autoplay=False)
-    seen = shown(app, "l", size, settle=lambda a: "budget" in "".join(screen_lines(a)))
+    seen = shown(app, "l", size, ready=lambda a: "budget" in "".join(screen_lines(a)), what="Launch showing the budget")
     assert_keys_shown(seen)
     lines = seen["lines"]
     assert_whole(lines, "stage 1 budget: 1,000,000 NCA tokens", "stage 2 budget: 2,000,000 tokens,", "seed 0")
     assert_no_label_ends_a_line(lines, right_of="▊")
 
     app = NcalabApp(home=lab["home"], seed=7, autoplay=False, draw_seed=11)
-    seen = shown(app, "f", size, settle=lambda a: getattr(a.screen, "batch", None) is not None)
+    seen = shown(app, "f", size, ready=lambda a: isinstance(a.screen, GalleryScreen) and a.screen.batch is not None,
+                 what="Families showing its rules")
     assert_keys_shown(seen)
     assert_no_label_ends_a_line(seen["lines"])
 
     app = NcalabApp(home=lab["home"], seed=7, autoplay=False)
-    lines = shown(app, "question_mark", size)["lines"]
+    seen = shown(app, "question_mark", size, ready=lambda a: isinstance(a.screen, HelpScreen), what="Help opening")
+    lines = seen["lines"]
     for item in NAV:
         assert item in lines[0]
     assert_whole(lines, "Everywhere (the top line):")
@@ -202,11 +208,13 @@ def test_getting_started_shows_once_in_five_whole_lines(tmp_path, monkeypatch, s
     async def first_screen():
         app = NcalabApp(home=tmp_path / "home", seed=7, autoplay=False, welcome=True)
         async with app.run_test(size=size) as pilot:
-            await pilot.pause(0.5)
+            await until(pilot, lambda: app.screen_stack[0].batch is not None, "Explore's first rule loading",
+                        timeout=60)
+            await settle(pilot)
             welcomed = isinstance(app.screen, GettingStartedScreen)
             lines = screen_lines(app)
             await pilot.press("escape")
-            await pilot.pause(0.2)
+            await until(pilot, lambda: not isinstance(app.screen, GettingStartedScreen), "escape closing the welcome")
             return welcomed, lines, type(app.screen).__name__
 
     welcomed, lines, after = asyncio.run(first_screen())
@@ -223,7 +231,8 @@ def test_remapped_keys_show_in_the_top_line_and_the_footer(lab, tmp_path, monkey
     keys.write_text('[keys]\n"go.runs" = "g"\n"explore.new_rule" = "x"\n')
     monkeypatch.setenv("NCALAB_KEYS", str(keys))
     app = NcalabApp(home=lab["home"], seed=7, autoplay=False)
-    lines = shown(app, None, (80, 24), settle=lambda a: a.screen.batch is not None)["lines"]
+    lines = shown(app, None, (80, 24), ready=lambda a: a.screen.batch is not None,
+                  what="Explore's first rule loading")["lines"]
     assert "g Runs" in lines[0] and "r Runs" not in lines[0]
     assert "x New rule" in lines[-1]
     assert_whole(lines, "x draws: in band 0.3-0.4")

@@ -7,16 +7,24 @@ and look at the SVGs before committing them.
 """
 
 import pytest
+from conftest import settle, until
 
 from ncalab.tui.app import NcalabApp
+from ncalab.tui.screens.gallery import GalleryScreen
+from ncalab.tui.screens.help import HelpScreen
+from ncalab.tui.screens.launch import LaunchScreen
+from ncalab.tui.screens.runs import RunsScreen
+from ncalab.tui.screens.sweeps import SweepsScreen
 
 SIZES = [(80, 24), (100, 30), (120, 40)]  # below 120 columns the narrow layouts
 
 
 async def _engine_loaded(pilot):
-    while pilot.app.screen.batch is None:
-        await pilot.pause(0.05)
-    await pilot.pause(0.2)
+    await until(pilot, lambda: pilot.app.screen.batch is not None, "Explore's first rule loading", timeout=60)
+    await settle(pilot)  # the store's libraries load in a worker too
+
+
+SCREENS = {"r": RunsScreen, "w": SweepsScreen, "l": LaunchScreen, "question_mark": HelpScreen}
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -30,7 +38,8 @@ def test_other_screens(snap_compare, tmp_path, size, key):
     async def open_screen(pilot):
         await _engine_loaded(pilot)
         await pilot.press(key)
-        await pilot.pause(0.5)
+        await until(pilot, lambda: isinstance(pilot.app.screen, SCREENS[key]), f"{SCREENS[key].__name__} opening")
+        await settle(pilot)  # what it reads from the store (Runs, Sweeps) or works out (Launch's budget) is shown
 
     assert snap_compare(NcalabApp(home=tmp_path, seed=7, autoplay=False), terminal_size=size, run_before=open_screen)
 
@@ -40,9 +49,9 @@ def test_families(snap_compare, tmp_path, size):
     async def open_families(pilot):
         await _engine_loaded(pilot)
         await pilot.press("f")
-        while pilot.app.screen.batch is None:
-            await pilot.pause(0.05)
-        await pilot.pause(0.3)
+        await until(pilot, lambda: isinstance(pilot.app.screen, GalleryScreen) and pilot.app.screen.batch is not None,
+                    "Families showing its rules", timeout=60)
+        await settle(pilot)
 
     assert snap_compare(NcalabApp(home=tmp_path, seed=7, autoplay=False, draw_seed=11), terminal_size=size,
                         run_before=open_families)
@@ -52,7 +61,7 @@ def test_explore_light_theme(snap_compare, tmp_path):
     async def light(pilot):
         await _engine_loaded(pilot)
         pilot.app.theme = "textual-light"
-        await pilot.pause(0.2)
+        await pilot.wait_for_scheduled_animations()  # the restyle the theme change set off
 
     assert snap_compare(NcalabApp(home=tmp_path, seed=7, autoplay=False), terminal_size=(80, 24), run_before=light)
 
@@ -60,9 +69,10 @@ def test_explore_light_theme(snap_compare, tmp_path):
 def test_getting_started(snap_compare, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))  # a first launch
     async def explore_behind(pilot):
-        while pilot.app.screen_stack[0].batch is None:  # Explore under the getting-started screen
-            await pilot.pause(0.05)
-        await pilot.pause(0.2)
+        # Explore under the getting-started screen
+        await until(pilot, lambda: pilot.app.screen_stack[0].batch is not None, "Explore's first rule loading",
+                    timeout=60)
+        await settle(pilot)
 
     assert snap_compare(NcalabApp(home=tmp_path, seed=7, autoplay=False, welcome=True), terminal_size=(80, 24),
                         run_before=explore_behind)

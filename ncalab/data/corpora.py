@@ -36,7 +36,7 @@ TEXT_EXTS = {".py", ".txt", ".md"}
 JSON_EXTS = {".jsonl", ".json"}
 PARQUET_EXTS = {".parquet"}
 SUPPORTED_EXTS = TEXT_EXTS | JSON_EXTS | PARQUET_EXTS
-LARGE_TXT_BYTES = 1 << 20  # .txt files above this are split into paragraphs (e.g. WikiText)
+LARGE_TXT_BYTES = 1 << 20  # .txt files in a folder above this are split into paragraphs (e.g. WikiText)
 
 # Folders of the standard library that are not "library code" (tests, installed packages, caches).
 _STDLIB_SKIP_DIRS = {"site-packages", "dist-packages", "__pycache__", "test", "tests", "idle_test"}
@@ -154,9 +154,11 @@ def _local_corpus(spec: str, cache_dir) -> Corpus:
         h.update(f"{f.relative_to(base).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
 
     # One `datasets` call per kind: all small text files together (one document per file), then each
-    # large .txt, .json(l) and .parquet file on its own (their schemas may differ).
+    # large .txt, .json(l) and .parquet file on its own (their schemas may differ). A .txt file given
+    # on its own is split into paragraphs whatever its size: as one document it could not be split
+    # into training and validation text.
     small = [f for f in files if f.suffix.lower() in TEXT_EXTS
-             and not (f.suffix.lower() == ".txt" and f.stat().st_size > LARGE_TXT_BYTES)]
+             and not (f.suffix.lower() == ".txt" and (f.stat().st_size > LARGE_TXT_BYTES or not path.is_dir()))]
     small_set = set(small)
     parts: list[Callable[[], Iterator[str]]] = []
     with _datasets_cache(cache_dir) as (cache, in_memory):

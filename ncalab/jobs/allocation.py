@@ -45,12 +45,16 @@ def live_views(home: Path) -> int:
     return n
 
 
-def mark_live_view(home: Path) -> None:
-    """Called by a live view every few seconds while it plays: it counts as a consumer."""
-    folder = Path(home) / "live"
+def mark_live_view(home: Path, playing: bool = True) -> None:
+    """Called by a live view every few seconds: while it plays it counts as a consumer; when it
+    stops (or closes) its marker goes at once. Nothing is created where no store exists yet."""
+    marker = Path(home) / "live" / str(os.getpid())
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / str(os.getpid())).touch()
+        if not playing:
+            marker.unlink(missing_ok=True)
+        elif Path(home).is_dir():
+            marker.parent.mkdir(exist_ok=True)
+            marker.touch()
     except OSError:
         pass  # a read-only store: the view simply does not count
 

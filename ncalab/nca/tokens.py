@@ -62,11 +62,6 @@ def decode_frames(tokens: np.ndarray, cfg: NCAConfig) -> np.ndarray:
     return patch_tokens_to_grids(framed[..., 1:-1], cfg)
 
 
-def sequence_tokens(grids: np.ndarray, cfg: NCAConfig) -> np.ndarray:
-    """(..., frames_per_seq, H, W) -> (..., L + 1) tokens: inputs are [:L], targets [1:]."""
-    return encode_frames(grids, cfg)[..., : cfg.seq_len + 1]
-
-
 def loss_mask(cfg: NCAConfig) -> np.ndarray:
     """(L,) bool over targets: False for targets inside the first min_grid frames."""
     target_pos = np.arange(1, cfg.seq_len + 1)  # position in the sequence of each target

@@ -28,6 +28,7 @@ from ncalab.tui.widgets.nav_bar import NavBar
 WINDOW = 10  # frames in the rolling complexity window (the spec's scoring window)
 STATS_EVERY_S = 0.1  # statistics refresh at most 10 times a second; the grid at full speed
 DOMAIN = "code"  # the default preset's domain, whose band Explore draws from
+LIVE_MARK_S = 5.0  # how often a playing view renews its mark (jobs.allocation forgets it after 15 s)
 
 
 class ExploreScreen(Screen):
@@ -45,6 +46,7 @@ class ExploreScreen(Screen):
     def __init__(self, seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
         self.stream = seed  # rules are drawn from this random stream, in order
+        self.live_lock, self.closed = threading.Lock(), False
         self.seed: int | None = None  # the rule on screen
         self.rule_score: float | None = None  # its score by the band test (first WINDOW frames)
         self.in_band = True  # what `n` draws: the band's rules, or any rule
@@ -92,6 +94,8 @@ class ExploreScreen(Screen):
     def on_mount(self) -> None:
         self.playing = getattr(self.app, "autoplay", True)
         self.timer = self.set_interval(1 / self.fps, self.tick)
+        # A playing view keeps a CPU core busy: the job queue counts it when it shares the cores.
+        self.set_interval(LIVE_MARK_S, lambda: self.mark_live())
         self.show_draw_info()
         self.action_new_rule()  # torch and numba load in that worker: the first frame does not wait
 
@@ -243,6 +247,21 @@ class ExploreScreen(Screen):
     def tick(self) -> None:
         if self.playing:
             self.advance()
+
+    @work(thread=True, exclusive=True, group="live-mark")
+    def mark_live(self, playing: bool | None = None) -> None:
+        from ncalab.jobs.allocation import mark_live_view
+
+        with self.live_lock:  # a mark never lands after the screen has closed and removed it
+            if not self.closed:
+                mark_live_view(self.app.stores.home, self.playing if playing is None else playing)
+
+    def on_unmount(self) -> None:
+        from ncalab.jobs.allocation import mark_live_view
+
+        with self.live_lock:
+            self.closed = True
+            mark_live_view(self.app.stores.home, playing=False)
 
     # -- actions -------------------------------------------------------------------------------
     def action_blur(self) -> None:
