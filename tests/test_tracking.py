@@ -21,7 +21,7 @@ from ncalab.config.keys import flatten
 from ncalab.experiment.tracking import Destination, Mirror, TensorBoardTracker, mlflow_key
 from ncalab.store import RunStore
 
-from conftest import MICRO  # noqa: E402
+from conftest import MICRO, wait_until  # noqa: E402
 
 pytest.importorskip("tensorboard")
 pytest.importorskip("mlflow")
@@ -246,8 +246,7 @@ def test_a_slow_tracker_never_blocks_and_dropped_points_are_counted(tmp_path):
         mirror.points("nca", batch)
         slowest = max(slowest, time.perf_counter() - t0)
     assert slowest < 0.05  # the training thread only enqueues
-    while not made:
-        time.sleep(0.01)
+    wait_until(lambda: made, "the tracker made in its thread", timeout=30, poll=0.01)
     made[0].release.set()
     mirror.close()
     kept = made[0].batches
