@@ -10,6 +10,9 @@ import pytest
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 
+ALL_CPUS = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+
+
 def _own_cores_for_this_worker() -> None:
     """Under pytest-xdist (pyproject's addopts run one worker per core), give each worker its
     own cores; the jobs and subprocesses it starts inherit them. torch's threads spin while they
@@ -18,16 +21,14 @@ def _own_cores_for_this_worker() -> None:
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
     if not worker.startswith("gw") or not hasattr(os, "sched_setaffinity"):
         return
-    cpus = sorted(os.sched_getaffinity(0))
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    if workers > len(cpus):
+    if workers > len(ALL_CPUS):
         return  # more workers than cores: nothing to give each its own
-    mine = cpus[int(worker[2:]) % workers::workers]
+    mine = ALL_CPUS[int(worker[2:]) % workers::workers]
     os.sched_setaffinity(0, mine)
     os.environ["OMP_NUM_THREADS"] = str(len(mine))
 
 
-ALL_CPUS = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
 _own_cores_for_this_worker()
 
 

@@ -95,7 +95,7 @@ class ExploreScreen(Screen):
         self.playing = getattr(self.app, "autoplay", True)
         self.timer = self.set_interval(1 / self.fps, self.tick)
         # A playing view keeps a CPU core busy: the job queue counts it when it shares the cores.
-        self.set_interval(LIVE_MARK_S, lambda: self.mark_live())
+        self.set_interval(LIVE_MARK_S, self.mark_live)
         self.show_draw_info()
         self.action_new_rule()  # torch and numba load in that worker: the first frame does not wait
 
@@ -249,12 +249,12 @@ class ExploreScreen(Screen):
             self.advance()
 
     @work(thread=True, exclusive=True, group="live-mark")
-    def mark_live(self, playing: bool | None = None) -> None:
+    def mark_live(self) -> None:
         from ncalab.jobs.allocation import mark_live_view
 
         with self.live_lock:  # a mark never lands after the screen has closed and removed it
             if not self.closed:
-                mark_live_view(self.app.stores.home, self.playing if playing is None else playing)
+                mark_live_view(self.app.stores.home, self.playing)
 
     def on_unmount(self) -> None:
         from ncalab.jobs.allocation import mark_live_view
