@@ -64,9 +64,11 @@ def test_generate_and_stats(tmp_path, capsys):
     assert res["rules_scored"] > res["rules_accepted"] and res["tokens_per_s"] > 0
     corpus = NCACorpus(out)
     assert len(corpus) == 20 and corpus[0].shape == (1025,)
-    # every sequence traces back to its rule
-    seeds = [corpus.rule_of(i)[0] for i in (0, 7, 19)]
-    again = frames_to_sequences(RuleBatch(seeds, seeds, corpus.cfg).frames(27), corpus.cfg)
+    # every sequence traces back to its rule and its (fresh) initial state
+    pairs = [corpus.seeds_of(i) for i in (0, 7, 19)]
+    assert all(rule != start for rule, start in pairs)
+    again = frames_to_sequences(RuleBatch([r for r, _ in pairs], [s for _, s in pairs], corpus.cfg).frames(27),
+                                corpus.cfg)
     assert np.array_equal(again, np.stack([corpus[i] for i in (0, 7, 19)]))
     assert all(0.3 < corpus.rule_of(i)[1] < 0.4 for i in range(20))
     val = NCACorpus(out, "val")

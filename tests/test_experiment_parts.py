@@ -12,7 +12,7 @@ from ncalab.experiment.summary import compare, first_reach
 from ncalab.services.config import resolve_config
 from ncalab.train import checkpoint
 from ncalab.train.model import build_model
-from ncalab.train.schedule import warmup_cosine
+from ncalab.train.schedule import lr_factor, warmup_steps
 from ncalab.train.transfer import transfer
 
 M = ModelConfig(n_layer=2, d_model=32, n_head=2)
@@ -76,11 +76,69 @@ def test_transfer_keeps_blocks_and_reinitialises_the_rest():
             assert torch.equal(w, sd_scr[n]), n
 
 
+def test_transfer_keeps_the_embeddings_of_a_shared_vocabulary():
+    # the paper's C4 arm: stage 1 read stage 2's tokenizer, so embeddings and head carry over
+    src = build_model(M, 50, 64, seed=1)
+    kept_model, kept = transfer(src, M, 50, 64, seed=2, keep_embeddings=True)
+    assert {"model.embed_tokens.weight", "lm_head.weight"} <= set(kept)
+    for n, w in kept_model.state_dict().items():
+        assert torch.equal(w, src.state_dict()[n]), n
+    with pytest.raises(ValueError, match="one vocabulary"):
+        transfer(build_model(M, 100, 64, seed=1), M, 50, 64, seed=2, keep_embeddings=True)
+
+
+def test_paper_scale_takes_the_papers_recipe():
+    code, web = resolve_config("code", "paper"), resolve_config("web", "paper")
+    s1 = code.stage1
+    assert (s1.schedule, s1.lr, s1.weight_decay, s1.grad_clip, s1.beta2) == ("paper", 1e-4, 0.0, 0.0, 0.999)
+    assert s1.tokens == 164_000_000 and s1.batch_size * code.stage1_seq_len == 32 * 1024  # 5,000 steps
+    assert code.nca.sims_per_rule == 10 and code.nca.fresh_trajectories and code.spreads_rules
+    assert code.model.attention_dropout == 0.1 and code.transfer.embeddings == "paper"
+    assert (code.stage2.lr, code.stage2.warmup, code.stage2.min_lr_ratio, code.stage2.weight_decay) == (2e-4, 750, 0.0, 0.0)
+    assert (web.stage2.lr, web.stage2.warmup, web.stage2.weight_decay, web.stage2.grad_clip) == (5e-4, 0.1, 1e-4, 1.0)
+    assert code.data.tokenizer == "helmo/code-search-net-multilang-tokenizer" and web.data.tokenizer == "gpt2"
+    tiny = resolve_config("code", "tiny")  # the laptop scale keeps its measured defaults
+    assert tiny.stage1.schedule == "cosine" and tiny.model.attention_dropout == 0.0
+    assert tiny.transfer.embeddings == "reinit" and not tiny.keeps_embeddings
+    tiny.stage1.source, tiny.stage1.corpus, tiny.transfer.embeddings = "text", "x.txt", "paper"
+    assert tiny.keeps_embeddings
+
+
+def test_print_config_shows_the_papers_values_at_paper_scale(capsys):
+    from ncalab.cli.main import main
+
+    assert main(["run", "--scale", "paper", "--preset", "web", "--print-config"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["stage1"]["schedule"] == "paper" and shown["stage1"]["grad_clip"] == 0.0
+    assert shown["stage2"]["lr"] == 5e-4 and shown["stage2"]["weight_decay"] == 1e-4
+    assert shown["data"] == {**shown["data"], "corpus": "hf:Skylion007/openwebtext", "tokenizer": "gpt2"}
+    assert shown["model"]["attention_dropout"] == 0.1
+
+
 def test_schedule_warms_up_then_decays():
-    f = warmup_cosine(100, 0.1, 0.1)
+    f = lr_factor("cosine", 100, 0.1, 0.1)
     assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
     assert f(50) < 1 and f(99) == pytest.approx(0.1, abs=0.01)
     assert all(f(i) >= f(i + 1) for i in range(10, 99))
+
+
+def test_paper_schedule_rises_over_the_whole_stage_to_its_peak():
+    # the paper's stage-1 weights are taken at the last step of a linear warm-up
+    f = lr_factor("paper", 5000, 0.05, 0.1)
+    rates = [f(i) for i in range(5000)]
+    assert rates[-1] == pytest.approx(1.0) and rates[0] == pytest.approx(1 / 5000)
+    assert all(b > a for a, b in zip(rates, rates[1:]))
+    assert rates[2499] == pytest.approx(0.5)
+    c = lr_factor("constant", 100, 0.1, 0.1)
+    assert c(4) == pytest.approx(0.5) and c(9) == c(50) == c(99) == 1.0
+
+
+def test_warmup_of_one_or_more_is_a_number_of_steps():
+    assert warmup_steps(10_000, 750) == 750  # the paper's code stage 2
+    assert warmup_steps(10_000, 0.1) == 1000
+    assert warmup_steps(100, 750) == 100  # never longer than the stage
+    f = lr_factor("cosine", 2000, 750, 0.0)
+    assert f(749) == pytest.approx(1.0) and f(1999) == pytest.approx(0.0, abs=1e-5)
 
 
 def test_speedup_and_gain_follow_the_spec():

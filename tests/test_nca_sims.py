@@ -29,7 +29,7 @@ def _unchanged_path(cfg: NCAConfig, band: Band, seed: int, split: str, batch_rul
 
 
 def test_one_sim_per_rule_reproduces_the_unchanged_stream():
-    cfg = NCAConfig()
+    cfg = NCAConfig(fresh_trajectories=False)
     assert cfg.sims_per_rule == 1
     src = FilteredSource(cfg, CODE, seed=21, batch_rules=512)
     for j in range(2):
@@ -42,9 +42,9 @@ def test_one_sim_per_rule_reproduces_the_unchanged_stream():
 
 
 def test_banked_rules_give_ten_traceable_trajectories_from_distinct_starts():
-    cfg = NCAConfig(sims_per_rule=10)
+    cfg = NCAConfig(sims_per_rule=10, fresh_trajectories=False)
     batch = FilteredSource(cfg, CODE, seed=21, batch_rules=512).next_batch()
-    single = FilteredSource(NCAConfig(), CODE, seed=21, batch_rules=512).next_batch()
+    single = FilteredSource(NCAConfig(fresh_trajectories=False), CODE, seed=21, batch_rules=512).next_batch()
     k = len(single)
     assert k > 20 and len(batch) == 10 * k
     # trajectory-major: rows [s*k, (s+1)*k) are trajectory s of the k accepted rules
@@ -68,6 +68,26 @@ def test_banked_rules_give_ten_traceable_trajectories_from_distinct_starts():
     assert CODE.contains(rescored).mean() > 0.4
 
 
+def test_fresh_trajectories_start_from_new_states_of_the_accepted_rules():
+    # the paper trains on new simulations of a rule that passed the filter, not the scored one
+    scored = FilteredSource(NCAConfig(fresh_trajectories=False), CODE, seed=21, batch_rules=512).next_batch()
+    for sims in (1, 3):
+        cfg = NCAConfig(sims_per_rule=sims)
+        assert cfg.fresh_trajectories  # the default
+        batch = FilteredSource(cfg, CODE, seed=21, batch_rules=512).next_batch()
+        k = len(scored)
+        assert len(batch) == sims * k and batch.scored == 512
+        assert (batch.rule_seeds.reshape(sims, k) == scored.rule_seeds).all()  # the same accepted rules
+        assert np.array_equal(batch.sim_seeds.reshape(sims, k),
+                              sim_seeds(scored.rule_seeds[None, :], np.arange(1, sims + 1)[:, None]))
+        assert not np.intersect1d(batch.sim_seeds, scored.rule_seeds).size  # never the scored start
+        assert not any((row == scored.tokens).all(axis=1).any() for row in batch.tokens)
+        again = RuleBatch(batch.rule_seeds, batch.sim_seeds, cfg).frames(cfg.frames_per_seq)
+        assert np.array_equal(frames_to_sequences(again, cfg), batch.tokens)
+    # a new start of an accepted rule usually stays in the band (a random rule: about 9%)
+    assert CODE.contains(score_window(again, cfg)).mean() > 0.4
+
+
 def test_sim_seeds_are_bijective_per_trajectory_index():
     rules = rule_seeds(3, "train", 0, 50_000)
     assert np.array_equal(sim_seeds(rules, 0), rules)
@@ -85,7 +105,7 @@ def test_validation_rules_stay_held_out_and_one_trajectory_each():
     banked = NCAConfig(sims_per_rule=10)
     val = FilteredSource(banked, CODE, seed=4, split="val", batch_rules=512).next_batch()
     plain = FilteredSource(NCAConfig(), CODE, seed=4, split="val", batch_rules=512).next_batch()
-    assert np.array_equal(val.tokens, plain.tokens) and np.array_equal(val.sim_seeds, val.rule_seeds)
+    assert np.array_equal(val.tokens, plain.tokens) and np.array_equal(val.sim_seeds, sim_seeds(val.rule_seeds, 1))
     src = FilteredSource(banked, CODE, seed=4, batch_rules=512)
     train = np.concatenate([src.next_batch().rule_seeds for _ in range(3)])
     assert len(train) == 10 * len(np.unique(train))
@@ -138,12 +158,36 @@ def test_corpus_stores_sim_seeds_and_reads_corpora_without_them(tmp_path):
     pairs = [corpus.seeds_of(i) for i in idx]
     again = RuleBatch([r for r, _ in pairs], [s for _, s in pairs], cfg).frames(cfg.frames_per_seq)
     assert np.array_equal(frames_to_sequences(again, cfg), np.stack([corpus[i] for i in idx]))
-    assert (val.all_sim_seeds() == val.all_rules()["rule_seed"]).all()
+    assert (val.all_sim_seeds() == sim_seeds(val.all_rules()["rule_seed"], 1)).all()  # fresh starts
     assert not set(val.all_rules()["rule_seed"]) & set(rules)
-    # one trajectory per rule: the layout of before (version 1, no sim_seed column)
-    write_corpus(tmp_path / "plain", NCAConfig(seq_len=128), CODE, 128 * 20, seed=5, val_sequences=0)
+    # one scored trajectory per rule: the layout of before (version 1, no sim_seed column)
+    write_corpus(tmp_path / "plain", NCAConfig(seq_len=128, fresh_trajectories=False), CODE, 128 * 20, seed=5, val_sequences=0)
     plain = NCACorpus(tmp_path / "plain")
     assert json.loads((tmp_path / "plain" / "manifest.json").read_text())["format_version"] == 1
     assert plain.all_rules().dtype.names == ("rule_seed", "score")
     rule, score = plain.rule_of(3)
     assert plain.seeds_of(3) == (rule, rule) and np.array_equal(plain.all_sim_seeds(), plain.all_rules()["rule_seed"])
+
+
+def test_spread_reuse_puts_a_rules_trajectories_a_bank_apart():
+    """The paper's rule bank: each of R rules gives one fresh trajectory a pass (its epochs), so a
+    rule recurs R sequences later, not next to itself."""
+    from ncalab.config import ExperimentConfig
+    from ncalab.experiment.sources import rule_bank
+    from ncalab.nca.indexed import IndexedNCAStream
+
+    cfg = ExperimentConfig()
+    cfg.nca = NCAConfig(seq_len=128, sims_per_rule=3)
+    cfg.stage1.tokens, cfg.stage1.batch_size = 128 * 48, 8
+    assert cfg.spreads_rules and cfg.nca_stream == "indexed"
+    bank = rule_bank(cfg)
+    assert bank == {"block_rules": 16}  # 48 sequences of 3 trajectories each
+    _, rules, starts = IndexedNCAStream(cfg.nca, CODE, 7, "train", **bank).sequences(0, 48)
+    passes = rules.reshape(3, 16)
+    assert len(np.unique(rules)) == 16 and (passes == passes[0]).all()  # every rule once a pass
+    assert np.array_equal(starts.reshape(3, 16), sim_seeds(passes[0][None, :], np.arange(1, 4)[:, None]))
+    cfg.stage1.reuse = "adjacent"
+    assert not cfg.spreads_rules and rule_bank(cfg) == {} and cfg.nca_stream == "sequential"
+    cfg.stage1.reuse, cfg.stage1.stream = "spread", "sequential"
+    with pytest.raises(NcalabError, match="spread"):
+        cfg.validate()

@@ -18,11 +18,15 @@ def test_accepted_sequences_are_in_band_and_traceable(cfg):
     batch = src.next_batch()
     assert len(batch) > 0 and src.rules_scored == 512
     assert ((batch.scores > 0.3) & (batch.scores < 0.4)).all()
-    # re-score from the tokens themselves, and rebuild each sequence from its seed
-    frames = decode_frames(batch.tokens[:, : 10 * cfg.frame_len].astype(np.int64), cfg)
-    assert np.allclose(score_window(frames, cfg), batch.scores)
-    again = RuleBatch(batch.rule_seeds[:5], batch.rule_seeds[:5], cfg).frames(cfg.frames_per_seq)
+    # rebuild each sequence from its seeds; the score is the scored start's (sim seed = rule seed)
+    again = RuleBatch(batch.rule_seeds[:5], batch.sim_seeds[:5], cfg).frames(cfg.frames_per_seq)
     assert np.array_equal(frames_to_sequences(again, cfg), batch.tokens[:5])
+    scored = RuleBatch(batch.rule_seeds, batch.rule_seeds, cfg).frames(cfg.score_frames)
+    assert np.allclose(score_window(scored, cfg), batch.scores)
+    # with the scored trajectory trained on, the tokens themselves carry the score
+    first = FilteredSource(cfg.replace(fresh_trajectories=False), band, seed=3, batch_rules=512).next_batch()
+    frames = decode_frames(first.tokens[:, : 10 * cfg.frame_len].astype(np.int64), cfg)
+    assert np.allclose(score_window(frames, cfg), first.scores)
 
 
 def test_rules_never_repeat_and_validation_is_held_out():

@@ -275,6 +275,12 @@ def test_transferred_weights_freeze_then_learn_slower():
     ({"seed": 1}, {"stage1", "nca", "scratch"}),
     ({"runtime": {"threads": 1}}, set()),
     ({"family": "my-family"}, set()),
+    ({"stage1": {"schedule": "paper"}}, {"stage1", "nca"}),
+    ({"stage2": {"warmup": 750.0}}, {"nca", "scratch"}),
+    ({"nca": {"fresh_trajectories": False}}, {"stage1", "nca"}),
+    ({"model": {"attention_dropout": 0.1}}, {"stage1", "nca", "scratch"}),
+    ({"stage1": {"reuse": "adjacent"}}, set()),  # one trajectory a rule: nothing to spread
+    ({"stage1": {"reuse": "adjacent"}, "nca": {"sims_per_rule": 10}}, {"stage1", "nca"}),
 ])
 def test_reuse_keys_follow_exactly_what_determines_each_run(change, differs):
     from ncalab.config import ExperimentConfig, apply_overrides
@@ -284,6 +290,28 @@ def test_reuse_keys_follow_exactly_what_determines_each_run(change, differs):
     before = run_keys(ExperimentConfig(), cpu)
     after = run_keys(apply_overrides(ExperimentConfig(), change), cpu)
     assert {k for k in before if before[k] != after[k]} == differs
+
+
+def test_new_defaults_change_the_keys_of_the_runs_they_change():
+    """Fresh trajectories (the paper's) are the new default: an NCA stage 1 stored before them
+    keeps its key and a new one gets another; a Dyck stage 1 and the scratch runs do not change."""
+    from ncalab.config import ExperimentConfig, apply_overrides
+    from ncalab.config.stored import stored_config, with_added
+    from ncalab.experiment.reuse import run_keys
+
+    cpu = choose("cpu", "fp32")
+    old_tree = ExperimentConfig().to_dict()
+    del old_tree["nca"]["fresh_trajectories"], old_tree["stage1"]["schedule"], old_tree["model"]["attention_dropout"]
+    del old_tree["eval"]["gsm8k"]["format"], old_tree["eval"]["bbl"]["chance"]
+    old = stored_config(old_tree)
+    assert old.nca.fresh_trajectories is False and with_added(old_tree)["nca"]["fresh_trajectories"] is False
+    # evaluations stored before the paper's protocols resume with the protocol they started with
+    assert (old.eval.gsm8k.format, old.eval.bbl.chance) == ("gsm8k", "paper")
+    assert (ExperimentConfig().eval.gsm8k.format, ExperimentConfig().eval.bbl.chance) == ("paper", "correct")
+    new, was = run_keys(ExperimentConfig(), cpu), run_keys(old, cpu)
+    assert new["stage1"] != was["stage1"] and new["nca"] != was["nca"] and new["scratch"] == was["scratch"]
+    dyck = {"stage1": {"source": "dyck"}}
+    assert run_keys(apply_overrides(ExperimentConfig(), dyck), cpu)["stage1"] == run_keys(apply_overrides(old, dyck), cpu)["stage1"]
 
 
 def test_reuse_keys_never_cross_devices_or_dtypes():
@@ -320,12 +348,12 @@ def test_reuse_keys_of_existing_stores_still_match():
     reuse an old result."""
     from pathlib import Path
 
-    from ncalab.config import ExperimentConfig, apply_overrides
+    from ncalab.config.stored import stored_config
     from ncalab.experiment.reuse import run_keys
     from ncalab.train.device import Placement
 
     stored = json.loads((Path(__file__).parent / "data" / "reuse_keys_0.1.0.json").read_text())
     for case in stored["cases"]:
-        cfg = apply_overrides(ExperimentConfig(), case["config"])
+        cfg = stored_config(case["config"])  # as it ran: settings added since at their old values
         amp = None if case["device"] == "cpu" else torch.bfloat16
         assert run_keys(cfg, Placement(torch.device(case["device"]), amp)) == case["keys"], case["name"]

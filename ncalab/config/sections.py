@@ -21,8 +21,33 @@ CONTROL_CHOICES = ("none", "shuffle", "matched_scale")
 STAGE1_SOURCES = ("nca", "dyck", "shuffle_dyck", "text")
 # Sources compared at equal stage-1 tokens, or at equal stage-1 compute (FLOPs).
 MATCH_CHOICES = ("tokens", "flops")
+# Learning-rate schedules: paper = linear warm-up over the whole stage, ending at the peak (the
+# paper's stage 1 is taken at the last step of its warm-up); cosine = warm-up, then cosine
+# decay to lr * min_lr_ratio; constant = warm-up, then the peak rate.
+SCHEDULES = ("paper", "cosine", "constant")
+# How a stage-1 rule's trajectories (nca.sims_per_rule) are placed: spread = once a pass over
+# the stage's rule bank (the paper's epochs); adjacent = next to each other.
+REUSE_CHOICES = ("spread", "adjacent")
+# Embeddings and head at transfer: reinit = new ones for the language vocabulary, always;
+# paper = as the paper: a text source (its C4 arm) reads stage 2's tokenizer and keeps them,
+# the other sources (NCA, Dyck) get new ones.
+EMBEDDING_CHOICES = ("reinit", "paper")
 # Downstream tasks (spec section 7) and lm-evaluation-harness.
 EVAL_TASKS = ("gsm8k", "humaneval", "bbl", "lm_eval")
+# How GSM8K examples are written (paper: "Final Answer: N", the paper's code; gsm8k: "#### N"),
+# and which split the prompts' worked examples come from (test: the paper's; never the item).
+GSM8K_FORMATS = ("paper", "gsm8k")
+GSM8K_SHOTS_FROM = ("test", "train")
+# BIG-bench Lite (eval.bbl). Prompt format: paper = "Question:/Answer:" blocks (the paper's
+# code), bigbench = BIG-bench's own example prefixes. Mode: sample = pass@k of sampled answers
+# (the paper's eval script), logprob = the choice whose text the model gives the highest
+# log-probability (the paper's other mode scores a letter A-H per listed choice). Chance level of pass@k: correct = a uniform guesser's 1 - (1 - 1/C)^k, paper = 1/C at
+# every k. Items with no answer (logprob mode: generative items): exclude them, or paper = count
+# them as one more task that passes, as the paper's code does.
+BBL_FORMATS = ("paper", "bigbench")
+BBL_MODES = ("sample", "logprob")
+BBL_CHANCES = ("correct", "paper")
+BBL_UNANSWERED = ("exclude", "paper")
 # Experiment trackers a run can mirror its metrics to (optional extras of the same names).
 TRACKERS = ("tensorboard", "mlflow", "wandb")
 
@@ -35,6 +60,9 @@ class ModelConfig:
     mlp_mult: int = 4  # SwiGLU width = mlp_mult * d_model (spec: 4d)
     rope_theta: float = 10_000.0
     rms_eps: float = 1e-5
+    # The paper's config sets attention and hidden dropout 0.1; transformers' Llama reads only
+    # the attention one (its decoder layers have no hidden dropout), so that is all there is.
+    attention_dropout: float = 0.0
 
 
 @dataclass
@@ -43,11 +71,14 @@ class Stage1Config:
 
     tokens: int = 1_000_000  # token budget (of the reference source when match = flops)
     lr: float = 1e-3
-    warmup: float = 0.05  # fraction of the steps
+    schedule: str = "cosine"  # one of SCHEDULES (paper: linear warm-up over the whole stage)
+    warmup: float = 0.05  # fraction of the steps (a value >= 1 is a number of steps)
     min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
     batch_size: int = 16
     weight_decay: float = 0.0  # the paper: Adam, no weight decay
-    grad_clip: float = 1.0
+    beta2: float = 0.95  # Adam's second-moment decay (the paper: torch's default 0.999)
+    grad_clip: float = 1.0  # 0 = no clipping (the paper's stage 1)
+    reuse: str = "spread"  # one of REUSE_CHOICES, with nca.sims_per_rule > 1
     eval_every: int = 0  # tokens between validation evals; 0 = 8 evals per stage
     val_sequences: int = 32  # held-out sequences (held-out rules for NCA)
     band: list[float] | None = None  # [lo, hi]; None = the preset's domain band (NCA only)
@@ -81,6 +112,7 @@ class TransferConfig:
     perturb: float = 0.0
     lr_scale: float = 1.0  # stage-2 learning rate of transferred weights, relative to the rest
     freeze: float = 0.0  # fraction of stage 2 during which transferred weights stay frozen
+    embeddings: str = "reinit"  # one of EMBEDDING_CHOICES
 
 
 @dataclass
@@ -89,11 +121,13 @@ class Stage2Config:
 
     tokens: int = 2_000_000
     lr: float = 1e-3
-    warmup: float = 0.05
+    schedule: str = "cosine"  # one of SCHEDULES
+    warmup: float = 0.05  # fraction of the steps (a value >= 1 is a number of steps: the paper's code, 750)
     min_lr_ratio: float = 0.1
     batch_size: int = 16
     seq_len: int = 256
     weight_decay: float = 0.1
+    beta2: float = 0.95
     grad_clip: float = 1.0
     eval_every: int = 0  # tokens between evals; 0 = 10 evals per stage
     eval_tokens: int = 65_536  # held-out tokens per evaluation
@@ -135,11 +169,15 @@ class GSM8KSection:
     """The paper's GSM8K protocol: fine-tune on worked solutions, sample with worked examples."""
 
     data: str | None = None  # a .jsonl of question/answer records, or a folder with train.jsonl and test.jsonl
+    format: str = "paper"  # one of GSM8K_FORMATS: paper ("Final Answer: N", end token after each) or gsm8k ("#### N")
+    shots_from: str = "test"  # one of GSM8K_SHOTS_FROM: the split the prompts' worked examples come from
     epochs: float = 10.0
     lr: float = 1e-5
     warmup: float = 0.1
-    batch_size: int = 16  # sequences per step (the paper accumulated 16 x 32)
-    seq_len: int = 512  # packed fine-tuning sequences (capped at the model's length)
+    batch_size: int = 512  # sequences per step (the paper: 16 x 32 accumulated)
+    micro_batch_size: int = 16  # sequences per forward pass (0 = the whole step at once)
+    pack: int = 6  # examples per fine-tuning sequence, the example last after pack-1 others (0: as many as fit)
+    seq_len: int = 1024  # fine-tuning sequences (capped at the model's length)
     samples: int = 32
     k: list[int] = field(default_factory=lambda: [1])  # pass@k values
     limit: int = 0  # test items (0 = all); a laptop smoke run
@@ -180,6 +218,13 @@ class BBLSection:
     top_p: float = 0.95
     max_tokens: int = 35
     max_per_task: int = 350  # validation items per subtask
+    tasks: list[str] = field(default_factory=lambda: ["paper"])  # paper (its 18 English tasks), all, or task names
+    min_train: int = 100  # leave out tasks with fewer training examples (all subtasks together), as the paper
+    max_train_per_task: int = 350  # fine-tuning examples per task, drawn at random (0 = all)
+    format: str = "paper"  # one of BBL_FORMATS
+    mode: str = "sample"  # one of BBL_MODES
+    chance: str = "correct"  # one of BBL_CHANCES
+    unanswered: str = "exclude"  # one of BBL_UNANSWERED
 
 
 @dataclass
@@ -226,7 +271,18 @@ class ExperimentConfig:
         stream when several processes share the work, else the filtered stream)."""
         if self.stage1.stream != "auto":
             return self.stage1.stream
-        return "indexed" if self.runtime.world > 1 else "sequential"
+        return "indexed" if self.runtime.world > 1 or self.spreads_rules else "sequential"
+
+    @property
+    def keeps_embeddings(self) -> bool:
+        """The text source's stage-1 embeddings and head carry over (the paper's C4 arm): it then
+        reads stage 2's tokenizer, so the two vocabularies are one."""
+        return self.transfer.embeddings == "paper" and self.stage1.source == "text"
+
+    @property
+    def spreads_rules(self) -> bool:
+        """Whether a rule's trajectories recur across the stage (only the addressable stream can)."""
+        return self.nca.sims_per_rule > 1 and self.stage1.reuse == "spread"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -235,6 +291,7 @@ class ExperimentConfig:
         self.band()
         self._validate_transfer()
         self._validate_stage1()
+        self._validate_schedules()
         self._validate_eval()
         m = self.model
         if m.d_model % m.n_head:
@@ -274,6 +331,9 @@ class ExperimentConfig:
             raise NcalabError(f"stage1.stream must be auto, sequential or indexed, got {self.stage1.stream!r}")
         if r.world > 1 and self.stage1.stream == "sequential" and self.stage1.source == "nca":
             raise NcalabError("the sequential NCA stream cannot be split over processes; use stage1.stream=indexed")
+        if self.spreads_rules and self.stage1.stream == "sequential" and self.stage1.source == "nca":
+            raise NcalabError("the sequential NCA stream keeps a rule's trajectories together; spreading them "
+                              "(stage1.reuse=spread) needs stage1.stream=indexed or auto, or use stage1.reuse=adjacent")
         for name, section in (("stage1", self.stage1), ("stage2", self.stage2)):
             if section.batch_size % r.world:
                 raise NcalabError(f"{name}.batch_size {section.batch_size} does not split over {r.world} processes")
@@ -289,6 +349,8 @@ class ExperimentConfig:
             raise NcalabError(f"--reinit takes {', '.join(REINIT_CHOICES)}; unknown: {', '.join(sorted(bad))}")
         if t.control not in CONTROL_CHOICES:
             raise NcalabError(f"transfer.control must be one of {', '.join(CONTROL_CHOICES)}, got {t.control!r}")
+        if t.embeddings not in EMBEDDING_CHOICES:
+            raise NcalabError(f"transfer.embeddings must be one of {', '.join(EMBEDDING_CHOICES)}, got {t.embeddings!r}")
         if t.lr_scale < 0 or t.shrink < 0 or t.perturb < 0 or not 0 <= t.freeze < 1:
             raise NcalabError("transfer.lr_scale, shrink and perturb must be >= 0 and transfer.freeze in [0, 1)")
 
@@ -306,14 +368,51 @@ class ExperimentConfig:
             if any(float(k) != int(k) or k < 1 for k in sec.k) or not sec.k or sec.limit < 0:
                 raise NcalabError(f"eval.{name}.k takes whole numbers >= 1 (got {sec.k}) and eval.{name}.limit must be >= 0")
             sec.k = sorted({int(k) for k in sec.k})
-            if name in e.tasks and max(sec.k) > sec.samples:
+            if name in e.tasks and max(sec.k) > sec.samples and getattr(sec, "mode", "sample") != "logprob":
                 raise NcalabError(f"pass@{max(sec.k)} needs at least {max(sec.k)} samples per item; {name} draws "
                                   f"{sec.samples} (raise --samples or lower --k)")
             if sec.samples < 1 or sec.max_tokens < 1 or sec.temperature < 0 or not 0 < sec.top_p <= 1:
                 raise NcalabError(f"eval.{name}: samples and max_tokens must be positive, temperature >= 0 and top_p in (0, 1]")
+        g = e.gsm8k
+        if g.format not in GSM8K_FORMATS:
+            raise NcalabError(f"eval.gsm8k.format must be one of {', '.join(GSM8K_FORMATS)}, got {g.format!r}")
+        if g.shots_from not in GSM8K_SHOTS_FROM:
+            raise NcalabError(f"eval.gsm8k.shots_from must be one of {', '.join(GSM8K_SHOTS_FROM)}, got {g.shots_from!r}")
+        if g.pack < 0 or g.micro_batch_size < 0 or g.batch_size < 1 or g.shots < 0 or g.seq_len < 1:
+            raise NcalabError(f"eval.gsm8k: batch_size and seq_len must be positive, pack, micro_batch_size and shots "
+                              f">= 0 (got {g.batch_size}, {g.seq_len}, {g.pack}, {g.micro_batch_size}, {g.shots})")
         if "humaneval" in e.tasks and not e.allow_code_execution:
             raise NcalabError("HumanEval runs the code the models write; allow it with --allow-code-execution "
                               "(each program runs in a separate process with time, memory and file limits)")
+        self._validate_bbl()
+
+    def _validate_bbl(self) -> None:
+        b = self.eval.bbl
+        for key, value, choices in (("format", b.format, BBL_FORMATS), ("mode", b.mode, BBL_MODES),
+                                    ("chance", b.chance, BBL_CHANCES), ("unanswered", b.unanswered, BBL_UNANSWERED)):
+            if value not in choices:
+                raise NcalabError(f"eval.bbl.{key} must be one of {', '.join(choices)}, got {value!r}")
+        if not b.tasks or any(not isinstance(t, str) or not t.strip() for t in b.tasks):
+            raise NcalabError(f"eval.bbl.tasks takes paper, all or BIG-bench task names, got {b.tasks!r}")
+        if len(b.tasks) > 1 and {"paper", "all"} & set(b.tasks):
+            raise NcalabError(f"eval.bbl.tasks is paper, all, or a list of task names, not a mix: {','.join(b.tasks)}")
+        if b.min_train < 0 or b.max_train_per_task < 0 or b.max_per_task < 1:
+            raise NcalabError(f"eval.bbl.min_train and max_train_per_task must be >= 0 and max_per_task >= 1 (got "
+                              f"{b.min_train}, {b.max_train_per_task}, {b.max_per_task})")
+
+    def _validate_schedules(self) -> None:
+        for name, sec in (("stage1", self.stage1), ("stage2", self.stage2)):
+            if sec.schedule not in SCHEDULES:
+                raise NcalabError(f"{name}.schedule must be one of {', '.join(SCHEDULES)}, got {sec.schedule!r}")
+            if sec.warmup < 0 or (sec.warmup >= 1 and sec.warmup != int(sec.warmup)):
+                raise NcalabError(f"{name}.warmup is a fraction of the steps in [0, 1) or a whole number of steps, "
+                                  f"got {sec.warmup}")
+            if not 0 <= sec.beta2 < 1 or sec.grad_clip < 0:
+                raise NcalabError(f"{name}.beta2 must be in [0, 1) and {name}.grad_clip >= 0 (0: no clipping)")
+        if self.stage1.reuse not in REUSE_CHOICES:
+            raise NcalabError(f"stage1.reuse must be one of {', '.join(REUSE_CHOICES)}, got {self.stage1.reuse!r}")
+        if not 0 <= self.model.attention_dropout < 1:
+            raise NcalabError(f"model.attention_dropout must be in [0, 1), got {self.model.attention_dropout}")
 
     def _validate_stage1(self) -> None:
         s = self.stage1

@@ -4,6 +4,15 @@ solutions, then sample with a few worked examples in the prompt and check the fi
 Records are JSON lines with `question` and `answer`; the answer is a worked solution whose
 last line is `#### N`. A folder with train.jsonl and test.jsonl gives both splits; a single
 file is split by a hash of each question (held-out items are then not the official test set).
+
+Two ways of writing an example (`eval.gsm8k.format`):
+- paper: as the paper's code does, "Question:\n{question}\nAnswer:\n{solution}\nFinal Answer: N"
+  with the end-of-text token after each example (the ####-line of GSM8K becomes the last line);
+  the loss covers "Answer:..." and the end token, a prompt ends after the question's line, and
+  the model's answer is the last word of what it writes before its end token (after a "####",
+  if it wrote one).
+- gsm8k: GSM8K's own "#### N" line, examples separated by a blank line, a prompt ending with
+  "Answer:\n", and the answer read after the first "####" (else the last number).
 """
 
 from __future__ import annotations
@@ -17,6 +26,9 @@ from pathlib import Path
 from ncalab.errors import NcalabError
 
 FINAL = "####"
+PAPER_FINAL = "Final Answer:"
+FORMATS = ("paper", "gsm8k")
+END = "<|endoftext|>"  # the end-of-text token's text (ncalab's tokenizers and GPT-2's)
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 
 
@@ -63,18 +75,45 @@ def _held_out(question: str, fraction: float) -> bool:
     return h < fraction * 2**64
 
 
-def example_text(p: Problem) -> tuple[str, str]:
-    """(question part, answer part) of a worked example; the loss covers the answer part only."""
+def example_text(p: Problem, fmt: str = "paper") -> tuple[str, str]:
+    """(question part, answer part) of a worked example; the loss covers the answer part only
+    (in the paper format, the end-of-text token that follows it too: the packer adds it)."""
+    if fmt == "paper":
+        return f"Question:\n{p.question}\n", f"Answer:\n{p.solution}\n{PAPER_FINAL} {p.answer}"
     return f"Question:\n{p.question}\nAnswer:\n", f"{p.solution}\n{FINAL} {p.answer}\n\n"
 
 
-def prompt(p: Problem, shots: list[Problem]) -> str:
-    """Worked examples, then the question."""
-    return "".join("".join(example_text(s)) for s in shots) + example_text(p)[0]
+def prompt(p: Problem, shots: list[Problem], fmt: str = "paper", end: str = END) -> str:
+    """Worked examples, then the question (paper: each example closed by `end`, the
+    tokenizer's end-of-text token, and the prompt stops before "Answer:")."""
+    if fmt == "paper":
+        return "".join("".join(example_text(s, fmt)) + end for s in shots) + example_text(p, fmt)[0]
+    return "".join("".join(example_text(s, fmt)) for s in shots) + example_text(p, fmt)[0]
 
 
-def extract(completion: str) -> str | None:
-    """The model's final answer: the number after its first ####, else its last number."""
+def pick_shots(p: Problem, pool: list[Problem], k: int, rng) -> list[Problem]:
+    """k worked examples for `p` drawn from `pool` (`rng`: a random.Random), never `p` itself nor
+    another record of the same question."""
+    others = [s for s in pool if s.question != p.question]
+    return rng.sample(others, min(k, len(others)))
+
+
+def stops(completion: str, fmt: str = "paper") -> bool:
+    """Has a completion ended (besides the end-of-text token, which always ends it)? The paper
+    format stops only there (or at the token limit), as the paper's sampling does."""
+    if fmt == "paper":
+        return False
+    return "\nQuestion:" in completion or (
+        FINAL in completion and "\n" in completion.split(FINAL, 1)[1].lstrip(" "))
+
+
+def extract(completion: str, fmt: str = "paper") -> str | None:
+    """The model's final answer. paper: the last space-separated word of the text before the
+    end token, after its last #### if any (the paper's reading, with "Final Answer: N" last);
+    gsm8k: the number after its first ####, else its last number."""
+    if fmt == "paper":
+        word = completion.split(END)[0].strip().split(FINAL)[-1].strip().split(" ")[-1]
+        return word or None
     text = completion.split("\n\nQuestion:")[0]
     if FINAL in text:
         after = _NUMBER.findall(text.split(FINAL, 1)[1])
@@ -83,10 +122,10 @@ def extract(completion: str) -> str | None:
     return found[-1] if found else None
 
 
-def is_correct(completion: str, answer: str) -> bool:
-    """Numeric equality of the extracted answer and the reference, through math-verify
-    (commas, units and surrounding words do not matter)."""
-    got = extract(completion)
+def is_correct(completion: str, answer: str, fmt: str = "paper") -> bool:
+    """Numeric equality of the answer `extract` reads and the reference, through math-verify
+    (commas and a unit or currency sign on the number do not matter)."""
+    got = extract(completion, fmt)
     if got is None:
         return False
     try:

@@ -10,9 +10,11 @@ samples in the run folder), so a cancelled or killed evaluation continues where 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -34,6 +36,7 @@ class Item:
     check: Callable[[str], bool]  # is a sampled completion right
     stop: Callable[[str], bool]  # has a completion ended (the text so far)
     choices: int = 0
+    options: tuple[str, ...] = ()  # the choices a log-probability evaluation scores (BBL)
 
 
 class Task(Protocol):
@@ -42,10 +45,12 @@ class Task(Protocol):
 
     def section(self, cfg): ...
     def check_ready(self, cfg) -> None: ...
-    def items(self, cfg) -> list[Item]: ...
+    def items(self, cfg, end: str = "<|endoftext|>") -> list[Item]: ...  # end: the tokenizer's end-of-text text
     def examples(self, cfg) -> list[tuple[str, str]]: ...
-    def score(self, per_item: dict[str, float], items: list) -> float: ...
-    def difference(self, nca: dict[str, float], scratch: dict[str, float], items: list) -> tuple[float, float]:
+    def score(self, per_item: dict[str, float], items: list, k: int = 1, cfg=None) -> float:
+        """The task's figure from its items' pass@k (`per_item`) and stored rows (`items`)."""
+    def difference(self, nca: dict[str, float], scratch: dict[str, float], items: list, k: int = 1,
+                   cfg=None) -> tuple[float, float]:
         """score(nca) - score(scratch) over the items both arms scored, and the half-width of
         its 95% interval."""
 
@@ -54,10 +59,10 @@ class MeanOverItems:
     """A task whose score is the mean of its items' pass@k: the difference between arms is
     the mean paired difference, with a normal interval over items."""
 
-    def score(self, per_item, items) -> float:
+    def score(self, per_item, items, k: int = 1, cfg=None) -> float:
         return float(np.mean(list(per_item.values())))
 
-    def difference(self, nca, scratch, items) -> tuple[float, float]:
+    def difference(self, nca, scratch, items, k: int = 1, cfg=None) -> tuple[float, float]:
         common = sorted(set(nca) & set(scratch))
         if len(common) < 2:
             return float("nan"), float("nan")
@@ -85,26 +90,27 @@ class GSM8K(MeanOverItems):
 
         return gsm8k.load(cfg.eval.gsm8k.data)
 
-    def items(self, cfg) -> list[Item]:
+    def items(self, cfg, end: str = "<|endoftext|>") -> list[Item]:
+        """Every test item (up to eval.gsm8k.limit) with its worked examples: drawn, per item and
+        seed, from the split eval.gsm8k.shots_from names (never the item itself)."""
         from ncalab.evals import gsm8k
 
+        sec = cfg.eval.gsm8k
         train, test = self._load(cfg)
+        pool, fmt = (test if sec.shots_from == "test" else train), sec.format
         out = []
-        for p in _limited(test, cfg.eval.gsm8k.limit):
-            shots = random.Random(_seed(cfg.seed, p.task_id)).sample(train, min(cfg.eval.gsm8k.shots, len(train)))
-            out.append(Item(p.task_id, "gsm8k", gsm8k.prompt(p, shots),
-                            lambda text, a=p.answer: gsm8k.is_correct(text, a), _gsm8k_stop))
+        for p in _limited(test, sec.limit):
+            shots = gsm8k.pick_shots(p, pool, sec.shots, random.Random(_seed(cfg.seed, p.task_id)))
+            out.append(Item(p.task_id, "gsm8k", gsm8k.prompt(p, shots, fmt, end),
+                            lambda text, a=p.answer: gsm8k.is_correct(text, a, fmt),
+                            lambda text: gsm8k.stops(text, fmt)))
         return out
 
     def examples(self, cfg) -> list[tuple[str, str]]:
         from ncalab.evals import gsm8k
 
         train, _ = self._load(cfg)
-        return [gsm8k.example_text(p) for p in _limited(train, cfg.eval.gsm8k.limit * 10)]
-
-
-def _gsm8k_stop(text: str) -> bool:
-    return "\nQuestion:" in text or ("####" in text and "\n" in text.split("####", 1)[1].lstrip(" "))
+        return [gsm8k.example_text(p, cfg.eval.gsm8k.format) for p in _limited(train, cfg.eval.gsm8k.limit * 10)]
 
 
 class HumanEval(MeanOverItems):
@@ -123,7 +129,7 @@ class HumanEval(MeanOverItems):
 
         return humaneval.load_problems(cfg.eval.humaneval.data)
 
-    def items(self, cfg) -> list[Item]:
+    def items(self, cfg, end: str = "<|endoftext|>") -> list[Item]:
         from ncalab.evals import humaneval
 
         timeout = cfg.eval.humaneval.timeout
@@ -147,12 +153,27 @@ class BBL:
             raise NcalabError("BIG-bench Lite needs its task files: --data FOLDER (BIG-bench task.json files)")
         self._subtasks(cfg)
 
-    def _subtasks(self, cfg):
+    def _selection(self, cfg):
         from ncalab.evals import bbl
 
-        return bbl.load(cfg.eval.bbl.data)
+        sec = cfg.eval.bbl
+        return bbl.select(sec.data, sec.tasks, sec.min_train, sec.format)
 
-    def items(self, cfg) -> list[Item]:
+    def _subtasks(self, cfg):
+        return self._selection(cfg)[0]
+
+    def notes(self, cfg) -> list[str]:
+        """What the task selection left out (tasks of the list missing from the folder, tasks
+        with too few training examples), and the items a log-probability evaluation cannot score."""
+        subtasks, notes = self._selection(cfg)
+        if cfg.eval.bbl.mode == "logprob":
+            free = sorted({s.task for s in subtasks if any(not it.options for it in s.validation)})
+            if free:
+                counted = "count as passed (eval.bbl.unanswered=paper)" if cfg.eval.bbl.unanswered == "paper" else "are left out"
+                notes.append(f"log-probability scoring needs choices: the generative items of {', '.join(free)} {counted}")
+        return notes
+
+    def items(self, cfg, end: str = "<|endoftext|>") -> list[Item]:
         from ncalab.evals import bbl
 
         cap = cfg.eval.bbl.limit or cfg.eval.bbl.max_per_task
@@ -160,33 +181,46 @@ class BBL:
         for sub in self._subtasks(cfg):
             for it in sub.validation[:cap]:
                 out.append(Item(it.task_id, sub.name, sub.prompt(it), lambda text, it=it: bbl.is_correct(it, text),
-                                lambda text: "\n" in text.lstrip(), it.choices))
+                                lambda text: "\n" in text.lstrip(), it.choices, it.options))
         return out
 
     def examples(self, cfg) -> list[tuple[str, str]]:
-        cap = cfg.eval.bbl.limit * 10 if cfg.eval.bbl.limit else None
-        return [(it.prompt, it.answer) for sub in self._subtasks(cfg) for it in sub.train[:cap]]
-
-    def score(self, per_item, items) -> float:
-        """Mean over tasks of the mean over their subtasks (chance-normalised on choice tasks)."""
+        """Each task's training items, at most eval.bbl.max_train_per_task of them (the paper: 350)."""
         from ncalab.evals import bbl
 
+        sec = cfg.eval.bbl
+        picked = bbl.training_examples(self._subtasks(cfg), sec.max_train_per_task, sec.limit * 10 if sec.limit else None)
+        return [(it.prompt, it.answer + it.end) for it in picked]
+
+    def score(self, per_item, items, k: int = 1, cfg=None) -> float:
+        """Mean over tasks of the mean over their subtasks (chance-normalised on choice tasks).
+        With eval.bbl.unanswered = paper, items with no answer form one more task that passes."""
+        from ncalab.evals import bbl
+
+        rule, unanswered = _bbl_rules(cfg)
         by_sub: dict[str, list] = {}
         for it in items:
             if it.item in per_item:
                 by_sub.setdefault(it.subtask, []).append((per_item[it.item], it.choices))
         by_task: dict[str, list[float]] = {}
         for sub, vals in by_sub.items():
-            by_task.setdefault(sub.split("/")[0], []).append(bbl.task_score([v for v, _ in vals], [c for _, c in vals]))
-        return float(np.mean([np.mean(v) for v in by_task.values()]))
+            by_task.setdefault(sub.split("/")[0], []).append(
+                bbl.task_score([v for v, _ in vals], [c for _, c in vals], k, rule))
+        figures = [float(np.mean(v)) for v in by_task.values()]
+        if unanswered == "paper" and any(getattr(it, "samples", None) == 0 for it in items):
+            figures.append(1.0)  # the paper's code files them under one task whose pass@k is 1
+        if not figures:
+            raise NcalabError("no items were scored: an evaluation with no samples has no score")
+        return float(np.mean(figures))
 
-    def difference(self, nca, scratch, items, resamples: int = 2000) -> tuple[float, float]:
+    def difference(self, nca, scratch, items, resamples: int = 2000, k: int = 1, cfg=None) -> tuple[float, float]:
         """The BBL score is chance-normalised and clipped per subtask, then macro-averaged, so it
         is not a mean of item figures: the difference is that of the two scores, and its interval
         comes from a paired bootstrap that resamples items within each subtask (seeded, so the
         figure is the same every time it is shown)."""
         from ncalab.evals import bbl
 
+        rule, unanswered = _bbl_rules(cfg)
         by_sub: dict[str, list] = {}
         for it in items:
             if it.item in nca and it.item in scratch:
@@ -200,10 +234,21 @@ class BBL:
             idx = np.concatenate([np.arange(len(a))[None], rng.integers(0, len(a), size=(resamples, len(a)))])
             # row 0 is the observed items; the others are resamples
             by_task.setdefault(sub.split("/")[0], []).append(
-                bbl.subtask_scores(a[idx], c[idx]) - bbl.subtask_scores(b[idx], c[idx]))
-        diffs = np.mean([np.mean(v, axis=0) for v in by_task.values()], axis=0)
+                bbl.subtask_scores(a[idx], c[idx], k, rule) - bbl.subtask_scores(b[idx], c[idx], k, rule))
+        per_task = [np.mean(v, axis=0) for v in by_task.values()]
+        if unanswered == "paper" and any(getattr(it, "samples", None) == 0 for it in items):
+            per_task.append(np.zeros(resamples + 1))  # the unanswered task passes in both arms
+        diffs = np.mean(per_task, axis=0)
         low, high = np.percentile(diffs[1:], [2.5, 97.5])
         return float(diffs[0]), float((high - low) / 2)
+
+
+def _bbl_rules(cfg) -> tuple[str, str]:
+    """(chance rule, treatment of unanswered items) of an evaluation's config (its defaults without one)."""
+    from ncalab.config.sections import BBLSection
+
+    sec = cfg.eval.bbl if cfg is not None else BBLSection()
+    return sec.chance, sec.unanswered
 
 
 TASKS: dict[str, Task] = {t.name: t for t in (GSM8K(), HumanEval(), BBL())}
@@ -215,6 +260,8 @@ def _seed(seed: int, item_id: str) -> int:
 
 def ks(cfg, task: Task) -> list[int]:
     sec = task.section(cfg)
+    if getattr(sec, "mode", "sample") == "logprob":
+        return [1]  # one answer per item (the choice scored highest): its accuracy is pass@1
     return [k for k in sec.k if k <= sec.samples]
 
 
@@ -226,6 +273,58 @@ def arm_model_folder(ctx, arm: str) -> Path:
     if not (folder / "config.json").exists():
         raise NcalabError(f"the {arm} language model of {ctx.exp_id} is not there ({folder}); it must finish stage 2 first")
     return folder
+
+
+def example_groups(prompts: list[str], per_row: int, seed: int) -> list[list[int]]:
+    """One group of example indices per example, as the paper's fine-tuning sequences: per_row - 1
+    other examples drawn at random (seeded; never one with the same prompt), then the example
+    itself last. Each example leads one sequence an epoch and fills others as a worked example."""
+    rng = random.Random(seed)
+    n = len(prompts)
+    k = max(0, min(per_row - 1, n - 1))
+    out = []
+    for i in range(n):
+        for _ in range(20):  # drawn again when a pick repeats the example's question (rare)
+            others = [j + (j >= i) for j in rng.sample(range(n - 1), k)]
+            if all(prompts[j] != prompts[i] for j in others):
+                break
+        else:
+            pool = [j for j in range(n) if prompts[j] != prompts[i]]
+            others = rng.sample(pool, min(k, len(pool)))
+        out.append(others + [i])
+    return out
+
+
+def fine_tune_rows(pairs: list[tuple[str, str]], tok, length: int, pack: int, seed: int):
+    """(inputs, targets, rows cut at `length`) of the fine-tuning sequences of (prompt, answer)
+    texts, the loss on answer tokens and their end tokens only. pack > 0: one sequence per
+    example, with pack - 1 others before it (example_groups); pack 0: as many whole examples
+    as fit in each sequence, each example once."""
+    from ncalab.train.batches import pack_examples, pack_groups
+
+    if not pairs:
+        raise NcalabError("no fine-tuning examples")
+    eos = tok.eos_token_id
+    encoded = tok([p for p, _ in pairs] + [a for _, a in pairs], add_special_tokens=False)["input_ids"]
+    examples = list(zip(encoded[: len(pairs)], encoded[len(pairs):]))
+    if not pack:
+        inputs, targets = pack_examples(examples, length, eos, pad=eos)
+        return inputs, targets, sum(len(p) + len(a) + 1 > length + 1 for p, a in examples)
+    groups = example_groups([p for p, _ in pairs], pack, seed)
+    cut = sum(sum(len(examples[j][0]) + len(examples[j][1]) + 1 for j in g) > length + 1 for g in groups)
+    inputs, targets = pack_groups([[examples[j] for j in g] for g in groups], length, eos, pad=eos)
+    return inputs, targets, cut
+
+
+def fine_tune_spec(kind: str, sec, rows: int, length: int, world: int = 1):
+    """The fine-tuning stage over `rows` sequences of `length`: sec.epochs passes, sec.batch_size
+    sequences a step (no more than there are rows, a whole number per process), so
+    ceil(epochs * rows / batch) steps; the paper's GSM8K: 7,473 rows, 512 a step, 10 epochs: 146."""
+    from ncalab.train.loop import StageSpec
+
+    batch = max(world, min(sec.batch_size, rows) // world * world)
+    return StageSpec(kind, max(1, round(sec.epochs * rows * length)), batch * length, sec.lr, sec.warmup,
+                     0.0, 0.0, 1.0, 0, 4)
 
 
 class FineTune:
@@ -247,8 +346,7 @@ class FineTune:
         from ncalab.experiment.compute import model_compute
         from ncalab.experiment.stages import Plan
         from ncalab.train import checkpoint
-        from ncalab.train.batches import RowBatches, pack_examples
-        from ncalab.train.loop import StageSpec
+        from ncalab.train.batches import RowBatches
 
         cfg, sec = ctx.cfg, self.task.section(ctx.cfg)
         folder = arm_model_folder(ctx, self.arm)
@@ -256,19 +354,22 @@ class FineTune:
         tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
         length = min(sec.seq_len, model.config.max_position_embeddings)
         pairs = self.task.examples(cfg)
-        encoded = tok([p for p, _ in pairs] + [a for _, a in pairs], add_special_tokens=False)["input_ids"]
-        examples = list(zip(encoded[: len(pairs)], encoded[len(pairs):]))
-        inputs, targets = pack_examples(examples, length, tok.eos_token_id, pad=tok.eos_token_id)
-        per_epoch = len(inputs) * length
-        spec = StageSpec(self.kind, max(1, round(sec.epochs * per_epoch)), sec.batch_size * length, sec.lr, sec.warmup,
-                         0.0, 0.0, 1.0, 0, 4)
-        ctx.reporter.note(f"{self.kind}: {len(pairs):,} examples in {len(inputs):,} packed sequences of {length}; "
-                          f"{sec.epochs:g} epochs at lr {sec.lr:g}")
-        val = [(torch.from_numpy(inputs[: sec.batch_size]), torch.from_numpy(targets[: sec.batch_size]))]
+        pack = getattr(sec, "pack", 0)
+        inputs, targets, cut = fine_tune_rows(pairs, tok, length, pack, cfg.seed)
+        spec = fine_tune_spec(self.kind, sec, len(inputs), length, ctx.world.size)
+        batch = spec.tokens_per_step // length
+        layout = (f"{pack} examples each (the example last, after {pack - 1} others drawn at random)" if pack
+                  else "as many examples as fit in each")
+        ctx.reporter.note(f"{self.kind}: {len(pairs):,} examples in {len(inputs):,} sequences of {length} tokens, "
+                          f"{layout}; {cut:,} sequences cut at {length}; {batch} sequences a step, {spec.steps:,} steps "
+                          f"for {sec.epochs:g} epochs at lr {sec.lr:g}")
+        micro = getattr(sec, "micro_batch_size", 0) or batch
+        val = [(torch.from_numpy(inputs[i : min(i + micro, batch)]), torch.from_numpy(targets[i : min(i + micro, batch)]))
+               for i in range(0, batch, micro)]
         ctx.store.set_run_total(ctx.runs[self.kind].id, spec.steps * spec.tokens_per_step)
-        batches = RowBatches(inputs, targets, sec.batch_size, seed=cfg.seed, rank=ctx.world.rank, world=ctx.world.size)
+        batches = RowBatches(inputs, targets, batch, seed=cfg.seed, rank=ctx.world.rank, world=ctx.world.size)
         return Plan(model, spec, batches, val,
-                    model_compute(cfg.model, len(tok), length))
+                    model_compute(cfg.model, len(tok), length), getattr(sec, "micro_batch_size", 0))
 
     def save(self, ctx, model, folder: Path) -> None:
         from transformers import AutoTokenizer
@@ -289,7 +390,9 @@ class FineTune:
 
 class Evaluate:
     """Sample every item of a task with one arm's model, check the samples, store per-item
-    results and pass@k. Items already stored are not sampled again."""
+    results and pass@k. Items already stored are not sampled again. In BBL's log-probability
+    mode (eval.bbl.mode = logprob) an item's one answer is the choice the model scores highest;
+    an item without choices is stored with no answer (0 samples)."""
 
     def __init__(self, task: Task, arm: str):
         self.task, self.arm = task, arm
@@ -313,7 +416,10 @@ class Evaluate:
         folder = self.model_folder(ctx)
         model = checkpoint.load_model(folder, ctx.placement.device)
         tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-        items = self.task.items(cfg)
+        items = self.task.items(cfg, end=tok.eos_token or "<|endoftext|>")
+        for note in self.task.notes(cfg) if hasattr(self.task, "notes") else []:
+            ctx.reporter.note(f"{self.kind}: {note}")
+        logprob = getattr(sec, "mode", "sample") == "logprob"
         scored = store.eval_items(run.id)  # a resumed evaluation skips these, and counts them
         done = {e.item for e in scored}
         todo = [it for it in items if it.item_id not in done]
@@ -322,15 +428,22 @@ class Evaluate:
         samples_file = store.run_dir(run) / "samples.jsonl"
         for i, item in enumerate(todo):
             stopped()
-            texts = sample(model, tok, item, sec, _seed(cfg.seed, item.item_id), ctx.placement)
+            extra: dict = {}
+            if not logprob:
+                texts = sample(model, tok, item, sec, _seed(cfg.seed, item.item_id), ctx.placement)
+            elif item.options:
+                extra["logprobs"] = choice_logprobs(model, tok, item.prompt, item.options, ctx.placement)
+                texts = [item.options[int(np.argmax(extra["logprobs"]))]]  # the first of equals, as the paper
+            else:
+                texts, extra["unanswered"] = [], "no choices to score"
             right = [bool(item.check(t)) for t in texts]
             with open(samples_file, "a") as f:  # the samples first: the stored row marks the item done
-                f.write(json.dumps({"item": item.item_id, "samples": texts, "correct": right}) + "\n")
+                f.write(json.dumps({"item": item.item_id, "samples": texts, "correct": right, **extra}) + "\n")
             store.add_eval_item(run.id, item.item_id, item.subtask, len(texts), sum(right), item.choices,
-                                {"correct": right})
+                                {"correct": right, **extra})
             n_samples, n_correct = n_samples + len(texts), n_correct + sum(right)
             ctx.reporter.progress(self.kind, len(done) + i + 1, {"correct": n_correct, "samples": n_samples})
-        log_pass_at_k(store, run, self.task, items_of(store, run), ks(cfg, self.task))
+        log_pass_at_k(store, run, self.task, items_of(store, run), ks(cfg, self.task), cfg)
 
 
 def items_of(store, run):
@@ -341,11 +454,11 @@ def per_item_pass(rows, k: int) -> dict[str, float]:
     return {r.item: passk.pass_at_k(r.samples, r.correct, k) for r in rows if r.samples >= k}
 
 
-def log_pass_at_k(store, run, task: Task, rows, k_values: list[int]) -> dict[int, float]:
+def log_pass_at_k(store, run, task: Task, rows, k_values: list[int], cfg=None) -> dict[int, float]:
     """pass@k of the task from its stored items, as metric points (step = k) of the run."""
     if not rows:
         raise NcalabError(f"{run.kind}: no items were scored; a run with no samples has no pass@k")
-    scores = {k: task.score(per_item_pass(rows, k), rows) for k in k_values}
+    scores = {k: task.score(per_item_pass(rows, k), rows, k=k, cfg=cfg) for k in k_values}
     store.delete_metrics_named(run.id, ("pass@",))
     store.log_metrics(run.id, [{"name": "pass@k", "step": k, "tokens": 0, "wall_time": 0.0, "value": v}
                                for k, v in scores.items()])
@@ -370,6 +483,57 @@ def sample(model, tok, item: Item, sec, seed: int, placement, batch: int = 64) -
                        stop_ids=[tok.eos_token_id], pad_id=tok.eos_token_id, generator=gen,
                        autocast=placement.autocast, done=lambda row, toks: item.stop(tok.decode(toks[-24:])))
         out += [tok.decode(g) for g in got]
+    return out
+
+
+def _logits_argument(model) -> str | None:
+    """How the model's forward pass is told to compute the last positions' logits only
+    (transformers 4.50 on: logits_to_keep; 4.45 to 4.49: num_logits_to_keep)."""
+    params = inspect.signature(model.forward).parameters
+    return next((a for a in ("logits_to_keep", "num_logits_to_keep") if a in params), None)
+
+
+@torch.no_grad()
+def choice_logprobs(model, tok, prompt: str, options: Sequence[str], placement=None, batch: int = 16) -> list[float]:
+    """The model's log-probability of each option after the prompt: the sum over the option's
+    tokens of log p(token | prompt and the option so far), from the model's own forward pass.
+    Options go through in batches of rows prompt + option, left-padded (attention mask and
+    positions as in decoding) so that every row ends at the last column and only the last
+    columns' logits are needed. Prompt and option are tokenized apart, as fine-tuning reads
+    them; the prompt is cut from the left to leave room for the longest option."""
+    from ncalab.train.generate import _pad_left
+
+    ids = tok(prompt, add_special_tokens=False)["input_ids"]
+    opts = [list(tok(o, add_special_tokens=False)["input_ids"]) for o in options]
+    pad = tok.eos_token_id if tok.eos_token_id is not None else 0
+    context = model.config.max_position_embeddings
+    room = max(1, context - max((len(o) for o in opts), default=0))
+    ids = (list(ids) or [pad])[-room:]
+    opts = [o[: context - len(ids)] for o in opts]
+    device = next(model.parameters()).device
+    keep = _logits_argument(model)
+    out: list[float] = []
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, len(opts), batch):
+            chunk = opts[start:start + batch]
+            x, mask = _pad_left([ids + o for o in chunk], pad)
+            positions = (mask.cumsum(dim=-1) - 1).clamp_min(0)
+            tail = max(len(o) for o in chunk) + 1  # the logits before each option token
+            with placement.autocast() if placement is not None else nullcontext():
+                logits = model(input_ids=x.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
+                               use_cache=False, **({keep: tail} if keep else {})).logits
+            logp = torch.log_softmax(logits[:, -tail:].float(), dim=-1)
+            for i, o in enumerate(chunk):
+                if not o:
+                    out.append(float("-inf"))  # an empty option says nothing
+                    continue
+                # the row's last len(o) tokens are the option; column j predicts column j + 1
+                rows = logp[i, tail - 1 - len(o): tail - 1]
+                out.append(float(rows.gather(-1, torch.as_tensor(o, device=rows.device)[:, None]).sum()))
+    finally:
+        model.train(was_training)
     return out
 
 

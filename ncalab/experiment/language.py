@@ -1,6 +1,7 @@
 """Natural-language data of an experiment: corpus -> tokenizer -> token arrays, cached per
 corpus, tokenizer and budget. Stage 2 reads the experiment's corpus; the text source of
-stage 1 reads its own corpus with its own tokenizer."""
+stage 1 reads its own corpus with its own tokenizer, or with stage 2's when it keeps its
+embeddings for stage 2 (transfer.embeddings = paper)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,9 @@ class LanguageData:
 
 
 def prepare(corpus_spec: str, tokenizer_name: str | None, vocab_size: int, val_fraction: float, cache: Path,
-            train_tokens: int, val_tokens: int, note=None) -> LanguageData:
+            train_tokens: int, val_tokens: int, note=None, tokenizer_corpus: str | None = None) -> LanguageData:
+    """``tokenizer_corpus``: read this corpus with the BPE trained on another one (a text
+    source that shares stage 2's vocabulary)."""
     from ncalab.data.corpora import open_corpus
     from ncalab.data.lm_data import build_token_arrays
     from ncalab.data.tokenizer import get_tokenizer
@@ -30,7 +33,8 @@ def prepare(corpus_spec: str, tokenizer_name: str | None, vocab_size: int, val_f
     corpus = open_corpus(corpus_spec)
     if note is not None:
         note(f"corpus {corpus_spec}: preparing tokenizer and token arrays")
-    tok, tok_id = get_tokenizer(corpus, vocab_size, cache, val_fraction, tokenizer_name)
+    tok_source = open_corpus(tokenizer_corpus) if tokenizer_corpus and not tokenizer_name else corpus
+    tok, tok_id = get_tokenizer(tok_source, vocab_size, cache, val_fraction, tokenizer_name)
     train, val = build_token_arrays(corpus, tok, tok_id, cache, val_fraction, max_train_tokens=train_tokens,
                                     max_val_tokens=val_tokens)
     return LanguageData(tok, train, val)

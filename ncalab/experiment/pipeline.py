@@ -387,8 +387,9 @@ def downstream(store, runs: dict, cfg: ExperimentConfig) -> dict:
         for k in ks(cfg, task):
             per = {arm: per_item_pass(items[arm], k) for arm in ARMS}
             common = set(per["nca"]) & set(per["scratch"])
-            diff, ci = task.difference(per["nca"], per["scratch"], items["nca"])
-            table[str(k)] = {"nca": task.score(per["nca"], items["nca"]), "scratch": task.score(per["scratch"], items["scratch"]),
+            diff, ci = task.difference(per["nca"], per["scratch"], items["nca"], k=k, cfg=cfg)
+            table[str(k)] = {"nca": task.score(per["nca"], items["nca"], k=k, cfg=cfg),
+                             "scratch": task.score(per["scratch"], items["scratch"], k=k, cfg=cfg),
                              "diff": diff, "ci": ci, "items": len(common)}
         out[name] = table
     return out

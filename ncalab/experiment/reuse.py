@@ -17,7 +17,8 @@ import json
 
 import ncalab
 from ncalab.config import ExperimentConfig
-from ncalab.experiment.sources import SOURCES, without_added
+from ncalab.config.stored import without_added
+from ncalab.experiment.sources import SOURCES
 
 EVALUATION_ONLY = ("icl_sequences",)
 # How the work is split (processes, micro-batches) changes floating-point rounding only, like
@@ -33,15 +34,17 @@ def run_keys(cfg: ExperimentConfig, placement) -> dict[str, str]:
     """{"stage1": key, "nca": key, "scratch": key} for this config on this placement."""
     d = cfg.to_dict()
     common = {"version": ncalab.__version__, "device": placement.device.type, "amp": str(placement.amp_dtype),
-              "compile": cfg.runtime.compile, "seed": cfg.seed, "model": d["model"]}
+              "compile": cfg.runtime.compile, "seed": cfg.seed, "model": without_added(d["model"], "model")}
     source = dict(SOURCES[cfg.stage1.source].reuse_settings(cfg))
     d["stage1"]["stream"] = cfg.nca_stream  # "auto" is resolved: the stream decides the data
+    if not cfg.spreads_rules:  # one trajectory a rule (or the adjacent layout): reuse changes nothing
+        d["stage1"]["reuse"] = "adjacent"
     section = {k: v for k, v in without_added(d["stage1"], "stage1").items()
                if k not in ("band", *EVALUATION_ONLY, *HOW_SPLIT)}
     section.update(source.pop("stage1", {}))  # the band, for NCA
     stage1 = {**common, "kind": "stage1", "stage1": section, **source}
-    stage2 = {k: v for k, v in d["stage2"].items() if k not in HOW_SPLIT}
+    stage2 = {k: v for k, v in without_added(d["stage2"], "stage2").items() if k not in HOW_SPLIT}
     scratch = {**common, "kind": "scratch", "data": d["data"], "stage2": stage2}
     # the transferred run depends on all of it: its stage 1, the transfer, and the scratch settings
-    nca = {**stage1, **scratch, "kind": "nca", "transfer": d["transfer"]}
+    nca = {**stage1, **scratch, "kind": "nca", "transfer": without_added(d["transfer"], "transfer")}
     return {"stage1": _hash(stage1), "nca": _hash(nca), "scratch": _hash(scratch)}

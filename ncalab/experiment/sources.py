@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ncalab.config import ExperimentConfig
+from ncalab.config.stored import without_added
 from ncalab.errors import NcalabError
 from ncalab.experiment.compute import model_compute
 
@@ -113,7 +114,7 @@ class NCASource:
         from ncalab.train.batches import IndexedBatches
 
         s1, band = cfg.stage1, cfg.band()
-        train = IndexedNCAStream(cfg.nca, band, cfg.seed, "train")
+        train = IndexedNCAStream(cfg.nca, band, cfg.seed, "train", **rule_bank(cfg))
         inputs, labels = make_example(IndexedNCAStream(cfg.nca, band, cfg.seed, "val").sequences(0, s1.val_sequences)[0],
                                       cfg.nca)
         validation = [(torch.from_numpy(inputs[i : i + s1.batch_size]), torch.from_numpy(labels[i : i + s1.batch_size]))
@@ -199,7 +200,8 @@ class DyckSource:
 
 class TextSource:
     """Natural text as pre-pre-training (the paper's C4 control): its own corpus and tokenizer
-    (data.tokenizer when set, else a BPE of data.vocab_size trained on this corpus)."""
+    (data.tokenizer when set, else a BPE of data.vocab_size trained on this corpus, or on stage
+    2's corpus when its embeddings carry over, transfer.embeddings = paper)."""
 
     name, label, in_context = "text", "text", False
 
@@ -212,8 +214,11 @@ class TextSource:
 
     def reuse_settings(self, cfg):
         d = cfg.data
-        return {"text": {"corpus": cfg.stage1.corpus, "tokenizer": d.tokenizer, "vocab_size": d.vocab_size,
-                         "val_fraction": d.val_fraction}, "seq_len": cfg.stage1_seq_len}
+        text = {"corpus": cfg.stage1.corpus, "tokenizer": d.tokenizer, "vocab_size": d.vocab_size,
+                "val_fraction": d.val_fraction}
+        if cfg.keeps_embeddings and not d.tokenizer:  # the BPE of stage 2's corpus
+            text["tokenizer_corpus"] = d.corpus
+        return {"text": text, "seq_len": cfg.stage1_seq_len}
 
     def open(self, cfg, cache, note, world=None):
         from ncalab.data.lm_data import TokenBatches, val_batches
@@ -223,7 +228,8 @@ class TextSource:
         s1, length = cfg.stage1, cfg.stage1_seq_len
         lang = language.prepare(s1.corpus, cfg.data.tokenizer, cfg.data.vocab_size, cfg.data.val_fraction, cache,
                                 train_tokens=int(stage1_tokens(cfg) * 1.05) + length * 64,
-                                val_tokens=s1.val_sequences * (length + 1) + length + 1, note=note)
+                                val_tokens=s1.val_sequences * (length + 1) + length + 1, note=note,
+                                tokenizer_corpus=cfg.data.corpus if cfg.keeps_embeddings else None)
         windows = val_batches(lang.val, length, s1.batch_size, s1.val_sequences * length)
         if not windows:
             raise NcalabError(f"stage1.corpus {s1.corpus} has too little held-out text for one sequence of "
@@ -239,15 +245,16 @@ class TextSource:
 SOURCES: dict[str, Source] = {s.name: s for s in (NCASource(), DyckSource("dyck", False),
                                                    DyckSource("shuffle_dyck", True), TextSource())}
 
-# Settings added after the first stores were written: each is part of a reuse key only when it
-# differs from the value that reproduces the older runs, so the keys of existing stores match.
-ADDED_DEFAULTS = {"nca": {"sims_per_rule": 1}, "stage1": {"source": "nca", "corpus": None, "match": "tokens",
-                                                          "match_source": None, "stream": "sequential"}}
 
-
-def without_added(section: dict, name: str) -> dict:
-    added = ADDED_DEFAULTS.get(name, {})
-    return {k: v for k, v in section.items() if not (k in added and v == added[k])}
+def rule_bank(cfg: ExperimentConfig) -> dict:
+    """The indexed stream's block: with stage1.reuse = spread, the whole stage's rule bank
+    (its sequences / nca.sims_per_rule rules), so each rule recurs once a pass over the bank,
+    as in the paper's epochs; otherwise the stream's own small blocks."""
+    if not cfg.spreads_rules:
+        return {}
+    s1 = cfg.stage1
+    sequences = -(-stage1_tokens(cfg) // (s1.batch_size * cfg.stage1_seq_len)) * s1.batch_size
+    return {"block_rules": max(1, -(-sequences // cfg.nca.sims_per_rule))}
 
 
 def stage1_tokens(cfg: ExperimentConfig) -> int:

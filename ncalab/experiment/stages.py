@@ -153,8 +153,9 @@ class Transfer:
 
         cfg, t = ctx.cfg, ctx.cfg.transfer
         model, kept = transfer(ctx.get("stage1_model"), cfg.model, ctx.get("language").vocab_size, cfg.stage2.seq_len,
-                               cfg.seed + 1, set(t.reinit), t.control, t.shrink, t.perturb)
-        ctx.reporter.note(f"transferred {len(kept)} tensors; re-initialised embeddings, head"
+                               cfg.seed + 1, set(t.reinit), t.control, t.shrink, t.perturb, cfg.keeps_embeddings)
+        kept_note = "kept the text source's embeddings and head" if cfg.keeps_embeddings else "re-initialised embeddings, head"
+        ctx.reporter.note(f"transferred {len(kept)} tensors; {kept_note}"
                           + (f" and {', '.join(t.reinit)}" if t.reinit else "")
                           + (f"; control {t.control}" if t.control != "none" else ""))
         return model, kept

@@ -193,9 +193,9 @@ def _submit_to_cluster(store, exps) -> None:
 
     for exp in exps:
         if slurm.job_of(store, exp.id) is None:
-            from ncalab.config import ExperimentConfig, apply_overrides
+            from ncalab.config.stored import stored_config
 
-            slurm.submit(store, [exp.id], apply_overrides(ExperimentConfig(), exp.config))
+            slurm.submit(store, [exp.id], stored_config(exp.config))
 
 
 def wait_until(store, exp_id: str, statuses: tuple[str, ...], timeout: float) -> str:

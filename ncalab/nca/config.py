@@ -33,6 +33,9 @@ class NCAConfig:
     # Trajectories drawn from each accepted training rule (the paper's code banks 10 per rule):
     # the scored one plus sims_per_rule - 1 from other initial states. Validation: always one.
     sims_per_rule: int = 1
+    # The paper trains on trajectories from fresh initial states of a rule that passed the filter
+    # (its utils/nca.py draws new simulations), not on the trajectory the rule was scored on.
+    fresh_trajectories: bool = True
 
     def __post_init__(self) -> None:
         self.validate()
@@ -113,6 +116,12 @@ class NCAConfig:
         if unknown:
             raise NcalabError(f"unknown NCA setting(s): {', '.join(sorted(unknown))}")
         return cls(**d)
+
+    @classmethod
+    def from_written(cls, d: dict) -> "NCAConfig":
+        """The settings a stored corpus was written with: one written before fresh trajectories
+        existed trained on the scored trajectory."""
+        return cls.from_dict({"fresh_trajectories": False, **d})
 
     def replace(self, **changes) -> "NCAConfig":
         return dataclasses.replace(self, **changes)

@@ -4,7 +4,7 @@ sequence to its rule.
 Layout of a corpus folder:
   manifest.json            config, band, seed, counts and the shard list (written last)
   train-00000.tokens       (sequences, L + 1) tokens, raw little-endian uint16 or int32
-  train-00000.rules.npy    per sequence: rule_seed (int64), score, and with nca.sims_per_rule > 1
+  train-00000.rules.npy    per sequence: rule_seed (int64), score, and with nca.sims_per_rule > 1 or fresh
                            sim_seed (int64; without the column the sim seed equals the rule seed)
   val-00000.*              the held-out rules, likewise (one trajectory per rule)
 """
@@ -29,7 +29,7 @@ from ncalab.nca.config import NCAConfig
 from ncalab.nca.stream import FilteredSource
 
 FORMAT = "ncalab-nca-corpus"
-# Version 2 adds the sim_seed column (written only when sims_per_rule > 1; else version 1, as before).
+# Version 2 adds the sim_seed column (written with sims_per_rule > 1 or fresh trajectories; else version 1).
 FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 _OWN_FILES = re.compile(r"^(manifest\.json(\.tmp)?|(train|val)-\d{5}\.(tokens|rules\.npy))$")
@@ -143,7 +143,7 @@ def write_corpus(
     shard_seqs = max(1, shard_tokens // (cfg.seq_len + 1))
     t0 = time.perf_counter()
     splits, scored, accepted = {}, 0, 0
-    with_sims = cfg.sims_per_rule > 1
+    with_sims = cfg.sims_per_rule > 1 or cfg.fresh_trajectories  # sim seeds differ from rule seeds
     for split, n_seq in (("val", val_sequences), ("train", n_train)):
         if n_seq == 0:
             continue
@@ -168,7 +168,8 @@ def write_corpus(
         "seed": seed, "token_dtype": cfg.token_dtype, "row_tokens": cfg.seq_len + 1,
         "vocab_size": cfg.vocab_size,
         "sim_seed": ("column sim_seed: the rule seed for the scored trajectory, mix63(mix63(rule_seed) + j) for "
-                     "trajectory j >= 1 (ncalab.nca.seeds.sim_seeds); the score is the rule's") if with_sims
+                     "trajectory j >= 1 (ncalab.nca.seeds.sim_seeds; fresh trajectories start at j = 1); "
+                     "the score is the rule's") if with_sims
         else "equal to rule_seed",
         "rules_scored": scored, "rules_accepted": accepted, "seconds": round(seconds, 3),
         "splits": splits,
@@ -200,7 +201,7 @@ class NCACorpus:
         if split not in self.manifest["splits"]:
             raise NcalabError(f"{self.path} has no {split!r} split")
         self.split = split
-        self.cfg = NCAConfig.from_dict(self.manifest["config"])
+        self.cfg = NCAConfig.from_written(self.manifest["config"])
         self.row = int(self.manifest["row_tokens"])
         dtype = np.dtype(self.manifest["token_dtype"]).newbyteorder("<")
         self._shards, self._rules = [], []

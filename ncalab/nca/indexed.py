@@ -14,7 +14,9 @@ With sims_per_rule S, sequences come in blocks of `block_rules` rules x S trajec
 trajectory-major: sequence g is trajectory s of rule q with
     k, r = divmod(g, block_rules * S);  s, i = divmod(r, block_rules);  q = k * block_rules + i,
 so consecutive sequences are different rules (as with the paper's shuffled rule bank).
-Trajectory 0 is the one the rule was scored on.
+With block_rules as large as the stage's rule bank, a rule recurs once a pass over the bank,
+as in the paper's epochs (stage1.reuse = spread). Trajectory 0 is the one the rule was scored
+on; with nca.fresh_trajectories, training uses trajectories 1..S instead.
 """
 
 from __future__ import annotations
@@ -54,7 +56,10 @@ class IndexedNCAStream:
         q, s = self.address(np.arange(start, start + count))
         chunk_ids = sorted(set((q // self.chunk_rules).tolist()))
         self._fill(chunk_ids)
-        rules = np.array([self._chunks[c][0][p] for c, p in zip(q // self.chunk_rules, q % self.chunk_rules)])
+        rules = np.array([self._chunks[c][0][p] for c, p in zip(q // self.chunk_rules, q % self.chunk_rules)],
+                         dtype=np.int64)
+        if cfg.fresh_trajectories:
+            s = s + 1  # trajectory 0 is the scored one; the paper trains on fresh ones
         sims = sim_seeds(rules, s)
         frames = np.empty((count, cfg.frames_per_seq, cfg.cells), dtype=np.uint8)
         scored = s == 0  # the trajectory the rule was scored on is kept with its chunk
@@ -94,9 +99,12 @@ class IndexedNCAStream:
                 hits = np.flatnonzero(ok[j * self.candidates : (j + 1) * self.candidates])[:need]
                 take += [(c, j * self.candidates + h) for h in hits]
             idx = np.array([t for _, t in take], dtype=np.int64)
-            rb.select(idx)
-            rest = rb.frames(max(cfg.frames_per_seq - n_first, 0)).reshape(len(idx), -1, cfg.cells)
-            full = np.concatenate([first[idx], rest], axis=1)[:, : cfg.frames_per_seq]
+            if cfg.fresh_trajectories:  # the scored trajectory is never trained on: keep its window only
+                full = first[idx]
+            else:
+                rb.select(idx)
+                rest = rb.frames(max(cfg.frames_per_seq - n_first, 0)).reshape(len(idx), -1, cfg.cells)
+                full = np.concatenate([first[idx], rest], axis=1)[:, : cfg.frames_per_seq]
             for (c, t), fr in zip(take, full):
                 found[c].append((int(seeds[t]), fr))
             pending = [c for c in pending if len(found[c]) < self.chunk_rules]

@@ -80,5 +80,5 @@ def open_stored(path: str | Path) -> StoredCorpus:
         raise NcalabError(f"{path} is no NCA corpus: neither a folder from `ncalab nca generate` ({MANIFEST}) nor "
                           f"an export from `ncalab nca export` ({EXPORT_META})")
     band = manifest.get("band")
-    return StoredCorpus(p, kind, manifest, NCAConfig.from_dict(manifest["config"]),
+    return StoredCorpus(p, kind, manifest, NCAConfig.from_written(manifest["config"]),
                         Band(float(band[0]), float(band[1])) if band else None)

@@ -4,8 +4,10 @@ Candidates are drawn in batches: every candidate is simulated for the scoring wi
 and only the rules inside the band are simulated on to a full sequence. The scored frames are
 the first frames of the sequence (the trajectory the score was measured on).
 
-With ``sims_per_rule`` S > 1 (training split only), each accepted rule also yields S - 1
-trajectories from other initial states (sim seeds in ncalab.nca.seeds), not re-scored, as the
+With ``fresh_trajectories`` (the paper's way, the default) the sequences of an accepted rule
+start from fresh initial states (sim seeds 1..S in ncalab.nca.seeds), not from the state it
+was scored on; without it, the scored trajectory is the first. With ``sims_per_rule`` S > 1
+(training split only) each accepted rule yields S trajectories, not re-scored, as the
 paper's code does with its rule bank. A batch holds all of them, trajectory-major: rows
 [s*k, (s+1)*k) are trajectory s of the batch's k accepted rules, in candidate order; so a batch
 is still a pure function of its index.
@@ -124,18 +126,25 @@ class FilteredSource:
                 f"none of {self.rules_scored:,} random rules scored in the band {self.band.lo}-{self.band.hi} with "
                 f"{cfg.alphabet} colours (highest score seen {float(scores.max()):.3f}); choose a band these settings "
                 f"reach, e.g. --set stage1.band=LO:HI (see `ncalab nca complexity --alphabet {cfg.alphabet}`)")
-        rb.select(keep)
-        n_rest = max(cfg.frames_per_seq - n_first, 0)
-        rest = rb.frames(n_rest).reshape(len(keep), n_rest, cfg.cells)  # explicit: no rule may be in band
-        frames = np.concatenate([first[keep], rest], axis=1)[:, : cfg.frames_per_seq]
-        rules, starts, rule_scores = seeds[keep], seeds[keep], scores[keep]
-        if self.sims > 1 and len(keep):
-            # trajectories 1.. of every accepted rule, trajectory-major; not re-scored
-            more = sim_seeds(rules[None, :], np.arange(1, self.sims)[:, None]).reshape(-1)
-            more_rules = np.tile(rules, self.sims - 1)
+        rules, rule_scores = seeds[keep], scores[keep]
+        first_sim = 1 if cfg.fresh_trajectories else 0  # trajectory 0 is the scored one
+        if first_sim == 0:
+            rb.select(keep)
+            n_rest = max(cfg.frames_per_seq - n_first, 0)
+            rest = rb.frames(n_rest).reshape(len(keep), n_rest, cfg.cells)  # explicit: no rule may be in band
+            frames = np.concatenate([first[keep], rest], axis=1)[:, : cfg.frames_per_seq]
+        else:
+            frames = np.empty((0, cfg.frames_per_seq, cfg.cells), dtype=np.uint8)
+        starts = rules.copy()
+        more_sims = np.arange(max(first_sim, 1), first_sim + self.sims)
+        if len(more_sims) and len(keep):
+            # the other trajectories of every accepted rule, trajectory-major; not re-scored
+            more = sim_seeds(rules[None, :], more_sims[:, None]).reshape(-1)
+            more_rules = np.tile(rules, len(more_sims))
             extra = RuleBatch(more_rules, more, cfg, self.device).frames(cfg.frames_per_seq)
             frames = np.concatenate([frames, extra.reshape(len(more), cfg.frames_per_seq, cfg.cells)])
-            rules, starts, rule_scores = np.tile(rules, self.sims), np.concatenate([starts, more]), np.tile(rule_scores, self.sims)
+            starts = more if first_sim else np.concatenate([starts, more])
+            rules, rule_scores = np.tile(rules, self.sims), np.tile(rule_scores, self.sims)
         batch = SequenceBatch(frames_to_sequences(frames, cfg), rules, rule_scores, len(seeds), sim_seeds=starts)
         if self.keep_grids:
             batch.grids = frames.reshape(len(frames), cfg.frames_per_seq, cfg.height, cfg.width)

@@ -12,7 +12,8 @@ import os
 import socket
 import threading
 
-from ncalab.config import ExperimentConfig, apply_overrides
+from ncalab.config import ExperimentConfig
+from ncalab.config.stored import stored_config
 from ncalab.errors import NcalabError
 from ncalab.experiment import pipeline
 from ncalab.experiment.reporting import Reporter, SilentReporter
@@ -99,7 +100,7 @@ def run_experiment(cfg: ExperimentConfig, store, reporter: Reporter | None = Non
 
 def config_of(exp) -> ExperimentConfig:
     """The typed config a stored experiment was submitted with."""
-    return apply_overrides(ExperimentConfig(), json.loads(exp.config_json))
+    return stored_config(json.loads(exp.config_json))
 
 
 def execute(store, exp_id: str, reporter: Reporter | None = None, should_stop=None,

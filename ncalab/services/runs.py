@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from ncalab.config.keys import flatten
+from ncalab.config.stored import with_added
 from ncalab.errors import NcalabError
 
 SUMMARY_KEYS = ("ppl_nca", "ppl_scratch", "gain", "speedup")
@@ -69,7 +70,7 @@ def details(store, ident: str) -> dict:
             "error": r.error, "folder": str(store.run_dir(r)), "latest_metrics": store.latest_metrics(r.id),
         })
     return {**experiment_row(exp), "pid": exp.pid if exp.status == "running" else None,  # the job's process
-            "note": exp.note, "config": json.loads(exp.config_json),
+            "note": exp.note, "config": with_added(json.loads(exp.config_json)),
             "summary": _summary(exp), "runs": runs}
 
 

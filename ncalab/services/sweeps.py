@@ -14,8 +14,9 @@ import statistics
 
 from ncalab.errors import NcalabError
 from ncalab.services.runs import compute_results
-from ncalab.config import ExperimentConfig, apply_overrides
+from ncalab.config import ExperimentConfig
 from ncalab.config.keys import lookup, short
+from ncalab.config.stored import stored_config
 from ncalab.experiment.sweep import apply_setting, parse_grid, setting_id, setting_label, settings
 
 ACTIVE = ("queued", "running")
@@ -23,7 +24,7 @@ RESUMABLE = ("failed", "cancelled", "lost")
 
 
 def _base(spec: dict) -> ExperimentConfig:
-    return apply_overrides(ExperimentConfig(), spec["base"])
+    return stored_config(spec["base"])
 
 
 def _settings(spec: dict) -> list[dict]:

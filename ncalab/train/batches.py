@@ -241,6 +241,24 @@ def pack_examples(examples: list[tuple[list[int], list[int]]], length: int, eos:
     return np.stack(rows_in), np.stack(rows_tg)
 
 
+def pack_groups(groups: list[list[tuple[list[int], list[int]]]], length: int, eos: int,
+                pad: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """One row of `length` inputs and targets per group of (prompt ids, answer ids) examples,
+    in the group's order, an end token after each answer; only answer tokens (and their end
+    tokens) are targets. A group longer than a row is cut at the row's end."""
+    from ncalab.nca.tokens import IGNORE_INDEX
+
+    if not groups:
+        raise NcalabError("no fine-tuning examples")
+    inputs = np.full((len(groups), length + 1), pad, dtype=np.int64)
+    keep = np.zeros((len(groups), length + 1), dtype=bool)
+    for r, group in enumerate(groups):
+        seq = [t for prompt, answer in group for t in (*prompt, *answer, eos)][: length + 1]
+        mask = [m for prompt, answer in group for m in [False] * len(prompt) + [True] * (len(answer) + 1)]
+        inputs[r, : len(seq)], keep[r, : len(seq)] = seq, mask[: len(seq)]
+    return inputs[:, :-1].copy(), np.where(keep[:, 1:], inputs[:, 1:], IGNORE_INDEX)
+
+
 class LanguageBatches(IndexedBatches):
     """Language batches from a data.lm_data.TokenBatches stream: the same windows in the same
     order, in every process's share of each global batch. Resumes from checkpoints of either

@@ -1,4 +1,4 @@
-"""The training loop of one stage (nanoGPT-style): AdamW, warm-up + cosine, clipping,
+"""The training loop of one stage (nanoGPT-style): AdamW, a warm-up schedule, clipping,
 bf16 autocast where supported, evaluations at token intervals, metrics to a callback."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from ncalab.train.device import Placement
 from ncalab.nca.tokens import IGNORE_INDEX
 from ncalab.train.distributed import Parallel, World
 from ncalab.train.evaluate import evaluate, loss_sum
-from ncalab.train.schedule import warmup_cosine
+from ncalab.train.schedule import lr_factor, warmup_steps
 
 
 @dataclass
@@ -35,6 +35,8 @@ class StageSpec:
     transferred: frozenset[str] = frozenset()  # parameter names that came from stage 1
     transferred_lr_scale: float = 1.0
     freeze_steps: int = 0  # transferred parameters do not move for this many steps
+    schedule: str = "cosine"  # one of the config's SCHEDULES
+    beta2: float = 0.95
 
     @classmethod
     def from_section(cls, name: str, section, tokens_per_step: int, n_evals: int, total_tokens: int | None = None,
@@ -43,7 +45,7 @@ class StageSpec:
         and eval_every (stage1, stage2); ``total_tokens`` overrides the section's budget."""
         return cls(name, section.tokens if total_tokens is None else total_tokens, tokens_per_step, section.lr,
                    section.warmup, section.min_lr_ratio, section.weight_decay, section.grad_clip, section.eval_every,
-                   n_evals, **extra)
+                   n_evals, schedule=section.schedule, beta2=section.beta2, **extra)
 
     @property
     def steps(self) -> int:
@@ -60,15 +62,15 @@ class StageSpec:
 
 
 def make_optimizer(model, spec: StageSpec, placement: Placement):
-    """AdamW and its warm-up + cosine schedule.
+    """AdamW (Adam when weight decay is 0, as in the paper's stage 1) and the stage's schedule.
 
     Weight decay on matrices only; norms and (none here) biases are left alone. Parameters
     named in ``spec.transferred`` form their own groups so they can learn at
     ``spec.transferred_lr_scale`` times the rate, and stay frozen (rate 0) for the first
     ``spec.freeze_steps`` steps, then warm up again over the stage's warm-up length.
     """
-    base = warmup_cosine(spec.steps, spec.warmup, spec.min_lr_ratio)
-    warm = max(1, int(round(spec.steps * spec.warmup)))
+    base = lr_factor(spec.schedule, spec.steps, spec.warmup, spec.min_lr_ratio)
+    warm = max(1, warmup_steps(spec.steps, spec.warmup))
     scale, frozen = spec.transferred_lr_scale, spec.freeze_steps
 
     def transferred(step: int) -> float:
@@ -87,7 +89,7 @@ def make_optimizer(model, spec: StageSpec, placement: Placement):
                 groups.append({"params": params, "weight_decay": spec.weight_decay if decays else 0.0})
                 lambdas.append(transferred if is_transferred else base)
     fused = placement.device.type == "cuda"
-    optimizer = torch.optim.AdamW(groups, lr=spec.lr, betas=(0.9, 0.95), eps=1e-8, fused=fused)
+    optimizer = torch.optim.AdamW(groups, lr=spec.lr, betas=(0.9, spec.beta2), eps=1e-8, fused=fused)
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
 
 

@@ -13,6 +13,7 @@ def llama_config(m: ModelConfig, vocab_size: int, max_len: int) -> LlamaConfig:
         vocab_size=vocab_size, hidden_size=m.d_model, intermediate_size=m.mlp_mult * m.d_model,
         num_hidden_layers=m.n_layer, num_attention_heads=m.n_head, num_key_value_heads=m.n_head,
         max_position_embeddings=max_len, rope_theta=m.rope_theta, rms_norm_eps=m.rms_eps,
+        attention_dropout=m.attention_dropout,
         tie_word_embeddings=False, attention_bias=False, mlp_bias=False,
         bos_token_id=None, eos_token_id=None, pad_token_id=None,
     )

@@ -1,16 +1,32 @@
-"""Linear warm-up then cosine decay, as a LambdaLR multiplier."""
+"""Learning-rate schedules (config SCHEDULES), as LambdaLR multipliers of the peak rate."""
 
 from __future__ import annotations
 
 import math
 
 
-def warmup_cosine(total_steps: int, warmup_frac: float, min_ratio: float):
-    warm = max(1, int(round(total_steps * warmup_frac))) if warmup_frac > 0 else 0
+def warmup_steps(total_steps: int, warmup: float) -> int:
+    """Warm-up length: a fraction of the steps, or (a value >= 1) a number of steps, as in the
+    paper's code (its code stage 2 warms up for 750 steps)."""
+    if warmup <= 0:
+        return 0
+    steps = int(warmup) if warmup >= 1 else int(round(total_steps * warmup))
+    return min(total_steps, max(1, steps))
+
+
+def lr_factor(schedule: str, total_steps: int, warmup: float, min_ratio: float):
+    """paper: a linear rise over the whole stage to the peak at its last step (the paper's
+    stage-1 checkpoint is the last step of its warm-up); cosine: warm-up, then a cosine to
+    min_ratio; constant: warm-up, then the peak."""
+    if schedule == "paper":
+        return lambda step: min(1.0, (step + 1) / max(1, total_steps))
+    warm = warmup_steps(total_steps, warmup)
 
     def factor(step: int) -> float:
         if step < warm:
             return (step + 1) / warm
+        if schedule == "constant":
+            return 1.0
         progress = (step - warm) / max(1, total_steps - warm)
         return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 

@@ -18,11 +18,12 @@ _PARTS = {
 }
 
 
-def kept_parameter_names(names, reinit: set[str]) -> list[str]:
-    """Names copied from the NCA model: blocks and final norm, minus the re-initialised parts."""
+def kept_parameter_names(names, reinit: set[str], keep_embeddings: bool = False) -> list[str]:
+    """Names copied from the stage-1 model: blocks and final norm (and the embeddings and head,
+    when the two stages share a vocabulary), minus the re-initialised parts."""
     out = []
     for n in names:
-        if n.startswith(("model.embed_tokens.", "lm_head.")):
+        if n.startswith(("model.embed_tokens.", "lm_head.")) and not keep_embeddings:
             continue
         if any(marker in n for part in reinit for marker in _PARTS[part]):
             continue
@@ -32,7 +33,7 @@ def kept_parameter_names(names, reinit: set[str]) -> list[str]:
 
 def transfer(nca_model: LlamaForCausalLM, m: ModelConfig, vocab_size: int, max_len: int, seed: int,
              reinit: set[str] | frozenset = frozenset(), control: str = "none", shrink: float = 1.0,
-             perturb: float = 0.0) -> tuple[LlamaForCausalLM, list[str]]:
+             perturb: float = 0.0, keep_embeddings: bool = False) -> tuple[LlamaForCausalLM, list[str]]:
     """A language model whose non-reinitialised blocks come from ``nca_model``.
 
     The fresh parts are exactly the weights a scratch model with the same seed gets, so the
@@ -44,7 +45,9 @@ def transfer(nca_model: LlamaForCausalLM, m: ModelConfig, vocab_size: int, max_l
     model = build_model(m, vocab_size, max_len, seed)
     src = nca_model.state_dict()
     dst = model.state_dict()
-    kept = kept_parameter_names(dst.keys(), set(reinit))
+    kept = kept_parameter_names(dst.keys(), set(reinit), keep_embeddings)
+    if keep_embeddings and src["model.embed_tokens.weight"].shape != dst["model.embed_tokens.weight"].shape:
+        raise ValueError("kept embeddings need one vocabulary in both stages")
     g = torch.Generator().manual_seed(seed * 1_000_003 + 17)  # the controls' own randomness
     for n in kept:
         fresh = dst[n].detach().float().clone()

@@ -1,0 +1,55 @@
+"""Configs stored by older versions: the settings added since, at the values that reproduce them.
+
+A stored experiment's config holds the settings that existed when it was submitted. A setting
+added later is filled in with the value that gives the behaviour of before (not its new
+default), so a resumed or re-shown experiment runs and shows what it ran with; the reuse keys
+leave such a value out, so the keys of existing stores still match.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from ncalab.config.keys import apply_overrides
+from ncalab.config.sections import ExperimentConfig
+
+# section -> setting -> the value that reproduces experiments stored before the setting existed
+ADDED_DEFAULTS = {
+    "nca": {"sims_per_rule": 1, "fresh_trajectories": False},
+    "stage1": {"source": "nca", "corpus": None, "match": "tokens", "match_source": None, "stream": "sequential",
+               "schedule": "cosine", "beta2": 0.95, "reuse": "adjacent"},
+    "stage2": {"schedule": "cosine", "beta2": 0.95},
+    "model": {"attention_dropout": 0.0},
+    "transfer": {"embeddings": "reinit"},
+    # evaluation settings (not in any reuse key): the protocols of before
+    "eval": {"gsm8k": {"format": "gsm8k", "shots_from": "train", "pack": 0, "micro_batch_size": 0},
+             "bbl": {"tasks": ["all"], "min_train": 0, "max_train_per_task": 0, "format": "bigbench", "mode": "sample",
+                     "chance": "paper", "unanswered": "exclude"}},
+}
+
+
+def without_added(section: dict, name: str) -> dict:
+    """A section's settings less the added ones that are at their reproducing value."""
+    added = ADDED_DEFAULTS.get(name, {})
+    return {k: v for k, v in section.items() if not (k in added and v == added[k])}
+
+
+def with_added(tree: dict) -> dict:
+    """A stored config tree with every added setting it lacks at its reproducing value."""
+    out = copy.deepcopy(tree)
+    _fill(out, ADDED_DEFAULTS)
+    return out
+
+
+def _fill(node: dict, added: dict) -> None:
+    for key, value in added.items():
+        if isinstance(value, dict):
+            if isinstance(node.get(key), dict):  # a section this config has
+                _fill(node[key], value)
+        else:
+            node.setdefault(key, value)
+
+
+def stored_config(tree: dict) -> ExperimentConfig:
+    """The typed config of a stored experiment (or sweep base), as it ran."""
+    return apply_overrides(ExperimentConfig(), with_added(tree))
