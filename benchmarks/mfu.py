@@ -36,7 +36,7 @@ from ncalab.nca.indexed import IndexedNCAStream
 from ncalab.nca.tokens import make_example
 from ncalab.train import device as devices
 from ncalab.train.batches import IndexedBatches, Prefetcher
-from ncalab.train.loop import StageSpec, Trainer
+from ncalab.train.loop import StageSpec, Trainer, TrainerOptions
 from ncalab.train.model import build_model
 
 
@@ -59,7 +59,7 @@ def measure(m: ModelConfig, seq_len: int, batch: int, steps: int, compile_: bool
     warm = 3
     spec = StageSpec("mfu", (steps + warm) * batch * seq_len, batch * seq_len, 1e-4, 0.0, 0.1, 0.0, 1.0, 0, 1)
     val = [(torch.zeros(1, 8, dtype=torch.long), torch.zeros(1, 8, dtype=torch.long))]
-    trainer = Trainer(model, spec, placement, batches, val, compile=compile_, world=world)
+    trainer = Trainer(model, spec, placement, batches, val, TrainerOptions(compile=compile_, world=world))
     times: list[float] = []
     trainer.on_progress = lambda tokens, metrics: times.append(time.perf_counter())
     if placement.device.type == "cuda":

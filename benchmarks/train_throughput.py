@@ -31,7 +31,7 @@ import torch
 
 from ncalab.config import ModelConfig
 from ncalab.train import device as devices
-from ncalab.train.loop import StageSpec, Trainer
+from ncalab.train.loop import StageSpec, Trainer, TrainerOptions
 from ncalab.train.model import build_model
 
 
@@ -72,7 +72,7 @@ def baseline_tokens_per_s(model, data: torch.Tensor, steps: int, warmup: int, de
 def ncalab_tokens_per_s(model, data, steps, warmup, placement, compile_: bool) -> float:
     bpt = data.shape[1] * (data.shape[2] - 1)
     spec = StageSpec("bench", (warmup + steps) * bpt, bpt, 1e-3, 0.0, 1.0, 0.0, 1.0, 10**12, 1)
-    tr = Trainer(model, spec, placement, FixedBatches(data), [], compile=compile_)
+    tr = Trainer(model, spec, placement, FixedBatches(data), [], TrainerOptions(compile=compile_))
     # time only the post-warm-up steps: run warm-up steps first
     tr.spec = StageSpec("bench", warmup * bpt, bpt, 1e-3, 0.0, 1.0, 0.0, 1.0, 10**12, 1)
     tr.run()
@@ -94,7 +94,7 @@ def mirrored_tokens_per_s(model, data, steps: int, placement, mirror) -> float:
     spec = StageSpec("bench", steps * bpt, bpt, 1e-3, 0.0, 1.0, 0.0, 1.0, every, 1)
     val = [(data[0][:2, :-1], data[0][:2, 1:])]
     on_metrics = (lambda pts: mirror.points("bench", pts)) if mirror is not None else None
-    tr = Trainer(model, spec, placement, FixedBatches(data), val, on_metrics)
+    tr = Trainer(model, spec, placement, FixedBatches(data), val, TrainerOptions(on_metrics=on_metrics))
     tr.run()
     if placement.device.type == "cuda":
         torch.cuda.synchronize()

@@ -142,7 +142,7 @@ def tiny_nca_trainer(ckpt_dir, should_stop=None, steps=8):
     from ncalab.nca.bands import Band
     from ncalab.train.batches import NCABatches, nca_validation
     from ncalab.train.device import choose
-    from ncalab.train.loop import StageSpec, Trainer
+    from ncalab.train.loop import StageSpec, Trainer, TrainerOptions
     from ncalab.train.model import build_model
 
     nca, band = NCAConfig(seq_len=TINY_SEQ_LEN), Band(0.5, 1.0)
@@ -151,7 +151,7 @@ def tiny_nca_trainer(ckpt_dir, should_stop=None, steps=8):
     val = nca_validation(nca, band, 1, 8, 4)
     points = []
     tr = Trainer(model, spec, choose("cpu", "fp32"), NCABatches(nca, band, 1, 4, batch_rules=64), val,
-                 on_metrics=points.extend, checkpoint_dir=ckpt_dir, should_stop=should_stop)
+                 TrainerOptions(on_metrics=points.extend, checkpoint_dir=ckpt_dir, should_stop=should_stop))
     return tr, points
 
 

@@ -27,7 +27,7 @@ def test_trainer_on_cuda_learns():
     from ncalab.nca.bands import Band
     from ncalab.train.batches import NCABatches, nca_validation
     from ncalab.train.device import choose
-    from ncalab.train.loop import StageSpec, Trainer
+    from ncalab.train.loop import StageSpec, Trainer, TrainerOptions
     from ncalab.train.model import build_model
 
     nca = NCAConfig(seq_len=256)
@@ -37,7 +37,7 @@ def test_trainer_on_cuda_learns():
     spec = StageSpec("t", 60 * 16 * 256, 16 * 256, 1e-3, 0.1, 0.1, 0.0, 1.0, 0, n_evals=2)
     points = []
     tr = Trainer(model, spec, placement, NCABatches(nca, Band(0.5, 1), 0, 16, batch_rules=256),
-                 nca_validation(nca, Band(0.5, 1), 0, 16, 16), on_metrics=points.extend)
+                 nca_validation(nca, Band(0.5, 1), 0, 16, 16), TrainerOptions(on_metrics=points.extend))
     assert isinstance(tr.optimizer, torch.optim.AdamW) and tr.optimizer.defaults["fused"]
     tr.run()
     val = [p["value"] for p in points if p["name"] == "val_loss"]

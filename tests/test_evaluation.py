@@ -683,16 +683,21 @@ class Recorder(SilentReporter):
     def stage(self, name, total, unit="tokens"):
         self.stages[name] = (total, unit)
 
-    def progress(self, name, done, metrics):
-        self.updates.append((name, done, dict(metrics)))
+    def progress(self, event):
+        from ncalab.experiment.reporting import EvaluationProgress
+
+        scored = isinstance(event, EvaluationProgress)
+        m = {"samples": event.samples, "correct": event.correct} if scored else {"train_loss": event.train_loss}
+        self.updates.append((event.stage, event.done, m))
 
 
 def test_the_job_log_counts_an_evaluation_in_items_and_correct_samples(capsys):
     from ncalab.cli.job import LogReporter
+    from ncalab.experiment.reporting import EvaluationProgress
 
     log = LogReporter(every_s=0)
     log.stage("humaneval-nca", 20, unit="items")
-    log.progress("humaneval-nca", 3, {"correct": 1, "samples": 24})
+    log.progress(EvaluationProgress("humaneval-nca", 3, samples=24, correct=1))
     out = capsys.readouterr().out
     assert "[humaneval-nca] started: 20 items" in out and "3/20 items  1 of 24 samples correct" in out
     assert "loss" not in out and "tok/s" not in out

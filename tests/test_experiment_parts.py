@@ -167,3 +167,32 @@ def test_checkpoint_loads_with_auto_model(tmp_path):
         checkpoint.load_model(tmp_path / "ck")
     with pytest.raises(NcalabError, match="no checkpoint"):
         checkpoint.load_model(tmp_path / "missing")
+
+
+def test_progress_reads_the_same_in_the_log_and_the_bars(capsys):
+    """One formatter: the job log and the progress bars print the same words for an event."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from ncalab.cli.job import LogReporter
+    from ncalab.cli.run import RichReporter
+    from ncalab.experiment.reporting import EvaluationProgress, TrainingProgress, progress_text
+
+    events = [TrainingProgress("nca", 4096, 3.21, 5000.0, val_loss=2.0, val_ppl=7.39),
+              TrainingProgress("stage1", 4096, 5.5, 4000.0, val_loss=5.0, val_ppl=148.4),
+              EvaluationProgress("bbl-nca", 3, samples=24, correct=1)]
+    assert progress_text(events[0]) == "loss 3.210  val ppl 7.39  5,000 tok/s"
+    assert progress_text(events[1]) == "loss 5.500  val loss 5.000  4,000 tok/s"  # NCA tokens: no perplexity
+    assert progress_text(events[2]) == "1 of 24 samples correct"
+    log = LogReporter(every_s=0)
+    console = Console(width=200, record=True, force_terminal=False)
+    bars = RichReporter(Progress(console=console))
+    for e in events:
+        log.stage(e.stage, 8192)
+        bars.stage(e.stage, 8192)
+        log.progress(e)
+        bars.progress(e)
+    bars.bars.stop()
+    out = capsys.readouterr().out
+    shown = [t.fields["info"] for t in bars.bars.tasks]
+    assert shown == [progress_text(e) for e in events] and all(text in out for text in shown)

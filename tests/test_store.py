@@ -6,12 +6,23 @@ import math
 import multiprocessing as mp
 import sqlite3
 import time
+from types import SimpleNamespace
 
 import pytest
 
 import ncalab
 from ncalab.errors import NcalabError
-from ncalab.store import SCHEMA_VERSION, STATUSES, RunStore, default_home
+from ncalab.store import (
+    SCHEMA_VERSION,
+    STATUSES,
+    FollowerStore,
+    RunStore,
+    StoreReader,
+    StoreWriter,
+    default_home,
+)
+from ncalab.store.connection import StoreConnection
+from ncalab.store.store import DB_NAME
 
 
 def _points(name: str, start: int, n: int, value=lambda i: 1.0 / (i + 1)) -> list[dict]:
@@ -277,3 +288,125 @@ def test_concurrent_writers_and_reader(tmp_path):
             assert values == pytest.approx([1.0 / (i + 1) for i in range(N_POINTS)])
             assert store.latest_metrics(run_id) == {"loss": pytest.approx(1.0 / N_POINTS)}
             assert store.get_run(run_id).tokens == N_POINTS * 100
+
+
+def _members(interface: type) -> set[str]:
+    return {n for n in vars(interface) if not n.startswith("_")}
+
+
+def _snapshot(store: RunStore) -> tuple[list[str], list[str]]:
+    """Every row of the database (through its own connection) and every folder under the home."""
+    con = sqlite3.connect(store.db_path)
+    try:
+        rows = list(con.iterdump())
+    finally:
+        con.close()
+    return rows, sorted(str(p.relative_to(store.home)) for p in store.home.rglob("*") if DB_NAME not in p.name)
+
+
+@pytest.fixture
+def filled(store):
+    """One of everything in the store, for a follower to read and (not) write."""
+    exp = store.create_experiment("tiny", "xs", 1, {"lr": 1e-3})
+    run = store.create_run(exp.id, "nca", {}, total_tokens=1000, reuse_key="k1")
+    other = store.create_run(exp.id, "scratch", {}, total_tokens=1000)
+    store.log_metrics(run.id, _points("loss", 0, 3))
+    store.add_eval_item(run.id, "q1", "sub", samples=2, correct=1)
+    sweep = store.create_sweep({"axis": [1, 2]}, name="sw")
+    store.set_meta("k", "v1")
+    return SimpleNamespace(exp=exp.id, run=run, other=other, sweep=sweep.id)
+
+
+def _writes(f: FollowerStore, w: SimpleNamespace) -> dict:
+    """A call of every write, by name."""
+    return {
+        "create_experiment": lambda: f.create_experiment("tiny", "xs", 2, {}),
+        "set_experiment_status": lambda: f.set_experiment_status(w.exp, "running"),
+        "set_config": lambda: f.set_config(w.exp, {"lr": 1.0}),
+        "set_summary": lambda: f.set_summary(w.exp, {"x": 1}),
+        "tag": lambda: f.tag(w.exp, "best"),
+        "set_note": lambda: f.set_note(w.exp, "a note"),
+        "claim_experiment": lambda: f.claim_experiment(w.exp, 1, "box"),
+        "touch_experiment": lambda: f.touch_experiment(w.exp),
+        "finish_experiment": lambda: f.finish_experiment(w.exp, "failed", error="boom"),
+        "requeue_experiment": lambda: f.requeue_experiment(w.exp),
+        "delete_experiment": lambda: f.delete_experiment(w.exp),
+        "create_run": lambda: f.create_run(w.exp, "stage1", {}, 10),
+        "start_run": lambda: f.start_run(w.run.id, 1, "box", "cpu"),
+        "set_run_total": lambda: f.set_run_total(w.run.id, 5),
+        "heartbeat": lambda: f.heartbeat(w.run.id, step=9, tokens=900),
+        "finish_run": lambda: f.finish_run(w.run.id, "completed"),
+        "claim_run": lambda: f.claim_run(w.run.id, 1, "box", "cpu", lambda r: True),
+        "adopt_run": lambda: f.adopt_run(w.other.id, w.run),
+        "reset_run": lambda: f.reset_run(w.run.id),
+        "log_metrics": lambda: f.log_metrics(w.run.id, _points("loss", 3, 2)),
+        "delete_metrics_named": lambda: f.delete_metrics_named(w.run.id, ("loss",)),
+        "delete_metrics_after": lambda: f.delete_metrics_after(w.run.id, 0),
+        "add_eval_item": lambda: f.add_eval_item(w.run.id, "q2", "sub", samples=1, correct=1),
+        "delete_eval_items": lambda: f.delete_eval_items(w.run.id),
+        "create_sweep": lambda: f.create_sweep({"axis": [3]}),
+        "set_sweep_spec": lambda: f.set_sweep_spec(w.sweep, {}),
+        "delete_sweep": lambda: f.delete_sweep(w.sweep),
+        "set_meta": lambda: f.set_meta("k", "changed"),
+    }
+
+
+def _reads(w: SimpleNamespace) -> dict:
+    """A call of every read, by name, as plain values to compare."""
+    return {
+        "get_experiment": lambda s: s.get_experiment(w.exp).model_dump(),
+        "list_experiments": lambda s: [e.id for e in s.list_experiments(status="queued", preset="tiny", limit=5)],
+        "get_run": lambda s: s.get_run(w.run.id).model_dump(),
+        "runs_of": lambda s: [r.id for r in s.runs_of(w.exp)],
+        "run_dir": lambda s: s.run_dir(w.run),
+        "metrics": lambda s: [(p.step, p.tokens, p.value) for p in s.metrics(w.run.id, "loss")],
+        "curve": lambda s: s.curve(w.run.id, "loss"),
+        "latest_metrics": lambda s: s.latest_metrics(w.run.id),
+        "eval_items": lambda s: [(i.item, i.samples, i.correct) for i in s.eval_items(w.run.id)],
+        "get_sweep": lambda s: s.get_sweep(w.sweep).model_dump(),
+        "list_sweeps": lambda s: [sw.id for sw in s.list_sweeps()],
+        "experiments_of_sweep": lambda s: [e.id for e in s.experiments_of_sweep(w.sweep)],
+        "get_meta": lambda s: s.get_meta("k"),
+    }
+
+
+def test_follower_writes_change_nothing(store, filled):
+    writes = _writes(FollowerStore(store), filled)
+    assert set(writes) == _members(StoreWriter)  # every write there is
+    before = _snapshot(store)
+    must_be_main = {"create_experiment", "create_run", "create_sweep", "claim_run"}  # a new row or a decision
+    for name, write in writes.items():
+        if name in must_be_main:
+            with pytest.raises(NcalabError, match="only the main process"):
+                write()
+        else:
+            assert write() in (None, False, []), name
+    assert _snapshot(store) == before
+
+
+def test_follower_reads_what_the_main_store_wrote(store, filled):
+    follower, reads = FollowerStore(store), _reads(filled)
+    assert set(reads) | {"home"} == _members(StoreReader)  # every read there is
+    assert follower.home == store.home
+    for name, read in reads.items():
+        assert read(follower) == read(store), name
+    # What the main store writes later, the follower reads at once.
+    run_id = filled.run.id
+    store.log_metrics(run_id, _points("loss", 3, 2))
+    store.heartbeat(run_id, step=4, tokens=400)
+    store.set_meta("k", "v2")
+    assert follower.curve(run_id, "loss")[0] == [0, 100, 200, 300, 400]
+    assert follower.latest_metrics(run_id) == {"loss": pytest.approx(1.0 / 5)}
+    assert (follower.get_run(run_id).step, follower.get_meta("k")) == (4, "v2")
+
+
+def test_every_public_write_of_the_store_is_in_the_writer_interface_and_the_follower(store):
+    reads, writes = _members(StoreReader), _members(StoreWriter)
+    public = {n for n in dir(RunStore) if not n.startswith("_")} - {n for n in dir(StoreConnection) if not n.startswith("_")}
+    assert not reads & writes
+    assert public - reads == writes  # a method of RunStore that is not a read must be a write
+    assert reads - {"home"} <= public
+    assert reads | writes <= set(vars(FollowerStore))  # the follower defines each itself: nothing passes through
+    follower = FollowerStore(store)
+    assert isinstance(store, StoreReader) and isinstance(store, StoreWriter)
+    assert isinstance(follower, StoreReader) and isinstance(follower, StoreWriter)

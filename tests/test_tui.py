@@ -402,6 +402,66 @@ def test_runs_filter_mark_tag_and_delete(micro_home, code_corpus):
     run(scenario())
 
 
+def test_runs_details_loaded_late_for_an_older_selection_never_replace_the_newer(micro_home, code_corpus,
+                                                                                 monkeypatch):
+    """The first experiment selected loads slowly; the selection moves on and the second one's
+    details show; when the first load finally ends, its details are stale and the second's stay."""
+    import threading
+
+    from ncalab.jobs import control
+    from ncalab.services.config import resolve_config
+    from ncalab.services.experiments import submit
+    from ncalab.store import RunStore
+
+    home = micro_home  # one finished experiment; a queued one (newest, so first in the table) is added
+    cfg = resolve_config("code", "tiny", None, [MICRO[i + 1] for i in range(0, len(MICRO), 2)],
+                         corpus=str(code_corpus), seed=1)
+    with RunStore(home) as store:
+        submit(cfg, store)
+        ids = [e.id for e in store.list_experiments()]
+    # The log tail is the last thing a details load reads: the first experiment's loads wait there
+    # until the test lets them go, and each says when it has read it all.
+    real_follow_log, slow, slow_loads, started, released = control.follow_log, [], [], threading.Event(), threading.Event()
+
+    def follow_log(store, exp_id, follow=True, poll=0.5):
+        slow[:] = slow or [exp_id]
+        if exp_id != slow[0]:
+            yield from real_follow_log(store, exp_id, follow, poll)
+            return
+        finished = threading.Event()
+        slow_loads.append(finished)
+        started.set()
+        released.wait(60)
+        yield from real_follow_log(store, exp_id, follow, poll)
+        finished.set()
+
+    monkeypatch.setattr(control, "follow_log", follow_log)
+
+    async def scenario():
+        app = NcalabApp(home=home, autoplay=False)
+        async with app.run_test(size=(140, 40)) as pilot:
+            try:
+                await pilot.press("r")
+                screen = app.screen
+                # a worker waits in follow_log: awaiting the app's workers would wait for it too
+                assert await asyncio.to_thread(started.wait, 60), "the first selection's details never began loading"
+                assert screen.selected == slow[0] == ids[0]
+                await pilot.press("down")
+                summary = screen.query_one("#summary")
+                await until(pilot, lambda: screen.selected == ids[1] and ids[1] in _plain(summary),
+                            "the second experiment's details showing")
+                released.set()
+                await until(pilot, lambda: all(f.is_set() for f in slow_loads), "the first selection's loads ending")
+                await settle(pilot)
+                shown = _plain(summary)
+                assert ids[1] in shown and "completed" in shown and ids[0] not in shown
+                assert screen.selected == ids[1]
+            finally:
+                released.set()
+
+    run(scenario())
+
+
 def test_sweeps_screen_shows_the_table_live(tmp_path, code_corpus):
     import os
     import socket

@@ -11,7 +11,7 @@ import typer
 from rich import box
 from rich.table import Table
 
-from ncalab.cli.common import JsonFlag, emit_json, out_console
+from ncalab.cli.common import Home, JsonFlag, emit_json, out_console
 from ncalab.config.keys import flatten
 from ncalab.display.tables import STATUS_STYLE
 from ncalab.display.summary import (
@@ -21,7 +21,6 @@ from ncalab.errors import NcalabError
 from ncalab.services import runs as svc
 
 app = typer.Typer(help="Browse, compare, plot, export and tidy the runs in the store.", no_args_is_help=True)
-Home = Annotated[Path | None, typer.Option("--home", envvar="NCALAB_HOME", help="Run store folder (default ./runs).")]
 
 
 def _store(home):

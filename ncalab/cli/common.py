@@ -1,14 +1,16 @@
-"""Helpers every command shares: JSON output, consoles, and the NCA option set."""
+"""Helpers every command shares: JSON output, consoles, the experiment and NCA option sets."""
 
 from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
+from ncalab.errors import NcalabError
 from ncalab.nca.config import NCAConfig
 
 err_console = Console(stderr=True)
@@ -22,6 +24,42 @@ def emit_json(obj) -> None:
 
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else.")]
+Home = Annotated[Path | None, typer.Option("--home", envvar="NCALAB_HOME", help="Run store folder (default ./runs).")]
+
+
+def Sets(help: str = "Override one setting, e.g. --set stage1.lr=3e-4 (repeatable).", panel: str | None = None) -> Any:
+    """--set KEY=VALUE (repeatable); each command says what its settings are."""
+    return Annotated[list[str] | None, typer.Option("--set", help=help, rich_help_panel=panel)]
+
+
+# What an experiment (`ncalab run`) or a sweep of them (`ncalab sweep`) is made of.
+Preset = Annotated[str, typer.Option("--preset", help="Target domain code, math or web, or a saved rule family.")]
+Scale = Annotated[str, typer.Option("--scale", help="tiny (laptop), small (one GPU) or paper.")]
+Corpus = Annotated[str | None, typer.Option("--corpus", help="python-stdlib, a local path, or hf:NAME[:CONFIG].")]
+ConfigFile = Annotated[Path | None, typer.Option(
+    "--config", help="A TOML or JSON file of settings (sections model, nca, stage1, transfer, stage2, data, runtime).")]
+Device = Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+MaxJobs = Annotated[int | None, typer.Option(
+    "--max-jobs", help="Background jobs at once (stored; default 1 per GPU, 1 on CPU).")]
+Track = Annotated[list[str] | None, typer.Option(
+    "--track", help="Mirror metrics, config and summary to tensorboard, mlflow or wandb (repeatable, or a,b); "
+    "the run store stays the record.")]
+
+
+def Name(what: str) -> Any:
+    """--name: a name for the experiment, the sweep, ..."""
+    return Annotated[str | None, typer.Option("--name", help=f"A name for the {what}.")]
+
+
+def Detach(help: str = "Queue it as a background job and return at once.") -> Any:
+    return Annotated[bool, typer.Option("--detach", "-d", help=help)]
+
+
+def track_setting(track: list[str] | None) -> list[str]:
+    """--track values as a --set of runtime.track (validated with the rest of the config)."""
+    names = [n.strip() for t in track or [] for n in t.split(",") if n.strip()]
+    return [f"runtime.track={','.join(names)}"] if names else []
+
 
 _G = "NCA settings"
 Height = Annotated[int, typer.Option("--height", help="Grid height.", rich_help_panel=_G)]
@@ -38,14 +76,33 @@ ChannelWrap = Annotated[
     typer.Option("--channel-wrap/--no-channel-wrap", help="Wrap-pad the colour axis like the authors' code (C+2 conv inputs).", rich_help_panel=_G),
 ]
 
-_D = NCAConfig()
+NCASets = Sets("Override one NCA setting, e.g. --set nca.alphabet=4 (repeatable); a flag given as well wins.", _G)
+
+# The NCA flags are named after the NCAConfig fields they set.
+_NCA_FLAGS = frozenset(("height", "width", "alphabet", "patch", "temperature", "identity_bias", "burn_in", "dt",
+                        "channel_wrap", "seq_len", "sims_per_rule"))
 
 
-def nca_config(height: int = _D.height, width: int = _D.width, alphabet: int = _D.alphabet, patch: int = _D.patch,
-               temperature: float = _D.temperature, identity_bias: float = _D.identity_bias, burn_in: int = _D.burn_in,
-               dt: int = _D.dt, channel_wrap: bool = _D.channel_wrap, seq_len: int = _D.seq_len) -> NCAConfig:
-    return NCAConfig(height=height, width=width, alphabet=alphabet, patch=patch, temperature=temperature,
-                     identity_bias=identity_bias, burn_in=burn_in, dt=dt, channel_wrap=channel_wrap, seq_len=seq_len)
+def nca_config(ctx: typer.Context, sets: list[str] | None = None) -> NCAConfig:
+    """The NCA settings of an `ncalab nca` command: defaults < --set nca.KEY=VALUE < the flags given.
+    The --set items go through the same keys as `ncalab run --set`; a key outside nca. is an error."""
+    from ncalab.config import ExperimentConfig, apply_overrides, parse_set
+
+    items = list(sets or [])
+    for item in items:
+        key = item.split("=", 1)[0].strip()
+        if "=" in item and not key.startswith("nca."):
+            raise NcalabError(f"--set {key}: only nca.KEY=VALUE settings apply to the nca commands")
+    exp = ExperimentConfig(nca=NCAConfig())
+    apply_overrides(exp, parse_set(items, exp))
+    given = {k: v for k, v in ctx.params.items() if k in _NCA_FLAGS and _given(ctx, k)}
+    return exp.nca.replace(**given)
+
+
+def _given(ctx: typer.Context, param: str) -> bool:
+    """Whether the user gave this option (rather than its default standing)."""
+    source = ctx.get_parameter_source(param)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
 
 
 # Where an experiment runs: this machine (torchrun for several processes) or a Slurm cluster.
@@ -64,8 +121,6 @@ def scale_settings(nproc=None, executor=None, nodes=None, gpus_per_node=None, pa
     """The --set items the scale-out options stand for."""
     out = []
     if nproc is not None and gpus_per_node is not None and nproc != gpus_per_node:
-        from ncalab.errors import NcalabError
-
         raise NcalabError("--nproc and --gpus-per-node are the same setting; give one")
     for key, value in (("nproc", nproc if nproc is not None else gpus_per_node), ("executor", executor),
                        ("nodes", nodes), ("partition", partition), ("time", time)):

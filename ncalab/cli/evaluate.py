@@ -111,12 +111,9 @@ def _in_context(target: str, device: str, sequences: int | None, home, json_out:
 
 
 def _downstream(target, tasks, data, samples, k, limit, allow, lm_eval, sets, detach, device, home, json_out) -> None:
-    import os
-    import socket
 
     from ncalab.cli.common import err_console
     from ncalab.display.summary import downstream_table
-    from ncalab.experiment import pipeline
     from ncalab.jobs import queue
     from ncalab.services.evaluation import add_evaluation
     from ncalab.store import RunStore
@@ -147,21 +144,17 @@ def _downstream(target, tasks, data, samples, k, limit, allow, lm_eval, sets, de
         err_console.print("warning: running model-written code (each program in a separate process with time, "
                           "memory and file limits; not a security sandbox)")
     if detach:
-        started = queue.schedule(store)
-        state = "running" if exp.id in started else "queued"
+        state = queue.start(store, exp.id)
         if json_out:
             emit_json({"experiment_id": exp.id, "status": state, "tasks": tasks})
         else:
             out_console.print(f"{exp.id} {state}: evaluating {', '.join(tasks)}; follow it with `ncalab runs tail {exp.id}`")
         return
-    if not store.claim_experiment(exp.id, os.getpid(), socket.gethostname()):
-        raise NcalabError(f"experiment {exp.id} was taken by another process")
     from ncalab.cli.run import foreground_reporter
+    from ncalab.services.experiments import run_here
 
     with foreground_reporter(json_out, cfg.stage1.source) as reporter:  # items as they are scored
-        summary = pipeline.run(cfg, store, exp.id, reporter)
-    if summary is None:
-        raise NcalabError(f"evaluation of {exp.id} was stopped; `ncalab runs resume {exp.id}` continues it")
+        summary = run_here(cfg, store, exp.id, reporter)
     if json_out:
         emit_json({"experiment_id": exp.id, "downstream": summary.downstream})
         return

@@ -21,7 +21,7 @@ import time
 
 from ncalab.cli.quiet import quiet_third_party, verbose_requested
 from ncalab.errors import NcalabError
-from ncalab.experiment.reporting import scored_text
+from ncalab.experiment.reporting import progress_text
 from ncalab.jobs import queue
 
 
@@ -39,20 +39,13 @@ class LogReporter:
         self.totals[name] = (total, unit)
         self._print(f"[{name}] started: {total:,} {unit}")
 
-    def progress(self, name, done, metrics):
+    def progress(self, event):
         now = time.time()
         if now - self._last < self.every_s:
             return
         self._last = now
-        total, unit = self.totals.get(name, (0, "tokens"))
-        if "samples" in metrics:  # an evaluation
-            self._print(f"[{name}] {done:,}/{total:,} {unit}  {scored_text(metrics)}")
-            return
-        bits = [f"{done:,}/{total:,} {unit}", f"loss {metrics.get('train_loss', float('nan')):.4f}"]
-        if "val_ppl" in metrics:
-            bits.append(f"val ppl {metrics['val_ppl']:.3f}")
-        bits.append(f"{metrics.get('tokens_per_s', 0):,.0f} tok/s")
-        self._print(f"[{name}] " + "  ".join(bits))
+        total, unit = self.totals.get(event.stage, (0, "tokens"))
+        self._print(f"[{event.stage}] {event.done:,}/{total:,} {unit}  {progress_text(event)}")
 
     def done(self, name, result):
         self._print(f"[{name}] done")

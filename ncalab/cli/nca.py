@@ -13,7 +13,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from ncalab.cli.common import (
-    Alphabet, BurnIn, ChannelWrap, Dt, Height, IdentityBias, JsonFlag, Patch, SeqLen, Temperature, Width,
+    Alphabet, BurnIn, ChannelWrap, Dt, Height, IdentityBias, JsonFlag, NCASets, Patch, SeqLen, Temperature, Width,
     emit_json, err_console, nca_config, out_console,
 )
 from ncalab.display.grids import grid_text, palette
@@ -27,6 +27,7 @@ _D = NCAConfig()
 
 @app.command()
 def sample(
+    ctx: typer.Context,
     seed: Annotated[int, typer.Option("--seed", help="Rule seed.")] = 0,
     sim_seed: Annotated[int | None, typer.Option("--sim-seed", help="Simulation seed (default: the rule seed).")] = None,
     steps: Annotated[int, typer.Option("--steps", help="Frames to record after the burn-in.")] = 10,
@@ -34,13 +35,13 @@ def sample(
     fps: Annotated[float, typer.Option("--fps", help="Frames per second with --animate.")] = 8.0,
     height: Height = _D.height, width: Width = _D.width, alphabet: Alphabet = _D.alphabet, patch: Patch = _D.patch,
     temperature: Temperature = _D.temperature, identity_bias: IdentityBias = _D.identity_bias,
-    burn_in: BurnIn = _D.burn_in, dt: Dt = _D.dt, channel_wrap: ChannelWrap = _D.channel_wrap,
+    burn_in: BurnIn = _D.burn_in, dt: Dt = _D.dt, channel_wrap: ChannelWrap = _D.channel_wrap, set_: NCASets = None,
     json_out: JsonFlag = False,
 ) -> None:
     """Show one rule's rollout in colour, with its complexity score and statistics."""
     from ncalab.services.explore import sample_rollout
 
-    cfg = nca_config(height, width, alphabet, patch, temperature, identity_bias, burn_in, dt, channel_wrap)
+    cfg = nca_config(ctx, set_)  # the NCA flags, read from ctx
     ro = sample_rollout(seed, cfg, steps, sim_seed)
     if json_out:
         emit_json(ro.to_dict())
@@ -69,17 +70,18 @@ def sample(
 
 @app.command()
 def complexity(
+    ctx: typer.Context,
     rules: Annotated[int, typer.Option("--rules", help="How many random rules to score.")] = 1000,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the rule stream.")] = 0,
     height: Height = _D.height, width: Width = _D.width, alphabet: Alphabet = _D.alphabet, patch: Patch = _D.patch,
     temperature: Temperature = _D.temperature, identity_bias: IdentityBias = _D.identity_bias,
-    burn_in: BurnIn = _D.burn_in, dt: Dt = _D.dt, channel_wrap: ChannelWrap = _D.channel_wrap,
+    burn_in: BurnIn = _D.burn_in, dt: Dt = _D.dt, channel_wrap: ChannelWrap = _D.channel_wrap, set_: NCASets = None,
     json_out: JsonFlag = False,
 ) -> None:
     """Score random rules: deciles of the gzip score and the fraction in each band."""
     from ncalab.services.explore import complexity_survey
 
-    cfg = nca_config(height, width, alphabet, patch, temperature, identity_bias, burn_in, dt, channel_wrap)
+    cfg = nca_config(ctx, set_)  # the NCA flags, read from ctx
     t0 = time.perf_counter()
     res = complexity_survey(rules, seed, cfg)
     if json_out:
@@ -103,6 +105,7 @@ def complexity(
 
 @app.command()
 def generate(
+    ctx: typer.Context,
     out: Annotated[Path, typer.Option("--out", help="Folder to write the corpus into.")],
     tokens: Annotated[int, typer.Option("--tokens", help="Training tokens to write (whole sequences).")],
     domain: Annotated[str | None, typer.Option("--domain", help=f"Band preset: {', '.join(DOMAIN_BANDS)}.")] = None,
@@ -114,6 +117,7 @@ def generate(
     height: Height = _D.height, width: Width = _D.width, alphabet: Alphabet = _D.alphabet, patch: Patch = _D.patch,
     temperature: Temperature = _D.temperature, identity_bias: IdentityBias = _D.identity_bias,
     burn_in: BurnIn = _D.burn_in, dt: Dt = _D.dt, channel_wrap: ChannelWrap = _D.channel_wrap, seq_len: SeqLen = _D.seq_len,
+    set_: NCASets = None,
     json_out: JsonFlag = False,
 ) -> None:
     """Write a band-filtered NCA corpus: memory-mappable shards plus a manifest."""
@@ -122,8 +126,7 @@ def generate(
     if (domain is None) == (band is None):
         raise NcalabError("give exactly one of --domain or --band")
     the_band = domain_band(domain) if domain else parse_band(band)
-    cfg = nca_config(height, width, alphabet, patch, temperature, identity_bias, burn_in, dt, channel_wrap, seq_len)
-    cfg = cfg.replace(sims_per_rule=sims_per_rule)
+    cfg = nca_config(ctx, set_)  # the NCA flags and --sims-per-rule, read from ctx
     if json_out:
         res = write_corpus(out, cfg, the_band, tokens, seed, val_sequences=val_sequences, force=force, domain=domain)
         emit_json(res.to_dict())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -11,21 +10,11 @@ from rich.table import Table
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ncalab.cli.common import (
-    Executor, GpusPerNode, JsonFlag, Nodes, NProc, Partition, SlurmArg, TimeLimit, emit_json, err_console, out_console,
-    scale_settings,
+    ConfigFile, Corpus, Detach, Device, Executor, GpusPerNode, Home, JsonFlag, MaxJobs, Name, Nodes, NProc, Partition,
+    Preset, Scale, Sets, SlurmArg, TimeLimit, Track, emit_json, err_console, out_console, scale_settings, track_setting,
 )
 from ncalab.errors import NcalabError
-from ncalab.experiment.reporting import SilentReporter, scored_text
-
-Track = Annotated[list[str] | None, typer.Option(
-    "--track", help="Mirror metrics, config and summary to tensorboard, mlflow or wandb (repeatable, or a,b); "
-    "the run store stays the record.")]
-
-
-def track_setting(track: list[str] | None) -> list[str]:
-    """--track values as a --set of runtime.track (validated with the rest of the config)."""
-    names = [n.strip() for t in track or [] for n in t.split(",") if n.strip()]
-    return [f"runtime.track={','.join(names)}"] if names else []
+from ncalab.experiment.reporting import SilentReporter, progress_text
 
 
 def stage_labels(source: str) -> dict[str, str]:
@@ -45,17 +34,8 @@ class RichReporter:
         self.tasks[name] = self.bars.add_task(self.labels.get(name, name), total=total, info="",
                                               unit="tok" if unit == "tokens" else unit)
 
-    def progress(self, name, done, metrics):
-        if "samples" in metrics:  # an evaluation
-            self.bars.update(self.tasks[name], completed=done, info=scored_text(metrics))
-            return
-        bits = [f"loss {metrics['train_loss']:.3f}"]
-        if "val_ppl" in metrics and name != "stage1":
-            bits.append(f"val ppl {metrics['val_ppl']:.2f}")
-        elif "val_loss" in metrics:
-            bits.append(f"val loss {metrics['val_loss']:.3f}")
-        bits.append(f"{metrics.get('tokens_per_s', 0):,.0f} tok/s")
-        self.bars.update(self.tasks[name], completed=done, info="  ".join(bits))
+    def progress(self, event):
+        self.bars.update(self.tasks[event.stage], completed=event.done, info=progress_text(event))
 
     def done(self, name, result):
         self.bars.update(self.tasks[name], completed=self.bars.tasks[self.tasks[name]].total)
@@ -132,23 +112,16 @@ def print_summary(s) -> None:
 
 
 def run(
-    preset: Annotated[str, typer.Option("--preset", help="Target domain code, math or web, or a saved rule family.")] = "code",
-    scale: Annotated[str, typer.Option("--scale", help="tiny (laptop), small (one GPU) or paper.")] = "tiny",
-    corpus: Annotated[str | None, typer.Option("--corpus", help="python-stdlib, a local path, or hf:NAME[:CONFIG].")] = None,
+    preset: Preset = "code", scale: Scale = "tiny", corpus: Corpus = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of the whole experiment.")] = None,
     tokenizer: Annotated[str | None, typer.Option("--tokenizer", help="A transformers tokenizer (e.g. gpt2) instead of a BPE trained on the corpus.")] = None,
     reinit: Annotated[str | None, typer.Option("--reinit", help="Also re-initialise at transfer: any of attn,mlp,norm.")] = None,
-    config: Annotated[Path | None, typer.Option("--config", help="A TOML or JSON file of settings (sections model, nca, stage1, transfer, stage2, data, runtime).")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Override one setting, e.g. --set stage1.lr=3e-4 (repeatable).")] = None,
-    device: Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = None,
-    name: Annotated[str | None, typer.Option("--name", help="A name for the experiment.")] = None,
-    home: Annotated[Path | None, typer.Option("--home", envvar="NCALAB_HOME", help="Run store folder (default ./runs).")] = None,
+    config: ConfigFile = None, set_: Sets() = None, device: Device = None, name: Name("experiment") = None,
+    home: Home = None,
     print_config: Annotated[bool, typer.Option("--print-config", help="Print the resolved config and exit.")] = False,
-    detach: Annotated[bool, typer.Option("--detach", "-d", help="Queue it as a background job and return at once.")] = False,
-    max_jobs: Annotated[int | None, typer.Option("--max-jobs", help="Background jobs at once (stored; default 1 per GPU, 1 on CPU).")] = None,
-    track: Track = None,
+    detach: Detach() = False, max_jobs: MaxJobs = None, track: Track = None,
     nproc: NProc = None, executor: Executor = None, nodes: Nodes = None, gpus_per_node: GpusPerNode = None,
-    partition: Partition = None, time: TimeLimit = None, slurm_arg: SlurmArg = None,
+    partition: Partition = None, time_limit: TimeLimit = None, slurm_arg: SlurmArg = None,
     plan: Annotated[bool, typer.Option("--plan", help="Print what each stage costs (parameters, FLOPs, memory per GPU, time) and whether it fits; run nothing.")] = False,
     gpu: Annotated[str, typer.Option("--gpu", help="The GPU a --plan is for: h100, h200, a100, a100-40gb, l40s, a10, rtx4090, v100 or cpu.")] = "h100",
     mfu: Annotated[float, typer.Option("--mfu", help="The model FLOPs utilisation a --plan assumes.")] = 0.4,
@@ -157,8 +130,8 @@ def run(
     """Run one experiment: NCA pre-pre-training, transfer, language pre-training and the scratch baseline."""
     from ncalab.services.config import resolve_config
 
-    sets = (set_ or []) + track_setting(track) + scale_settings(nproc, executor, nodes, gpus_per_node, partition, time,
-                                                                 slurm_arg)
+    sets = (set_ or []) + track_setting(track) + scale_settings(nproc, executor, nodes, gpus_per_node, partition,
+                                                                time_limit, slurm_arg)
     cfg = resolve_config(preset, scale, config, sets, corpus=corpus, seed=seed, tokenizer=tokenizer,
                          reinit=reinit, device=device, home=home)
     if print_config:
@@ -182,8 +155,7 @@ def run(
         if max_jobs is not None:
             queue.set_max_jobs(store, max_jobs)
         exp = submit(cfg, store, name)
-        started = queue.schedule(store)
-        state = "running" if exp.id in started else "queued"
+        state = queue.start(store, exp.id)
         if json_out:
             emit_json({"experiment_id": exp.id, "status": state, "log": str(queue.log_path(store, exp.id))})
         else:

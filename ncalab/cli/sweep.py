@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich import box
 from rich.table import Table
 
-from ncalab.cli.browse import Home, _store
+from ncalab.cli.browse import _store
 from ncalab.cli.common import (
-    Executor, GpusPerNode, JsonFlag, Nodes, NProc, Partition, SlurmArg, TimeLimit, emit_json, err_console, out_console,
-    scale_settings,
+    ConfigFile, Corpus, Detach, Device, Executor, GpusPerNode, Home, JsonFlag, MaxJobs, Name, Nodes, NProc, Partition,
+    Preset, Scale, Sets, SlurmArg, TimeLimit, Track, emit_json, err_console, out_console, scale_settings, track_setting,
 )
-from ncalab.cli.run import Track, track_setting
 from ncalab.display.tables import SWEEP_LEGEND, status_cell, sweep_table
 from ncalab.errors import NcalabError
 
@@ -34,22 +32,16 @@ def _seed_list(n: int, start: int) -> list[int]:
 @app.callback(invoke_without_command=True)
 def sweep(
     ctx: typer.Context,
-    preset: Annotated[str, typer.Option("--preset", help="Target domain code, math or web, or a saved rule family.")] = "code",
-    scale: Annotated[str, typer.Option("--scale", help="tiny (laptop), small (one GPU) or paper.")] = "tiny",
+    preset: Preset = "code", scale: Scale = "tiny",
     grid: Grid = None,
     zipped: Annotated[bool, typer.Option("--zip", help="Pair the grids' values position by position instead of "
                                          "taking their product (e.g. width with head count).")] = False,
     seeds: Annotated[int, typer.Option("--seeds", help="Seeds per setting.")] = 1,
     seed_start: Annotated[int, typer.Option("--seed-start", help="First seed (fresh seeds for a confirmation sweep).")] = 0,
-    corpus: Annotated[str | None, typer.Option("--corpus", help="python-stdlib, a local path, or hf:NAME[:CONFIG].")] = None,
-    config: Annotated[Path | None, typer.Option("--config", help="A TOML or JSON file of base settings.")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="A base setting every member shares (repeatable).")] = None,
-    device: Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = None,
-    name: Annotated[str | None, typer.Option("--name", help="A name for the sweep.")] = None,
-    home: Home = None,
-    detach: Annotated[bool, typer.Option("--detach", "-d", help="Queue the members and return at once.")] = False,
-    max_jobs: Annotated[int | None, typer.Option("--max-jobs", help="Background jobs at once (stored).")] = None,
-    track: Track = None,
+    corpus: Corpus = None, config: ConfigFile = None,
+    set_: Sets("A base setting every member shares (repeatable).") = None,
+    device: Device = None, name: Name("sweep") = None, home: Home = None,
+    detach: Detach("Queue the members and return at once.") = False, max_jobs: MaxJobs = None, track: Track = None,
     nproc: NProc = None, executor: Executor = None, nodes: Nodes = None, gpus_per_node: GpusPerNode = None,
     partition: Partition = None, time_limit: TimeLimit = None, slurm_arg: SlurmArg = None,
     json_out: JsonFlag = False,

@@ -24,6 +24,8 @@ import torch
 
 from ncalab.errors import NcalabError
 from ncalab.evals import passk
+from ncalab.experiment.reporting import EvaluationProgress
+from ncalab.experiment.stages import MEASUREMENT, TRAINING
 
 ARMS = ("nca", "scratch")  # the language models every task evaluates
 
@@ -47,6 +49,7 @@ class Task(Protocol):
     def check_ready(self, cfg) -> None: ...
     def items(self, cfg, end: str = "<|endoftext|>") -> list[Item]: ...  # end: the tokenizer's end-of-text text
     def examples(self, cfg) -> list[tuple[str, str]]: ...
+    def notes(self, cfg) -> list[str]: ...  # what the user should know about the items chosen
     def score(self, per_item: dict[str, float], items: list, k: int = 1, cfg=None) -> float:
         """The task's figure from its items' pass@k (`per_item`) and stored rows (`items`)."""
     def difference(self, nca: dict[str, float], scratch: dict[str, float], items: list, k: int = 1,
@@ -58,6 +61,9 @@ class Task(Protocol):
 class MeanOverItems:
     """A task whose score is the mean of its items' pass@k: the difference between arms is
     the mean paired difference, with a normal interval over items."""
+
+    def notes(self, cfg) -> list[str]:
+        return []
 
     def score(self, per_item, items, k: int = 1, cfg=None) -> float:
         return float(np.mean(list(per_item.values())))
@@ -331,7 +337,7 @@ class FineTune:
     """A task's fine-tuning of one arm (GSM8K: worked solutions; BBL: the train split), with
     the loss on answer tokens only, several examples packed per sequence."""
 
-    keeps_model = True
+    keeps_model, runs_as = True, TRAINING
 
     def __init__(self, task: Task, arm: str):
         self.task, self.arm = task, arm
@@ -394,6 +400,8 @@ class Evaluate:
     mode (eval.bbl.mode = logprob) an item's one answer is the choice the model scores highest;
     an item without choices is stored with no answer (0 samples)."""
 
+    runs_as = MEASUREMENT
+
     def __init__(self, task: Task, arm: str):
         self.task, self.arm = task, arm
         self.kind = f"{task.name}-{arm}"
@@ -417,7 +425,7 @@ class Evaluate:
         model = checkpoint.load_model(folder, ctx.placement.device)
         tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
         items = self.task.items(cfg, end=tok.eos_token or "<|endoftext|>")
-        for note in self.task.notes(cfg) if hasattr(self.task, "notes") else []:
+        for note in self.task.notes(cfg):
             ctx.reporter.note(f"{self.kind}: {note}")
         logprob = getattr(sec, "mode", "sample") == "logprob"
         scored = store.eval_items(run.id)  # a resumed evaluation skips these, and counts them
@@ -442,7 +450,7 @@ class Evaluate:
             store.add_eval_item(run.id, item.item_id, item.subtask, len(texts), sum(right), item.choices,
                                 {"correct": right, **extra})
             n_samples, n_correct = n_samples + len(texts), n_correct + sum(right)
-            ctx.reporter.progress(self.kind, len(done) + i + 1, {"correct": n_correct, "samples": n_samples})
+            ctx.reporter.progress(EvaluationProgress(self.kind, len(done) + i + 1, n_samples, n_correct))
         log_pass_at_k(store, run, self.task, items_of(store, run), ks(cfg, self.task), cfg)
 
 
@@ -554,6 +562,8 @@ def stages_for(cfg) -> list:
 class LmEval:
     """lm-evaluation-harness tasks (the `lm-eval[hf]` extra) on one arm's checkpoint, through its
     Python API; every numeric metric is stored as `lm_eval:<task>:<metric>`."""
+
+    runs_as = MEASUREMENT
 
     def __init__(self, arm: str):
         self.arm, self.kind, self.name = arm, f"lm_eval-{arm}", f"lm-eval of {arm}"

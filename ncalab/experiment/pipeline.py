@@ -20,13 +20,16 @@ from typing import Any
 from ncalab.config import ExperimentConfig
 from ncalab.errors import NcalabError
 from ncalab.experiment import cards, tracking
-from ncalab.experiment.reporting import Reporter, SilentReporter
-from ncalab.experiment.stages import IN_CONTEXT_METRICS, PIPELINE, Plan, TrainingStage
+from ncalab.experiment.language import LanguageData
+from ncalab.experiment.lazy import Lazy
+from ncalab.experiment.reporting import Reporter, SilentReporter, TrainingProgress
+from ncalab.experiment.stages import IN_CONTEXT_METRICS, MEASUREMENT, PIPELINE, STEP, TRAINING, Plan, TrainingStage
 from ncalab.experiment.summary import ExperimentSummary, StageCompute, compare, in_context_means
+from ncalab.store import FollowerStore
 from ncalab.train import checkpoint
 from ncalab.train import device as devices
 from ncalab.train.distributed import World, device_of
-from ncalab.train.loop import Trainer
+from ncalab.train.loop import Trainer, TrainerOptions
 
 
 class Stopped(Exception):
@@ -47,16 +50,16 @@ class Context:
     cache: Path
     world: World = field(default_factory=World)  # the processes training together (a world of one by default)
     tracking: tracking.Mirror = field(default_factory=lambda: tracking.Mirror([], None, lambda text: None))
-    _values: dict[str, Any] = field(default_factory=dict)
-    _providers: dict[str, Callable[[Context], Any]] = field(default_factory=dict)
+    # What the stages hand on, made when first read:
+    language: Lazy[LanguageData] = field(default_factory=lambda: Lazy("the language data"))
+    windows: Lazy[list] = field(default_factory=lambda: Lazy("the stage-2 held-out windows"))
+    stage1_model: Lazy[Any] = field(default_factory=lambda: Lazy("the stage-1 model"))
+    warm_start: Lazy[tuple[Any, list[str]]] = field(default_factory=lambda: Lazy("the warm start"))
 
     def log(self, run, points: list[dict]) -> None:
         """Store a run's metric points, then mirror them to the trackers (which never blocks)."""
         self.store.log_metrics(run.id, points)
         self.tracking.points(run.kind, points)
-
-    def put(self, name: str, value: Any) -> None:
-        self._values[name] = value
 
     def main_first(self, make: Callable[[], Any]) -> Any:
         """Run `make` on the main process first (it fills caches: tokenizers, token arrays),
@@ -67,36 +70,6 @@ class Context:
         if self.world.main:
             self.world.barrier()
         return value
-
-    def provide(self, name: str, make: Callable[[Context], Any]) -> None:
-        """Register how to make a value; it is made when a stage first asks for it."""
-        self._values.pop(name, None)
-        self._providers[name] = make
-
-    def get(self, name: str) -> Any:
-        if name not in self._values:
-            if name not in self._providers:
-                raise RuntimeError(f"no stage provides {name!r} before it is needed")  # a pipeline bug
-            self._values[name] = self._providers.pop(name)(self)
-        return self._values[name]
-
-
-class _Follower:
-    """The store as a process other than the main one sees it: it reads, and its writes are
-    the main process's job (so they are skipped here)."""
-
-    WRITES = frozenset({"log_metrics", "heartbeat", "start_run", "finish_run", "finish_experiment", "set_summary",
-                        "adopt_run", "claim_run", "delete_metrics_after", "delete_metrics_named", "set_run_total",
-                        "add_eval_item", "set_meta", "requeue_experiment", "touch_experiment", "set_config",
-                        "reset_run", "delete_eval_items"})
-
-    def __init__(self, store):
-        self._store = store
-
-    def __getattr__(self, name: str):
-        if name in self.WRITES:
-            return lambda *args, **kwargs: None
-        return getattr(self._store, name)
 
 
 def cache_dir(store) -> Path:
@@ -118,7 +91,7 @@ def run(cfg: ExperimentConfig, store, exp_id: str, reporter: Reporter | None = N
     devices.tune_glibc_malloc()
     devices.set_threads(cfg.runtime.threads)
     if not world.main:
-        store = _Follower(store)
+        store = FollowerStore(store)
     ctx = Context(cfg, store, exp_id, {r.kind: r for r in store.runs_of(exp_id)}, placement,
                   reporter or SilentReporter(), should_stop or (lambda: False), cache_dir(store), world)
     if world.main:
@@ -127,12 +100,7 @@ def run(cfg: ExperimentConfig, store, exp_id: str, reporter: Reporter | None = N
     stage, outcome = None, "failed"
     try:
         for stage in stages(cfg):
-            if hasattr(stage, "measure"):
-                _measure(ctx, stage)
-            elif hasattr(stage, "plan"):
-                _train(ctx, stage)
-            else:
-                stage.run(ctx)
+            RUNNERS[stage.runs_as](ctx, stage)
         stage = None
         summary = summarise(store, exp_id, placement.label, cfg)
         store.set_summary(exp_id, summary.to_dict())
@@ -264,7 +232,7 @@ def _trainer(ctx: Context, kind: str, run, plan: Plan) -> Trainer:
         if now - last_beat[0] > 5:
             store.heartbeat(run.id, step=0, tokens=tokens)
             last_beat[0] = now
-        ctx.reporter.progress(kind, tokens, m)
+        ctx.reporter.progress(TrainingProgress.of(kind, tokens, m))
 
     ckpt = store.run_dir(run) / "checkpoints"
     batches = plan.batches
@@ -272,10 +240,11 @@ def _trainer(ctx: Context, kind: str, run, plan: Plan) -> Trainer:
         from ncalab.train.batches import Prefetcher
 
         batches = Prefetcher(batches)
-    trainer = Trainer(plan.model, plan.spec, ctx.placement, batches, plan.validation,
-                      lambda pts: ctx.log(run, pts), progress, ckpt, ctx.cfg.runtime.compile, ctx.should_stop,
-                      world=ctx.world, parallel=ctx.cfg.runtime.parallel,
-                      micro_batch_size=plan.micro_batch_size, checkpoint_every_s=ctx.cfg.runtime.checkpoint_minutes * 60)
+    rt = ctx.cfg.runtime
+    trainer = Trainer(plan.model, plan.spec, ctx.placement, batches, plan.validation, TrainerOptions(
+        on_metrics=lambda pts: ctx.log(run, pts), on_progress=progress, checkpoint_dir=ckpt,
+        checkpoint_every_s=rt.checkpoint_minutes * 60, should_stop=ctx.should_stop, compile=rt.compile,
+        world=ctx.world, parallel=rt.parallel, micro_batch_size=plan.micro_batch_size))
     found = checkpoint.find(ckpt / "last")  # where an interrupted save may have left it, too
     if found is not None:
         trainer.restore(found)
@@ -331,6 +300,19 @@ def _claim_here(ctx: Context, run, stage: TrainingStage):
             store.start_run(run.id, os.getpid(), socket.gethostname(), ctx.placement.label)  # its model is gone
             return None
         return got
+
+
+def _step(ctx: Context, stage) -> None:
+    stage.run(ctx)
+
+
+# How each kind of stage is run (stages.STEP, TRAINING, MEASUREMENT).
+RUNNERS: dict[str, Callable[[Context, Any], None]] = {STEP: _step, TRAINING: _train, MEASUREMENT: _measure}
+
+
+def run_stages(cfg: ExperimentConfig) -> list:
+    """The stages of this config that own a run in the store (trainings and measurements)."""
+    return [s for s in stages(cfg) if s.runs_as != STEP]
 
 
 def _link_tree(src: Path, dst: Path) -> None:

@@ -37,7 +37,14 @@ class Plan:
     micro_batch_size: int = 0  # sequences per forward pass in each process (0: its whole share)
 
 
+# How the runner runs a stage (ncalab.experiment.pipeline.RUNNERS): a step computes something
+# for later stages; a training stage fills its run with a trained model; a measurement fills
+# its run with scores. Training stages and measurements each own a run of the store.
+STEP, TRAINING, MEASUREMENT = "step", "training", "measurement"
+
+
 class TrainingStage(Protocol):
+    runs_as: str  # TRAINING
     kind: str  # its run in the store
     keeps_model: bool  # its saved model is needed by later stages (a reused twin must have one)
 
@@ -49,6 +56,7 @@ class TrainingStage(Protocol):
 
 
 class Step(Protocol):
+    runs_as: str  # STEP
     name: str
 
     def run(self, ctx) -> None: ...
@@ -58,7 +66,7 @@ class LanguageData:
     """The experiment's corpus, tokenizer, token arrays and held-out windows (prepared first,
     so a corpus problem stops the experiment before any training)."""
 
-    name = "language data"
+    name, runs_as = "language data", STEP
 
     def run(self, ctx) -> None:
         from ncalab.data.lm_data import val_batches
@@ -69,15 +77,15 @@ class LanguageData:
             cfg.data.corpus, cfg.data.tokenizer, cfg.data.vocab_size, cfg.data.val_fraction, ctx.cache,
             train_tokens=int(s2.tokens * 1.05) + s2.seq_len * 64, val_tokens=s2.eval_tokens + s2.seq_len + 1,
             note=ctx.reporter.note))
-        ctx.put("language", lang)
+        ctx.language.set(lang)
         # cut into stage-2 windows when stage 2 first needs them (a bad stage-2 setting fails that run)
-        ctx.provide("windows", lambda ctx: val_batches(lang.val, s2.seq_len, s2.batch_size, s2.eval_tokens))
+        ctx.windows.make_with(lambda: val_batches(lang.val, s2.seq_len, s2.batch_size, s2.eval_tokens))
 
 
 class PrePreTraining:
     """Stage 1: the model learns the source's sequences (NCA, or one of the controls)."""
 
-    kind, keeps_model = "stage1", True
+    kind, keeps_model, runs_as = "stage1", True, TRAINING
 
     def total_tokens(self, cfg) -> int:
         return stage1_tokens(cfg)
@@ -101,17 +109,17 @@ class PrePreTraining:
         if ctx.world.distributed:  # the trainer's model is wrapped or sharded: read the saved one
             self.completed(ctx, ctx.store.run_dir(ctx.runs[self.kind]) / "model")
         else:
-            ctx.put("stage1_model", model.cpu())
+            ctx.stage1_model.set(model.cpu())
 
     def completed(self, ctx, folder: Path) -> None:
-        ctx.provide("stage1_model", lambda ctx: checkpoint.load_model(folder))
+        ctx.stage1_model.make_with(lambda: checkpoint.load_model(folder))
 
 
 class InContext:
     """The stage-1 model's in-context evaluation (NCA frame accuracy, Dyck validity), stored
     as metrics of the stage-1 run; skipped when that run has them (e.g. taken from a twin)."""
 
-    name = "in-context evaluation"
+    name, runs_as = "in-context evaluation", STEP
 
     def run(self, ctx) -> None:
         cfg, store = ctx.cfg, ctx.store
@@ -120,7 +128,7 @@ class InContext:
                 or any(n.startswith(IN_CONTEXT_METRICS) for n in store.latest_metrics(run.id))):
             return
         ctx.reporter.note(f"in-context evaluation of the stage-1 model on {cfg.stage1.icl_sequences} held-out sequences")
-        log_in_context(store, run, ctx.get("stage1_model"), cfg, ctx.placement, log=ctx.log)
+        log_in_context(store, run, ctx.stage1_model.get(), cfg, ctx.placement, log=ctx.log)
 
 
 def log_in_context(store, run, model, cfg, placement, log=None) -> list[dict]:
@@ -142,17 +150,17 @@ class Transfer:
     """The warm start (spec section 6): the stage-1 blocks in a model with a fresh embedding and
     head for the language vocabulary; built when the warm-started run first needs it."""
 
-    name = "transfer"
+    name, runs_as = "transfer", STEP
 
     def run(self, ctx) -> None:
-        ctx.provide("warm_start", self._build)
+        ctx.warm_start.make_with(lambda: self._build(ctx))
 
     @staticmethod
     def _build(ctx):
         from ncalab.train.transfer import transfer
 
         cfg, t = ctx.cfg, ctx.cfg.transfer
-        model, kept = transfer(ctx.get("stage1_model"), cfg.model, ctx.get("language").vocab_size, cfg.stage2.seq_len,
+        model, kept = transfer(ctx.stage1_model.get(), cfg.model, ctx.language.get().vocab_size, cfg.stage2.seq_len,
                                cfg.seed + 1, set(t.reinit), t.control, t.shrink, t.perturb, cfg.keeps_embeddings)
         kept_note = "kept the text source's embeddings and head" if cfg.keeps_embeddings else "re-initialised embeddings, head"
         ctx.reporter.note(f"transferred {len(kept)} tensors; {kept_note}"
@@ -165,7 +173,7 @@ class LanguageTraining:
     """Stage 2 of one arm: the warm-started model or the scratch baseline, on the same data,
     order, budget, schedule and seed; the fresh weights of both come from the same seed."""
 
-    keeps_model = False
+    keeps_model, runs_as = False, TRAINING
 
     def __init__(self, kind: str, warm: bool):
         self.kind, self.warm = kind, warm
@@ -177,9 +185,9 @@ class LanguageTraining:
         from ncalab.data.lm_data import TokenBatches
         from ncalab.train.batches import LanguageBatches, language_validation
 
-        cfg, s2, lang = ctx.cfg, ctx.cfg.stage2, ctx.get("language")
+        cfg, s2, lang = ctx.cfg, ctx.cfg.stage2, ctx.language.get()
         if self.warm:
-            model, kept = ctx.get("warm_start")
+            model, kept = ctx.warm_start.get()
         else:
             model, kept = build_model(cfg.model, lang.vocab_size, s2.seq_len, seed=cfg.seed + 1), []
         batches = LanguageBatches(TokenBatches(lang.train, s2.seq_len, s2.batch_size, seed=cfg.seed), ctx.world.rank,
@@ -188,7 +196,7 @@ class LanguageTraining:
         if kept:
             spec = dataclasses.replace(spec, transferred=frozenset(kept), transferred_lr_scale=cfg.transfer.lr_scale,
                                        freeze_steps=int(cfg.transfer.freeze * spec.steps))
-        return Plan(model, spec, batches, language_validation(ctx.get("windows")),
+        return Plan(model, spec, batches, language_validation(ctx.windows.get()),
                     model_compute(cfg.model, lang.vocab_size, s2.seq_len),
                     micro_batch_for(ctx, "stage2", lang.vocab_size, s2.seq_len))
 
@@ -196,7 +204,7 @@ class LanguageTraining:
         from ncalab.experiment.cards import save_card
 
         checkpoint.save(folder, model)
-        ctx.get("language").tokenizer.save_pretrained(folder)
+        ctx.language.get().tokenizer.save_pretrained(folder)
         save_card(ctx, self.kind, folder)  # README.md: what push_to_hub publishes
 
     def trained(self, ctx, model) -> None:

@@ -42,8 +42,7 @@ def resume(store, exp_id: str) -> str:
     check_checkpoints(store, exp_id)
     store.requeue_experiment(exp_id)
     store.set_meta(f"slurm:{exp_id}", "")  # a cluster experiment is submitted again
-    started = queue.schedule(store)
-    return "running" if exp_id in started else "queued"
+    return queue.start(store, exp_id)
 
 
 def check_checkpoints(store, exp_id: str) -> None:

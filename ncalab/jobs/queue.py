@@ -179,6 +179,12 @@ def schedule(store) -> list[str]:
     return started
 
 
+def start(store, exp_id: str) -> str:
+    """Start what the queue's free slots allow; "running" if this experiment's job started
+    now, else "queued" (it starts when a slot frees)."""
+    return "running" if exp_id in schedule(store) else "queued"
+
+
 def _executor(exp) -> str:
     try:
         return exp.config["runtime"].get("executor", "local")

@@ -22,7 +22,7 @@ from ncalab.experiment.summary import ExperimentSummary
 from ncalab.jobs.allocation import ThreadGovernor
 from ncalab.train import device as devices
 
-__all__ = ["Reporter", "SilentReporter", "check", "config_of", "execute", "run_experiment", "submit"]
+__all__ = ["Reporter", "SilentReporter", "check", "config_of", "execute", "run_experiment", "run_here", "submit"]
 
 
 def submit(cfg: ExperimentConfig, store, name: str | None = None, sweep_id: str | None = None):
@@ -30,7 +30,7 @@ def submit(cfg: ExperimentConfig, store, name: str | None = None, sweep_id: str 
     Nothing is stored when anything about it cannot work."""
     placement = check(cfg)
     keys = run_keys(cfg, placement)
-    runs = [s for s in pipeline.stages(cfg) if hasattr(s, "kind")]
+    runs = pipeline.run_stages(cfg)
     totals = {s.kind: s.total_tokens(cfg) for s in runs}
     exp = store.create_experiment(cfg.preset, cfg.scale, cfg.seed, cfg.to_dict(), name=name, sweep_id=sweep_id)
     for s in runs:
@@ -81,20 +81,25 @@ def check_evaluations(cfg: ExperimentConfig) -> None:
 def run_experiment(cfg: ExperimentConfig, store, reporter: Reporter | None = None,
                    name: str | None = None) -> ExperimentSummary:
     """Run an experiment in this process (foreground); returns its summary."""
-    exp = submit(cfg, store, name)
-    if not store.claim_experiment(exp.id, os.getpid(), socket.gethostname()):
-        raise NcalabError(f"experiment {exp.id} was taken by another process")
+    return run_here(cfg, store, submit(cfg, store, name).id, reporter)
+
+
+def run_here(cfg: ExperimentConfig, store, exp_id: str, reporter: Reporter | None = None) -> ExperimentSummary:
+    """Claim a stored experiment and run it in this process, sharing the cores with the
+    detached jobs beside it; a stop is an error that says how to continue."""
+    if not store.claim_experiment(exp_id, os.getpid(), socket.gethostname()):
+        raise NcalabError(f"experiment {exp_id} was taken by another process")
     stop = threading.Event()
-    if not cfg.runtime.threads:  # share the cores with the detached jobs running beside it
+    if not cfg.runtime.threads:
         governor = ThreadGovernor(store.home)
         governor.adjust(store)
         governor.follow(stop)
     try:
-        summary = pipeline.run(cfg, store, exp.id, reporter)
+        summary = pipeline.run(cfg, store, exp_id, reporter)
     finally:
         stop.set()
     if summary is None:
-        raise NcalabError(f"experiment {exp.id} was stopped; `ncalab runs resume {exp.id}` continues it")
+        raise NcalabError(f"experiment {exp_id} was stopped; `ncalab runs resume {exp_id}` continues it")
     return summary
 
 

@@ -1,5 +1,7 @@
 """The run store: experiments, runs and their metrics in one SQLite database under a home folder."""
 
+from ncalab.store.follower import FollowerStore
+from ncalab.store.interfaces import StoreReader, StoreWriter
 from ncalab.store.schema import STATUSES, EvalItem, Experiment, LatestMetric, MetricPoint, Run, StoreMeta, Sweep
 from ncalab.store.store import SCHEMA_VERSION, RunStore, default_home
 
@@ -8,11 +10,14 @@ __all__ = [
     "STATUSES",
     "EvalItem",
     "Experiment",
+    "FollowerStore",
     "LatestMetric",
     "MetricPoint",
     "Run",
     "RunStore",
     "StoreMeta",
+    "StoreReader",
+    "StoreWriter",
     "Sweep",
     "default_home",
 ]

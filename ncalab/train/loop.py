@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -93,30 +93,47 @@ def make_optimizer(model, spec: StageSpec, placement: Placement):
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
 
 
+@dataclass
+class TrainerOptions:
+    """How a stage runs around its loop: where metrics and progress go, checkpoints, stopping,
+    compilation and how the work is split over processes."""
+
+    on_metrics: Callable[[list[dict]], None] = lambda points: None
+    on_progress: Callable[[int, dict], None] = lambda tokens, metrics: None
+    checkpoint_dir: Path | None = None
+    checkpoint_every_s: float = 0.0  # also checkpoint this often (a cluster may end the job); 0: at evaluations only
+    should_stop: Callable[[], bool] = lambda: False
+    compile: bool = False
+    world: World = field(default_factory=World)
+    parallel: str = "ddp"  # ddp | fsdp across the world's processes
+    micro_batch_size: int = 0  # sequences per forward pass; 0 = the process's whole share
+
+    def __post_init__(self) -> None:  # None for a callback means: nothing to call
+        self.on_metrics = self.on_metrics or (lambda points: None)
+        self.on_progress = self.on_progress or (lambda tokens, metrics: None)
+        self.should_stop = self.should_stop or (lambda: False)
+
+
 class Trainer:
     """Runs one stage. ``batches`` has next() -> (inputs, targets) and state_dict()."""
 
     def __init__(self, model, spec: StageSpec, placement: Placement, batches, val_batches,
-                 on_metrics: Callable[[list[dict]], None] | None = None,
-                 on_progress: Callable[[int, dict], None] | None = None,
-                 checkpoint_dir: Path | None = None, compile: bool = False,
-                 should_stop: Callable[[], bool] | None = None, world: World | None = None,
-                 parallel: str = "ddp", micro_batch_size: int = 0, checkpoint_every_s: float = 0.0):
+                 options: TrainerOptions | None = None):
+        opts = options or TrainerOptions()
         self.spec, self.placement = spec, placement
-        self.world = world or World()
+        self.world = opts.world
         self.model = model.to(placement.device)
         self.model.train()
         # the model as the loop runs it: itself, or wrapped for DDP / FSDP2 across processes
-        self.parallel = Parallel(self.model, self.world, parallel, placement.amp_dtype)
-        self.forward_model = torch.compile(self.parallel.module) if compile else self.parallel.module
-        self.micro_batch_size = micro_batch_size  # sequences per forward pass; 0 = the process's whole share
+        self.parallel = Parallel(self.model, self.world, opts.parallel, placement.amp_dtype)
+        self.forward_model = torch.compile(self.parallel.module) if opts.compile else self.parallel.module
+        self.micro_batch_size = opts.micro_batch_size
         self.data_seconds = 0.0  # time spent waiting for batches
-        self.checkpoint_every_s = checkpoint_every_s  # also checkpoint this often (a cluster may end the job)
+        self.checkpoint_every_s = opts.checkpoint_every_s
         self.batches, self.val_batches = batches, val_batches
-        self.on_metrics = on_metrics or (lambda pts: None)
-        self.on_progress = on_progress or (lambda tokens, m: None)
-        self.checkpoint_dir = checkpoint_dir
-        self.should_stop = should_stop or (lambda: False)
+        self.on_metrics, self.on_progress = opts.on_metrics, opts.on_progress
+        self.checkpoint_dir = opts.checkpoint_dir
+        self.should_stop = opts.should_stop
         self.optimizer, self.scheduler = make_optimizer(self.model, spec, placement)
         self.step = 0
         self.tokens = 0

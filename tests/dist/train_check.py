@@ -16,7 +16,7 @@ from ncalab.data.dyck import DyckConfig, dyck_sequences
 from ncalab.train import device as devices
 from ncalab.train.batches import IndexedBatches
 from ncalab.train.distributed import from_environment, shutdown
-from ncalab.train.loop import StageSpec, Trainer
+from ncalab.train.loop import StageSpec, Trainer, TrainerOptions
 from ncalab.train.model import build_model
 
 SEQ, BATCH, STEPS = 32, 8, 4
@@ -48,9 +48,9 @@ def main() -> None:
 
     steps = iter(range(1, 10**9))
     stop_at = args.stop_at
-    trainer = Trainer(model, spec, devices.choose("cpu", "fp32"), batches, [], record, None,
-                      None, world=world, parallel=args.parallel, micro_batch_size=args.micro,
-                      should_stop=(lambda: stop_at > 0 and next(steps) > stop_at))
+    trainer = Trainer(model, spec, devices.choose("cpu", "fp32"), batches, [], TrainerOptions(
+        on_metrics=record, world=world, parallel=args.parallel, micro_batch_size=args.micro,
+        should_stop=(lambda: stop_at > 0 and next(steps) > stop_at)))
     if args.expect_hybrid:
         mesh = next(trainer.model.parameters()).device_mesh
         assert mesh.mesh_dim_names == ("replicate", "shard"), mesh

@@ -17,8 +17,10 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Label, Sparkline, Static
+from textual.worker import get_current_worker
 
 from ncalab.errors import NcalabError
 from ncalab.tui.text import Pairs, share_line
@@ -32,6 +34,15 @@ LIVE_MARK_S = 5.0  # how often a playing view renews its mark (jobs.allocation f
 
 
 class ExploreScreen(Screen):
+    class RuleDrawn(Message):
+        """The rule a worker drew for draw request ``request``, ready to run (``error``: none was
+        drawn, and why)."""
+
+        def __init__(self, request: int, seed: int | None = None, score: float | None = None, cfg=None, batch=None,
+                     error: str | None = None) -> None:
+            super().__init__()
+            self.request, self.seed, self.score, self.cfg, self.batch, self.error = request, seed, score, cfg, batch, error
+
     AUTO_FOCUS = ""  # nothing focused: keys drive the simulation; click or tab into a field to edit it
     BINDINGS = [
         Binding("escape", "blur", "Leave field", show=False),
@@ -56,6 +67,7 @@ class ExploreScreen(Screen):
         self.cfg = None
         self.drawer = None
         self._drawing = threading.Lock()  # a draw still running when `n` is pressed again finishes first
+        self.draw_request = 0  # the rule wanted on screen: a draw for an older request is stale
         self.frames: deque[np.ndarray] = deque(maxlen=WINDOW)
         self.scores: deque[float] = deque(maxlen=120)
         self.step_count = 0
@@ -133,10 +145,11 @@ class ExploreScreen(Screen):
             self._say(f"[red]{e}[/]")
             return
         self._say("drawing a rule from the band ..." if self.in_band else "")
-        self.draw(cfg, self.in_band)
+        self.draw_request += 1
+        self.draw(cfg, self.in_band, self.draw_request)
 
     @work(thread=True, exclusive=True, group="explore-draw")
-    def draw(self, cfg, in_band: bool) -> None:
+    def draw(self, cfg, in_band: bool, request: int) -> None:
         from ncalab.services.explore import RuleDraw
 
         with self._drawing:
@@ -145,10 +158,21 @@ class ExploreScreen(Screen):
             try:
                 drawn = self.drawer.next(in_band)
             except NcalabError as e:
-                self.app.call_from_thread(self._drawn_nothing, str(e))
-                return
-            batch = self.start_batch(drawn.rule_seed, cfg)
-        self.app.call_from_thread(self._show_rule, drawn.rule_seed, drawn.score, cfg, batch)
+                message = self.RuleDrawn(request, error=str(e))
+            else:
+                batch = self.start_batch(drawn.rule_seed, cfg)
+                message = self.RuleDrawn(request, drawn.rule_seed, drawn.score, cfg, batch)
+        if not get_current_worker().is_cancelled:  # a newer draw replaced this one: it shows instead
+            self.post_message(message)
+
+    @on(RuleDrawn)
+    def rule_drawn(self, message: RuleDrawn) -> None:
+        if message.request != self.draw_request:
+            return  # drawn for an older request (`n` again, or a typed rule): stale
+        if message.error is not None:
+            self._drawn_nothing(message.error)
+        else:
+            self._show_rule(message.seed, message.score, message.cfg, message.batch)
 
     def _drawn_nothing(self, error: str) -> None:
         self._say(f"[red]{error} ({self.key_for('toggle_band')})[/]")
@@ -178,6 +202,7 @@ class ExploreScreen(Screen):
             return
         from ncalab.services.explore import rule_score
 
+        self.draw_request += 1  # a draw still under way would replace the typed rule: it is stale now
         self._show_rule(seed, rule_score(seed, cfg), cfg, self.start_batch(seed, cfg))
 
     def _show_rule(self, seed: int, score: float, cfg, batch) -> None:

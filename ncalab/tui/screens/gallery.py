@@ -8,8 +8,10 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, VerticalScroll
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, Select, Static
+from textual.worker import get_current_worker
 
 from ncalab.errors import NcalabError
 from ncalab.tui.text import histogram_text
@@ -21,6 +23,14 @@ SURVEY = 2000  # random rules behind the histogram
 
 
 class GalleryScreen(Screen):
+    class RulesDrawn(Message):
+        """The rules a worker drew for draw request ``request`` (the settings then chosen): the
+        running ``batch`` of the ``found`` ones in ``band`` (None: none), and every surveyed score."""
+
+        def __init__(self, request: int, batch, scores: np.ndarray, band, cfg, found: int) -> None:
+            super().__init__()
+            self.request, self.batch, self.scores, self.band, self.cfg, self.found = request, batch, scores, band, cfg, found
+
     AUTO_FOCUS = ""
     BINDINGS = [Binding("d", "draw", "Draw rules", id="families.draw"), Binding("space", "toggle_play", "Play/pause", id="families.play")]
 
@@ -29,6 +39,7 @@ class GalleryScreen(Screen):
         self.batch = None
         self.playing = True
         self.scores: np.ndarray | None = None
+        self.draw_request = 0  # the settings wanted on screen: rules drawn for an older request are stale
 
     def compose(self) -> ComposeResult:
         yield NavBar("families")
@@ -90,10 +101,11 @@ class GalleryScreen(Screen):
             msg.update(f"[red]{e}[/]")
             return
         msg.update("drawing rules ...")
-        self.draw(band, cfg)
+        self.draw_request += 1
+        self.draw(band, cfg, self.draw_request)
 
     @work(thread=True, exclusive=True, group="gallery-draw")
-    def draw(self, band, cfg) -> None:
+    def draw(self, band, cfg, request: int) -> None:
         from ncalab.nca.engine import RuleBatch
         from ncalab.services.explore import RuleDraw
 
@@ -107,7 +119,14 @@ class GalleryScreen(Screen):
         batch = RuleBatch(inside, inside, cfg) if inside else None
         if batch is not None:
             batch.frames(1)
-        self.app.call_from_thread(self._show, batch, np.asarray(rules.scores), band, cfg, len(inside))
+        if not get_current_worker().is_cancelled:  # a newer draw replaced this one: it shows instead
+            self.post_message(self.RulesDrawn(request, batch, np.asarray(rules.scores), band, cfg, len(inside)))
+
+    @on(RulesDrawn)
+    def rules_drawn(self, message: RulesDrawn) -> None:
+        if message.request != self.draw_request:
+            return  # drawn for settings changed since: stale
+        self._show(message.batch, message.scores, message.band, message.cfg, message.found)
 
     def _show(self, batch, scores, band, cfg, found: int) -> None:
         self.batch, self.scores = batch, scores

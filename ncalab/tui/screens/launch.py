@@ -7,8 +7,10 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, Select, Static
+from textual.worker import get_current_worker
 
 from ncalab.errors import NcalabError
 from ncalab.tui.text import Pairs
@@ -41,7 +43,19 @@ def _estimate(store, cfg) -> str:
 
 
 class LaunchScreen(Screen):
+    class InfoLoaded(Message):
+        """The info panel's text (budget and estimate, or what is wrong), worked out in a worker for
+        the form as it stood at edit ``request``."""
+
+        def __init__(self, request: int, text) -> None:
+            super().__init__()
+            self.request, self.text = request, text
+
     BINDINGS = [Binding("ctrl+s", "start", "Start in background", id="launch.start")]
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.info_request = 0  # the form's latest edit: a panel worked out for an older one is stale
 
     def compose(self) -> ComposeResult:
         yield NavBar("launch")
@@ -103,10 +117,11 @@ class LaunchScreen(Screen):
     @on(Select.Changed)
     @on(Input.Changed)
     def update_info(self) -> None:
-        self.show_info()
+        self.info_request += 1
+        self.show_info(self.info_request)
 
     @work(thread=True, exclusive=True, group="launch-info")
-    def show_info(self) -> None:
+    def show_info(self, request: int) -> None:
         try:
             cfg = self._config()
             est = _estimate(self.app.stores.reader(), cfg)
@@ -121,7 +136,13 @@ class LaunchScreen(Screen):
                     .add(est))
         except NcalabError as e:
             text = f"[red]{escape(str(e))}[/]"
-        self.app.call_from_thread(self.query_one("#launch-info", Static).update, text)
+        if not get_current_worker().is_cancelled:  # a newer edit replaced this one: its panel shows instead
+            self.post_message(self.InfoLoaded(request, text))
+
+    @on(InfoLoaded)
+    def info_loaded(self, message: InfoLoaded) -> None:
+        if message.request == self.info_request:  # else worked out for an older edit of the form: stale
+            self.query_one("#launch-info", Static).update(message.text)
 
     @on(Button.Pressed, "#start")
     def start_pressed(self) -> None:
@@ -139,10 +160,9 @@ class LaunchScreen(Screen):
             cfg = self._config()
             store = self.app.stores.writer()  # the first launch creates the store
             exp = submit(cfg, store)
-            started = queue.schedule(store)
+            state = queue.start(store, exp.id)
         except NcalabError as e:
             self.app.call_from_thread(self.notify, str(e), severity="error")
             return
-        state = "running" if exp.id in started else "queued"
         self.app.call_from_thread(self.notify, f"{exp.id} {state}")
         self.app.call_from_thread(self.app.switch_mode, "runs")

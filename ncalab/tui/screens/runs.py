@@ -8,8 +8,10 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
+from textual.worker import get_current_worker
 
 from ncalab.display.summary import compute_lines
 from ncalab.errors import NcalabError
@@ -94,6 +96,14 @@ def details_text(d: dict) -> Pairs:
 
 
 class RunsScreen(Screen):
+    class DetailsLoaded(Message):
+        """One experiment's details, curves and log tail, loaded in a worker for ``exp_id``
+        (``details`` None: ``curves`` says why they could not be read)."""
+
+        def __init__(self, exp_id: str, details: dict | None, curves: list[dict] | str) -> None:
+            super().__init__()
+            self.exp_id, self.details, self.curves = exp_id, details, curves
+
     AUTO_FOCUS = "#table"  # keys act on the table; / focuses the filter
     BINDINGS = [
         Binding("f5,ctrl+r", "refresh", "Refresh", id="runs.refresh", show=False),
@@ -166,8 +176,9 @@ class RunsScreen(Screen):
                   f"{r['preset']}/{r['scale']}", str(r["seed"]), _when(r["started_at"]), _took(r["duration_s"]))
                  for r in rows]
         sel = next((r for r in rows if r["id"] == self.selected), None)
-        if sel is not None and (sel["status"] in ("running", "queued") or sel["status"] != self._selected_status):
-            self.load_details(self.selected)  # live: progress, curves and log of a job in flight, and its ending
+        if sel is not None and (sel["status"] != self._selected_status  # a new status: its ending, say
+                                or sel["status"] in ("running", "queued") and not self._loading_details()):
+            self.load_details(self.selected)  # live: progress, curves and log of a job in flight
         self._selected_status = sel["status"] if sel else None
         if cells == self._shown:
             return  # nothing changed since the last refresh: keep the table (and the cursor) as is
@@ -176,6 +187,11 @@ class RunsScreen(Screen):
         table.set_rows(cells, ids.index(keep) if keep in ids else None)
         if not rows:
             self.query_one("#summary", Static).update(NO_STORE if not needle else "no experiment matches the filter")
+
+    def _loading_details(self) -> bool:
+        """Whether a details load is under way: a live reload leaves it be, as replacing it would
+        cancel it (loads slower than the refresh would never show)."""
+        return any(w.node is self and w.group == "runs-details" and w.is_running for w in self.workers)
 
     @on(RunTable.RowHighlighted)
     def row_highlighted(self, event: RunTable.RowHighlighted) -> None:
@@ -204,7 +220,14 @@ class RunsScreen(Screen):
             d["log_tail"] = list(follow_log(store, exp_id, follow=False))[-6:]
         except NcalabError as e:
             d, curves = None, str(e)
-        self.app.call_from_thread(self._show_details, d, curves)
+        if not get_current_worker().is_cancelled:  # a newer load replaced this one: it shows instead
+            self.post_message(self.DetailsLoaded(exp_id, d, curves))
+
+    @on(DetailsLoaded)
+    def details_loaded(self, message: DetailsLoaded) -> None:
+        if message.exp_id != self.selected:
+            return  # loaded for an experiment no longer selected: stale
+        self._show_details(message.details, message.curves)
 
     def _show_details(self, d, curves) -> None:
         if d is None:
@@ -277,7 +300,13 @@ class RunsScreen(Screen):
         except NcalabError as e:
             self.app.call_from_thread(self.notify, str(e), severity="error")
         self.action_refresh()
-        self.load_details(exp_id)
+        self.app.call_from_thread(self._details_again, exp_id)  # the tag shows in its details
+
+    def _details_again(self, exp_id: str) -> None:
+        """Reload the details of ``exp_id`` if it is still selected (else: the newer selection's
+        load is under way, and a load of ``exp_id`` would cancel it)."""
+        if exp_id == self.selected:
+            self.load_details(exp_id)
 
     def action_delete(self) -> None:
         if self.selected is None:

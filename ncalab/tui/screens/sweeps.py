@@ -9,8 +9,10 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Static
+from textual.worker import get_current_worker
 
 from ncalab.errors import NcalabError
 from ncalab.tui.widgets.nav_bar import NavBar
@@ -23,6 +25,14 @@ NO_SWEEPS = "no sweeps yet: `ncalab sweep --grid KEY=V1,V2 --seeds 2 --detach`"
 
 
 class SweepsScreen(Screen):
+    class SweepsLoaded(Message):
+        """The store's sweeps and one sweep's table (``table``; None: none to show), loaded in a
+        worker while ``selected`` was the selected sweep (None: none yet, the first one's table)."""
+
+        def __init__(self, selected: str | None, rows: list[dict], table: dict | None, error: str | None) -> None:
+            super().__init__()
+            self.selected, self.rows, self.table, self.error = selected, rows, table, error
+
     AUTO_FOCUS = "#sweep-list"
     BINDINGS = [
         Binding("f5,ctrl+r", "refresh", "Refresh", id="sweeps.refresh", show=False),
@@ -48,21 +58,35 @@ class SweepsScreen(Screen):
 
     def on_mount(self) -> None:
         self.action_refresh()
-        self.set_interval(3.0, self.action_refresh)
+        self.set_interval(3.0, self._refresh_live)
+
+    def _refresh_live(self) -> None:
+        """The timer's refresh, unless one is under way: replacing it would cancel it (refreshes
+        slower than the timer would never show)."""
+        if not any(w.node is self and w.group == "sweeps-refresh" and w.is_running for w in self.workers):
+            self.action_refresh()
 
     @work(thread=True, exclusive=True, group="sweeps-refresh")
     def action_refresh(self) -> None:
         from ncalab.services import sweeps
 
+        selected = self.selected
         try:
             store = self.app.stores.reader()  # shared and read-only; None: no store yet
             rows = [] if store is None else sweeps.list_sweeps(store)
-            sel = self.selected or (rows[0]["sweep_id"] if rows else None)
+            sel = selected or (rows[0]["sweep_id"] if rows else None)
             tab = sweeps.table(store, sel) if sel else None
             error = None
         except NcalabError as e:
             rows, tab, error = [], None, str(e)
-        self.app.call_from_thread(self._show, rows, tab, error)
+        if not get_current_worker().is_cancelled:  # a newer load replaced this one: it shows instead
+            self.post_message(self.SweepsLoaded(selected, rows, tab, error))
+
+    @on(SweepsLoaded)
+    def sweeps_loaded(self, message: SweepsLoaded) -> None:
+        if message.selected != self.selected:
+            return  # loaded for a sweep no longer selected: stale (the newer selection's load follows)
+        self._show(message.rows, message.table, message.error)
 
     def _show(self, rows: list[dict], tab: dict | None, error: str | None) -> None:
         detail = self.query_one("#sweep-table", Static)
