@@ -692,7 +692,7 @@ class Recorder(SilentReporter):
 
 
 def test_the_job_log_counts_an_evaluation_in_items_and_correct_samples(capsys):
-    from ncalab.cli.job import LogReporter
+    from ncalab.services.worker import LogReporter
     from ncalab.experiment.reporting import EvaluationProgress
 
     log = LogReporter(every_s=0)

@@ -174,7 +174,7 @@ def test_progress_reads_the_same_in_the_log_and_the_bars(capsys):
     from rich.console import Console
     from rich.progress import Progress
 
-    from ncalab.cli.job import LogReporter
+    from ncalab.services.worker import LogReporter
     from ncalab.cli.run import RichReporter
     from ncalab.experiment.reporting import EvaluationProgress, TrainingProgress, progress_text
 
