@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -72,6 +71,7 @@ def _resolve_targets(target: str, home) -> tuple[list[tuple[str, Path]], float |
     p = Path(target)
     if p.is_dir():
         return [(str(p), p)], None
+    from ncalab.services.experiments import config_of
     from ncalab.store import RunStore
 
     store = RunStore(home)
@@ -81,10 +81,10 @@ def _resolve_targets(target: str, home) -> tuple[list[tuple[str, Path]], float |
         out = [(f"{target}/{r.kind}", store.run_dir(r) / "model") for r in runs if (store.run_dir(r) / "model").exists()]
         if not out:
             raise NcalabError(f"experiment {target} has no finished language models")
-        return out, json.loads(exp.config_json)["data"]["val_fraction"]
+        return out, config_of(exp).data.val_fraction
     if target.startswith("r-"):
         r = store.get_run(target)
-        return [(f"{r.id} ({r.kind})", store.run_dir(r) / "model")], json.loads(r.config_json)["data"]["val_fraction"]
+        return [(f"{r.id} ({r.kind})", store.run_dir(r) / "model")], config_of(r).data.val_fraction
     raise NcalabError(f"{target} is neither a checkpoint folder nor an experiment (e-...) or run (r-...) id")
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import copy
 
 from ncalab.config.keys import apply_overrides
-from ncalab.config.sections import ExperimentConfig
+from ncalab.config.sections import ExperimentConfig, RuntimeConfig
+from ncalab.errors import NcalabError
 
 # section -> setting -> the value that reproduces experiments stored before the setting existed
 ADDED_DEFAULTS = {
@@ -53,3 +54,12 @@ def _fill(node: dict, added: dict) -> None:
 def stored_config(tree: dict) -> ExperimentConfig:
     """The typed config of a stored experiment (or sweep base), as it ran."""
     return apply_overrides(ExperimentConfig(), with_added(tree))
+
+
+def stored_runtime(tree) -> RuntimeConfig:
+    """Where and how a stored experiment runs, for the queue; a config it cannot read (written
+    by a newer ncalab, or damaged) runs as a plain local job rather than stopping the queue."""
+    try:
+        return stored_config(tree).runtime
+    except (NcalabError, TypeError, AttributeError):
+        return RuntimeConfig()

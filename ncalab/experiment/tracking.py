@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ncalab.config.keys import flatten
+from ncalab.config.stored import stored_config
 from ncalab.errors import NcalabError
 
 EXTRA = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}  # pip extra of each tracker
@@ -437,7 +438,7 @@ def export(store, exp_ids: list[str], fmt: str, out: Path | None = None) -> list
         dest = destination(store, exp_id, str(out) if out is not None else None)
         try:
             tracker = TRACKER_TYPES[fmt](dest)
-            tracker.log_config(json.loads(exp.config_json))
+            tracker.log_config(stored_config(json.loads(exp.config_json)).to_dict())
             for run in store.runs_of(exp_id):
                 points = store.metrics(run.id)
                 if points:

@@ -69,10 +69,9 @@ def threads_for(store, nproc: int = 1, starting: bool = False) -> int:
 
 
 def _nproc(exp) -> int:
-    try:
-        return int(exp.config["runtime"].get("nproc", 1))
-    except (KeyError, TypeError, ValueError, AttributeError):
-        return 1
+    from ncalab.config.stored import stored_runtime
+
+    return stored_runtime(exp.config).nproc
 
 
 def default_max_jobs() -> int:

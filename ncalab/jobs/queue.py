@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from ncalab.config.stored import stored_runtime
 from ncalab.errors import NcalabError
 from ncalab.jobs.entry import WORKER_MODULE
 
@@ -139,10 +140,7 @@ def _starting(store, exp) -> bool:
 
 
 def _nproc(store, exp_id: str) -> int:
-    try:
-        return int(store.get_experiment(exp_id).config["runtime"].get("nproc", 1))
-    except (KeyError, TypeError, ValueError):
-        return 1
+    return stored_runtime(store.get_experiment(exp_id).config).nproc
 
 
 def signal_job(pid: int, sig: int) -> None:
@@ -186,10 +184,7 @@ def start(store, exp_id: str) -> str:
 
 
 def _executor(exp) -> str:
-    try:
-        return exp.config["runtime"].get("executor", "local")
-    except (KeyError, TypeError, AttributeError):
-        return "local"
+    return stored_runtime(exp.config).executor
 
 
 def _submit_to_cluster(store, exps) -> None:
