@@ -21,7 +21,7 @@ import torch
 
 from ncalab.config import ModelConfig
 from ncalab.train import device as devices
-from ncalab.train.generate import generate
+from ncalab.train.generate import Sampling, generate
 from ncalab.train.model import build_model
 
 HUMANEVAL_SAMPLES = 164 * 64
@@ -53,10 +53,10 @@ def main() -> None:
     vocab, context = 4096 if not args.paper_shape else 50257, 1024
     model = build_model(m, vocab, context, seed=0).to(placement.device).eval()
     prompt = torch.randint(0, vocab, (args.prompt,), generator=torch.Generator().manual_seed(0)).tolist()
-    kwargs = dict(temperature=0.4, top_p=0.95, autocast=placement.autocast)
 
     def batched():
-        generate(model, [prompt] * args.samples, args.new, generator=torch.Generator().manual_seed(1), **kwargs)
+        generate(model, [prompt] * args.samples, args.new, sampling=Sampling(0.4, 0.95, torch.Generator().manual_seed(1)),
+                 autocast=placement.autocast)
 
     def one_at_a_time():
         """The paper's evaluation loop without its cache: each sample alone, the whole

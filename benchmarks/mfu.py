@@ -36,6 +36,7 @@ from ncalab.nca.indexed import IndexedNCAStream
 from ncalab.nca.tokens import make_example
 from ncalab.train import device as devices
 from ncalab.train.batches import IndexedBatches, Prefetcher
+from ncalab.train.distributed import World
 from ncalab.train.loop import StageSpec, Trainer, TrainerOptions
 from ncalab.train.model import build_model
 
@@ -48,7 +49,8 @@ def gpu_peak() -> tuple[float, str]:
     return devices.measured_matmul_flops(size=4096), "measured"
 
 
-def measure(m: ModelConfig, seq_len: int, batch: int, steps: int, compile_: bool, world=None) -> dict:
+def measure(m: ModelConfig, seq_len: int, batch: int, steps: int, compile_: bool, world=None,
+            parallel: str = "ddp") -> dict:
     placement = devices.choose("auto", "auto")
     nca = NCAConfig(seq_len=seq_len)
     stream = IndexedNCAStream(nca, DOMAIN_BANDS["web"], seed=0)
@@ -59,7 +61,8 @@ def measure(m: ModelConfig, seq_len: int, batch: int, steps: int, compile_: bool
     warm = 3
     spec = StageSpec("mfu", (steps + warm) * batch * seq_len, batch * seq_len, 1e-4, 0.0, 0.1, 0.0, 1.0, 0, 1)
     val = [(torch.zeros(1, 8, dtype=torch.long), torch.zeros(1, 8, dtype=torch.long))]
-    trainer = Trainer(model, spec, placement, batches, val, TrainerOptions(compile=compile_, world=world))
+    options = TrainerOptions(compile=compile_, world=world or World(), parallel=parallel)
+    trainer = Trainer(model, spec, placement, batches, val, options)
     times: list[float] = []
     trainer.on_progress = lambda tokens, metrics: times.append(time.perf_counter())
     if placement.device.type == "cuda":
@@ -87,6 +90,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--ranks", type=int, default=0, help="CPU scaling: this many processes x 1 thread")
+    ap.add_argument("--parallel", choices=("ddp", "fsdp"), default="ddp", help="with --ranks: how the processes split the work")
     ap.add_argument("--_rank-worker", dest="worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     m = ModelConfig(n_layer=args.layers, d_model=args.d_model, n_head=args.heads)
@@ -95,7 +99,7 @@ def main() -> None:
 
         torch.set_num_threads(1)
         world = from_environment()
-        res = measure(m, args.seq_len, args.batch, args.steps, False, world)
+        res = measure(m, args.seq_len, args.batch, args.steps, False, world, args.parallel)
         if world.main:
             print("RESULT " + json.dumps(res), flush=True)
         shutdown(world)
@@ -114,7 +118,7 @@ def main() -> None:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.ranks}",
                __file__, "--_rank-worker", "--layers", str(args.layers), "--d-model", str(args.d_model),
                "--heads", str(args.heads), "--seq-len", str(args.seq_len), "--batch", str(args.batch),
-               "--steps", str(args.steps)]
+               "--steps", str(args.steps), "--parallel", args.parallel]
         text = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
         ranked = json.loads(next(line for line in text.splitlines() if line.startswith("RESULT "))[7:])
         torch.set_num_threads(args.ranks)

@@ -33,7 +33,7 @@ numba.set_num_threads(min(THREADS, numba.config.NUMBA_NUM_THREADS))
 
 from ncalab.nca.bands import DOMAIN_BANDS  # noqa: E402
 from ncalab.nca.config import NCAConfig  # noqa: E402
-from ncalab.nca.corpus import write_corpus  # noqa: E402
+from ncalab.nca.corpus import CorpusSpec, write_corpus  # noqa: E402
 from ncalab.nca.engine import RuleBatch  # noqa: E402
 from ncalab.nca.reference import reference_initial_state, reference_rollout, reference_score  # noqa: E402
 from ncalab.nca.rules import make_rules  # noqa: E402
@@ -47,8 +47,9 @@ from ncalab.nca.stream import FilteredSource, score_window  # noqa: E402
 PAPER_CODE_TOKENS_PER_S = {"web": 188_000, "code": 127_000}
 
 
-def filtered_tokens_per_s(cfg: NCAConfig, domain: str, tokens: int) -> tuple[float, float]:
-    src = FilteredSource(cfg, DOMAIN_BANDS[domain], seed=123, batch_rules=4096)
+def filtered_tokens_per_s(cfg: NCAConfig, domain: str, tokens: int, device: str = "cpu",
+                          batch_rules: int = 4096) -> tuple[float, float]:
+    src = FilteredSource(cfg, DOMAIN_BANDS[domain], seed=123, batch_rules=batch_rules, device=device)
     src.next_batch(256)  # warm caches
     src.rules_scored = src.rules_accepted = 0
     t0, done = time.perf_counter(), 0
@@ -116,7 +117,7 @@ def main() -> None:
     total = 4_000_000 if q else 164_000_000
     out = tempfile.mkdtemp(prefix="ncalab-bench-")
     try:
-        res = write_corpus(out, cfg, DOMAIN_BANDS["web"], total, seed=9, force=True)
+        res = write_corpus(out, CorpusSpec(cfg, DOMAIN_BANDS["web"], total, seed=9), force=True)
     finally:
         shutil.rmtree(out, ignore_errors=True)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -7,7 +7,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from ncalab.errors import NcalabError
-from ncalab.config import ModelConfig
+from ncalab.config import ModelConfig, TransferConfig
 from ncalab.experiment.summary import compare, first_reach
 from ncalab.services.config import resolve_config
 from ncalab.train import checkpoint
@@ -68,7 +68,7 @@ def test_transfer_keeps_blocks_and_reinitialises_the_rest():
             assert torch.equal(sd_full[n], sd_scr[n])  # the fresh parts equal a scratch model's
         else:
             assert torch.equal(sd_full[n], sd_src[n]), n
-    attn_only, _ = transfer(src, M, 50, 64, seed=2, reinit={"mlp", "norm"})
+    attn_only, _ = transfer(src, M, 50, 64, seed=2, settings=TransferConfig(reinit=["mlp", "norm"]))
     for n, w in attn_only.state_dict().items():
         if ".self_attn." in n:
             assert torch.equal(w, sd_src[n])

@@ -13,7 +13,7 @@ from ncalab.experiment.reuse import run_keys
 from ncalab.experiment.sources import SOURCES
 from ncalab.nca.bands import DOMAIN_BANDS
 from ncalab.nca.config import NCAConfig
-from ncalab.nca.corpus import NCACorpus, write_corpus
+from ncalab.nca.corpus import CorpusSpec, NCACorpus, write_corpus
 from ncalab.nca.tokens import IGNORE_INDEX, make_example
 from ncalab.store import RunStore
 from ncalab.train import device as devices
@@ -29,8 +29,8 @@ def corpus(tmp_path_factory):
     and 16 held-out rules, at the micro experiment's sequence length."""
     out = tmp_path_factory.mktemp("nca") / "corpus"
     cfg = NCAConfig(seq_len=SEQ, sims_per_rule=2)
-    write_corpus(out, cfg, DOMAIN_BANDS["code"], 140 * SEQ, seed=3, val_sequences=16, shard_tokens=50 * (SEQ + 1),
-                 domain="code")
+    write_corpus(out, CorpusSpec(cfg, DOMAIN_BANDS["code"], 140 * SEQ, seed=3, val_sequences=16, domain="code"),
+                 shard_tokens=50 * (SEQ + 1))
     return out
 
 

@@ -8,11 +8,11 @@ import pytest
 from ncalab.errors import NcalabError
 from ncalab.nca.bands import DOMAIN_BANDS, Band
 from ncalab.nca.config import NCAConfig
-from ncalab.nca.corpus import NCACorpus, write_corpus
+from ncalab.nca.corpus import CorpusSpec, NCACorpus, write_corpus
 from ncalab.nca.engine import RuleBatch
 from ncalab.nca.seeds import rule_seeds, sim_seeds
 from ncalab.nca.simulate import initial_states
-from ncalab.nca.stream import FilteredSource, frames_to_sequences, score_window
+from ncalab.nca.stream import BatchShare, FilteredSource, frames_to_sequences, score_window
 from ncalab.train.batches import NCABatches
 
 CODE = DOMAIN_BANDS["code"]
@@ -116,7 +116,7 @@ def test_a_banked_batch_is_a_pure_function_of_its_index():
     cfg = NCAConfig(seq_len=128, sims_per_rule=4)
     src = FilteredSource(cfg, CODE, seed=6, batch_rules=256)
     batches = [src.next_batch() for _ in range(3)]
-    again = FilteredSource(cfg, CODE, seed=6, batch_rules=256, start=2).next_batch()
+    again = FilteredSource(cfg, CODE, seed=6, batch_rules=256, share=BatchShare(start=2)).next_batch()
     assert np.array_equal(again.tokens, batches[2].tokens) and np.array_equal(again.sim_seeds, batches[2].sim_seeds)
     # and a training stream resumed from its state sees the same sequences
     run = NCABatches(cfg, CODE, seed=6, batch_size=40, batch_rules=256)
@@ -146,7 +146,7 @@ def test_sims_per_rule_must_be_a_positive_integer():
 
 def test_corpus_stores_sim_seeds_and_reads_corpora_without_them(tmp_path):
     cfg = NCAConfig(seq_len=128, sims_per_rule=10)
-    res = write_corpus(tmp_path / "bank", cfg, CODE, 128 * 200, seed=5, val_sequences=12)
+    res = write_corpus(tmp_path / "bank", CorpusSpec(cfg, CODE, 128 * 200, seed=5, val_sequences=12))
     corpus, val = NCACorpus(tmp_path / "bank"), NCACorpus(tmp_path / "bank", "val")
     manifest = json.loads((tmp_path / "bank" / "manifest.json").read_text())
     assert manifest["format_version"] == 2 and manifest["config"]["sims_per_rule"] == 10
@@ -161,7 +161,8 @@ def test_corpus_stores_sim_seeds_and_reads_corpora_without_them(tmp_path):
     assert (val.all_sim_seeds() == sim_seeds(val.all_rules()["rule_seed"], 1)).all()  # fresh starts
     assert not set(val.all_rules()["rule_seed"]) & set(rules)
     # one scored trajectory per rule: the layout of before (version 1, no sim_seed column)
-    write_corpus(tmp_path / "plain", NCAConfig(seq_len=128, fresh_trajectories=False), CODE, 128 * 20, seed=5, val_sequences=0)
+    write_corpus(tmp_path / "plain", CorpusSpec(NCAConfig(seq_len=128, fresh_trajectories=False), CODE, 128 * 20, seed=5,
+                                                val_sequences=0))
     plain = NCACorpus(tmp_path / "plain")
     assert json.loads((tmp_path / "plain" / "manifest.json").read_text())["format_version"] == 1
     assert plain.all_rules().dtype.names == ("rule_seed", "score")

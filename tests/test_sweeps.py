@@ -11,7 +11,7 @@ import torch
 from conftest import MICRO, wait_until
 from ncalab.cli.main import main
 from ncalab.errors import NcalabError
-from ncalab.config import ModelConfig
+from ncalab.config import ModelConfig, TransferConfig
 from ncalab.experiment.sweep import parse_grid, setting_label, settings
 from ncalab.services import sweeps
 from ncalab.services.config import resolve_config
@@ -214,8 +214,8 @@ def test_transfer_controls_keep_scale_but_not_what_was_learned():
         for n, p in src.named_parameters():
             p.mul_(3.0).add_(0.05)
     sd_src = src.state_dict()
-    shuffled, kept = transfer(src, M, 50, 64, seed=2, control="shuffle")
-    matched, _ = transfer(src, M, 50, 64, seed=2, control="matched_scale")
+    shuffled, kept = transfer(src, M, 50, 64, seed=2, settings=TransferConfig(control="shuffle"))
+    matched, _ = transfer(src, M, 50, 64, seed=2, settings=TransferConfig(control="matched_scale"))
     fresh = build_model(M, 50, 64, seed=2).state_dict()
     for n in kept:
         a, s, m = sd_src[n].flatten(), shuffled.state_dict()[n].flatten(), matched.state_dict()[n].flatten()
@@ -232,7 +232,7 @@ def test_transfer_controls_keep_scale_but_not_what_was_learned():
 
 def test_shrink_and_perturb_is_the_formula():
     src = build_model(M, 100, 64, seed=1)
-    sp, kept = transfer(src, M, 50, 64, seed=2, shrink=0.4, perturb=0.1)
+    sp, kept = transfer(src, M, 50, 64, seed=2, settings=TransferConfig(shrink=0.4, perturb=0.1))
     fresh = build_model(M, 50, 64, seed=2).state_dict()
     for n in kept:
         assert torch.allclose(sp.state_dict()[n], 0.4 * src.state_dict()[n] + 0.1 * fresh[n], atol=1e-6)

@@ -224,9 +224,9 @@ def cancel(ident: Annotated[str, typer.Argument(help="Experiment id.")], home: H
 @app.command()
 def resume(ident: Annotated[str, typer.Argument(help="Experiment id.")], home: Home = None, json_out: JsonFlag = False) -> None:
     """Continue a cancelled, failed or lost experiment from its last checkpoints (in the background)."""
-    from ncalab.jobs import control
+    from ncalab.services.launch import resume as launch_again
 
-    status = control.resume(_store(home), ident)
+    status = launch_again(_store(home), ident).status
     if json_out:
         emit_json({"experiment_id": ident, "status": status})
     else:

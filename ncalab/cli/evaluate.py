@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -36,15 +37,15 @@ def eval_(
 ) -> None:
     """Evaluate trained models: perplexity of the language models on any corpus (--corpus), or the
     stage-1 model in context (--icl)."""
-    from ncalab.services.evaluation import evaluate_checkpoint
+    from ncalab.services.evaluation import CorpusText, evaluate_checkpoint
 
     tasks = [t for item in (task or []) for t in item.split(",") if t.strip()] + (["lm_eval"] if lm_eval else [])
     if sum([icl, corpus is not None, bool(tasks)]) != 1:
         raise NcalabError("say what to evaluate: --corpus CORPUS (perplexity), --icl (the stage-1 model in context) "
                           "or --task TASK / --lm-eval TASKS (downstream)")
     if tasks:
-        _downstream(target, tasks, data, samples, k, limit, allow_code_execution, lm_eval, set_ or [], detach,
-                    device, home, json_out)
+        request = _Downstream(tasks, data, samples, k, limit, allow_code_execution, lm_eval, set_ or [])
+        _downstream(target, request, detach, device, home, json_out)
         return
     if icl:
         _in_context(target, device, sequences, home, json_out)
@@ -53,8 +54,8 @@ def eval_(
         raise NcalabError("--tokens must be positive")
     targets, run_fraction = _resolve_targets(target, home)
     frac = val_fraction if val_fraction is not None else (run_fraction or 0.02)
-    results = [dict(evaluate_checkpoint(p, corpus, tokens, seq_len, device=device, split=split, val_fraction=frac), label=label)
-               for label, p in targets]
+    text = CorpusText(corpus, tokens, seq_len, split=split, val_fraction=frac)
+    results = [dict(evaluate_checkpoint(p, text, device=device), label=label) for label, p in targets]
     if json_out:
         emit_json(results[0] if len(results) == 1 else {"results": results})
         return
@@ -110,51 +111,73 @@ def _in_context(target: str, device: str, sequences: int | None, home, json_out:
     out_console.print(t)
 
 
-def _downstream(target, tasks, data, samples, k, limit, allow, lm_eval, sets, detach, device, home, json_out) -> None:
+@dataclass(frozen=True)
+class _Downstream:
+    """The downstream flags of `ncalab eval` as given: the tasks, and the settings they stand for."""
 
+    tasks: list[str]  # own tasks, then "lm_eval" when --lm-eval is given
+    data: Path | None
+    samples: int | None
+    k: str | None
+    limit: int | None
+    allow_code_execution: bool
+    lm_eval: str | None
+    sets: list[str]
+
+    @property
+    def lm_eval_tasks(self) -> list[str]:
+        return [t for t in (self.lm_eval or "").split(",") if t.strip()]
+
+    def settings(self) -> list[str]:
+        """The --set settings, then the eval.* settings the dedicated flags stand for."""
+        sets = list(self.sets)
+        own = [t for t in self.tasks if t != "lm_eval"]
+        if (self.data is not None or self.samples is not None) and len(own) != 1:
+            raise NcalabError("--data and --samples belong to one task: give exactly one --task with them")
+        if self.data is not None:
+            if not self.data.exists():
+                raise NcalabError(f"--data {self.data} does not exist")
+            sets.append(f"eval.{own[0]}.data={self.data.resolve()}")
+        if self.samples is not None:
+            sets.append(f"eval.{own[0]}.samples={self.samples}")
+        for t in own:
+            if self.k is not None:
+                sets.append(f"eval.{t}.k={self.k}")
+            if self.limit is not None:
+                sets.append(f"eval.{t}.limit={self.limit}")
+        if self.lm_eval and self.limit is not None:
+            sets.append(f"eval.lm_eval_limit={self.limit}")
+        if self.allow_code_execution:
+            sets.append("eval.allow_code_execution=true")
+        return sets
+
+
+def _downstream(target: str, request: _Downstream, detach: bool, device: str, home, json_out: bool) -> None:
     from ncalab.cli.common import err_console
     from ncalab.display.summary import downstream_table
-    from ncalab.jobs import queue
     from ncalab.services.evaluation import add_evaluation
+    from ncalab.services.launch import How, launch
     from ncalab.store import RunStore
 
-    own = [t for t in tasks if t != "lm_eval"]
-    if (data is not None or samples is not None) and len(own) != 1:
-        raise NcalabError("--data and --samples belong to one task: give exactly one --task with them")
-    if data is not None:
-        if not data.exists():
-            raise NcalabError(f"--data {data} does not exist")
-        sets.append(f"eval.{own[0]}.data={data.resolve()}")
-    if samples is not None:
-        sets.append(f"eval.{own[0]}.samples={samples}")
-    for t in own:
-        if k is not None:
-            sets.append(f"eval.{t}.k={k}")
-        if limit is not None:
-            sets.append(f"eval.{t}.limit={limit}")
-    if lm_eval and limit is not None:
-        sets.append(f"eval.lm_eval_limit={limit}")
-    if allow:
-        sets.append("eval.allow_code_execution=true")
+    tasks, sets = request.tasks, request.settings()
     if device != "auto":
         raise NcalabError("--device does not apply to downstream tasks: they run on the experiment's device")
     store = RunStore(home)
-    exp, cfg = add_evaluation(store, target, tasks, sets, [t for t in (lm_eval or "").split(",") if t.strip()])
-    if allow and "humaneval" in tasks:
+    exp, cfg = add_evaluation(store, target, tasks, sets, request.lm_eval_tasks)
+    if request.allow_code_execution and "humaneval" in tasks:
         err_console.print("warning: running model-written code (each program in a separate process with time, "
                           "memory and file limits; not a security sandbox)")
     if detach:
-        state = queue.start(store, exp.id)
+        job = launch(cfg, store, How.BACKGROUND, experiment_id=exp.id)
         if json_out:
-            emit_json({"experiment_id": exp.id, "status": state, "tasks": tasks})
+            emit_json({"experiment_id": exp.id, "status": job.status, "tasks": tasks})
         else:
-            out_console.print(f"{exp.id} {state}: evaluating {', '.join(tasks)}; follow it with `ncalab runs tail {exp.id}`")
+            out_console.print(f"{exp.id} {job.status}: evaluating {', '.join(tasks)}; follow it with `ncalab runs tail {exp.id}`")
         return
     from ncalab.cli.run import foreground_reporter
-    from ncalab.services.experiments import run_here
 
     with foreground_reporter(json_out, cfg.stage1.source) as reporter:  # items as they are scored
-        summary = run_here(cfg, store, exp.id, reporter)
+        summary = launch(cfg, store, How.HERE, experiment_id=exp.id, reporter=reporter).summary
     if json_out:
         emit_json({"experiment_id": exp.id, "downstream": summary.downstream})
         return

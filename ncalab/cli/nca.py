@@ -121,14 +121,15 @@ def generate(
     json_out: JsonFlag = False,
 ) -> None:
     """Write a band-filtered NCA corpus: memory-mappable shards plus a manifest."""
-    from ncalab.nca.corpus import write_corpus
+    from ncalab.nca.corpus import CorpusSpec, write_corpus
 
     if (domain is None) == (band is None):
         raise NcalabError("give exactly one of --domain or --band")
     the_band = domain_band(domain) if domain else parse_band(band)
     cfg = nca_config(ctx, set_)  # the NCA flags and --sims-per-rule, read from ctx
+    spec = CorpusSpec(cfg, the_band, tokens, seed, val_sequences=val_sequences, domain=domain)
     if json_out:
-        res = write_corpus(out, cfg, the_band, tokens, seed, val_sequences=val_sequences, force=force, domain=domain)
+        res = write_corpus(out, spec, force=force)
         emit_json(res.to_dict())
         return
     cols = [TextColumn("[bold]generating"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} tokens"), TimeRemainingColumn()]
@@ -140,8 +141,7 @@ def generate(
         progress.update(task, completed=done, total=total)
 
     try:
-        res = write_corpus(out, cfg, the_band, tokens, seed, val_sequences=val_sequences, force=force,
-                           domain=domain, on_progress=on_progress)
+        res = write_corpus(out, spec, force=force, on_progress=on_progress)
     finally:
         progress.stop()
     out_console.print(

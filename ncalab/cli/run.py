@@ -144,25 +144,23 @@ def run(
         detach = True  # several processes run under torchrun (or on a cluster), as a background job
         where = "on the cluster" if cfg.runtime.executor != "local" else "under torchrun"
         err_console.print(f"{cfg.runtime.world} processes: starting a background job {where}")
-    from ncalab.services.experiments import run_experiment
+    from ncalab.jobs import queue
+    from ncalab.services.launch import How, launch
     from ncalab.store import RunStore
 
     store = RunStore(home)
     if detach:
-        from ncalab.jobs import queue
-        from ncalab.services.experiments import submit
-
         if max_jobs is not None:
             queue.set_max_jobs(store, max_jobs)
-        exp = submit(cfg, store, name)
-        state = queue.start(store, exp.id)
+        job = launch(cfg, store, How.BACKGROUND, name=name)
         if json_out:
-            emit_json({"experiment_id": exp.id, "status": state, "log": str(queue.log_path(store, exp.id))})
+            emit_json({"experiment_id": job.experiment_id, "status": job.status,
+                       "log": str(queue.log_path(store, job.experiment_id))})
         else:
-            out_console.print(f"{exp.id} {state}; follow it with `ncalab runs tail {exp.id}`")
+            out_console.print(f"{job.experiment_id} {job.status}; follow it with `ncalab runs tail {job.experiment_id}`")
         return
     with foreground_reporter(json_out, cfg.stage1.source) as reporter:
-        summary = run_experiment(cfg, store, reporter, name=name)
+        summary = launch(cfg, store, How.HERE, name=name, reporter=reporter).summary
     if json_out:
         emit_json(summary.to_dict())
         return

@@ -53,66 +53,100 @@ def build_token_arrays(corpus: Corpus, tokenizer, tokenizer_id: str, cache_dir: 
     key_src = json.dumps([_FORMAT, corpus.id, tokenizer_id, float(val_fraction), max_train_tokens, max_val_tokens])
     key = hashlib.sha256(key_src.encode()).hexdigest()[:20]
     folder = Path(cache_dir) / "tokens" / key
-    if (folder / "meta.json").exists():
-        try:
-            return (np.load(folder / "train.npy", mmap_mode="r", allow_pickle=False),
-                    np.load(folder / "val.npy", mmap_mode="r", allow_pickle=False))
-        except (OSError, ValueError):  # a damaged cache entry: rebuild it below
-            shutil.rmtree(folder, ignore_errors=True)
+    cached = _load_cached(folder)
+    if cached is not None:
+        return cached
 
     eos = tokenizer.eos_token_id
     if eos is None:
         raise NcalabError(f"tokenizer {tokenizer_id} has no end-of-text token; omit --tokenizer to train a BPE")
-    dtype = token_dtype(len(tokenizer))
-    chunks: dict[bool, list[np.ndarray]] = {False: [], True: []}
-    count = {False: 0, True: 0}
-    docs = {False: 0, True: 0}
+    splits = _Splits(budget, eos, token_dtype(len(tokenizer)))
+    _read_corpus(corpus, tokenizer, val_fraction, splits, progress)
+    if not splits.count[False]:
+        raise NcalabError(f"corpus {corpus.spec} gave no training documents; it needs more documents "
+                          "or a smaller val fraction")
+    if not splits.count[True]:
+        raise NcalabError(f"corpus {corpus.spec} gave no validation documents; it needs more documents "
+                          "or a larger val fraction")
+    train, val = splits.arrays()
+    meta = {"key": json.loads(key_src), "train_tokens": len(train), "val_tokens": len(val),
+            "train_docs": splits.docs[False], "val_docs": splits.docs[True], "dtype": splits.dtype.name}
+    _save_atomic(folder, train, val, meta)
+    return train, val
 
-    def flush(batch: list[str]) -> None:
-        # Only documents whose split still needs tokens are tokenized.
-        routed = [(t, v) for t, v in ((t, is_validation(t, val_fraction)) for t in batch) if count[v] < budget[v]]
-        if not routed:
-            return
-        # split_special_tokens: a literal "<|endoftext|>" inside a document is text, not a boundary.
-        ids = tokenizer([t for t, _ in routed], add_special_tokens=False, split_special_tokens=True,
-                        return_attention_mask=False)["input_ids"]
-        for (_, v), doc_ids in zip(routed, ids):
-            if count[v] >= budget[v]:
-                continue
-            arr = np.empty(len(doc_ids) + 1, dtype=dtype)
-            arr[:-1] = doc_ids
-            arr[-1] = eos
-            chunks[v].append(arr)
-            count[v] += len(arr)
-            docs[v] += 1
-        if progress is not None:
-            progress(count[False], count[True])
 
+def _load_cached(folder: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """The (train, val) arrays of a complete cache entry, memory-mapped; None when there is none."""
+    if not (folder / "meta.json").exists():
+        return None
+    try:
+        return (np.load(folder / "train.npy", mmap_mode="r", allow_pickle=False),
+                np.load(folder / "val.npy", mmap_mode="r", allow_pickle=False))
+    except (OSError, ValueError):  # a damaged cache entry: the caller rebuilds it
+        shutil.rmtree(folder, ignore_errors=True)
+        return None
+
+
+class _Splits:
+    """The tokenized documents of each split (keyed by is_validation: False = train, True = val),
+    each split taking documents until its token budget is met."""
+
+    def __init__(self, budget: dict[bool, float], eos: int, dtype: np.dtype):
+        self.budget, self.eos, self.dtype = budget, eos, dtype
+        self.chunks: dict[bool, list[np.ndarray]] = {False: [], True: []}
+        self.count = {False: 0, True: 0}
+        self.docs = {False: 0, True: 0}
+
+    def wants(self, val: bool) -> bool:
+        return self.count[val] < self.budget[val]
+
+    def full(self) -> bool:
+        return not self.wants(False) and not self.wants(True)
+
+    def add(self, val: bool, doc_ids: list[int]) -> None:
+        arr = np.empty(len(doc_ids) + 1, dtype=self.dtype)
+        arr[:-1] = doc_ids
+        arr[-1] = self.eos
+        self.chunks[val].append(arr)
+        self.count[val] += len(arr)
+        self.docs[val] += 1
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        return (_concat(self.chunks[False], self.budget[False], self.dtype),
+                _concat(self.chunks[True], self.budget[True], self.dtype))
+
+
+def _read_corpus(corpus: Corpus, tokenizer, val_fraction: float, splits: _Splits,
+                 progress: Callable[[int, int], None] | None) -> None:
+    """Tokenize the corpus's documents into `splits` in batches, until both budgets are met."""
     batch: list[str] = []
     chars = 0
     for text in corpus.iter_texts():
         batch.append(text)
         chars += len(text)
         if chars >= _BATCH_CHARS or len(batch) >= _BATCH_DOCS:
-            flush(batch)
+            _tokenize_batch(batch, tokenizer, val_fraction, splits, progress)
             batch, chars = [], 0
-            if count[False] >= budget[False] and count[True] >= budget[True]:
+            if splits.full():
                 break  # both budgets met: never read a huge corpus to its end
     else:
-        flush(batch)
+        _tokenize_batch(batch, tokenizer, val_fraction, splits, progress)
 
-    if not count[False]:
-        raise NcalabError(f"corpus {corpus.spec} gave no training documents; it needs more documents "
-                          "or a smaller val fraction")
-    if not count[True]:
-        raise NcalabError(f"corpus {corpus.spec} gave no validation documents; it needs more documents "
-                          "or a larger val fraction")
-    train = _concat(chunks[False], budget[False], dtype)
-    val = _concat(chunks[True], budget[True], dtype)
-    meta = {"key": json.loads(key_src), "train_tokens": len(train), "val_tokens": len(val),
-            "train_docs": docs[False], "val_docs": docs[True], "dtype": dtype.name}
-    _save_atomic(folder, train, val, meta)
-    return train, val
+
+def _tokenize_batch(batch: list[str], tokenizer, val_fraction: float, splits: _Splits,
+                    progress: Callable[[int, int], None] | None) -> None:
+    # Only documents whose split still needs tokens are tokenized.
+    routed = [(t, v) for t, v in ((t, is_validation(t, val_fraction)) for t in batch) if splits.wants(v)]
+    if not routed:
+        return
+    # split_special_tokens: a literal "<|endoftext|>" inside a document is text, not a boundary.
+    ids = tokenizer([t for t, _ in routed], add_special_tokens=False, split_special_tokens=True,
+                    return_attention_mask=False)["input_ids"]
+    for (_, v), doc_ids in zip(routed, ids):
+        if splits.wants(v):
+            splits.add(v, doc_ids)
+    if progress is not None:
+        progress(splits.count[False], splits.count[True])
 
 
 def _concat(chunks: list[np.ndarray], budget: float, dtype: np.dtype) -> np.ndarray:

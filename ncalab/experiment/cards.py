@@ -35,52 +35,74 @@ def card_text(cfg, exp_id: str, kind: str, latest: dict, summary: dict | None = 
     from huggingface_hub import ModelCard, ModelCardData
 
     arm, task = _arm_of(kind)
-    s1, s2, m, d = cfg.stage1, cfg.stage2, cfg.model, cfg.data
-    source = {"nca": "NCA", "dyck": "Dyck", "shuffle_dyck": "shuffle-Dyck", "text": "text"}.get(s1.source, s1.source)
+    d = cfg.data
     datasets = [d.corpus.removeprefix("hf:").split(":")[0]] if d.corpus.startswith("hf:") else None
     meta = ModelCardData(library_name="transformers", pipeline_tag="text-generation", datasets=datasets,
                          tags=["ncalab", "nca-pre-pre-training", "llama", f"arm-{arm}"] + ([f"fine-tuned-{task}"] if task else []))
-    if arm == "nca":
-        stage1 = s1.corpus if s1.source == "nca" and s1.corpus else (
-            f"band {cfg.band().lo:g}-{cfg.band().hi:g}" if s1.source == "nca" else s1.corpus or "generated")
-        how = (f"NCA-initialised: stage 1 on {source} data ({stage1}; {s1.tokens:,} tokens at lr {s1.lr:g}), "
-               f"then its blocks were transferred (re-initialised: {', '.join(cfg.transfer.reinit) or 'embeddings and head only'}) "
-               f"and trained on language")
-    else:
-        how = "scratch: the baseline, the same model trained on the same language data, in the same order, from a fresh init"
+    lines = _about(cfg, exp_id, arm, task) + _figures(latest, summary, arm) + _usage(cfg)
+    return str(ModelCard(f"---\n{meta.to_yaml()}\n---\n\n" + "\n".join(lines) + "\n"))
+
+
+def _how_trained(cfg, arm: str) -> str:
+    """How the arm's model came to be: the NCA-initialised one's stage 1 and transfer, or scratch."""
+    if arm != "nca":
+        return "scratch: the baseline, the same model trained on the same language data, in the same order, from a fresh init"
+    s1 = cfg.stage1
+    source = {"nca": "NCA", "dyck": "Dyck", "shuffle_dyck": "shuffle-Dyck", "text": "text"}.get(s1.source, s1.source)
+    stage1 = s1.corpus if s1.source == "nca" and s1.corpus else (
+        f"band {cfg.band().lo:g}-{cfg.band().hi:g}" if s1.source == "nca" else s1.corpus or "generated")
+    return (f"NCA-initialised: stage 1 on {source} data ({stage1}; {s1.tokens:,} tokens at lr {s1.lr:g}), "
+            f"then its blocks were transferred (re-initialised: {', '.join(cfg.transfer.reinit) or 'embeddings and head only'}) "
+            f"and trained on language")
+
+
+def _about(cfg, exp_id: str, arm: str, task: str | None) -> list[str]:
+    """The title and what the model is: experiment, arm, model shape, data."""
+    m, d = cfg.model, cfg.data
     tokenizer = d.tokenizer or f"a byte-level BPE of {d.vocab_size:,} tokens trained on the corpus"
-    lines = [
+    return [
         f"# {exp_id}: {'NCA-initialised' if arm == 'nca' else 'scratch'} language model"
         + (f", fine-tuned for {task}" if task else ""),
         "",
         f"A small Llama-style causal language model trained by ncalab, a lab for {PAPER}.",
         "",
         f"- experiment: `{exp_id}` (preset {cfg.preset}, scale {cfg.scale}, seed {cfg.seed})",
-        f"- arm: {how}" + (f"; then fine-tuned on {task}" if task else ""),
+        f"- arm: {_how_trained(cfg, arm)}" + (f"; then fine-tuned on {task}" if task else ""),
         f"- model: {m.n_layer} layer{'s' * (m.n_layer != 1)}, width {m.d_model}, {m.n_head} head{'s' * (m.n_head != 1)} "
         "(Llama-style: RMSNorm, RoPE, SwiGLU)",
-        f"- data: corpus `{d.corpus}`, tokenizer {tokenizer}; {s2.tokens:,} tokens in sequences of {s2.seq_len}",
+        f"- data: corpus `{d.corpus}`, tokenizer {tokenizer}; {cfg.stage2.tokens:,} tokens in sequences of {cfg.stage2.seq_len}",
         "",
+    ]
+
+
+def _figures(latest: dict, summary: dict | None, arm: str) -> list[str]:
+    """The model's own figures, then the experiment's comparison once its summary exists."""
+    lines = [
         "## Figures",
         "",
         f"- final validation perplexity: {_fmt(latest.get('val_ppl'))} (loss {_fmt(latest.get('val_loss'), '.4f')})",
     ]
     if latest.get("params") is not None:
         lines.append(f"- parameters: {int(latest['params']):,} ({int(latest.get('params_no_embeddings', 0)):,} without embeddings)")
-    if summary:
-        lines += [
-            f"- the experiment: perplexity NCA-initialised {_fmt(summary.get('ppl_nca'))}, "
-            f"scratch {_fmt(summary.get('ppl_scratch'))}; gain = 1 - ppl_nca/ppl_scratch = {_fmt(summary.get('gain'), '+.3f')} "
-            "(above 0: the NCA-initialised model is better; one seed)",
-            f"- convergence speedup: {_fmt(summary.get('speedup')) + 'x' if summary.get('speedup') else 'n/a (never reached)'}",
-        ]
-        for name, table in (summary.get("downstream") or {}).items():
-            for k, row in table.items():
-                if isinstance(row, dict) and arm in row:
-                    lines.append(f"- {name} {'pass@' + k if k.isdigit() else k}: {_fmt(row.get(arm), '.3f')}")
-    else:
+    if not summary:
         lines.append("- the comparison with the other arm is added when the experiment finishes")
+        return lines
     lines += [
+        f"- the experiment: perplexity NCA-initialised {_fmt(summary.get('ppl_nca'))}, "
+        f"scratch {_fmt(summary.get('ppl_scratch'))}; gain = 1 - ppl_nca/ppl_scratch = {_fmt(summary.get('gain'), '+.3f')} "
+        "(above 0: the NCA-initialised model is better; one seed)",
+        f"- convergence speedup: {_fmt(summary.get('speedup')) + 'x' if summary.get('speedup') else 'n/a (never reached)'}",
+    ]
+    for name, table in (summary.get("downstream") or {}).items():
+        for k, row in table.items():
+            if isinstance(row, dict) and arm in row:
+                lines.append(f"- {name} {'pass@' + k if k.isdigit() else k}: {_fmt(row.get(arm), '.3f')}")
+    return lines
+
+
+def _usage(cfg) -> list[str]:
+    """How to load the folder, and the full settings."""
+    return [
         "",
         "## Use",
         "",
@@ -97,7 +119,6 @@ def card_text(cfg, exp_id: str, kind: str, latest: dict, summary: dict | None = 
         json.dumps(cfg.to_dict(), indent=1, default=str),
         "```",
     ]
-    return str(ModelCard(f"---\n{meta.to_yaml()}\n---\n\n" + "\n".join(lines) + "\n"))
 
 
 def write_card(folder: Path, text: str) -> None:

@@ -477,18 +477,18 @@ def log_pass_at_k(store, run, task: Task, rows, k_values: list[int], cfg=None) -
 def sample(model, tok, item: Item, sec, seed: int, placement, batch: int = 64) -> list[str]:
     """`sec.samples` completions of one item (temperature and top-p of the task's protocol), the
     prompt cut from the left to leave room for `sec.max_tokens` within the model's context."""
-    from ncalab.train.generate import generate
+    from ncalab.train.generate import Sampling, generate
 
     ids = tok(item.prompt, add_special_tokens=False)["input_ids"]
     context = model.config.max_position_embeddings
     new = min(sec.max_tokens, max(1, context // 2))
     ids = ids[-(context - new):]
-    gen = torch.Generator().manual_seed(seed)
+    sampling = Sampling(sec.temperature, sec.top_p, torch.Generator().manual_seed(seed))
     out: list[str] = []
     while len(out) < sec.samples:
         n = min(batch, sec.samples - len(out))
-        got = generate(model, [ids] * n, min(new, context - len(ids)), temperature=sec.temperature, top_p=sec.top_p,
-                       stop_ids=[tok.eos_token_id], pad_id=tok.eos_token_id, generator=gen,
+        got = generate(model, [ids] * n, min(new, context - len(ids)), sampling=sampling,
+                       stop_ids=[tok.eos_token_id], pad_id=tok.eos_token_id,
                        autocast=placement.autocast, done=lambda row, toks: item.stop(tok.decode(toks[-24:])))
         out += [tok.decode(g) for g in got]
     return out

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ncalab.config import DataConfig
+
 
 @dataclass
 class LanguageData:
@@ -22,10 +24,11 @@ class LanguageData:
         return len(self.tokenizer)
 
 
-def prepare(corpus_spec: str, tokenizer_name: str | None, vocab_size: int, val_fraction: float, cache: Path,
-            train_tokens: int, val_tokens: int, note=None, tokenizer_corpus: str | None = None) -> LanguageData:
-    """``tokenizer_corpus``: read this corpus with the BPE trained on another one (a text
-    source that shares stage 2's vocabulary)."""
+def prepare(corpus_spec: str, data: DataConfig, cache: Path, train_tokens: int, val_tokens: int, note=None,
+            tokenizer_corpus: str | None = None) -> LanguageData:
+    """``corpus_spec`` read with the experiment's tokenizer settings and held-out fraction
+    (``data``; its own corpus is stage 2's). ``tokenizer_corpus``: read this corpus with the BPE
+    trained on another one (a text source that shares stage 2's vocabulary)."""
     from ncalab.data.corpora import open_corpus
     from ncalab.data.lm_data import build_token_arrays
     from ncalab.data.tokenizer import get_tokenizer
@@ -33,8 +36,8 @@ def prepare(corpus_spec: str, tokenizer_name: str | None, vocab_size: int, val_f
     corpus = open_corpus(corpus_spec)
     if note is not None:
         note(f"corpus {corpus_spec}: preparing tokenizer and token arrays")
-    tok_source = open_corpus(tokenizer_corpus) if tokenizer_corpus and not tokenizer_name else corpus
-    tok, tok_id = get_tokenizer(tok_source, vocab_size, cache, val_fraction, tokenizer_name)
-    train, val = build_token_arrays(corpus, tok, tok_id, cache, val_fraction, max_train_tokens=train_tokens,
+    tok_source = open_corpus(tokenizer_corpus) if tokenizer_corpus and not data.tokenizer else corpus
+    tok, tok_id = get_tokenizer(tok_source, data.vocab_size, cache, data.val_fraction, data.tokenizer)
+    train, val = build_token_arrays(corpus, tok, tok_id, cache, data.val_fraction, max_train_tokens=train_tokens,
                                     max_val_tokens=val_tokens)
     return LanguageData(tok, train, val)

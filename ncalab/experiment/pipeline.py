@@ -86,7 +86,30 @@ def run(cfg: ExperimentConfig, store, exp_id: str, reporter: Reporter | None = N
 
     Under torchrun every process runs this with its `world`: all train together, and only the
     main process writes to the store, the run folders and the trackers."""
-    world = world or World()
+    ctx = _context(cfg, store, exp_id, reporter, should_stop, world or World())
+    stage, outcome = None, "failed"
+    try:
+        for stage in stages(cfg):
+            RUNNERS[stage.runs_as](ctx, stage)
+        stage = None  # a failure from here on belongs to no stage's run
+        summary = _finish(ctx)
+        outcome = "completed"
+        return summary
+    except Stopped:
+        ctx.store.finish_experiment(exp_id, "cancelled")
+        outcome = "cancelled"
+        return None
+    except BaseException as e:
+        outcome = _record_end(ctx, stage, e)
+        raise
+    finally:
+        ctx.tracking.close(outcome)
+
+
+def _context(cfg: ExperimentConfig, store, exp_id: str, reporter: Reporter | None,
+             should_stop: Callable[[], bool] | None, world: World) -> Context:
+    """The device, threads and trackers of this process, and what its stages share; a process
+    other than the main one gets a store that writes nothing."""
     placement = devices.choose(device_of(world, cfg.runtime.device), cfg.runtime.dtype)
     devices.tune_glibc_malloc()
     devices.set_threads(cfg.runtime.threads)
@@ -97,48 +120,43 @@ def run(cfg: ExperimentConfig, store, exp_id: str, reporter: Reporter | None = N
     if world.main:
         ctx.tracking = tracking.start(cfg, store, exp_id, ctx.reporter.note)
     ctx.tracking.config(cfg.to_dict())
-    stage, outcome = None, "failed"
-    try:
-        for stage in stages(cfg):
-            RUNNERS[stage.runs_as](ctx, stage)
-        stage = None
-        summary = summarise(store, exp_id, placement.label, cfg)
-        store.set_summary(exp_id, summary.to_dict())
-        ctx.tracking.summary(summary.to_dict())
-        if world.main:
-            cards.update_after_summary(ctx, summary)
-        store.finish_experiment(exp_id, "completed")
-        outcome = "completed"
-        return summary
-    except Stopped:
-        store.finish_experiment(exp_id, "cancelled")
-        outcome = "cancelled"
-        return None
-    except BaseException as e:
-        from ncalab.jobs.slurm import REQUEUE
+    return ctx
 
-        # Slurm's time limit or a preemption: the requeued job continues it (submitit's signal
-        # exits, or surfaces as another error when it lands inside compiled code)
-        if REQUEUE.is_set():
-            store.requeue_experiment(exp_id)
-            ctx.reporter.note("requeued (time limit or preemption): the next job continues from the last checkpoint")
-            outcome = "requeued"
-            raise
-        if isinstance(e, SystemExit):
-            store.finish_experiment(exp_id, "cancelled", error="the process was told to exit")
-            outcome = "cancelled"
-            raise
-        error = str(e) if isinstance(e, NcalabError) else f"{type(e).__name__}: {e}"
-        status = "cancelled" if isinstance(e, KeyboardInterrupt) else "failed"
-        if _peer_lost(ctx, e):  # torchrun ends the others when one process dies: resumable, like a kill
-            status, error = "lost", f"a process of the job died ({error.splitlines()[0][:200]})"
-        if getattr(stage, "kind", None):
-            store.finish_run(ctx.runs[stage.kind].id, status, error=error)
-        store.finish_experiment(exp_id, status, error=error)
-        outcome = status
-        raise
-    finally:
-        ctx.tracking.close(outcome)
+
+def _finish(ctx: Context) -> ExperimentSummary:
+    """Every stage ran: the summary goes to the store, the trackers and the model cards."""
+    summary = summarise(ctx.store, ctx.exp_id, ctx.placement.label, ctx.cfg)
+    ctx.store.set_summary(ctx.exp_id, summary.to_dict())
+    ctx.tracking.summary(summary.to_dict())
+    if ctx.world.main:
+        cards.update_after_summary(ctx, summary)
+    ctx.store.finish_experiment(ctx.exp_id, "completed")
+    return summary
+
+
+def _record_end(ctx: Context, stage, e: BaseException) -> str:
+    """The status an experiment ended by `e` (during `stage`, if one ran) gets in the store;
+    returns it for the trackers. The caller raises `e` again."""
+    from ncalab.jobs.slurm import REQUEUE
+
+    store, exp_id = ctx.store, ctx.exp_id
+    # Slurm's time limit or a preemption: the requeued job continues it (submitit's signal
+    # exits, or surfaces as another error when it lands inside compiled code)
+    if REQUEUE.is_set():
+        store.requeue_experiment(exp_id)
+        ctx.reporter.note("requeued (time limit or preemption): the next job continues from the last checkpoint")
+        return "requeued"
+    if isinstance(e, SystemExit):
+        store.finish_experiment(exp_id, "cancelled", error="the process was told to exit")
+        return "cancelled"
+    error = str(e) if isinstance(e, NcalabError) else f"{type(e).__name__}: {e}"
+    status = "cancelled" if isinstance(e, KeyboardInterrupt) else "failed"
+    if _peer_lost(ctx, e):  # torchrun ends the others when one process dies: resumable, like a kill
+        status, error = "lost", f"a process of the job died ({error.splitlines()[0][:200]})"
+    if getattr(stage, "kind", None):
+        store.finish_run(ctx.runs[stage.kind].id, status, error=error)
+    store.finish_experiment(exp_id, status, error=error)
+    return status
 
 
 def _peer_lost(ctx: Context, e: BaseException) -> bool:

@@ -226,7 +226,7 @@ class TextSource:
         from ncalab.train.batches import LanguageBatches, language_validation
 
         s1, length = cfg.stage1, cfg.stage1_seq_len
-        lang = language.prepare(s1.corpus, cfg.data.tokenizer, cfg.data.vocab_size, cfg.data.val_fraction, cache,
+        lang = language.prepare(s1.corpus, cfg.data, cache,
                                 train_tokens=int(stage1_tokens(cfg) * 1.05) + length * 64,
                                 val_tokens=s1.val_sequences * (length + 1) + length + 1, note=note,
                                 tokenizer_corpus=cfg.data.corpus if cfg.keeps_embeddings else None)

@@ -2,10 +2,11 @@
 
 Two kinds of stage: a training stage fills one run of the store (the pipeline claims it,
 reuses an identical run's result, resumes it from its checkpoint, trains, saves and finishes
-it), and a step computes something the later stages use or measures a result. Stages pass
-values through the context by name; a value registered with ``provide`` is computed when a
-stage first needs it, so a resumed experiment whose warm-started run is already done never
-rebuilds the transfer, and one whose stage 1 is done loads that model only if it is needed.
+it), and a step computes something the later stages use or measures a result. Stages hand
+values on through the context's typed lazy fields (language, windows, stage1_model,
+warm_start): a value is made when a stage first reads it, so a resumed experiment whose
+warm-started run is already done never rebuilds the transfer, and one whose stage 1 is done
+loads that model only if it is needed.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ class LanguageData:
 
         cfg, s2 = ctx.cfg, ctx.cfg.stage2
         lang = ctx.main_first(lambda: language.prepare(
-            cfg.data.corpus, cfg.data.tokenizer, cfg.data.vocab_size, cfg.data.val_fraction, ctx.cache,
+            cfg.data.corpus, cfg.data, ctx.cache,
             train_tokens=int(s2.tokens * 1.05) + s2.seq_len * 64, val_tokens=s2.eval_tokens + s2.seq_len + 1,
             note=ctx.reporter.note))
         ctx.language.set(lang)
@@ -161,7 +162,7 @@ class Transfer:
 
         cfg, t = ctx.cfg, ctx.cfg.transfer
         model, kept = transfer(ctx.stage1_model.get(), cfg.model, ctx.language.get().vocab_size, cfg.stage2.seq_len,
-                               cfg.seed + 1, set(t.reinit), t.control, t.shrink, t.perturb, cfg.keeps_embeddings)
+                               cfg.seed + 1, t, cfg.keeps_embeddings)
         kept_note = "kept the text source's embeddings and head" if cfg.keeps_embeddings else "re-initialised embeddings, head"
         ctx.reporter.note(f"transferred {len(kept)} tensors; {kept_note}"
                           + (f" and {', '.join(t.reinit)}" if t.reinit else "")

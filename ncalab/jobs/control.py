@@ -33,7 +33,9 @@ def cancel(store, exp_id: str, wait: float = 120.0) -> str:
     return queue.wait_until(store, exp_id, ("cancelled", "completed", "failed", "lost"), wait)
 
 
-def resume(store, exp_id: str) -> str:
+def requeue(store, exp_id: str) -> None:
+    """Put a cancelled, failed or lost experiment back in the queue (services.launch.resume
+    then starts it); refused for one that completed, runs or has an unreadable checkpoint."""
     exp = store.get_experiment(exp_id)
     if exp.status == "completed":
         raise NcalabError(f"experiment {exp_id} already completed; there is nothing to resume")
@@ -42,7 +44,6 @@ def resume(store, exp_id: str) -> str:
     check_checkpoints(store, exp_id)
     store.requeue_experiment(exp_id)
     store.set_meta(f"slurm:{exp_id}", "")  # a cluster experiment is submitted again
-    return queue.start(store, exp_id)
 
 
 def check_checkpoints(store, exp_id: str) -> None:

@@ -124,27 +124,41 @@ class _ShardWriter:
         return self.shards
 
 
+@dataclass(frozen=True)
+class CorpusSpec:
+    """What a corpus holds: ``tokens`` training tokens (whole sequences of L) and
+    ``val_sequences`` sequences of held-out rules, from the rule stream of (cfg, band, seed).
+    ``domain`` names the band's preset, recorded in the manifest."""
+
+    cfg: NCAConfig
+    band: Band | None
+    tokens: int
+    seed: int = 0
+    val_sequences: int = 64
+    domain: str | None = None
+
+
 def write_corpus(
-    out: str | Path, cfg: NCAConfig, band: Band | None, tokens: int, seed: int = 0, *,
-    val_sequences: int = 64, force: bool = False, shard_tokens: int = 2**26, batch_rules: int = 4096,
-    domain: str | None = None, on_progress: Callable[[int, int], None] | None = None,
+    out: str | Path, spec: CorpusSpec, *, force: bool = False, shard_tokens: int = 2**26, batch_rules: int = 4096,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> GenerateResult:
-    """Generate ``tokens`` training tokens (whole sequences of L) plus held-out validation rules.
+    """Generate the corpus ``spec`` describes into ``out``.
 
     With cfg.sims_per_rule > 1 every accepted training rule gives that many sequences (see
     stream.FilteredSource) and the rules files gain a sim_seed column (format version 2)."""
-    if tokens <= 0:
-        raise NcalabError(f"--tokens must be positive, got {tokens}")
-    if val_sequences < 0:
-        raise NcalabError(f"validation sequences must not be negative, got {val_sequences}")
+    cfg, band, seed, domain = spec.cfg, spec.band, spec.seed, spec.domain
+    if spec.tokens <= 0:
+        raise NcalabError(f"--tokens must be positive, got {spec.tokens}")
+    if spec.val_sequences < 0:
+        raise NcalabError(f"validation sequences must not be negative, got {spec.val_sequences}")
     out = Path(out)
     _prepare_dir(out, force)
-    n_train = math.ceil(tokens / cfg.seq_len)
+    n_train = math.ceil(spec.tokens / cfg.seq_len)
     shard_seqs = max(1, shard_tokens // (cfg.seq_len + 1))
     t0 = time.perf_counter()
     splits, scored, accepted = {}, 0, 0
     with_sims = cfg.sims_per_rule > 1 or cfg.fresh_trajectories  # sim seeds differ from rule seeds
-    for split, n_seq in (("val", val_sequences), ("train", n_train)):
+    for split, n_seq in (("val", spec.val_sequences), ("train", n_train)):
         if n_seq == 0:
             continue
         source = FilteredSource(cfg, band, seed, split, batch_rules=batch_rules)

@@ -79,16 +79,25 @@ def frames_to_sequences(frames: np.ndarray, cfg: NCAConfig) -> np.ndarray:
 NO_RULE_LIMIT = 20_000
 
 
+@dataclass(frozen=True)
+class BatchShare:
+    """The candidate batches one reader of a stream takes: start, start + stride, ... (DataLoader
+    worker i of n takes BatchShare(i, n), so no two workers share a rule)."""
+
+    start: int = 0
+    stride: int = 1
+
+
 class FilteredSource:
     """Yields batches of accepted sequences from fresh rules of one split of a stream seed."""
 
     def __init__(self, cfg: NCAConfig, band: Band | None, seed: int, split: str = "train",
                  batch_rules: int = 1024, device: str | torch.device = "cpu", keep_grids: bool = False,
-                 start: int = 0, stride: int = 1):
+                 share: BatchShare = BatchShare()):
         self.cfg, self.band, self.seed, self.split = cfg, band, seed, split
         self.batch_rules, self.device, self.keep_grids = batch_rules, device, keep_grids
-        self.next_batch_index = start  # batch j uses rule counters [j*B, (j+1)*B)
-        self.stride = stride  # DataLoader workers take every stride-th batch
+        self.next_batch_index = share.start  # batch j uses rule counters [j*B, (j+1)*B)
+        self.stride = share.stride
         self.rules_scored = 0
         self.rules_accepted = 0
 
@@ -168,8 +177,8 @@ class NCASequenceDataset(torch.utils.data.IterableDataset):
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
-        start, stride = (info.id, info.num_workers) if info is not None else (0, 1)
-        source = FilteredSource(self.cfg, self.band, self.seed, self.split, self.batch_rules, start=start, stride=stride)
+        share = BatchShare(info.id, info.num_workers) if info is not None else BatchShare()
+        source = FilteredSource(self.cfg, self.band, self.seed, self.split, self.batch_rules, share=share)
         for batch in source:
             for seq, rule, sim in zip(batch.tokens, batch.rule_seeds, batch.sim_seeds):
                 inputs, labels = make_example(seq, self.cfg)

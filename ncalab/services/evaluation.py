@@ -3,6 +3,7 @@ corpus, and the in-context evaluation of a stage-1 model."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from ncalab.errors import NcalabError
@@ -41,8 +42,21 @@ def _eval_tokens(corpus, tok, split: str, val_fraction: float, max_tokens: int):
     return np.concatenate(out)[:max_tokens]
 
 
-def evaluate_checkpoint(path: Path, corpus_spec: str, eval_tokens: int, seq_len: int, batch_size: int = 8,
-                        device: str = "auto", dtype: str = "auto", split: str = "val", val_fraction: float = 0.02) -> dict:
+@dataclass(frozen=True)
+class CorpusText:
+    """The text a perplexity is measured on: up to `tokens` tokens of a corpus's held-out
+    documents (split "val", chosen by val_fraction) or of all of them (split "all"), in
+    windows of seq_len (capped at the model's context)."""
+
+    corpus: str
+    tokens: int
+    seq_len: int
+    split: str = "val"
+    val_fraction: float = 0.02
+    batch_size: int = 8
+
+
+def evaluate_checkpoint(path: Path, text: CorpusText, device: str = "auto", dtype: str = "auto") -> dict:
     """Perplexity of a saved language model (with its tokenizer) on a corpus."""
     from transformers import AutoTokenizer
 
@@ -50,8 +64,8 @@ def evaluate_checkpoint(path: Path, corpus_spec: str, eval_tokens: int, seq_len:
     from ncalab.data.lm_data import val_batches
     from ncalab.train.evaluate import evaluate
 
-    if split not in ("val", "all"):
-        raise NcalabError(f"--split must be val or all, got {split!r}")
+    if text.split not in ("val", "all"):
+        raise NcalabError(f"--split must be val or all, got {text.split!r}")
     path = Path(path)
     placement = devices.choose(device, dtype)
     model = checkpoint.load_model(path, placement.device)
@@ -59,14 +73,14 @@ def evaluate_checkpoint(path: Path, corpus_spec: str, eval_tokens: int, seq_len:
         tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
     except Exception:  # noqa: BLE001
         raise NcalabError(f"{path} has no tokenizer: only language models (stage 2) can be evaluated on a corpus") from None
-    corpus = open_corpus(corpus_spec)
-    seq_len = min(seq_len, model.config.max_position_embeddings)
-    ids = _eval_tokens(corpus, tok, split, val_fraction, eval_tokens + seq_len + 1)
-    windows = val_batches(ids, seq_len, batch_size, eval_tokens)
+    corpus = open_corpus(text.corpus)
+    seq_len = min(text.seq_len, model.config.max_position_embeddings)
+    ids = _eval_tokens(corpus, tok, text.split, text.val_fraction, text.tokens + seq_len + 1)
+    windows = val_batches(ids, seq_len, text.batch_size, text.tokens)
     if not windows:
-        raise NcalabError(f"corpus {corpus_spec} has fewer than {seq_len + 1} tokens to evaluate on")
+        raise NcalabError(f"corpus {text.corpus} has fewer than {seq_len + 1} tokens to evaluate on")
     res = evaluate(model, language_validation(windows), placement)
-    return {"checkpoint": str(path), "corpus": corpus_spec, "split": split,
+    return {"checkpoint": str(path), "corpus": text.corpus, "split": text.split,
             "tokens": int(sum(w[:, 1:].numel() for w in windows)), "loss": res["val_loss"], "ppl": res["val_ppl"]}
 
 

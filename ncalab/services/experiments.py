@@ -1,5 +1,7 @@
-"""Starting experiments: validate and record them, run one in this process (foreground), or
-continue a stored one (the job worker). The work itself is ncalab.experiment.pipeline.
+"""Experiments before and while they run: validate and record them (submit), claim and run
+one in this process (run_here), or continue a stored one (execute, for the job worker).
+services.launch puts these together for every front end; the work itself is
+ncalab.experiment.pipeline.
 
 The typed config goes straight to the pipeline; the store keeps a copy for detached jobs and
 for browsing, read back only by a process that did not make it.
@@ -22,7 +24,7 @@ from ncalab.experiment.summary import ExperimentSummary
 from ncalab.jobs.allocation import ThreadGovernor
 from ncalab.train import device as devices
 
-__all__ = ["Reporter", "SilentReporter", "check", "config_of", "execute", "run_experiment", "run_here", "submit"]
+__all__ = ["Reporter", "SilentReporter", "check", "config_of", "execute", "run_here", "submit"]
 
 
 def submit(cfg: ExperimentConfig, store, name: str | None = None, sweep_id: str | None = None):
@@ -76,12 +78,6 @@ def check_evaluations(cfg: ExperimentConfig) -> None:
     for name in cfg.eval.tasks:
         if name in TASKS:
             TASKS[name].check_ready(cfg)
-
-
-def run_experiment(cfg: ExperimentConfig, store, reporter: Reporter | None = None,
-                   name: str | None = None) -> ExperimentSummary:
-    """Run an experiment in this process (foreground); returns its summary."""
-    return run_here(cfg, store, submit(cfg, store, name).id, reporter)
 
 
 def run_here(cfg: ExperimentConfig, store, exp_id: str, reporter: Reporter | None = None) -> ExperimentSummary:

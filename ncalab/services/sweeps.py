@@ -45,14 +45,15 @@ def _setting_of(config: dict, grid: dict[str, list]) -> dict:
 
 def _submit_missing(store, sweep, spec: dict) -> list[str]:
     """Queue every (setting, seed) of the spec the sweep lacks; returns the new experiment ids."""
-    from ncalab.services.experiments import submit
+    from ncalab.services.launch import How, launch
 
     base, grid = _base(spec), spec["grid"]
     have = _members(store, sweep.id, grid)
     todo = [(s, seed) for seed in spec["seeds"] for s in _settings(spec) if (setting_id(s), seed) not in have]
     cfgs = [(s, apply_setting(base, s, seed)) for s, seed in todo]
     _check_members(cfg for _, cfg in cfgs)  # every member can run before one is stored
-    return [submit(cfg, store, name=setting_label(s), sweep_id=sweep.id).id for s, cfg in cfgs]
+    # queued together: the caller starts the queue once (on a cluster, as one job array)
+    return [launch(cfg, store, How.QUEUED, name=setting_label(s), sweep_id=sweep.id).experiment_id for s, cfg in cfgs]
 
 
 def create(store, base: ExperimentConfig, grid_items: list[str], seeds: list[int], name: str | None = None,
@@ -128,15 +129,15 @@ def _extend_zipped(sweep_id: str, grid: dict[str, list], more: dict[str, list]) 
 
 def resume(store, sweep_id: str) -> list[str]:
     """Queue again the members that failed, were cancelled or were lost."""
-    from ncalab.jobs import control
     from ncalab.jobs.queue import reap
+    from ncalab.services.launch import resume as launch_again
 
     store.get_sweep(sweep_id)
     reap(store)
     out = []
     for exp in store.experiments_of_sweep(sweep_id):
         if exp.status in RESUMABLE:
-            control.resume(store, exp.id)
+            launch_again(store, exp.id)
             out.append(exp.id)
     return out
 
@@ -183,13 +184,15 @@ def _stats(values: list[float]) -> tuple[float | None, float | None]:
     return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else None)
 
 
-def table(store, sweep_id: str) -> dict:
+def table(store, sweep_id: str, reap_first: bool = True) -> dict:
     """One row per setting: mean and sd over seeds of ppl_nca, ppl_scratch, gain, speedup, and
-    in how many seeds NCA beat scratch; sorted by mean gain, best first (marked ``best``)."""
+    in how many seeds NCA beat scratch; sorted by mean gain, best first (marked ``best``).
+    ``reap_first=False`` only reads (a report from a read-only store)."""
     from ncalab.jobs.queue import reap
 
     sweep = store.get_sweep(sweep_id)
-    reap(store)
+    if reap_first:
+        reap(store)
     spec = sweep.spec
     grid = spec["grid"]
     groups: dict[str, dict] = {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
+from dataclasses import dataclass
 
 import inspect
 
@@ -31,25 +32,36 @@ def _pad_left(prompts: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor,
     return ids, mask
 
 
-def _choose(logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None) -> torch.Tensor:
+@dataclass(frozen=True)
+class Sampling:
+    """How the next token is chosen: greedy at temperature 0 (the default), else drawn from the
+    top-p nucleus at this temperature, with ``generator`` (on the CPU) when given."""
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    generator: torch.Generator | None = None
+
+
+def _choose(logits: torch.Tensor, sampling: Sampling) -> torch.Tensor:
     """Next token per row: argmax at temperature 0, else a draw from the top-p nucleus."""
     logits = logits.float()
-    if temperature <= 0:
+    if sampling.temperature <= 0:
         return logits.argmax(dim=-1)
-    probs = torch.softmax(logits / temperature, dim=-1)
-    if top_p < 1.0:
+    probs = torch.softmax(logits / sampling.temperature, dim=-1)
+    if sampling.top_p < 1.0:
         sorted_p, order = probs.sort(dim=-1, descending=True)
         # keep the smallest prefix whose mass reaches top_p (the first token always stays)
-        drop = sorted_p.cumsum(dim=-1) - sorted_p >= top_p
+        drop = sorted_p.cumsum(dim=-1) - sorted_p >= sampling.top_p
         sorted_p = sorted_p.masked_fill(drop, 0.0)
         probs = torch.zeros_like(probs).scatter_(-1, order, sorted_p)
+    generator = sampling.generator
     return torch.multinomial(probs.cpu() if generator is not None else probs, 1, generator=generator).view(-1).to(logits.device)
 
 
 @torch.no_grad()
-def generate(model, prompts: Sequence[Sequence[int]], max_new_tokens: int, *, temperature: float = 0.0,
-             top_p: float = 1.0, stop_ids: Sequence[int] = (), pad_id: int = 0, generator: torch.Generator | None = None,
-             autocast: Callable | None = None, done: Callable[[int, list[int]], bool] | None = None) -> list[list[int]]:
+def generate(model, prompts: Sequence[Sequence[int]], max_new_tokens: int, *, sampling: Sampling = Sampling(),
+             stop_ids: Sequence[int] = (), pad_id: int = 0, autocast: Callable | None = None,
+             done: Callable[[int, list[int]], bool] | None = None) -> list[list[int]]:
     """New tokens for each prompt (without the prompt), cut after a stop id.
 
     ``done(row, tokens)`` may end a row early (e.g. a stop string in the decoded text); a
@@ -72,7 +84,7 @@ def generate(model, prompts: Sequence[Sequence[int]], max_new_tokens: int, *, te
                 res = model(input_ids=step_ids, attention_mask=mask, position_ids=step_pos, use_cache=True,
                             **{cache_arg: past})
             past = res["cache"] if "cache" in res else res["past_key_values"]
-            nxt = _choose(res.logits[:, -1], temperature, top_p, generator)
+            nxt = _choose(res.logits[:, -1], sampling)
             for i, t in enumerate(nxt.tolist()):
                 if finished[i]:
                     continue

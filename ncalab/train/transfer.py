@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from transformers import LlamaForCausalLM
 
-from ncalab.config import ModelConfig
+from ncalab.config import ModelConfig, TransferConfig
 from ncalab.train.model import build_model
 
 # Which parameter names each ablation re-initialises.
@@ -32,20 +32,22 @@ def kept_parameter_names(names, reinit: set[str], keep_embeddings: bool = False)
 
 
 def transfer(nca_model: LlamaForCausalLM, m: ModelConfig, vocab_size: int, max_len: int, seed: int,
-             reinit: set[str] | frozenset = frozenset(), control: str = "none", shrink: float = 1.0,
-             perturb: float = 0.0, keep_embeddings: bool = False) -> tuple[LlamaForCausalLM, list[str]]:
+             settings: TransferConfig | None = None, keep_embeddings: bool = False) -> tuple[LlamaForCausalLM, list[str]]:
     """A language model whose non-reinitialised blocks come from ``nca_model``.
 
     The fresh parts are exactly the weights a scratch model with the same seed gets, so the
-    NCA and scratch runs differ only in what was transferred. ``control`` replaces each
-    transferred tensor by one of the same scale that never saw NCA data (``shuffle``: its
-    own values permuted; ``matched_scale``: the fresh init scaled to its RMS). ``shrink``
-    and ``perturb`` apply shrink-and-perturb: shrink * transferred + perturb * fresh init.
+    NCA and scratch runs differ only in what was transferred. Of ``settings`` (default: keep
+    every block as it is) this reads: ``reinit``, the parts re-initialised; ``control``, which
+    replaces each transferred tensor by one of the same scale that never saw NCA data
+    (``shuffle``: its own values permuted; ``matched_scale``: the fresh init scaled to its RMS);
+    ``shrink`` and ``perturb``, shrink-and-perturb: shrink * transferred + perturb * fresh init.
     """
+    settings = settings if settings is not None else TransferConfig()
+    control, shrink, perturb = settings.control, settings.shrink, settings.perturb
     model = build_model(m, vocab_size, max_len, seed)
     src = nca_model.state_dict()
     dst = model.state_dict()
-    kept = kept_parameter_names(dst.keys(), set(reinit), keep_embeddings)
+    kept = kept_parameter_names(dst.keys(), set(settings.reinit), keep_embeddings)
     if keep_embeddings and src["model.embed_tokens.weight"].shape != dst["model.embed_tokens.weight"].shape:
         raise ValueError("kept embeddings need one vocabulary in both stages")
     g = torch.Generator().manual_seed(seed * 1_000_003 + 17)  # the controls' own randomness

@@ -153,16 +153,14 @@ class LaunchScreen(Screen):
 
     @work(thread=True, exclusive=True, group="launch")
     def launch(self) -> None:
-        from ncalab.jobs import queue
-        from ncalab.services.experiments import submit
+        from ncalab.services.launch import How, launch
 
         try:
             cfg = self._config()
             store = self.app.stores.writer()  # the first launch creates the store
-            exp = submit(cfg, store)
-            state = queue.start(store, exp.id)
+            job = launch(cfg, store, How.BACKGROUND)
         except NcalabError as e:
             self.app.call_from_thread(self.notify, str(e), severity="error")
             return
-        self.app.call_from_thread(self.notify, f"{exp.id} {state}")
+        self.app.call_from_thread(self.notify, f"{job.experiment_id} {job.status}")
         self.app.call_from_thread(self.app.switch_mode, "runs")

@@ -246,10 +246,11 @@ class RunsScreen(Screen):
     @work(thread=True, group="runs-control")
     def run_control(self, what: str, exp_id: str) -> None:
         from ncalab.jobs import control
+        from ncalab.services.launch import resume
 
         try:
             store = self.app.stores.writer()
-            status = control.cancel(store, exp_id, 60) if what == "cancel" else control.resume(store, exp_id)
+            status = control.cancel(store, exp_id, 60) if what == "cancel" else resume(store, exp_id).status
             self.app.call_from_thread(self.notify, f"{exp_id}: {status}")
         except NcalabError as e:
             self.app.call_from_thread(self.notify, str(e), severity="error")
