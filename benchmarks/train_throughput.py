@@ -8,13 +8,20 @@ Same model shape and initial weights, same batches.
   python benchmarks/train_throughput.py [--steps 12] [--compile] [--d-model 128 --layers 4]
   python benchmarks/train_throughput.py --track tensorboard [--repeats 5]
 
+It also times the loop as it ran before the memory work (every position's logits at once, the
+whole batch in one pass) beside the loop as it runs now (the loss in chunks of positions,
+train/headloss.py, and on a CPU the micro-batch plan.cpu_micro_batch picks), interleaved
+`--rounds` times, with each one's peak resident memory: `ratio` (now) must stay within 3% of
+`ratio_before` (docs/benchmarks.md#memory).
+
 With --track, it also times the ncalab loop with and without mirroring its metrics to that
 tracker (ncalab.experiment.tracking, as `--track` does), evaluating and flushing metrics as a
 tiny run does (about every tenth of the steps), the two interleaved `--repeats` times; the
 medians give track_ratio (target: overhead = 1 - track_ratio under 0.02).
 
-The last line is one JSON object with tokens_per_s, baseline_tokens_per_s and ratio (and
-track_ratio with --track).
+The last line is one JSON object with tokens_per_s, baseline_tokens_per_s and ratio, the same
+before the memory work (tokens_per_s_before, ratio_before), the peak resident bytes of each
+(peak_rss_bytes, peak_rss_bytes_before), and track_ratio with --track.
 """
 
 from __future__ import annotations
@@ -69,10 +76,12 @@ def baseline_tokens_per_s(model, data: torch.Tensor, steps: int, warmup: int, de
     return n / t
 
 
-def ncalab_tokens_per_s(model, data, steps, warmup, placement, compile_: bool) -> float:
+def ncalab_tokens_per_s(model, data, steps, warmup, placement, compile_: bool, micro: int = 0,
+                        chunked: bool = True) -> float:
     bpt = data.shape[1] * (data.shape[2] - 1)
     spec = StageSpec("bench", (warmup + steps) * bpt, bpt, 1e-3, 0.0, 1.0, 0.0, 1.0, 10**12, 1)
-    tr = Trainer(model, spec, placement, FixedBatches(data), [], TrainerOptions(compile=compile_))
+    tr = Trainer(model, spec, placement, FixedBatches(data), [],
+                 TrainerOptions(compile=compile_, micro_batch_size=micro, chunked_loss=chunked))
     # time only the post-warm-up steps: run warm-up steps first
     tr.spec = StageSpec("bench", warmup * bpt, bpt, 1e-3, 0.0, 1.0, 0.0, 1.0, 10**12, 1)
     tr.run()
@@ -84,6 +93,38 @@ def ncalab_tokens_per_s(model, data, steps, warmup, placement, compile_: bool) -
     if placement.device.type == "cuda":
         torch.cuda.synchronize()
     return (tr.tokens - before_tok) / (tr.train_seconds - before_s)
+
+
+def cpu_micro_batch(args) -> int:
+    """The micro-batch `ncalab run` takes on a CPU for this shape (0: the whole batch)."""
+    from ncalab.experiment.plan import cpu_micro_batch as choose
+    from ncalab.services.config import resolve_config
+
+    cfg = resolve_config("code", "tiny", None, [f"model.n_layer={args.layers}", f"model.d_model={args.d_model}",
+                                                 f"model.n_head={args.heads}", f"stage2.seq_len={args.seq}",
+                                                 f"stage2.batch_size={args.batch}"])
+    micro = choose(cfg, "stage2", args.seq)
+    return 0 if micro >= args.batch else micro
+
+
+def before_and_now(model, data, args, placement) -> dict:
+    """Tokens/s and peak resident bytes of the loop before the memory work and now, `args.rounds`
+    times interleaved (medians), each from a heap handed back and a reset peak."""
+    from ncalab.train import memory
+
+    micro = cpu_micro_batch(args) if placement.device.type == "cpu" else 0
+    ways = {"before": {"micro": 0, "chunked": False}, "now": {"micro": micro, "chunked": True}}
+    rates: dict[str, list[float]] = {k: [] for k in ways}
+    peaks: dict[str, int] = {k: 0 for k in ways}
+    for _ in range(args.rounds):
+        for name, way in ways.items():
+            memory.release()
+            memory.reset_peak()
+            rates[name].append(ncalab_tokens_per_s(copy.deepcopy(model), data, args.steps, args.warmup, placement,
+                                                   args.compile, **way))
+            peaks[name] = max(peaks[name], memory.resident_peak())
+    return {"tokens_per_s": statistics.median(rates["now"]), "tokens_per_s_before": statistics.median(rates["before"]),
+            "peak_rss_bytes": peaks["now"], "peak_rss_bytes_before": peaks["before"], "micro_batch": micro}
 
 
 def mirrored_tokens_per_s(model, data, steps: int, placement, mirror) -> float:
@@ -135,6 +176,7 @@ def main() -> None:
     ap.add_argument("--seq", type=int, default=256)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--compile", action="store_true", help="torch.compile the ncalab model")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved runs of the loop before and now")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--dtype", default="auto", choices=("auto", "bf16", "fp32"), help="the ncalab loop's (runtime.dtype)")
     ap.add_argument("--track", choices=("tensorboard", "mlflow", "wandb"), help="also time mirroring to this tracker")
@@ -150,14 +192,20 @@ def main() -> None:
 
     base = baseline_tokens_per_s(copy.deepcopy(model), data, args.steps, args.warmup, placement.device)
     tuned = devices.tune_glibc_malloc()
-    ours = ncalab_tokens_per_s(copy.deepcopy(model), data, args.steps, args.warmup, placement, args.compile)
+    both = before_and_now(model, data, args, placement)
+    ours, before = both["tokens_per_s"], both["tokens_per_s_before"]
+    mib = 1 << 20
     print(f"model d={args.d_model} layers={args.layers} vocab={args.vocab} batch {args.batch}x{args.seq} on {placement.label}")
     print(f"  baseline (fp32 HF loop)   {base:12,.0f} tokens/s")
-    print(f"  ncalab loop               {ours:12,.0f} tokens/s   (malloc tuning {'on' if tuned else 'off'}, compile {'on' if args.compile else 'off'})")
-    print(f"  ratio                     {ours / base:12.2f}x")
+    print(f"  ncalab loop               {ours:12,.0f} tokens/s   (malloc tuning {'on' if tuned else 'off'}, compile {'on' if args.compile else 'off'}; "
+          f"peak {both['peak_rss_bytes'] / mib:,.0f} MiB, micro-batch {both['micro_batch'] or args.batch})")
+    print(f"  before the memory work    {before:12,.0f} tokens/s   (peak {both['peak_rss_bytes_before'] / mib:,.0f} MiB)")
+    print(f"  ratio                     {ours / base:12.2f}x   (before {before / base:.2f}x: {ours / before - 1:+.1%})")
     result = {"tokens_per_s": round(ours), "baseline_tokens_per_s": round(base), "ratio": round(ours / base, 3),
-              "device": str(placement.device), "bf16": placement.amp_dtype is not None, "compile": args.compile,
-              "d_model": args.d_model, "layers": args.layers}
+              "tokens_per_s_before": round(before), "ratio_before": round(before / base, 3),
+              "peak_rss_bytes": both["peak_rss_bytes"], "peak_rss_bytes_before": both["peak_rss_bytes_before"],
+              "micro_batch": both["micro_batch"], "device": str(placement.device), "bf16": placement.amp_dtype is not None,
+              "compile": args.compile, "d_model": args.d_model, "layers": args.layers}
     if args.track:
         g2 = torch.Generator().manual_seed(1)
         tdata = torch.randint(0, args.vocab, (args.track_steps, args.batch, args.seq + 1), generator=g2)

@@ -119,6 +119,44 @@ def micro_lab(tmp_path_factory, code_corpus) -> Path:
     return home
 
 
+@pytest.fixture(autouse=True)
+def _no_store_url_of_the_user(monkeypatch):
+    """A user's own database server is never the tests' store: tests that want PostgreSQL start
+    one (store_backend). A fixture, not an import-time change: spawned processes import this file."""
+    monkeypatch.delenv("NCALAB_STORE", raising=False)
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A real PostgreSQL server of this test process (tests/pg.py), started on first use and
+    stopped at the end of the session; the test is skipped, with the reason, where none can run."""
+    import pg
+
+    why = pg.unavailable()
+    if why:
+        pytest.skip(why)
+    server = pg.PostgresServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_backend(request, monkeypatch):
+    """Each back end in turn for the test: SQLite (NCALAB_STORE unset) or a fresh database of the
+    test server (NCALAB_STORE set, so every store the test and its subprocesses open is there).
+    Yields the URL, or None for SQLite."""
+    if request.param == "sqlite":
+        monkeypatch.delenv("NCALAB_STORE", raising=False)
+        yield None
+        return
+    url = request.getfixturevalue("pg_server").new_database()
+    monkeypatch.setenv("NCALAB_STORE", url)
+    yield url
+
+
 def copy_lab(lab: Path, dst: Path) -> Path:
     """A store of its own: run folders are relative to the store, so a copied folder is whole."""
     return Path(shutil.copytree(lab, dst))

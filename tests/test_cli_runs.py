@@ -47,6 +47,22 @@ def test_list_show_compare(capsys, store_home):
     assert code == 0 and "seed" in out
 
 
+def test_every_stage_stores_its_peak_memory_and_show_and_compare_print_it(capsys, store_home):
+    home, ids = store_home
+    d = call_json(capsys, "runs", "show", ids[0], "--home", str(home))
+    peaks = {r["kind"]: r["latest_metrics"].get("stage_peak_rss_bytes") for r in d["runs"]}
+    assert set(peaks) == {"stage1", "nca", "scratch"} and all(p and 100 << 20 < p < 8 << 30 for p in peaks.values())
+    assert all(c["peak_rss_bytes"] == peaks[k] for k, c in d["summary"]["compute"].items())
+    assert all("stage_peak_device_bytes" not in r["latest_metrics"] for r in d["runs"])  # on a CPU
+    code, out, _ = call(capsys, "runs", "show", ids[0], "--home", str(home))
+    assert code == 0 and "peak" in out and "GiB" in out  # the compute table and the runs table
+    c = call_json(capsys, "runs", "compare", *ids, "--home", str(home))
+    assert all(e["results"]["peak_rss_bytes"] > 100 << 20 and e["results"]["peak_device_bytes"] is None
+               for e in c["experiments"])
+    code, out, _ = call(capsys, "runs", "compare", *ids, "--home", str(home))
+    assert code == 0 and "peak_rss" in out
+
+
 def test_plot_and_export(capsys, store_home, tmp_path):
     home, ids = store_home
     p = call_json(capsys, "runs", "plot", ids[0], "--home", str(home))

@@ -118,6 +118,55 @@ def test_queue_runs_one_at_a_time_and_starts_the_next(tmp_path, capsys, code_cor
 
 
 @pytest.mark.slow
+def test_the_queue_waits_for_memory_and_starts_the_next_when_one_ends(tmp_path, capsys, code_corpus, monkeypatch):
+    monkeypatch.setenv("NCALAB_MEMORY", "1G")  # room for one micro job (about 0.6 GiB expected), not two
+    home = tmp_path / "h"
+    a = detach(capsys, home, code_corpus, "--max-jobs", "4")
+    b = detach(capsys, home, code_corpus, "--seed", "1")
+    store = RunStore(home)
+    # a's job claims it as it starts (until then it reads queued); b must not start meanwhile
+    wait_until(lambda: store.get_experiment(a).status == "running", "the first job claiming its experiment", timeout=60)
+    assert store.get_experiment(b).status == "queued"
+    seen_both = False
+
+    def done():
+        nonlocal seen_both
+        st = [store.get_experiment(x).status for x in (a, b)]
+        seen_both |= st == ["running", "running"]
+        return all(s in ("completed", "failed") for s in st)
+
+    wait_until(done, "both experiments ending", timeout=300)
+    assert not seen_both
+    ea, eb = store.get_experiment(a), store.get_experiment(b)
+    assert ea.status == eb.status == "completed" and eb.started_at >= ea.finished_at - 1
+
+
+@pytest.mark.slow
+def test_a_job_killed_for_memory_is_failed_saying_so_and_resumes(tmp_path, capsys, code_corpus, monkeypatch):
+    counter = tmp_path / "memory.events"  # stands for the cgroup's: the job reads it at every heartbeat
+    counter.write_text("oom 0\noom_kill 0\n")
+    monkeypatch.setenv("NCALAB_OOM_COUNTER", str(counter))
+    home = tmp_path / "h"
+    exp_id = detach(capsys, home, code_corpus)
+    store = RunStore(home)
+    pid, run = wait_until(lambda: running_pid(store, exp_id), "the job training a stage with loss logged", timeout=180)
+    wait_until(lambda: store.get_meta(f"memory:{exp_id}"), "the job's first memory heartbeat", timeout=60)
+    counter.write_text("oom 1\noom_kill 1\n")  # what the kernel's out-of-memory killer leaves
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split(")")[-1].split()[0] == "Z",
+               f"the killed job (pid {pid}) exiting", timeout=180)
+    row = call_json(capsys, "runs", "list", "--home", str(home))["experiments"][0]
+    assert row["status"] == "failed"
+    d = call_json(capsys, "runs", "show", exp_id, "--home", str(home))
+    assert d["runs"] and any(r["status"] == "failed" and r["error"].startswith("killed for memory") for r in d["runs"])
+    assert "GiB resident" in store.get_experiment(exp_id).error
+    assert call_json(capsys, "runs", "resume", exp_id, "--home", str(home))["status"] in ("running", "queued")
+    wait_until(lambda: store.get_experiment(exp_id).status in ("completed", "failed"), "the resumed experiment ending",
+               timeout=180)
+    assert store.get_experiment(exp_id).status == "completed"
+
+
+@pytest.mark.slow
 def test_a_crash_mid_run_is_failed_with_the_error(tmp_path, capsys, code_corpus):
     home = tmp_path / "h"
     # stage 2 windows longer than the corpus: fails after stage 1, inside the job

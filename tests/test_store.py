@@ -1,4 +1,6 @@
-"""The run store against real SQLite files: round trips, WAL, concurrent processes, schema guards."""
+"""The run store against both its databases, a real SQLite file and a real PostgreSQL server
+(tests/pg.py starts one): round trips, locks, concurrent processes and claims, schema guards and
+upgrades. Every test here runs once per back end (the autouse `backend` fixture)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import time
 from types import SimpleNamespace
 
 import pytest
+from sqlalchemy import select, text
 
 import ncalab
 from ncalab.errors import NcalabError
@@ -22,7 +25,21 @@ from ncalab.store import (
     default_home,
 )
 from ncalab.store.connection import StoreConnection
+from ncalab.store.schema import TABLES
 from ncalab.store.store import DB_NAME
+
+
+@pytest.fixture(autouse=True)
+def backend(store_backend):
+    """SQLite, then PostgreSQL (conftest's store_backend): None, or the database's URL."""
+    return store_backend
+
+
+def _sql(home, *statements: str, **params) -> None:
+    """Raw statements in one transaction through the store's own write path (either database)."""
+    with RunStore(home) as s, s._write() as session:
+        for statement in statements:
+            session.execute(text(statement), params)
 
 
 def _points(name: str, start: int, n: int, value=lambda i: 1.0 / (i + 1)) -> list[dict]:
@@ -133,7 +150,9 @@ def test_errors_are_one_line(store):
     assert "queued" in STATUSES and "lost" in STATUSES
 
 
-def test_wal_mode(store):
+def test_wal_mode(store, backend):
+    if backend:
+        pytest.skip("WAL is SQLite's; test_a_reader_never_blocks_a_writer covers both")
     with store._engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
@@ -143,43 +162,71 @@ def test_wal_mode(store):
     con.close()
 
 
-def test_default_home(monkeypatch, tmp_path):
+def test_a_reader_never_blocks_a_writer(store):
+    exp = store.create_experiment("tiny", "xs", 1, {})
+    with store._read() as s:  # a read transaction held open while another process writes
+        assert s.get(type(exp), exp.id).note is None
+        with RunStore(store.home) as other:
+            t = time.monotonic()
+            other.set_note(exp.id, "written")
+            assert time.monotonic() - t < 5
+    assert store.get_experiment(exp.id).note == "written"
+
+
+def test_default_home(monkeypatch, tmp_path, backend):
     monkeypatch.setenv("NCALAB_HOME", str(tmp_path / "elsewhere"))
     assert default_home() == tmp_path / "elsewhere"
     with RunStore() as s:
-        assert s.home == (tmp_path / "elsewhere").resolve() and s.db_path.is_file()
+        assert s.home == (tmp_path / "elsewhere").resolve() and s.home.is_dir()
+        assert s.db_path is None if backend else s.db_path.is_file()
     monkeypatch.delenv("NCALAB_HOME")
     monkeypatch.chdir(tmp_path)
     assert default_home().resolve() == tmp_path / "runs"
 
 
 def test_newer_schema_is_refused(tmp_path):
-    RunStore(tmp_path).close()
-    con = sqlite3.connect(tmp_path / "ncalab.db")
-    con.execute("UPDATE store_meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
-    con.commit()
-    con.close()
+    _sql(tmp_path, "UPDATE store_meta SET value = :v WHERE key = 'schema_version'", v=str(SCHEMA_VERSION + 1))
     with pytest.raises(NcalabError, match="newer ncalab.*upgrade") as info:
         RunStore(tmp_path)
     assert "\n" not in str(info.value)
 
 
 def test_fresh_store_records_schema_version(tmp_path):
-    RunStore(tmp_path).close()
-    con = sqlite3.connect(tmp_path / "ncalab.db")
-    assert con.execute("SELECT value FROM store_meta WHERE key='schema_version'").fetchone() == (str(SCHEMA_VERSION),)
-    con.close()
+    with RunStore(tmp_path) as s:
+        assert s.get_meta("schema_version") == str(SCHEMA_VERSION)
 
 
-def test_unusable_home_is_a_clear_error(tmp_path):
+def test_an_old_store_is_upgraded_in_place(tmp_path):
+    """Schema 1 (no job columns, reuse keys, sweeps or evaluation items) up to today's, keeping its rows."""
+    with RunStore(tmp_path) as s:
+        exp = s.create_experiment("tiny", "xs", 1, {"lr": 1})
+        run = s.create_run(exp.id, "nca", {}, 10)
+        s.log_metrics(run.id, _points("loss", 0, 3))
+    _sql(tmp_path, "DROP INDEX ix_runs_reuse_key", "DROP TABLE eval_items", "DROP TABLE sweeps",
+         "ALTER TABLE runs DROP COLUMN reuse_key", "ALTER TABLE runs DROP COLUMN source_run_id",
+         *(f"ALTER TABLE experiments DROP COLUMN {c}" for c in ("pid", "host", "heartbeat_at", "error")),
+         "UPDATE store_meta SET value = '1' WHERE key = 'schema_version'")
+    with RunStore(tmp_path) as s:
+        assert s.get_meta("schema_version") == str(SCHEMA_VERSION)
+        assert s.curve(run.id, "loss")[0] == [0, 100, 200] and s.get_experiment(exp.id).config == {"lr": 1}
+        assert s.claim_experiment(exp.id, 7, "box") and s.get_experiment(exp.id).pid == 7
+        twin = s.create_run(exp.id, "scratch", {}, 10, reuse_key="k")
+        s.add_eval_item(twin.id, "q", "sub", samples=1, correct=1)
+        sweep = s.create_sweep({"grid": {}})
+        assert [i.item for i in s.eval_items(twin.id)] == ["q"] and s.list_sweeps()[0].id == sweep.id
+
+
+def test_unusable_home_is_a_clear_error(tmp_path, backend):
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("hello")
     with pytest.raises(NcalabError, match="cannot create the run store folder"):
         RunStore(not_a_dir)
+    if backend:
+        return  # the rest is about the SQLite file
     garbage = tmp_path / "garbage"
     garbage.mkdir()
     (garbage / "ncalab.db").write_bytes(b"this is not a database at all" * 100)
-    with pytest.raises(NcalabError, match="cannot open the run store") as info:
+    with pytest.raises(NcalabError, match="is damaged") as info:
         RunStore(garbage)
     assert "\n" not in str(info.value)
 
@@ -294,13 +341,12 @@ def _members(interface: type) -> set[str]:
     return {n for n in vars(interface) if not n.startswith("_")}
 
 
-def _snapshot(store: RunStore) -> tuple[list[str], list[str]]:
-    """Every row of the database (through its own connection) and every folder under the home."""
-    con = sqlite3.connect(store.db_path)
-    try:
-        rows = list(con.iterdump())
-    finally:
-        con.close()
+def _snapshot(store: RunStore) -> tuple[list, list[str]]:
+    """Every row of the database (through a store of its own) and every folder under the home."""
+    rows = []
+    with RunStore(store.home) as other, other._conn() as conn:
+        for table in TABLES:
+            rows.append(conn.execute(select(table).order_by(*table.primary_key.columns)).all())
     return rows, sorted(str(p.relative_to(store.home)) for p in store.home.rglob("*") if DB_NAME not in p.name)
 
 
@@ -410,3 +456,93 @@ def test_every_public_write_of_the_store_is_in_the_writer_interface_and_the_foll
     follower = FollowerStore(store)
     assert isinstance(store, StoreReader) and isinstance(store, StoreWriter)
     assert isinstance(follower, StoreReader) and isinstance(follower, StoreWriter)
+
+
+# ---- claims: many processes at once, one winner -----------------------------------------------
+
+N_CLAIMERS = 8
+
+
+def _claimer(home: str, exp_id: str, own_exp: str, run_id: str, barrier, q) -> None:
+    """Three races, all processes starting each at once: the same experiment; experiments of
+    their own under a limit of 3 running; twin runs of one reuse key."""
+    import os
+
+    try:
+        store = RunStore(home)
+        barrier.wait(120)
+        first = store.claim_experiment(exp_id, os.getpid(), "box")
+        barrier.wait(120)
+        limited = store.claim_experiment(own_exp, os.getpid(), "box", max_running=3 + 1)  # +1: exp_id runs
+        barrier.wait(120)
+        twin = store.claim_run(run_id, os.getpid(), "box", "cpu", alive=lambda r: True)
+        store.close()
+        q.put(("ok", (first, limited, twin)))
+    except BaseException as e:
+        q.put(("error", f"{type(e).__name__}: {e}"))
+
+
+def test_claims_race_many_processes_one_winner(tmp_path):
+    home = str(tmp_path)
+    with RunStore(home) as store:
+        contested = store.create_experiment("tiny", "xs", 0, {}).id
+        own = [store.create_experiment("tiny", "xs", i + 1, {}).id for i in range(N_CLAIMERS)]
+        runs = [store.create_run(own[0], "nca", {}, 10, reuse_key="same").id for _ in range(N_CLAIMERS)]
+    ctx = mp.get_context("spawn")
+    q, barrier = ctx.Queue(), ctx.Barrier(N_CLAIMERS)
+    procs = [ctx.Process(target=_claimer, args=(home, contested, own[i], runs[i], barrier, q)) for i in range(N_CLAIMERS)]
+    for p in procs:
+        p.start()
+    try:
+        results = [q.get(timeout=240) for _ in procs]
+    finally:
+        for p in procs:
+            p.join(timeout=30)
+            if p.is_alive():
+                p.terminate()
+    assert all(kind == "ok" for kind, _ in results), results
+    outcomes = [r for _, r in results]
+    assert sum(first for first, _, _ in outcomes) == 1  # one process took the contested experiment
+    assert sum(limited for _, limited, _ in outcomes) == 3  # never more running than the limit
+    assert sorted(twin for _, _, twin in outcomes) == ["train"] + ["wait"] * (N_CLAIMERS - 1)  # one trains
+    with RunStore(home) as store:
+        assert len(store.list_experiments(status="running")) == 4
+        assert sum(store.get_run(r).status == "running" for r in runs) == 1
+
+
+# ---- where the store is: URLs, and never a password in a message --------------------------------
+
+def test_the_store_url_and_its_errors_are_one_line_without_the_password(tmp_path, monkeypatch, backend):
+    from ncalab.store.connection import mask, store_url
+
+    assert mask("postgresql+psycopg://me:s3cret@db:5432/x failed") == "postgresql+psycopg://me:***@db:5432/x failed"
+    assert store_url(tmp_path, "postgresql://me@db/x").drivername == "postgresql+psycopg"
+    for bad, message in (("nonsense", "not a database URL"), ("mysql://me:s3cret@db/x", "takes postgresql")):
+        with pytest.raises(NcalabError, match=message) as info:
+            RunStore(tmp_path, url=bad)
+        assert "s3cret" not in str(info.value) and "\n" not in str(info.value)
+    # Nothing listens on port 1: one line that names the host and the database, at once.
+    t = time.monotonic()
+    with pytest.raises(NcalabError, match="cannot open the run store") as info:
+        RunStore(tmp_path, url="postgresql+psycopg://me:s3cret@127.0.0.1:1/lab")
+    msg = str(info.value)
+    assert "127.0.0.1" in msg and "/lab" in msg and "s3cret" not in msg and "\n" not in msg
+    assert time.monotonic() - t < 15
+    if backend:
+        wrong = backend.replace(backend.split(":")[2].split("@")[0], "wrongpw")
+        with pytest.raises(NcalabError, match="password authentication failed") as info:
+            RunStore(tmp_path, url=wrong)
+        assert "wrongpw" not in str(info.value)
+        with RunStore(tmp_path) as s:
+            assert "***" in s.where and backend.split(":")[2].split("@")[0] not in s.where
+
+
+def test_a_read_only_store_refuses_writes_at_the_database_too(store, backend):
+    exp = store.create_experiment("tiny", "xs", 1, {})
+    with RunStore(store.home, readonly=True) as reader:
+        assert reader.get_experiment(exp.id).id == exp.id
+        with pytest.raises(NcalabError, match="read-only"):
+            reader.tag(exp.id, "x")
+        with pytest.raises(Exception), reader._engine.begin() as conn:  # past the store's own check
+            conn.exec_driver_sql("UPDATE experiments SET note = 'x'")
+    assert store.get_experiment(exp.id).note is None

@@ -1,6 +1,6 @@
 """The TUI beside training jobs: a read-only store that never takes the write lock, and an app
-that refreshes for a minute under four writing processes without a lock error, a lost point
-or a growing number of open files."""
+that refreshes for a minute under eight writing processes without a lock error, a lost or
+duplicated point or a growing number of open files, on SQLite and on a PostgreSQL server."""
 
 import asyncio
 import gc
@@ -65,7 +65,7 @@ def test_a_reader_refuses_what_it_cannot_read_as_it_is(tmp_path):
 
 # ---- the app under load -----------------------------------------------------------------------
 
-SECONDS, WRITERS, BATCH = 60, 4, 10
+SECONDS, WRITERS, BATCH = 60, 8, 10
 
 
 def _writer(home: str, run_id: str, seconds: float, q) -> None:
@@ -86,7 +86,8 @@ def _writer(home: str, run_id: str, seconds: float, q) -> None:
 
 
 @pytest.mark.slow
-def test_the_app_refreshing_beside_four_writers_for_a_minute(tmp_path):
+def test_the_app_refreshing_beside_eight_writers_for_a_minute(tmp_path, store_backend):
+    """store_backend: SQLite, then a PostgreSQL server (NCALAB_STORE, which the writers inherit)."""
     from ncalab.services import sweeps
     from ncalab.services.config import resolve_config
 

@@ -15,7 +15,7 @@ from ncalab.cli.common import Home, JsonFlag, emit_json, out_console
 from ncalab.config.keys import flatten
 from ncalab.display.tables import STATUS_STYLE
 from ncalab.display.summary import (
-    as_summary, compute_table, downstream_table, in_context_table, si, summary_table,
+    as_summary, compute_table, downstream_table, gib, in_context_table, si, summary_table,
 )
 from ncalab.errors import NcalabError
 from ncalab.services import runs as svc
@@ -86,7 +86,8 @@ def list_(
 @app.command()
 def show(ident: Annotated[str, typer.Argument(help="Experiment or run id.")], home: Home = None, json_out: JsonFlag = False) -> None:
     """Config, status, summary and latest metrics of one experiment."""
-    d = svc.details(_store(home), ident)
+    store = _store(home)
+    d = {**svc.details(store, ident), "store": store.where}  # the database, never its password
     if json_out:
         emit_json(d)
         return
@@ -101,17 +102,21 @@ def show(ident: Annotated[str, typer.Argument(help="Experiment or run id.")], ho
         for table in (in_context_table(s), compute_table(s), downstream_table(s)):
             if table is not None:
                 out_console.print(table)
-    t = Table(title="runs", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
-    for c in ("run", "kind", "status", "tokens", "val loss", "val ppl"):
+    t = Table(title="runs", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True)
+    gpu = any("stage_peak_device_bytes" in r["latest_metrics"] for r in d["runs"])
+    for c in ("run", "kind", "status", "tokens", "val loss", "val ppl", "peak GiB", *(["GPU GiB"] if gpu else [])):
         t.add_column(c, no_wrap=True, min_width=len(c))
     for r in d["runs"]:
         m = r["latest_metrics"]
         t.add_row(r["id"], r["kind"], r["status"] + (f" (pid {r['pid']})" if r["pid"] else ""),
-                  f"{r['tokens']:,}/{r['total_tokens']:,}", _fmt(m.get("val_loss"), ".4f"), _fmt(m.get("val_ppl"), ".2f"))
+                  f"{r['tokens']:,}/{r['total_tokens']:,}", _fmt(m.get("val_loss"), ".4f"), _fmt(m.get("val_ppl"), ".2f"),
+                  gib(m.get("stage_peak_rss_bytes"), unit=False),
+                  *([gib(m.get("stage_peak_device_bytes"), unit=False)] if gpu else []))
     out_console.print(t)
     devices = {r["device"] for r in d["runs"] if r["device"]}
     if devices:
         out_console.print(f"device: {', '.join(sorted(devices))}")
+    out_console.print(f"store: {d['store']}")
     for r in d["runs"]:
         if r["error"]:
             out_console.print(f"[red]{r['kind']} failed:[/] {r['error']}")
@@ -138,6 +143,8 @@ def compare(idents: Annotated[list[str], typer.Argument(help="Two or more experi
         t.add_row(f"[bold]{k}[/]", *[_fmt(e["results"][k], ".4f") for e in c["experiments"]])
     for k in svc.COMPUTE_KEYS:
         t.add_row(f"[bold]{k}[/]", *[si(e["results"][k]) for e in c["experiments"]])
+    for k in svc.MEMORY_KEYS:
+        t.add_row(f"[bold]{k.removesuffix('_bytes')}[/]", *[gib(e["results"][k]) for e in c["experiments"]])
     for k in (c["keys"] if all_keys else c["differs"]):
         style = "yellow" if k in c["differs"] else ""
         t.add_row(f"[{style}]{k}[/]" if style else k, *[json.dumps(e["config"].get(k)) for e in c["experiments"]])
@@ -146,13 +153,27 @@ def compare(idents: Annotated[list[str], typer.Argument(help="Two or more experi
         out_console.print("[dim]the configs are identical[/]")
 
 
+METRIC_LABEL = {"val_ppl": "validation perplexity", "val_loss": "validation loss", "train_loss": "training loss",
+                "lr": "learning rate", "tokens_per_s": "tokens/s"}
+
+
 @app.command()
 def plot(idents: Annotated[list[str], typer.Argument(help="Experiment or run ids.")],
          metric: Annotated[str, typer.Option("--metric", help="val_ppl, val_loss, train_loss, lr, tokens_per_s.")] = "val_ppl",
          x: Annotated[str, typer.Option("--x", help="tokens, step or time.")] = "tokens",
+         out: Annotated[Path | None, typer.Option("--out", help="Write the plot to a file instead: .png, .svg or "
+                                                  ".pdf, a paper column wide (needs matplotlib).")] = None,
          home: Home = None, json_out: JsonFlag = False) -> None:
-    """Curves in the terminal; an experiment overlays its NCA and scratch runs."""
+    """Curves in the terminal (or a figure file); an experiment overlays its NCA and scratch runs."""
+    if out is not None:
+        from ncalab.display.figures import PLOT_FORMATS
+        from ncalab.services.report import check_out
+
+        out = check_out(out, PLOT_FORMATS)  # before any work
     cs = svc.curves(_store(home), idents, metric, x)
+    if out is not None:
+        _plot_file(cs, metric, x, out, one=len(idents) == 1)
+        return
     if json_out:
         emit_json({"metric": metric, "x": x, "curves": cs})
         return
@@ -160,6 +181,18 @@ def plot(idents: Annotated[list[str], typer.Argument(help="Experiment or run ids
 
     print(curves_plot(cs, min(out_console.width, 120), 24, xlabel=x, log_y=metric.endswith("ppl"),
                       title=f"{metric} against {x}", theme="pro"))
+
+
+def _plot_file(cs: list[dict], metric: str, x: str, out: Path, one: bool) -> None:
+    from ncalab.display.figures import curves_figure, save_figure
+    from ncalab.services.report import Series
+
+    # one experiment: its scratch run dashed in grey, as in the report
+    series = [Series(c["label"], c["x"], c["y"], kind="scratch" if one and c["label"].endswith("/scratch") else "")
+              for c in cs]
+    fig = curves_figure(series, xlabel={"time": "seconds"}.get(x, x), ylabel=METRIC_LABEL.get(metric, metric),
+                        log_y=metric.endswith("ppl"))
+    out_console.print(f"wrote {save_figure(fig, out)}")
 
 
 @app.command()

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import click
 import typer
 
 from ncalab import __version__
-from ncalab.cli import browse, evaluate, nca, run, sweep
+from ncalab.cli import browse, evaluate, nca, report, run, store_cmd, sweep
 from ncalab.cli.quiet import quiet_third_party, verbose_requested
 from ncalab.errors import NcalabError
 
@@ -23,6 +24,8 @@ app.command("run")(run.run)
 app.command("eval")(evaluate.eval_)
 app.add_typer(browse.app, name="runs")
 app.add_typer(sweep.app, name="sweep")
+app.add_typer(store_cmd.app, name="store")
+app.command("report")(report.report)
 
 
 def _version(value: bool) -> None:
@@ -36,8 +39,14 @@ def _root(
     ctx: typer.Context,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", help="Also show other libraries' progress bars, log lines and warnings (off: only ncalab's own output).")] = False,
+    store: Annotated[str | None, typer.Option("--store", envvar="NCALAB_STORE", show_envvar=False, help="The run store's database URL, e.g. postgresql+psycopg://USER@HOST/DB (default: SQLite in the home folder).")] = None,
 ) -> None:
     quiet_third_party(verbose or verbose_requested())
+    if store:
+        from ncalab.store.connection import STORE_ENV, store_url
+
+        store_url(Path("."), store)  # a malformed URL is one line now, before anything runs
+        os.environ[STORE_ENV] = store  # every store of this command and the jobs it starts
     if ctx.invoked_subcommand is None:  # plain `ncalab`: the terminal lab
         from ncalab.tui.app import run_app
 
@@ -52,6 +61,7 @@ _USAGE = (click.ClickException, *((typer.TyperException,) if hasattr(typer, "Typ
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; every failure a user can cause ends in one line on stderr and exit code != 0."""
+    before = os.environ.get("NCALAB_STORE")
     try:
         rv = app(args=argv, standalone_mode=False, prog_name="ncalab")
         return rv if isinstance(rv, int) else 0
@@ -74,8 +84,20 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # a bug of ours: still one line, the traceback on request
         if os.environ.get("NCALAB_DEBUG"):
             raise
-        print(f"internal error: {type(e).__name__}: {e} (set NCALAB_DEBUG=1 for the traceback)", file=sys.stderr)
+        print(f"internal error: {type(e).__name__}: {_masked(e)} (set NCALAB_DEBUG=1 for the traceback)", file=sys.stderr)
         return 2
+    finally:  # --store holds for this command only (main runs many times in one test process)
+        if before is None:
+            os.environ.pop("NCALAB_STORE", None)
+        else:
+            os.environ["NCALAB_STORE"] = before
+
+
+def _masked(e: Exception) -> str:
+    """An unexpected error's text, with any database password in it masked."""
+    from ncalab.store.connection import mask
+
+    return mask(str(e))
 
 
 def run() -> None:

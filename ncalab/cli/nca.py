@@ -32,7 +32,9 @@ def sample(
     sim_seed: Annotated[int | None, typer.Option("--sim-seed", help="Simulation seed (default: the rule seed).")] = None,
     steps: Annotated[int, typer.Option("--steps", help="Frames to record after the burn-in.")] = 10,
     animate: Annotated[bool, typer.Option("--animate", help="Play the frames in place instead of listing them.")] = False,
-    fps: Annotated[float, typer.Option("--fps", help="Frames per second with --animate.")] = 8.0,
+    fps: Annotated[float, typer.Option("--fps", help="Frames per second with --animate (and of a .gif).")] = 8.0,
+    out: Annotated[Path | None, typer.Option("--out", help="Write the rollout to a file instead: .png (a strip of "
+                                             "the frames) or .gif (animated), in the TUI's colours.")] = None,
     height: Height = _D.height, width: Width = _D.width, alphabet: Alphabet = _D.alphabet, patch: Patch = _D.patch,
     temperature: Temperature = _D.temperature, identity_bias: IdentityBias = _D.identity_bias,
     burn_in: BurnIn = _D.burn_in, dt: Dt = _D.dt, channel_wrap: ChannelWrap = _D.channel_wrap, set_: NCASets = None,
@@ -42,7 +44,21 @@ def sample(
     from ncalab.services.explore import sample_rollout
 
     cfg = nca_config(ctx, set_)  # the NCA flags, read from ctx
+    if out is not None:
+        from ncalab.display.figures import ROLLOUT_FORMATS
+        from ncalab.services.report import check_out
+
+        out = check_out(out, ROLLOUT_FORMATS)  # before any work
     ro = sample_rollout(seed, cfg, steps, sim_seed)
+    if out is not None:
+        from ncalab.display.figures import save_rollout
+
+        written = save_rollout(ro.frames, cfg.alphabet, out, fps)
+        if json_out:
+            emit_json({**ro.to_dict(with_frames=False), "out": str(written)})
+        else:
+            out_console.print(f"wrote {written}: rule {ro.rule_seed}, {len(ro.frames)} frames")
+        return
     if json_out:
         emit_json(ro.to_dict())
         return

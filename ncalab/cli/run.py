@@ -89,13 +89,17 @@ def print_plan(cfg, gpu: str, mfu: float, json_out: bool) -> None:
             t = Table(title=f"{p.stage}: {si(p.params)} parameters ({si(p.params_no_embeddings)} without embeddings), "
                             f"{si(p.flops_per_token)} FLOPs/token x {si(p.tokens)} tokens = {si(p.flops)} FLOPs; "
                             f"{p.hours:,.1f} h on {cfg.runtime.nproc} x {gpu} at MFU {mfu:g}")
-            t.add_column(f"memory per GPU (micro-batch {p.micro_batch}, {cfg.runtime.parallel})")
+            where = "resident memory per process" if gpu == "cpu" else "memory per GPU"  # a CPU's plan: experiment/footprint.py
+            t.add_column(f"{where} (micro-batch {p.micro_batch}, {cfg.runtime.parallel})")
             t.add_column("GiB", justify="right")
             for part, b in p.memory.items():
                 t.add_row(part, f"{b / 2**30:,.2f}")
             t.add_row("[bold]total[/]", f"[bold]{p.memory_total / 2**30:,.2f}[/]")
             out_console.print(t)
     bad = [p for p in plans if not p.fits]
+    if bad and gpu == "cpu":
+        raise NcalabError(f"{bad[0].stage} needs {bad[0].memory_total / 2**30:,.1f} GiB resident per process, more than "
+                          "this machine has; a smaller micro_batch_size or model fits")
     if bad:
         near = nearest_fit(cfg, gpu, mfu)
         raise NcalabError(f"{bad[0].stage} needs {bad[0].memory_total / 2**30:,.1f} GiB per GPU, more than a {gpu} has"
@@ -122,7 +126,7 @@ def run(
     detach: Detach() = False, max_jobs: MaxJobs = None, track: Track = None,
     nproc: NProc = None, executor: Executor = None, nodes: Nodes = None, gpus_per_node: GpusPerNode = None,
     partition: Partition = None, time_limit: TimeLimit = None, slurm_arg: SlurmArg = None,
-    plan: Annotated[bool, typer.Option("--plan", help="Print what each stage costs (parameters, FLOPs, memory per GPU, time) and whether it fits; run nothing.")] = False,
+    plan: Annotated[bool, typer.Option("--plan", help="Print what each stage costs (parameters, FLOPs, memory per GPU or, with --gpu cpu, resident memory; time) and whether it fits; run nothing.")] = False,
     gpu: Annotated[str, typer.Option("--gpu", help="The GPU a --plan is for: h100, h200, a100, a100-40gb, l40s, a10, rtx4090, v100 or cpu.")] = "h100",
     mfu: Annotated[float, typer.Option("--mfu", help="The model FLOPs utilisation a --plan assumes.")] = 0.4,
     json_out: JsonFlag = False,

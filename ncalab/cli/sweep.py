@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -153,15 +154,30 @@ def list_(home: Home = None, json_out: JsonFlag = False) -> None:
 def plot(
     sweep_id: Annotated[str, typer.Argument(help="A sweep id (s-...).")],
     key: Annotated[str | None, typer.Option("--key", help="The swept key on the x axis (default: the first).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write the plot to a file instead: .png, .svg or .pdf, "
+                                             "a paper column wide (needs matplotlib).")] = None,
     home: Home = None, json_out: JsonFlag = False,
 ) -> None:
-    """Gain against one swept key, in the terminal (mean over seeds, and every seed)."""
+    """Gain against one swept key, in the terminal or as a figure file (mean over seeds, and every seed)."""
     from ncalab.display.plots import gain_plot
     from ncalab.services import sweeps
 
+    if out is not None:
+        from ncalab.display.figures import PLOT_FORMATS
+        from ncalab.services.report import check_out
+
+        out = check_out(out, PLOT_FORMATS)  # before any work
     tab = sweeps.table(_store(home), sweep_id)
     key = key or next(iter(tab["grid"]))
     points = sweeps.gain_by_key(tab, key)
+    if out is not None:
+        from ncalab.display.figures import gain_by_key_figure, save_figure
+
+        fig = gain_by_key_figure(tab, key, title=f"sweep {sweep_id}")
+        if fig is None:
+            raise NcalabError(f"sweep {sweep_id} has no completed experiments yet")
+        out_console.print(f"wrote {save_figure(fig, out)}")
+        return
     if json_out:
         emit_json({"sweep_id": sweep_id, "key": key, "points": points})
         return

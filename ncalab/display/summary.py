@@ -54,16 +54,27 @@ def in_context_label(name: str) -> str:
 
 
 def compute_table(s: ExperimentSummary) -> Table | None:
-    """Parameters, FLOPs and seconds of each training stage (the budget behind the comparison)."""
+    """Parameters, FLOPs, seconds and peak memory of each training stage (the budget behind
+    the comparison); the GPU column only where a stage ran on one."""
     if not s.compute:
         return None
-    t = Table(title="compute: FLOPs = 6N + 12·L·d·T per token", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
-    for c in ("run", "params", "no emb", "FLOP/tok", "tokens", "FLOPs", "wall", "device"):
+    gpu = any(c.peak_device_bytes is not None for c in s.compute.values())
+    # collapsed padding: ten columns fit an 80-column terminal
+    t = Table(title="compute: FLOPs = 6N + 12·L·d·T per token", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1),
+              collapse_padding=True)
+    for c in ("run", "params", "no emb", "FLOP/tok", "tokens", "FLOPs", "wall", "device", "peak GiB",
+              *(["GPU GiB"] if gpu else [])):
         t.add_column(c, justify="left" if c == "run" else "right", no_wrap=True)
     for kind, c in s.compute.items():
         t.add_row(kind, si(c.params), si(c.params_no_embeddings), si(c.flops_per_token), si(c.tokens), si(c.flops),
-                  _secs(c.wall_s), _secs(c.device_s))
+                  _secs(c.wall_s), _secs(c.device_s), gib(c.peak_rss_bytes, unit=False),
+                  *([gib(c.peak_device_bytes, unit=False)] if gpu else []))
     return t
+
+
+def gib(x: float | None, unit: bool = True) -> str:
+    """Bytes as GiB ('0.87 GiB', or '0.87' under a header that names the unit), '-' when not measured."""
+    return "-" if x is None or x != x else f"{x / 2**30:.2f}" + (" GiB" if unit else "")
 
 
 def _secs(x: float | None) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 
 from ncalab.config import ExperimentConfig
 from ncalab.errors import NcalabError
-from ncalab.experiment import cards, tracking
+from ncalab.experiment import cards, footprint, tracking
 from ncalab.experiment.language import LanguageData
 from ncalab.experiment.lazy import Lazy
 from ncalab.experiment.reporting import Reporter, SilentReporter, TrainingProgress
@@ -28,6 +28,7 @@ from ncalab.experiment.summary import ExperimentSummary, StageCompute, compare, 
 from ncalab.store import FollowerStore
 from ncalab.train import checkpoint
 from ncalab.train import device as devices
+from ncalab.train import memory
 from ncalab.train.distributed import World, device_of
 from ncalab.train.loop import Trainer, TrainerOptions
 
@@ -100,7 +101,10 @@ def run(cfg: ExperimentConfig, store, exp_id: str, reporter: Reporter | None = N
         outcome = "cancelled"
         return None
     except BaseException as e:
-        outcome = _record_end(ctx, stage, e)
+        try:
+            outcome = _record_end(ctx, stage, e)
+        except NcalabError as unrecorded:  # the store failed too (a full disk, a server gone): the cause goes on
+            ctx.reporter.note(f"the end of the run was not stored: {unrecorded}")
         raise
     finally:
         ctx.tracking.close(outcome)
@@ -152,7 +156,10 @@ def _record_end(ctx: Context, stage, e: BaseException) -> str:
     error = str(e) if isinstance(e, NcalabError) else f"{type(e).__name__}: {e}"
     status = "cancelled" if isinstance(e, KeyboardInterrupt) else "failed"
     if _peer_lost(ctx, e):  # torchrun ends the others when one process dies: resumable, like a kill
-        status, error = "lost", f"a process of the job died ({error.splitlines()[0][:200]})"
+        from ncalab.jobs.oom import verdict
+
+        killed = verdict(store, exp_id)  # the one that died was killed for memory
+        status, error = ("failed", killed) if killed else ("lost", f"a process of the job died ({error.splitlines()[0][:200]})")
     if getattr(stage, "kind", None):
         store.finish_run(ctx.runs[stage.kind].id, status, error=error)
     store.finish_experiment(exp_id, status, error=error)
@@ -189,6 +196,7 @@ def _measure(ctx: Context, stage) -> None:
     if run.status == "completed" or not ctx.world.main:  # evaluations run on the main process
         return
     store.start_run(run.id, os.getpid(), socket.gethostname(), ctx.placement.label)
+    _fresh_peak(ctx)
 
     def stopped() -> None:
         if ctx.should_stop():
@@ -196,6 +204,10 @@ def _measure(ctx: Context, stage) -> None:
             raise Stopped
 
     stage.measure(ctx, store.get_run(run.id), stopped)
+    peaks = [{"name": k, "step": 0, "tokens": 0, "wall_time": 0.0, "value": v}
+             for k, v in memory.peak_points(ctx.placement.device).items()]
+    store.log_metrics(run.id, peaks)
+    _remember_peak(ctx, peaks)
     ctx.tracking.points(stage.kind, store.metrics(run.id))
     store.finish_run(run.id, "completed")
     ctx.reporter.done(stage.kind, {})
@@ -221,6 +233,7 @@ def _train(ctx: Context, stage: TrainingStage) -> None:
         ctx.reporter.done(stage.kind, {})
         stage.completed(ctx, folder)
         return
+    _fresh_peak(ctx)  # the stage's peak includes building its model and data
     plan = stage.plan(ctx)
     trainer = _trainer(ctx, stage.kind, run, plan)
     ctx.reporter.stage(stage.kind, plan.spec.steps * plan.spec.tokens_per_step)
@@ -230,7 +243,9 @@ def _train(ctx: Context, stage: TrainingStage) -> None:
     if trainer.stopped:
         store.finish_run(run.id, "cancelled")
         raise Stopped
-    ctx.log(run, _end_points(trainer, result, plan))
+    points = _end_points(trainer, result, plan)
+    ctx.log(run, points)
+    _remember_peak(ctx, points)
     full = trainer.full_model()  # a collective when the weights are sharded
     if ctx.world.main:
         stage.save(ctx, full, folder)
@@ -284,8 +299,23 @@ def _end_points(trainer: Trainer, result: dict, plan: Plan) -> list[dict]:
               "stage_wall_s": result["seconds"], "stage_device_s": trainer.train_seconds}
     if trainer.train_seconds:
         values["stage_tokens_per_s"] = result["tokens_per_s"]
+    values.update(memory.peak_points(trainer.placement.device, trainer.world))  # summed over the job's processes
     return [{"name": k, "step": trainer.step, "tokens": trainer.tokens, "wall_time": result["seconds"], "value": v}
             for k, v in values.items()]
+
+
+def _fresh_peak(ctx: Context) -> None:
+    """A stage starts: the heap the last one freed goes back to the system (the allocator
+    tuning would keep it for the rest of the process), and its peak memory is measured anew."""
+    memory.release()
+    memory.reset_peak(ctx.placement.device)
+
+
+def _remember_peak(ctx: Context, points: list[dict]) -> None:
+    """The queue's guess for later jobs of this shape: the most this job held so far (the
+    stage's peak over its processes, or this process's since it started, steps included)."""
+    stage = max((p["value"] for p in points if p["name"] == "stage_peak_rss_bytes"), default=0.0)
+    footprint.remember(ctx.store, ctx.cfg, max(stage, memory.lifetime_peak()))
 
 
 def _claim(ctx: Context, run, stage: TrainingStage):

@@ -7,7 +7,10 @@ L = layers, h = heads, V = vocabulary), with fp32 master weights and AdamW:
   with FSDP (plus the bf16 copy of the layers being computed, about two layers at a time);
 - activations kept for the backward pass, bf16 without recomputation (Korthikanti et al.
   2022, with sdpa attention, which keeps no T x T scores): 34·L·b·T·d, plus the logits and
-  their fp32 loss: b·T·V·(2 + 4 + 4).
+  their fp32 loss: b·T·V·(2 + 4 + 4), or only a chunk of positions' worth where one process
+  trains an uncompiled model (train/headloss.py).
+
+On a CPU the plan is of resident memory instead (experiment/footprint.py).
 """
 
 from __future__ import annotations
@@ -26,6 +29,10 @@ GPUS = {
     "l40s": (362e12, 48), "a10": (125e12, 24), "rtx4090": (165e12, 24), "v100": (125e12, 32),
 }
 HEADROOM = 0.9  # of the GPU's memory a plan may use (the CUDA context, fragmentation)
+# On a CPU, what one forward pass keeps for its backward pass at most: a larger share of the
+# batch runs in micro-batches (measured at the same speed; the tiny stage 1 kept 0.55 GB whole).
+CPU_ACTIVATIONS = 160 << 20
+CPU_ACTIVATION_BYTES = 128  # per layer, position and unit of width: transformers' Llama in fp32, measured
 
 
 @dataclass
@@ -68,26 +75,47 @@ def memory(cfg: ExperimentConfig, vocab: int, seq_len: int, micro: int) -> dict:
     act = 34 * m.n_layer * micro * seq_len * m.d_model
     return {"weights, gradients, AdamW (fp32)": state,
             "layers being computed (bf16)": 2 * 2 * layer if sharded else 0.0,
-            "activations": act, "logits and loss": micro * seq_len * vocab * 10}
+            "activations": act, "logits and loss": logit_positions(cfg, vocab, micro * seq_len) * vocab * 10}
+
+
+def logit_positions(cfg: ExperimentConfig, vocab: int, positions: int) -> int:
+    """Positions whose logits exist at once: a chunk of them where the loss is computed in
+    chunks (one process, not compiled: train/headloss.py), else all of a micro-batch's."""
+    from ncalab.train.headloss import chunk_positions
+
+    if cfg.runtime.world == 1 and not cfg.runtime.compile:
+        return min(positions, chunk_positions(vocab))
+    return positions
+
+
+def stage_shapes(cfg: ExperimentConfig) -> list[tuple[str, object, int, int, int]]:
+    """(name, config section, vocabulary, sequence length, tokens) of each training stage of
+    stage 1 and stage 2 (both arms of stage 2 have one shape)."""
+    text = _language_vocab(cfg)
+    vocab1 = text if cfg.stage1.source == "text" else SOURCES[cfg.stage1.source].vocab_size(cfg)
+    return [("stage1", cfg.stage1, vocab1, cfg.stage1_seq_len, stage1_tokens(cfg)),
+            ("stage2 (each arm)", cfg.stage2, text, cfg.stage2.seq_len, cfg.stage2.tokens)]
 
 
 def stage_plans(cfg: ExperimentConfig, gpu: str, mfu: float) -> list[StagePlan]:
     """One plan per training stage of stage 1 and stage 2 (each arm of stage 2 costs the same)."""
     if not 0 < mfu <= 1:
         raise NcalabError(f"--mfu must be in (0, 1], got {mfu}")
+    from ncalab.experiment import footprint
+
     peak = peak_flops(gpu)
-    capacity = GPUS[gpu][1] * GIB * HEADROOM if gpu in GPUS else float("inf")
+    capacity = GPUS[gpu][1] * GIB * HEADROOM if gpu in GPUS else footprint.machine_memory()
     n = cfg.runtime.nproc
     plans = []
-    text = _language_vocab(cfg)
-    vocab1 = text if cfg.stage1.source == "text" else SOURCES[cfg.stage1.source].vocab_size(cfg)
-    stages = [("stage1", cfg.stage1, vocab1, cfg.stage1_seq_len, stage1_tokens(cfg)),
-              ("stage2 (each arm)", cfg.stage2, text, cfg.stage2.seq_len, cfg.stage2.tokens)]
-    for name, section, vocab, length, tokens in stages:
+    for name, section, vocab, length, tokens in stage_shapes(cfg):
         c = model_compute(cfg.model, vocab, length)
         key = name.split()[0]
-        micro = section.micro_batch_size or (largest_micro_batch(cfg, key, vocab, length, capacity) or 1)
-        mem = memory(cfg, vocab, length, micro)
+        if gpu == "cpu":
+            micro = section.micro_batch_size or cpu_micro_batch(cfg, key, length)
+            mem = footprint.resident(cfg, vocab, length, micro)
+        else:
+            micro = section.micro_batch_size or (largest_micro_batch(cfg, key, vocab, length, capacity) or 1)
+            mem = memory(cfg, vocab, length, micro)
         flops = float(c.flops_per_token) * tokens
         plans.append(StagePlan(name, c.params, c.params_no_embeddings, c.flops_per_token, tokens, flops, micro, mem,
                                sum(mem.values()) <= capacity, flops / (n * peak * mfu) / 3600))
@@ -114,14 +142,30 @@ def largest_micro_batch(cfg: ExperimentConfig, section_name: str, vocab: int, se
     return None
 
 
+def cpu_micro_batch(cfg: ExperimentConfig, section_name: str, seq_len: int) -> int:
+    """The largest micro-batch dividing a process's share of the batch whose activations stay
+    within CPU_ACTIVATIONS (what runs with micro_batch_size 0 use on a CPU); at least 1."""
+    share = getattr(cfg, section_name).batch_size // cfg.runtime.world
+    per_sequence = CPU_ACTIVATION_BYTES * cfg.model.n_layer * seq_len * cfg.model.d_model
+    return max((m for m in range(1, share + 1) if share % m == 0 and m * per_sequence <= CPU_ACTIVATIONS), default=1)
+
+
 def micro_batch_for(ctx, section_name: str, vocab: int, seq_len: int) -> int:
-    """The micro-batch a training stage runs: the configured one, or on a GPU with
-    micro_batch_size 0 the largest that fits its memory (noted in the log); 0 elsewhere (each
-    process runs its whole share at once)."""
+    """The micro-batch a training stage runs: the configured one, or with micro_batch_size 0
+    the largest that fits a GPU's memory, or on a CPU the largest whose activations stay
+    within CPU_ACTIVATIONS (noted in the log when it splits the batch); 0 runs a process's
+    whole share at once."""
     cfg, device = ctx.cfg, ctx.placement.device
     configured = getattr(cfg, section_name).micro_batch_size
-    if configured or device.type != "cuda":
+    if configured:
         return configured
+    if device.type != "cuda":
+        micro, share = cpu_micro_batch(cfg, section_name, seq_len), getattr(cfg, section_name).batch_size // cfg.runtime.world
+        if micro >= share:
+            return 0
+        ctx.reporter.note(f"{section_name}: micro-batch {micro} of {share} sequences per process (activations within "
+                          f"{CPU_ACTIVATIONS >> 20} MiB; set {section_name}.micro_batch_size to choose)")
+        return micro
     import torch
 
     capacity = torch.cuda.get_device_properties(device).total_memory * HEADROOM

@@ -40,7 +40,7 @@ def compare(scratch: tuple[list, list], nca: tuple[list, list]) -> dict:
 
 @dataclass
 class StageCompute:
-    """What one training stage cost: its model's size, FLOPs, and seconds."""
+    """What one training stage cost: its model's size, FLOPs, seconds and peak memory."""
 
     params: int
     params_no_embeddings: int
@@ -49,6 +49,8 @@ class StageCompute:
     flops: float
     wall_s: float | None = None  # the stage from start to end (evaluations and checkpoints included)
     device_s: float | None = None  # time in training steps
+    peak_rss_bytes: float | None = None  # the most resident memory while it ran (a job's processes together)
+    peak_device_bytes: float | None = None  # the most GPU memory torch held allocated (on a GPU)
 
     @classmethod
     def from_metrics(cls, m: dict) -> StageCompute | None:
@@ -56,7 +58,8 @@ class StageCompute:
             return None  # a run of an older version
         return cls(params=int(m["params"]), params_no_embeddings=int(m["params_no_embeddings"]),
                    flops_per_token=int(m["flops_per_token"]), tokens=int(m["stage_tokens"]), flops=m["stage_flops"],
-                   wall_s=m.get("stage_wall_s"), device_s=m.get("stage_device_s"))
+                   wall_s=m.get("stage_wall_s"), device_s=m.get("stage_device_s"),
+                   peak_rss_bytes=m.get("stage_peak_rss_bytes"), peak_device_bytes=m.get("stage_peak_device_bytes"))
 
 
 @dataclass

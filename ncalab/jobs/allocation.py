@@ -5,7 +5,8 @@ core slow each other far more than their share (benchmarks/contention.py: 0.33x 
 each job takes cores / consumers threads, where consumers are the experiments running
 (detached jobs and foreground `ncalab run`s, all claimed in the store) plus the TUI's live
 views, and adjusts it while it runs as others start and end. Each job also gets its own
-GPUs (CUDA_VISIBLE_DEVICES), chosen when it is started.
+GPUs (CUDA_VISIBLE_DEVICES), chosen when it is started, and a job starts only when the
+memory it is expected to hold at its peak fits beside the jobs running (MemoryLedger).
 """
 
 from __future__ import annotations
@@ -14,7 +15,11 @@ import os
 import time
 from pathlib import Path
 
+from ncalab.errors import NcalabError
+
 LIVE_VIEW_S = 15.0  # a live view that has not touched its marker for this long is gone
+MEMORY_ENV = "NCALAB_MEMORY"  # the memory the queue may fill (e.g. 12G); default: what is free plus what its jobs hold
+MEMORY_MARGIN = 0.1  # of that memory, kept free: expected peaks are estimates
 
 
 def cores() -> int:
@@ -90,6 +95,58 @@ def free_gpus(store, want: int) -> list[int] | None:
         held.update(int(g) for g in (store.get_meta(f"gpus:{exp.id}") or "").split(",") if g)
     free = [g for g in range(total) if g not in held]
     return free[:want] if len(free) >= want else None
+
+
+def parse_bytes(text: str) -> float:
+    """'12G', '1.5GiB', '800M', '2e9' -> bytes (K, M, G, T are powers of 1024)."""
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    scale = 1024 ** (" KMGT".index(t[-1])) if t and t[-1] in "KMGT" else 1
+    try:
+        value = float(t[:-1] if scale > 1 else t) * scale
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise NcalabError(f"{MEMORY_ENV} must be an amount of memory such as 12G or 800M, got {text!r}")
+    return value
+
+
+def job_resident(pid: int | None) -> float:
+    """Bytes a job's process and its children (torchrun's workers) hold resident now; 0 when gone."""
+    import psutil
+
+    try:
+        proc = psutil.Process(pid) if pid else None
+        procs = [proc, *proc.children(recursive=True)] if proc else []
+        return float(sum(p.memory_info().rss for p in procs))
+    except psutil.Error:
+        return 0.0
+
+
+class MemoryLedger:
+    """The memory the queue may still fill: its limit (NCALAB_MEMORY, else what is free now
+    plus what the running jobs hold), less what the running and starting jobs hold or are
+    expected to hold at their peaks, less a margin. `expected(exp)` gives a job's peak."""
+
+    def __init__(self, running: list, starting: list, expected):
+        held = [max(expected(e), job_resident(e.pid)) for e in running] + [expected(e) for e in starting]
+        limit = os.environ.get(MEMORY_ENV)
+        if limit:
+            total = parse_bytes(limit)
+        else:
+            import psutil
+
+            total = psutil.virtual_memory().available + sum(job_resident(e.pid) for e in running)
+        self.free = total * (1 - MEMORY_MARGIN) - sum(held)
+        self.idle = not running and not starting
+
+    def take(self, need: float) -> bool:
+        """Whether a job expected to hold `need` bytes may start now (then its share is held).
+        A job larger than the whole limit still starts when no other runs, or it never would."""
+        if need > self.free and not self.idle:
+            return False
+        self.free -= need
+        self.idle = False
+        return True
 
 
 class ThreadGovernor:

@@ -66,15 +66,26 @@ def is_dead(exp, now: float | None = None) -> bool:
 
 
 def reap(store) -> list[str]:
-    """Mark running experiments whose job is gone as lost (and their running runs). A read-only
-    store (the TUI's reader) leaves that to its owner's writer, which reaps on a timer."""
+    """Mark running experiments whose job is gone as lost (and their running runs), or failed
+    when it was killed for memory (jobs/oom.py). A read-only store (the TUI's reader) leaves
+    that to its owner's writer, which reaps on a timer."""
     if store.readonly:
         return []
+    from ncalab.jobs import oom
+
     lost = []
     for exp in store.list_experiments(status="running"):
-        if is_dead(exp):
+        if not is_dead(exp):
+            continue
+        killed = oom.verdict(store, exp.id) if exp.host == socket.gethostname() else None
+        if killed:  # resumable like a lost job, but it says why
+            for run in store.runs_of(exp.id):
+                if run.status == "running":
+                    store.finish_run(run.id, "failed", error=killed)
+            store.finish_experiment(exp.id, "failed", error=killed)
+        else:
             store.finish_experiment(exp.id, "lost", error="the job process is gone (killed, crashed or the machine stopped)")
-            lost.append(exp.id)
+        lost.append(exp.id)
     return lost
 
 
@@ -156,25 +167,43 @@ def signal_job(pid: int, sig: int) -> None:
 
 
 def schedule(store) -> list[str]:
-    """Start queued experiments, oldest first, while slots are free. Several processes may call
-    this at once: a job claims its experiment atomically, so none runs twice."""
+    """Start queued experiments, oldest first, while slots are free and the next one's expected
+    peak memory fits beside the running jobs (allocation.MemoryLedger). Several processes may
+    call this at once: a job claims its experiment atomically, so none runs twice."""
+    from ncalab.jobs.allocation import MemoryLedger
+
     reap(store)
     queued = list(reversed(store.list_experiments(status="queued")))
     cluster = [e for e in queued if _executor(e) != "local"]
     if cluster:
         _submit_to_cluster(store, cluster)
+    here = socket.gethostname()
     running = [e for e in store.list_experiments(status="running") if _executor(e) == "local"]
     local = [e for e in queued if _executor(e) == "local"]
-    starting = {e.id for e in local if _starting(store, e)}
+    starting = [e for e in local if _starting(store, e)]
     free = max_jobs(store) - len(running) - len(starting)
+    memory = MemoryLedger([e for e in running if e.host == here], starting, lambda e: expected_memory(store, e))
     started = []
-    for exp in (e for e in local if e.id not in starting):
-        if free <= 0:
-            break
+    for exp in (e for e in local if e.id not in {s.id for s in starting}):
+        if free <= 0 or not memory.take(expected_memory(store, exp)):
+            break  # oldest first: a job that does not fit yet is not overtaken
         spawn(store, exp.id)
         started.append(exp.id)
         free -= 1
     return started
+
+
+def expected_memory(store, exp) -> float:
+    """Bytes the job of a stored experiment is expected to hold at its peak (experiment.footprint)."""
+    from ncalab.config.stored import stored_config
+    from ncalab.experiment.footprint import expected_peak
+    from ncalab.jobs.allocation import gpus
+
+    cfg = stored_config(exp.config)
+    try:
+        return expected_peak(store, cfg, on_gpu=cfg.runtime.device != "cpu" and gpus() > 0)
+    except NcalabError:  # its data is gone (a stored NCA corpus): the job starts and says so itself
+        return 0.0
 
 
 def start(store, exp_id: str) -> str:

@@ -3,7 +3,8 @@
 Each experiment is one Slurm job of `nodes x gpus_per_node` tasks, one per GPU; every task
 exports torch.distributed's environment (submitit's TorchDistributedEnvironment) and runs the
 ordinary job entry point, so the pipeline, the store and resume are the laptop's. The store
-is shared with the cluster's nodes (put NCALAB_HOME on a shared file system); it records the
+is shared with the cluster's nodes (put NCALAB_HOME on a shared file system, and the database on
+PostgreSQL with NCALAB_STORE: an SQLite file on a network file system is refused); it records the
 executor and the Slurm job id of each experiment. Time limits and preemption: Slurm signals
 the job before it ends, submitit calls `SlurmJob.checkpoint` and requeues it; the experiment
 goes back to queued and the requeued job continues from its last periodic checkpoint (metric
@@ -15,6 +16,7 @@ this machine (no Slurm needed: tests use it).
 from __future__ import annotations
 
 import importlib
+import re
 import shutil
 import threading
 from pathlib import Path
@@ -23,6 +25,10 @@ from ncalab.errors import NcalabError
 from ncalab.jobs.entry import WORKER_MODULE
 
 EXECUTORS = ("local", "slurm", "submitit-local")
+# File systems shared over a network: SQLite's locks do not hold across the nodes that mount them.
+NETWORK_FS = ("nfs", "nfs4", "lustre", "gpfs", "beegfs", "cifs", "smb3", "smbfs", "ceph", "glusterfs",
+              "fuse.glusterfs", "fuse.beegfs", "fuse.sshfs", "9p", "afs", "pvfs2", "orangefs")
+MOUNTS = Path("/proc/self/mounts")
 # Set by the requeue hook: the pipeline then leaves its experiment queued for the requeued job.
 REQUEUE = threading.Event()
 MAX_REQUEUES = 1000
@@ -74,6 +80,44 @@ def _requeue_exit_code(submitit) -> int:
     return -1
 
 
+def _unescape(field: str) -> str:
+    """A mount table field: spaces and such are written as octal escapes (\\040)."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def filesystem_of(path: Path, mounts: Path | None = None) -> str | None:
+    """The type of the file system ``path`` lies on (its longest mount point in the mount table),
+    or None where the table cannot be read."""
+    try:
+        lines = (mounts or MOUNTS).read_text().splitlines()
+    except OSError:
+        return None
+    path, best = Path(path).resolve(), (-1, None)
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = Path(_unescape(fields[1]))
+        if (path == point or point in path.parents) and len(point.parts) > best[0]:
+            best = (len(point.parts), fields[2])
+    return best[1]
+
+
+def check_store(store) -> None:
+    """Refuse a cluster's jobs an SQLite store on a network file system: its locks do not hold
+    there, so two nodes could both claim one experiment or corrupt the file. Any other store
+    (PostgreSQL, or SQLite on a local disk, one node) goes ahead."""
+    if store.db_path is None:
+        return
+    fs = filesystem_of(store.db_path if store.db_path.exists() else store.home)
+    if fs in NETWORK_FS or (fs or "").startswith("nfs"):
+        raise NcalabError(
+            f"--executor slurm: the run store {store.db_path} is SQLite on a network file system ({fs}), whose "
+            "locks do not hold across nodes; put it on PostgreSQL: `ncalab store copy --to "
+            "postgresql+psycopg://USER@HOST/DB`, then NCALAB_STORE=postgresql+psycopg://USER@HOST/DB "
+            "(pip install 'ncalab[postgres]'; run folders stay in NCALAB_HOME)")
+
+
 def check_available(executor: str) -> None:
     _submitit()
     if executor == "slurm" and shutil.which("sbatch") is None:
@@ -99,6 +143,8 @@ def executor_for(store, cfg, name: str):
 
 def submit(store, exp_ids: list[str], cfg, parallelism: int = 0) -> list[str]:
     """Submit experiments (several: one job array); returns the Slurm job ids, stored with them."""
+    if cfg.runtime.executor == "slurm":
+        check_store(store)  # before anything is submitted
     ex = executor_for(store, cfg, f"ncalab-{exp_ids[0]}")
     if len(exp_ids) > 1 and parallelism:
         ex.update_parameters(slurm_array_parallelism=parallelism)

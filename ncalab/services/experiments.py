@@ -31,6 +31,7 @@ def submit(cfg: ExperimentConfig, store, name: str | None = None, sweep_id: str 
     """Validate and record an experiment and its runs, all queued; returns the experiment.
     Nothing is stored when anything about it cannot work."""
     placement = check(cfg)
+    check_store_for(cfg, store)
     keys = run_keys(cfg, placement)
     runs = pipeline.run_stages(cfg)
     totals = {s.kind: s.total_tokens(cfg) for s in runs}
@@ -38,6 +39,14 @@ def submit(cfg: ExperimentConfig, store, name: str | None = None, sweep_id: str 
     for s in runs:
         store.create_run(exp.id, s.kind, cfg.to_dict(), totals[s.kind], keys.get(s.kind))
     return exp
+
+
+def check_store_for(cfg: ExperimentConfig, store) -> None:
+    """A Slurm job needs a store every node can lock: refused before anything is stored or submitted."""
+    if cfg.runtime.executor == "slurm":
+        from ncalab.jobs import slurm
+
+        slurm.check_store(store)
 
 
 def check(cfg: ExperimentConfig):

@@ -28,6 +28,19 @@ def compute_results(summary: dict) -> dict:
             "params_no_embeddings": (c.get("stage1") or {}).get("params_no_embeddings")}
 
 
+# The most memory any stage of the experiment held (bytes): resident, and on a GPU allocated there.
+MEMORY_KEYS = ("peak_rss_bytes", "peak_device_bytes")
+
+
+def memory_results(runs: list[dict]) -> dict:
+    """The largest stored stage peak of each kind over an experiment's runs (None: not measured)."""
+    out = {}
+    for key in MEMORY_KEYS:
+        values = [v for r in runs if (v := r["latest_metrics"].get(f"stage_{key}")) is not None and v == v]
+        out[key] = max(values) if values else None
+    return out
+
+
 def _summary(exp) -> dict:
     return json.loads(exp.summary_json) if exp.summary_json else {}
 
@@ -82,7 +95,7 @@ def compare(store, idents: list[str]) -> dict:
     cols = []
     for ident in idents:
         d = details(store, ident)
-        results = {**{k: d.get(k) for k in SUMMARY_KEYS}, **compute_results(d["summary"])}
+        results = {**{k: d.get(k) for k in SUMMARY_KEYS}, **compute_results(d["summary"]), **memory_results(d["runs"])}
         cols.append({"id": d["id"], "config": flatten(d["config"]), "results": results})
     keys = sorted(set().union(*(c["config"] for c in cols)))
     differs = [k for k in keys if len({json.dumps(c["config"].get(k)) for c in cols}) > 1]

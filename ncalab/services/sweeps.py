@@ -69,6 +69,9 @@ def create(store, base: ExperimentConfig, grid_items: list[str], seeds: list[int
         spec["zip"] = True
     # every member can run (config, device, corpora) before the sweep is stored
     _check_members(apply_setting(base, s, seed) for s in _settings(spec) for seed in seeds)
+    from ncalab.services.experiments import check_store_for
+
+    check_store_for(base, store)
     sweep = store.create_sweep(spec, name)
     created = _submit_missing(store, sweep, spec)
     return {"sweep_id": sweep.id, "experiments": created, "settings": len(_settings(spec)), "seeds": list(seeds)}

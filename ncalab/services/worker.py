@@ -108,9 +108,23 @@ def _claim(store, exp_id: str, world) -> bool:
 
 
 def _beat(home: str, exp_id: str, stop: threading.Event) -> None:
-    beat_store = RunStore(home)
+    """Every few seconds: the heartbeat, and what a job killed for memory leaves behind (the
+    most it held, its cgroup's kill count: jobs/oom.py)."""
+    from ncalab.jobs.allocation import job_resident
+    from ncalab.jobs.oom import record
+    from ncalab.train.memory import lifetime_peak
+
+    beat_store, peak = RunStore(home), [0.0]
+    launcher = beat_store.get_experiment(exp_id).pid  # torchrun's, whose workers it counts too
+
+    def note_memory() -> None:
+        peak[0] = max(peak[0], job_resident(launcher), lifetime_peak())
+        record(beat_store, exp_id, peak[0])
+
+    note_memory()
     while not stop.wait(queue.HEARTBEAT_S):
         beat_store.touch_experiment(exp_id)
+        note_memory()
 
 
 def _start_waiting(store, world, log) -> None:

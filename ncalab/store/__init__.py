@@ -1,4 +1,5 @@
-"""The run store: experiments, runs and their metrics in one SQLite database under a home folder."""
+"""The run store: experiments, runs and their metrics in one database (SQLite under a home folder,
+or PostgreSQL through NCALAB_STORE), and the runs' folders under the home folder."""
 
 from ncalab.store.follower import FollowerStore
 from ncalab.store.interfaces import StoreReader, StoreWriter

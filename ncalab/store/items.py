@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 from sqlalchemy import delete, literal_column, select
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ncalab.store.connection import StoreConnection, get_row
 from ncalab.store.schema import EvalItem, Run
@@ -18,7 +17,7 @@ class ItemsMixin(StoreConnection):
                       detail: dict | None = None) -> None:
         row = {"run_id": run_id, "item": item, "subtask": subtask, "samples": int(samples), "correct": int(correct),
                "choices": int(choices), "detail_json": json.dumps(detail or {}, default=str)}
-        stmt = sqlite_insert(EvalItem).values(**row)
+        stmt = self.backend.insert(EvalItem).values(**row)
         with self._write() as s:
             get_row(s, Run, run_id, "run")
             s.execute(stmt.on_conflict_do_update(index_elements=["run_id", "item"], set_=row))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from sqlalchemy import select
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ncalab.store.connection import StoreConnection
 from ncalab.store.schema import StoreMeta
@@ -13,10 +12,10 @@ class MetaMixin(StoreConnection):
     """Rows of the store_meta table, by key."""
 
     def get_meta(self, key: str) -> str | None:
-        with self._engine.connect() as conn:
+        with self._conn() as conn:
             return conn.execute(select(StoreMeta.value).where(StoreMeta.key == key)).scalar()
 
     def set_meta(self, key: str, value: str) -> None:
         with self._write() as s:
-            stmt = sqlite_insert(StoreMeta).values(key=key, value=value)
+            stmt = self.backend.insert(StoreMeta).values(key=key, value=value)
             s.execute(stmt.on_conflict_do_update(index_elements=["key"], set_={"value": value}))

@@ -7,7 +7,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import delete, select, text
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ncalab.store.connection import StoreConnection, get_row
 from ncalab.store.schema import LatestMetric, MetricPoint, Run
@@ -41,7 +40,7 @@ class MetricsMixin(StoreConnection):
         for r in rows:
             if r["name"] not in newest or r["tokens"] >= newest[r["name"]]["tokens"]:
                 newest[r["name"]] = r
-        upsert = sqlite_insert(LatestMetric)
+        upsert = self.backend.insert(LatestMetric)
         upsert = upsert.on_conflict_do_update(
             index_elements=["run_id", "name"],
             set_={c: upsert.excluded[c] for c in ("value", "step", "tokens", "wall_time")},
@@ -67,12 +66,12 @@ class MetricsMixin(StoreConnection):
             .where(MetricPoint.run_id == run_id, MetricPoint.name == name)
             .order_by(MetricPoint.tokens, MetricPoint.id)
         )
-        with self._engine.connect() as conn:
+        with self._conn() as conn:
             rows = conn.execute(q).all()
         return [r[0] for r in rows], [_none_to_nan(r[1]) for r in rows]
 
     def latest_metrics(self, run_id: str) -> dict[str, float]:
-        with self._engine.connect() as conn:
+        with self._conn() as conn:
             rows = conn.execute(select(LatestMetric.name, LatestMetric.value).where(LatestMetric.run_id == run_id))
             return {name: _none_to_nan(value) for name, value in rows}
 

@@ -11,7 +11,7 @@ import re
 import uuid
 from typing import Any
 
-from sqlalchemy import Index
+from sqlalchemy import BigInteger, Index, Integer
 from sqlmodel import Field, SQLModel
 
 STATUSES = ("queued", "running", "completed", "failed", "cancelled", "lost")
@@ -19,6 +19,9 @@ FINAL_STATUSES = ("completed", "failed", "cancelled", "lost")
 RUN_KINDS = ("stage1", "nca", "scratch")  # the training runs of every experiment
 # Later stages add runs named after them: "<task>-ft-<arm>" (fine-tuning), "<task>-<arm>" (evaluation).
 RUN_KIND = re.compile(r"^[a-z0-9_]+(-ft)?-(nca|scratch)$")
+# 64-bit integers for counts that outgrow 2**31 at paper scale (tokens) on PostgreSQL; SQLite's
+# INTEGER is 64-bit already, and only INTEGER makes its primary key the rowid (autoincrement).
+BIG = BigInteger().with_variant(Integer(), "sqlite")
 
 
 def new_id(prefix: str) -> str:
@@ -80,9 +83,9 @@ class Run(SQLModel, table=True):
     config_json: str
     folder: str  # relative to the store's home, so a home can be moved as a whole
     error: str | None = None
-    step: int = 0
-    tokens: int = 0
-    total_tokens: int = 0
+    step: int = Field(default=0, sa_type=BIG)
+    tokens: int = Field(default=0, sa_type=BIG)
+    total_tokens: int = Field(default=0, sa_type=BIG)
     # Schema 3: runs whose results would be identical share a reuse key (a hash of everything
     # that determines them); a run that took another's result names it in source_run_id.
     reuse_key: str | None = Field(default=None, index=True)
@@ -98,11 +101,11 @@ class MetricPoint(SQLModel, table=True):
     # Every read is "one run, one metric, in token order": this index answers it without a sort.
     __table_args__ = (Index("ix_metric_points_run_name_tokens", "run_id", "name", "tokens"),)
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True, sa_type=BIG)
     run_id: str = Field(foreign_key="runs.id")
     name: str
-    step: int
-    tokens: int
+    step: int = Field(sa_type=BIG)
+    tokens: int = Field(sa_type=BIG)
     wall_time: float  # seconds since the run started
     # Nullable because SQLite stores NaN as NULL; a diverged loss must not crash the logger.
     value: float | None = None
@@ -131,8 +134,8 @@ class LatestMetric(SQLModel, table=True):
     run_id: str = Field(foreign_key="runs.id", primary_key=True)
     name: str = Field(primary_key=True)
     value: float | None = None  # NULL = NaN, as in MetricPoint
-    step: int
-    tokens: int
+    step: int = Field(sa_type=BIG)
+    tokens: int = Field(sa_type=BIG)
     wall_time: float
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ncalab.store.connection import DB_NAME, StoreConnection, default_home
+from ncalab.store.connection import DB_NAME, StoreConnection, default_home, retry_operations
 from ncalab.store.experiments import ExperimentsMixin
 from ncalab.store.items import ItemsMixin
 from ncalab.store.meta import MetaMixin
@@ -14,11 +14,15 @@ from ncalab.store.sweeps import SweepsMixin
 __all__ = ["DB_NAME", "MIGRATIONS", "SCHEMA_VERSION", "RunStore", "StoreConnection", "default_home"]
 
 
+@retry_operations
 class RunStore(ExperimentsMixin, RunsMixin, MetricsMixin, ItemsMixin, SweepsMixin, MetaMixin):
-    """Everything a training run produces, in one SQLite database (WAL mode) under a home folder.
+    """Everything a training run produces, in one database (SQLite in WAL mode under a home
+    folder, or PostgreSQL: ``url`` or ``$NCALAB_STORE``) and the run folders under the home.
 
     ``RunStore(home)`` opens (creating or upgrading) the store; ``RunStore(home, readonly=True)``
-    only reads. Each mixin holds the methods of one table group; all of them share the one
-    connection of StoreConnection (see there for the locking rules). It is both a StoreReader
-    and a StoreWriter (ncalab.store.interfaces).
+    only reads. Every public operation is retried whole, for a bounded time, when a database
+    server goes away under it before its commit (``retry_operations``). Each mixin holds the
+    methods of one table group; all of them share the one connection of StoreConnection (see
+    there for the locking rules). It is both a StoreReader and a StoreWriter
+    (ncalab.store.interfaces).
     """

@@ -15,6 +15,7 @@ SAVE_STEPS at which `save` sends itself SIGKILL.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
@@ -55,19 +56,27 @@ def save(path: Path, model, optimizer=None, scheduler=None, **extra) -> None:
     previous = settle(path)
     _step("settled")
     tmp, old = variant(path, ".tmp"), variant(path, ".old")
-    model.save_pretrained(tmp, safe_serialization=True)
-    _step("model-written")
-    state = {
-        "optimizer": optimizer.state_dict() if optimizer else None,
-        "scheduler": scheduler.state_dict() if scheduler else None,
-        "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
-        **extra,
-    }
-    data, tensors = state_codec.encode(state)
-    save_file(tensors, tmp / TENSORS_FILE)
-    _step("tensors-written")
-    write_marker(tmp, {"format": FORMAT, "seq": (previous[0] if previous else 0) + 1, "state": data})
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        _step("model-written")
+        state = {
+            "optimizer": optimizer.state_dict() if optimizer else None,
+            "scheduler": scheduler.state_dict() if scheduler else None,
+            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+            **extra,
+        }
+        data, tensors = state_codec.encode(state)
+        save_file(tensors, tmp / TENSORS_FILE)
+        _step("tensors-written")
+        write_marker(tmp, {"format": FORMAT, "seq": (previous[0] if previous else 0) + 1, "state": data})
+    except Exception as e:  # noqa: BLE001 - safetensors reports a full disk as its own error type
+        why = no_space(e)
+        if why is None:
+            raise
+        discard(tmp)  # the partial copy: room back, and the previous checkpoint stays the newest
+        raise NcalabError(f"no space left to write the checkpoint {path} ({why}); the previous checkpoint is kept: "
+                          "free space, then `ncalab runs resume` continues from it") from None
     _step("complete")
     if path.exists():
         os.replace(path, old)
@@ -77,6 +86,16 @@ def save(path: Path, model, optimizer=None, scheduler=None, **extra) -> None:
     _step("new-moved")
     discard(old)
     _step("old-deleted")
+
+
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a full disk, a quota, a file size limit
+
+
+def no_space(e: BaseException) -> str | None:
+    """Why a write failed for want of room, or None for any other failure."""
+    if isinstance(e, OSError) and e.errno in _NO_SPACE:
+        return e.strerror or os.strerror(e.errno)
+    return next((os.strerror(c) for c in _NO_SPACE if os.strerror(c) in str(e)), None)
 
 
 def find(path: Path) -> Path | None:

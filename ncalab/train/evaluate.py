@@ -8,10 +8,14 @@ import torch
 import torch.nn.functional as F
 
 from ncalab.nca.tokens import IGNORE_INDEX
+from ncalab.train.headloss import chunked_loss_sum, splits_head
 
 
-def loss_sum(model, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """Summed cross-entropy over the non-ignored targets, and their count."""
+def loss_sum(model, inputs: torch.Tensor, targets: torch.Tensor, chunked: bool = True) -> tuple[torch.Tensor, int]:
+    """Summed cross-entropy over the non-ignored targets, and their count. `chunked`: without
+    the full logits where the model allows it (train/headloss.py), to keep memory down."""
+    if chunked and splits_head(model):
+        return chunked_loss_sum(model, inputs, targets), int((targets != IGNORE_INDEX).sum())
     logits = model(input_ids=inputs).logits
     loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
                            ignore_index=IGNORE_INDEX, reduction="sum")
@@ -19,13 +23,13 @@ def loss_sum(model, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.
 
 
 @torch.no_grad()
-def evaluate(model, batches, placement) -> dict[str, float]:
+def evaluate(model, batches, placement, chunked: bool = True) -> dict[str, float]:
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
     for inputs, targets in batches:
         with placement.autocast():
-            s, n = loss_sum(model, inputs.to(placement.device), targets.to(placement.device))
+            s, n = loss_sum(model, inputs.to(placement.device), targets.to(placement.device), chunked)
         total += float(s)
         count += n
     model.train(was_training)

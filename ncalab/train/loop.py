@@ -107,6 +107,7 @@ class TrainerOptions:
     world: World = field(default_factory=World)
     parallel: str = "ddp"  # ddp | fsdp across the world's processes
     micro_batch_size: int = 0  # sequences per forward pass; 0 = the process's whole share
+    chunked_loss: bool = True  # the loss without the full logits where the model allows (train/headloss.py)
 
     def __post_init__(self) -> None:  # None for a callback means: nothing to call
         self.on_metrics = self.on_metrics or (lambda points: None)
@@ -127,7 +128,7 @@ class Trainer:
         # the model as the loop runs it: itself, or wrapped for DDP / FSDP2 across processes
         self.parallel = Parallel(self.model, self.world, opts.parallel, placement.amp_dtype)
         self.forward_model = torch.compile(self.parallel.module) if opts.compile else self.parallel.module
-        self.micro_batch_size = opts.micro_batch_size
+        self.micro_batch_size, self.chunked_loss = opts.micro_batch_size, opts.chunked_loss
         self.data_seconds = 0.0  # time spent waiting for batches
         self.checkpoint_every_s = opts.checkpoint_every_s
         self.batches, self.val_batches = batches, val_batches
@@ -144,7 +145,7 @@ class Trainer:
     def _eval(self, wall: float) -> dict:
         # every process evaluates every held-out batch (FSDP's forward needs them all in step)
         model = self.parallel.module if self.parallel.kind == "fsdp" else self.model
-        res = evaluate(model, self.val_batches, self.placement)
+        res = evaluate(model, self.val_batches, self.placement, self.chunked_loss)
         pts = [{"name": k, "step": self.step, "tokens": self.tokens, "wall_time": wall, "value": v} for k, v in res.items()]
         self.on_metrics(pts)
         return res
@@ -164,7 +165,7 @@ class Trainer:
                 mi = inputs[i : i + micro].to(dev, non_blocking=True)
                 mt = targets[i : i + micro].to(dev, non_blocking=True)
                 with self.placement.autocast():
-                    loss_total, _ = loss_sum(self.forward_model, mi, mt)
+                    loss_total, _ = loss_sum(self.forward_model, mi, mt, self.chunked_loss)
                 loss = loss_total / max(count, 1)
                 (loss * scale if scale != 1.0 else loss).backward()
             total = loss.detach() if total is None else total + loss.detach()

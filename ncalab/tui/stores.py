@@ -32,17 +32,14 @@ class AppStores:
 
         return Path(self._home if self._home is not None else default_home()).expanduser().resolve()
 
-    @property
-    def db_path(self) -> Path:
-        from ncalab.store.store import DB_NAME
-
-        return self.home / DB_NAME
-
     def exists(self) -> bool:
-        """Whether anything has created the store yet (the app never creates it by looking)."""
+        """Whether anything has created the store yet (the app never creates it by looking); a
+        database server (NCALAB_STORE) is always there."""
         if self.home.exists() and not self.home.is_dir():
             raise NcalabError(f"{self.home} is not a folder")
-        return self.db_path.is_file()
+        from ncalab.store.connection import store_exists
+
+        return store_exists(self.home)
 
     def reader(self):
         """The shared read-only store, or None while there is no store yet."""

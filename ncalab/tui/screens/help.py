@@ -36,19 +36,19 @@ button starts it as a background job.
 
 **Runs**: arrows select · `space` mark to overlay curves · `c` cancel the selected experiment
 (checkpoint first) · `u` resume it · `t` tag · `x` delete (asks first) · `/` filter ·
-`f5` refresh (it also refreshes itself every 2 s). Jobs keep running when the app closes.
+`p` write its HTML report (`report-ID.html` in the current folder) · `f5` refresh (it also refreshes itself every 2 s). Jobs keep running when the app closes.
 Below 120 columns the details go under the table, and columns that do not fit whole are left out.
 
 **Sweeps**: arrows select a sweep; its table (as `ncalab sweep show` prints it) and its
 gain against a swept key update live · `k` plot the next key · `u` resume failed members ·
-`c` cancel · `f5` refresh. Start sweeps with `ncalab sweep --grid KEY=V1,V2 --seeds N --detach`.
+`c` cancel · `p` write its HTML report · `f5` refresh. Start sweeps with `ncalab sweep --grid KEY=V1,V2 --seeds N --detach`.
 
 **Remapping keys**: put a `[keys]` table in `~/.config/ncalab/keys.toml` (or the file named
 by `NCALAB_KEYS`), e.g. `"explore.new_rule" = "x"`. Binding ids: go.explore, go.families,
 go.launch, go.runs, go.sweeps, help, quit, explore.play, explore.step, explore.new_rule,
 explore.band, explore.faster, explore.slower, families.draw, families.play, launch.start,
-runs.refresh, runs.cancel, runs.resume, runs.mark, runs.tag, runs.delete, runs.filter,
-sweeps.refresh, sweeps.next_key, sweeps.resume, sweeps.cancel.
+runs.refresh, runs.cancel, runs.resume, runs.mark, runs.tag, runs.delete, runs.filter, runs.report,
+sweeps.refresh, sweeps.next_key, sweeps.resume, sweeps.cancel, sweeps.report.
 
 Press `escape` to close.
 """

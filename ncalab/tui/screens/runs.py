@@ -49,6 +49,29 @@ def _count(v) -> str:
     return f"{int(v):,}" if isinstance(v, (int, float)) else str(v)
 
 
+def write_report_in_background(screen: Screen, ident: str) -> None:
+    """`ncalab report IDENT --out report-IDENT.html` from the app's read-only store, in a worker;
+    a notification says where it went (or why it could not be written)."""
+
+    def work_() -> None:
+        from pathlib import Path
+
+        from ncalab.display.report_html import write_report
+
+        try:
+            store = screen.app.stores.reader()
+            if store is None:
+                raise NcalabError("no run store yet")
+            made = write_report(store, [ident], Path(f"report-{ident}.html"))
+            note = " (not finished: it shows what exists)" if made["unfinished"] else ""
+            screen.app.call_from_thread(screen.notify, f"report of {ident}{note}: {made['out']}", timeout=12)
+        except NcalabError as e:
+            screen.app.call_from_thread(screen.notify, str(e), severity="error")
+
+    screen.notify(f"writing the report of {ident}...")
+    screen.run_worker(work_, thread=True, group="report", exclusive=False)
+
+
 def plot_text(curves: list[dict], width: int, height: int) -> Text:
     """Curves as text (NCA and scratch overlaid), labelled by run kind."""
     from ncalab.display.plots import curves_plot
@@ -113,6 +136,7 @@ class RunsScreen(Screen):
         Binding("t", "tag", "Tag", id="runs.tag"),
         Binding("x,delete", "delete", "Delete", id="runs.delete"),
         Binding("slash", "filter", "Filter", id="runs.filter"),
+        Binding("p", "report", "Report", id="runs.report"),
     ]
 
     def __init__(self, **kwargs):
@@ -258,6 +282,11 @@ class RunsScreen(Screen):
 
     def action_cancel(self) -> None:
         self._control("cancel")
+
+    def action_report(self) -> None:
+        """Write the selected experiment's HTML report into the current folder (never the store)."""
+        if self.selected is not None:
+            write_report_in_background(self, self.selected)
 
     def action_mark(self) -> None:
         """Mark or unmark the selected experiment; marked ones share the curve panel."""

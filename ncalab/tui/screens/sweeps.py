@@ -39,6 +39,7 @@ class SweepsScreen(Screen):
         Binding("k", "next_key", "Next key", id="sweeps.next_key"),
         Binding("u", "resume", "Resume", id="sweeps.resume"),
         Binding("c", "cancel", "Cancel", id="sweeps.cancel"),
+        Binding("p", "report", "Report", id="sweeps.report"),
     ]
 
     def __init__(self, **kwargs):
@@ -139,6 +140,14 @@ class SweepsScreen(Screen):
 
     def action_resume(self) -> None:
         self._control("resume")
+
+    def action_report(self) -> None:
+        """Write the selected sweep's HTML report into the current folder (never the store)."""
+        from ncalab.tui.screens.runs import write_report_in_background
+
+        shown = self.selected or (self.sweeps[0]["sweep_id"] if self.sweeps else None)  # the table on screen
+        if shown is not None:
+            write_report_in_background(self, shown)
 
     @work(thread=True, group="sweeps-control")
     def _control(self, what: str) -> None:

@@ -1,0 +1,329 @@
+"""A report (ncalab.services.report) as one self-contained HTML page: no script, no network, no
+font to fetch; the figures are inline images (SVG, or PNG for NCA frames) as data: URIs, and a
+content security policy keeps the page from loading anything else. Standard library only,
+besides the figures themselves (ncalab.display.figures)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from html import escape
+
+from ncalab.display import figures as F
+from ncalab.display.summary import si
+from ncalab.services import report as R
+
+CSS = """
+*{box-sizing:border-box}
+body{margin:0;color:#1b1b1b;background:#fff;font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}
+main{max-width:1120px;margin:0 auto;padding:12px 16px 40px}
+h1{font-size:1.45em;margin:.4em 0 .1em}h2{font-size:1.15em;margin:1.6em 0 .4em;border-bottom:1px solid #ddd}
+h3{font-size:1em;margin:1em 0 .3em}p{margin:.4em 0}.sub{color:#555}
+.figs{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,440px),1fr));gap:14px}
+figure{margin:0;min-width:0}figure img{display:block;width:100%;height:auto}
+figcaption{font-size:.85em;color:#555}
+.scroll{overflow-x:auto;max-width:100%}
+table{border-collapse:collapse;font-size:.88em;margin:.3em 0}
+th,td{padding:3px 8px;border-bottom:1px solid #e3e3e3;text-align:right;vertical-align:top}
+th:first-child,td:first-child,td.l,th.l{text-align:left}
+table.ans td:last-child,table.ans th:last-child{text-align:left;min-width:14em}
+table.cfg td,table.left td,table.left th{text-align:left;overflow-wrap:anywhere}table.cfg td:first-child{white-space:nowrap}
+mark{background:#fff0a8}.yes{color:#1a7f37;font-weight:600}.no{color:#b42318;font-weight:600}
+.banner{background:#eef5fc;border-left:4px solid #1f77b4;padding:8px 12px;margin:.8em 0}
+.answer{font-size:1.05em}code{overflow-wrap:anywhere;font-size:.92em}
+details summary{cursor:pointer;color:#1f4f82}
+"""
+# Nothing but inline styles and data: images, ever (a test checks the page loads nothing).
+CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+
+
+def write_report(store, idents: list[str], out, frames: bool = True, background: bool = False) -> dict:
+    """Gather, render and write the report of ``idents`` from ``store`` (read, never written) to
+    the HTML file ``out``; returns where it went, its size and what is not finished yet."""
+    out = R.check_out(out, ("html", "htm"))  # before any work
+    rep = R.gather(store, idents, frames=frames, background=background)
+    page = render(rep).encode()
+    R.write_bytes(out, page)
+    return {"out": str(out.resolve()), "bytes": len(page), "title": rep.title, "ids": rep.ids,
+            "experiments": len(rep.members), "unfinished": [m.id for m in rep.unfinished],
+            "unfinished_line": R.unfinished_line(rep)}
+
+
+def render(rep: R.Report) -> str:
+    """The whole page for a report."""
+    body = [_header(rep), _answer(rep), _curves(rep), _stage1(rep), _compute(rep), _downstream(rep),
+            _members(rep), _config(rep), _footer(rep)]
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{escape(rep.title)}: ncalab report</title><style>{CSS}</style></head>"
+            f"<body><main>{''.join(b for b in body if b)}</main></body></html>\n")
+
+
+# ---- pieces --------------------------------------------------------------------------------------
+
+def _img(data: bytes, mime: str, alt: str, caption: str = "") -> str:
+    uri = f"data:{mime};base64,{base64.b64encode(data).decode()}"
+    cap = f"<figcaption>{escape(caption)}</figcaption>" if caption else ""
+    return f'<figure><img src="{uri}" alt="{escape(alt)}">{cap}</figure>'
+
+
+def _svg(fig, alt: str, caption: str = "") -> str:
+    # text as SVG text, not glyph outlines: half the bytes, and the page's own fonts read it
+    return "" if fig is None else _img(F.figure_bytes(fig, "svg", text_as_paths=False), "image/svg+xml", alt, caption)
+
+
+def _figs(*figs: str) -> str:
+    """Figures side by side where the page is wide enough, one under another where not."""
+    figs = [f for f in figs if f]
+    return f'<div class="figs">{"".join(figs)}</div>' if figs else ""
+
+
+def _table(head: list[str], rows: list[list[str]], cls: str = "") -> str:
+    """Cells are HTML already (escape what comes from the store before)."""
+    th = "".join(f"<th>{h}</th>" for h in head)
+    trs = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
+    return f'<div class="scroll"><table class="{cls}"><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table></div>'
+
+
+def _num(v, spec: str = ".3f") -> str:
+    return "-" if v is None or v != v else format(v, spec)
+
+
+def _when(t: float | None) -> str:
+    return "-" if not t else time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
+
+
+def _header(rep: R.Report) -> str:
+    first = rep.members[0] if rep.members else None
+    preset = f"{rep.config.get('preset')}/{rep.config.get('scale')}"
+    seeds = sorted({m.seed for m in rep.members})
+    sub = f"{preset}; seed{'s' if len(seeds) != 1 else ''} {', '.join(map(str, seeds)) or '-'}"
+    if first is not None and len(rep.members) == 1:
+        sub += f"; {first.status}" + (f"; {escape(first.name)}" if first.name else "")
+    line = R.unfinished_line(rep)
+    banner = f'<p class="banner">{escape(line)}</p>' if line else ""
+    notes = "".join(f'<p class="banner">{escape(n)}</p>' for n in rep.notes)
+    return f"<h1>{escape(rep.title)}</h1><p class=\"sub\">{escape(sub)}</p>{banner}{notes}"
+
+
+# ---- the question and the answer -------------------------------------------------------------------
+
+def _question(rep: R.Report) -> str:
+    src = rep.source
+    what = ("each of " + ", ".join(src["swept"])) if src.get("swept") else _source_words(src)
+    return (f"Does a language model first trained on {what} and then on <code>{escape(str(src['stage2_corpus']))}"
+            f"</code> reach a lower held-out perplexity than the same model trained from scratch on the same "
+            f"stage-2 tokens?")
+
+
+def _source_words(src: dict) -> str:
+    if src["source"] == "nca":
+        return f"NCA data ({si(src['tokens'])} tokens, complexity band {src['band']})"
+    corpus = f" from <code>{escape(str(src['corpus']))}</code>" if src.get("corpus") else ""
+    return f"{escape(src['source'])} data{corpus} ({si(src['tokens'])} tokens)"
+
+
+def _answer(rep: R.Report) -> str:
+    rows = []
+    for g in rep.groups:
+        v = g.verdict
+        met = '<span class="yes">met</span>' if v["met"] else '<span class="no">not met</span>'
+        rows.append([escape(g.label) or "this experiment", f"{v['seeds']}/{len(g.members)}",
+                     _mean(v["ppl_nca"], ".2f"), _mean(v["ppl_scratch"], ".2f"), _gain(v["gain"]),
+                     _speed(v["speedup"], v["seeds"]), f"{v['wins']}/{v['seeds']}", f"{met}: {escape(v['why'])}"])
+    head = ["setting", "seeds done", "ppl warm", "ppl scratch", "gain [mean ± 2 SE]", "speedup", "beat scratch",
+            "the rule"]
+    fig = ""
+    if len(rep.groups) > 1 or any(len(g.members) > 1 for g in rep.groups):
+        fig = _figs(_svg(F.gain_figure(rep.groups), "gain of each setting",
+                         "Gain per setting: each seed, the mean and mean ± 2 standard errors; right of the dashed "
+                         "line the warm start beat scratch."))
+    return (f"<h2>The question and the answer</h2><p>{_question(rep)}</p>"
+            f'<p class="answer">{_answer_line(rep)}</p>{_table(head, rows, "ans")}'
+            f"<p class=\"sub\">The rule the sweeps use: {escape(R.RULE)}. Gain = 1 - ppl<sub>warm</sub> / "
+            f"ppl<sub>scratch</sub> on held-out text; speedup = tokens scratch needed to reach its final perplexity "
+            f"/ tokens the warm start needed to reach it.</p>{fig}")
+
+
+def _answer_line(rep: R.Report) -> str:
+    done = [g for g in rep.groups if g.verdict["seeds"]]
+    if not done:
+        return "No answer yet: no experiment has finished."
+    best = max(done, key=lambda g: g.verdict["gain"]["mean"])
+    v = best.verdict
+    gain = v["gain"]["mean"]
+    word = "better than" if gain > 0 else "worse than"
+    who = f"The best setting ({escape(best.label)})" if len(rep.groups) > 1 else "The warm-started model"
+    verdict = ("meets the rule: the warm start helped." if v["met"] else
+               f"does not meet the rule ({escape(v['why'])}), so this is no evidence that the warm start helps.")
+    return (f"<b>{who} is {word} scratch</b>: gain {_gain(v['gain'])} over {v['seeds']} seed"
+            f"{'s' if v['seeds'] != 1 else ''}; it {verdict}")
+
+
+def _mean(iv: dict, spec: str) -> str:
+    if iv["mean"] is None:
+        return "-"
+    return _num(iv["mean"], spec) + ("" if iv["sd"] is None else f" ± {_num(iv['sd'], spec)}")
+
+
+def _gain(iv: dict) -> str:
+    if iv["mean"] is None:
+        return "-"
+    if iv["lo"] is None:
+        return f"{iv['mean']:+.4f} (one seed: no interval)"
+    return f"{iv['mean']:+.4f} [{iv['lo']:+.4f}, {iv['hi']:+.4f}]"
+
+
+def _speed(iv: dict, seeds: int) -> str:
+    if iv["n"] == 0:
+        return "n/a: never reached scratch's final ppl" if seeds else "-"
+    text = f"{iv['mean']:.2f}x" + ("" if iv["lo"] is None else f" [{iv['lo']:.2f}, {iv['hi']:.2f}]")
+    return text + (f" ({iv['n']} of {seeds} reached it)" if iv["n"] < seeds else "")
+
+
+# ---- curves, stage 1 ----------------------------------------------------------------------------------
+
+def _curves(rep: R.Report) -> str:
+    series = R.curve_series(rep)
+    if not series:
+        return "<h2>Validation curves</h2><p>No validation point stored yet.</p>"
+    band = " Lines are the mean over seeds, the band their range." if any(s.lo for s in series) else ""
+    fig = F.curves_figure(series, title="stage 2: held-out perplexity", size=F.PAGE)
+    return "<h2>Validation curves</h2>" + _figs(_svg(fig, "validation perplexity against tokens",
+                                                      "Held-out perplexity (log axis) against stage-2 tokens; scratch "
+                                                      "dashed." + band))
+
+
+def _stage1(rep: R.Report) -> str:
+    parts = ["<h2>Stage 1</h2>", f"<p>{_source_para(rep)}</p>"]
+    figs = []
+    s1 = R.stage1_series(rep)
+    if s1:
+        fig = F.curves_figure(s1, ylabel="stage-1 validation loss", log_y=False, title="stage 1: held-out loss",
+                              size=F.PAGE)
+        figs.append(_svg(fig, "stage-1 validation loss", "Held-out loss of the stage-1 model against its tokens."))
+    icl = R.icl_series(rep)
+    if icl:
+        figs.append(_svg(F.icl_figure(icl), "in-context accuracy per frame",
+                         "The stage-1 model in context: accuracy on held-out rules at each frame of the sequence."))
+    parts.append(_figs(*figs))
+    if rep.wait_strip():
+        parts.append(_strip(rep))
+    elif rep.strip_note:
+        parts.append(f"<p class=\"sub\">{escape(rep.strip_note)}</p>")
+    return "".join(parts)
+
+
+def _source_para(rep: R.Report) -> str:
+    src = rep.source
+    if src.get("swept"):
+        return f"The swept sources: {escape(', '.join(src['swept']))}; {si(src['tokens'])} stage-1 tokens each."
+    text = f"Stage 1 trained on {_source_words(src)}"
+    if src["source"] == "nca":
+        text += (f": {src['grid']} grids, {src['alphabet']} colours, {src['patch']}x{src['patch']} patches per token, "
+                 f"rules drawn from stream seed {src['seed']}")
+    return text + "."
+
+
+def _strip(rep: R.Report) -> str:
+    first = rep.strip[0]
+    img = F.strip_image([r["frames"] for r in rep.strip], first["alphabet"], cell=6)
+    rules = "; ".join(f"rule {r['rule_seed']} (score {r['score']:.3f})" for r in rep.strip)
+    caption = (f"The first {len(rep.strip)} rules of the stage-1 stream in band {first['band']} (stage 1 trained on "
+               f"them), one per row; frames from t={first['burn_in']} every {first['dt']} step(s), in the TUI's "
+               f"colours. {rules}.")
+    return "<h3>Rules it trained on</h3>" + _img(F.png_bytes(img), "image/png", "NCA frames", caption).replace(
+        "<img ", '<img style="width:auto;max-width:100%;image-rendering:pixelated" ')
+
+
+# ---- compute, downstream ------------------------------------------------------------------------------
+
+def _compute(rep: R.Report) -> str:
+    rows = []
+    for g in rep.groups:
+        for kind in ("stage1", "nca", "scratch"):
+            cs = [m.compute[kind] for m in g.members if kind in m.compute]
+            if not cs:
+                continue
+            mean = lambda attr: _avg([getattr(c, attr) for c in cs])  # noqa: E731
+            label = (escape(g.label) + ": " if len(rep.groups) > 1 else "") + kind
+            rows.append([label, si(cs[0].params), si(cs[0].params_no_embeddings), si(cs[0].flops_per_token),
+                         si(mean("tokens")), si(mean("flops")), _secs(mean("wall_s")), _secs(mean("device_s"))])
+    if not rows:
+        return "<h2>Compute</h2><p>No stage has logged its compute yet (or the experiments predate it).</p>"
+    note = "mean over seeds; " if any(len(g.members) > 1 for g in rep.groups) else ""
+    return ("<h2>Compute</h2>" + _table(["run", "params", "without embeddings", "FLOP/token", "tokens", "FLOPs",
+                                          "wall", "device"], rows)
+            + f'<p class="sub">{note}FLOPs = 6N + 12·L·d·T per token; wall: the stage from start to end, device: '
+              "time in training steps.</p>")
+
+
+def _avg(vals):
+    vals = [v for v in vals if v is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+def _secs(x) -> str:
+    return "-" if x is None else f"{x:.0f} s" if x < 600 else f"{x / 60:.0f} min"
+
+
+def _downstream(rep: R.Report) -> str:
+    rows, points = [], []
+    for g in rep.groups:
+        for m in g.members:
+            for task, by_k in (m.summary.downstream if m.summary else {}).items():
+                if task == "lm_eval":
+                    continue
+                for k, v in by_k.items():
+                    who = " ".join(x for x in (g.label, f"seed {m.seed}") if x)
+                    rows.append([escape(who), escape(task), str(k), _num(v["nca"]), _num(v["scratch"]),
+                                 "-" if v["diff"] != v["diff"] else f"{v['diff']:+.3f} ± {v['ci']:.3f}", str(v["items"])])
+                    points.append((f"{task} pass@{k}, {who}", v["diff"], v["ci"]))
+    if not rows:
+        return "<h2>Downstream</h2><p>No downstream evaluation stored (<code>ncalab eval ID --task ...</code>).</p>"
+    fig = _svg(F.downstream_figure(points), "downstream pass@k differences",
+               "pass@k of the warm-started model minus scratch's, with the 95% interval over items.")
+    return ("<h2>Downstream</h2>" + _table(["experiment", "task", "k", "warm", "scratch", "difference (95% CI)",
+                                            "items"], rows) + _figs(fig))
+
+
+# ---- members, config, footer --------------------------------------------------------------------------
+
+def _members(rep: R.Report) -> str:
+    if len(rep.members) == 1 and not rep.unfinished:
+        return ""
+    rows = []
+    for g in rep.groups:
+        for m in g.members:
+            runs = ", ".join(f"{r['kind']} {r['status']}" + (f" {r['tokens']:,}/{r['total_tokens']:,}"
+                                                             if r["status"] == "running" else "") for r in m.runs)
+            gain = f"{m.summary.gain:+.4f}" if m.summary else "-"
+            rows.append([escape(m.id), escape(g.label), str(m.seed), escape(m.status), gain, escape(runs) or "-"])
+    table = _table(["experiment", "setting", "seed", "status", "gain", "runs"], rows, "left")
+    opened = " open" if rep.unfinished else ""
+    return f"<h2>Experiments</h2><details{opened}><summary>{len(rows)} experiments</summary>{table}</details>"
+
+
+def _config(rep: R.Report) -> str:
+    preset = f"{rep.config.get('preset')}/{rep.config.get('scale')}"
+    differs = set(rep.differs)
+    keys = [k for k in rep.config if k in differs] + [k for k in rep.config if k not in differs]
+    rows = []
+    for k in keys:
+        value = escape(json.dumps(rep.config[k], default=str))
+        rows.append([f"<mark>{escape(k)}</mark>" if k in differs else escape(k),
+                     f"<mark>{value}</mark>" if k in differs else value])
+    what = "the sweep's base config" if rep.kind == "sweep" else "the config" + (
+        " of the first experiment" if len(rep.members) > 1 else "")
+    swept = f"<p>Swept (or differing between the experiments): {escape(', '.join(rep.swept))}.</p>" if rep.swept else ""
+    return (f"<h2>Config</h2>{swept}<p>{what}; highlighted: the {len(differs)} keys that differ from the {preset} "
+            f"preset.</p><details><summary>all {len(rows)} keys</summary>{_table(['key', 'value'], rows, 'cfg')}"
+            f"</details>" + _table(["key", "value"], [r for r, k in zip(rows, keys) if k in differs], "cfg"))
+
+
+def _footer(rep: R.Report) -> str:
+    return (f'<p class="sub" style="margin-top:2em">Made by ncalab {escape(rep.version)} on {_when(rep.made_at)} '
+            f"from the run store <code>{escape(rep.home)}</code>, read-only: <code>ncalab report "
+            f"{escape(' '.join(rep.ids))}</code>.</p>")
