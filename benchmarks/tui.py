@@ -1,8 +1,8 @@
 """The terminal lab's speed: first frame, live-view frames per second, opening Runs.
 
   python benchmarks/tui.py
-Targets: first frame <= 1.5 s from process start (torch and numba load after it), >= 30 fps
-at 12x12 and 64x64, Runs with 1,000 experiments open in <= 0.3 s. Baseline in the same run:
+Targets: first frame <= 1.5 s from process start (torch and numba load after it), >= 60 fps
+at 12x12 and 64x64 (the median over three fixed rules), Runs with 1,000 experiments open in <= 0.3 s. Baseline in the same run:
 the first frame if the engine were imported before the app starts.
 The last line is one JSON object with first_frame_s, fps_12, fps_64, runs_open_s.
 """
@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+LIVE_SEEDS = (0, 1, 2)  # the live view's fps is the median over the first rules of these streams
 
 CHILD = r"""
 import sys, time, psutil
@@ -40,10 +43,12 @@ def first_frame(mode: str, home: str) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
-async def live_fps(home: str, shape: str, frames: int = 120) -> float:
+async def live_fps(home: str, shape: str, frames: int = 120, seed: int = 0) -> float:
+    """Frames a second while stepping the first rule of random stream `seed` (a fixed stream: a
+    chaotic rule costs gzip and the drawing several times what a calm one does)."""
     from ncalab.tui.app import NcalabApp
 
-    app = NcalabApp(home=home, autoplay=False)
+    app = NcalabApp(home=home, autoplay=False, seed=seed)
     async with app.run_test(size=(160, 50)) as pilot:
         screen = app.screen
         while screen.batch is None:
@@ -98,13 +103,13 @@ def main() -> None:
         store.finish_experiment(e.id, "completed")
     lazy = min(first_frame("lazy", home) for _ in range(3))
     eager = min(first_frame("eager", home) for _ in range(3))
-    fps12 = asyncio.run(live_fps(home, "12 12 10 2"))
-    fps64 = asyncio.run(live_fps(home, "64 64 10 2"))
+    fps12 = statistics.median(asyncio.run(live_fps(home, "12 12 10 2", seed=s)) for s in LIVE_SEEDS)
+    fps64 = statistics.median(asyncio.run(live_fps(home, "64 64 10 2", seed=s)) for s in LIVE_SEEDS)
     opens = sorted(asyncio.run(runs_open(home)) for _ in range(5))
     open_s, open_worst = opens[2], opens[-1]  # median of five fresh apps, and the slowest
     print(f"first frame (engine loads after it)   {lazy:6.2f} s   (target <= 1.5; eager imports: {eager:.2f} s)")
-    print(f"live view, 12x12                       {fps12:6.0f} fps (target >= 30)")
-    print(f"live view, 64x64                       {fps64:6.0f} fps (target >= 30)")
+    print(f"live view, 12x12                       {fps12:6.0f} fps (target >= 60)")
+    print(f"live view, 64x64                       {fps64:6.0f} fps (target >= 60)")
     print(f"open Runs with 1,000 experiments       {open_s:6.3f} s   (target <= 0.3; slowest of 5: {open_worst:.3f} s)")
     print(json.dumps({"first_frame_s": round(lazy, 3), "fps_12": round(fps12, 1), "fps_64": round(fps64, 1),
                       "runs_open_s": round(open_s, 3), "runs_open_worst_s": round(open_worst, 3), "baseline_first_frame_eager_s": round(eager, 3),

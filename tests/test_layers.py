@@ -11,7 +11,7 @@ from pathlib import Path
 import ncalab
 
 LAYERS = {
-    "errors": 0, "nca": 0, "data": 0, "store": 0, "config": 0, "evals": 0,
+    "errors": 0, "plugins": 0, "nca": 0, "data": 0, "store": 0, "config": 0, "evals": 0,
     "train": 1,
     "experiment": 2, "jobs": 2,
     "services": 3,

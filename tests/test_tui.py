@@ -153,6 +153,54 @@ def test_explore_opens_in_the_band_and_b_switches_to_any_rule(tmp_path):
     run(scenario())
 
 
+def test_stepping_shows_each_windows_score_computed_off_the_ui_thread(tmp_path):
+    """The rolling window is scored in a thread; stepping faster than it shows the newest
+    window's statistics once they arrive, and a step at rest always ends on its own."""
+    from ncalab.services.explore import window_stats
+
+    async def scenario():
+        app = NcalabApp(home=tmp_path, seed=3, autoplay=False)
+        async with app.run_test(size=(100, 30)) as pilot:
+            screen = app.screen
+            await until(pilot, lambda: screen.batch is not None, "Explore's first rule loading", timeout=60)
+            for _ in range(14):  # as fast as the keys come: 15 frames, 6 full windows
+                await pilot.press("s")
+            want = window_stats(list(screen.frames), screen.cfg)
+            shown = await until(pilot, lambda: screen.window_stats and screen.window_stats[0] == screen.step_count,
+                                "the current window's statistics")
+            assert shown and screen.window_stats[1] == want
+            await until(pilot, lambda: f"now {want['score']:.3f}" in _plain(screen.query_one("#stats")),
+                        "the window's score drawn (at most 0.1 s after it came)")
+            assert screen.scores and screen.scores[-1] == want["score"] and len(screen.scores) <= 6  # one per window at most
+
+    run(scenario())
+
+
+def test_latest_only_computes_the_newest_request_and_drops_the_ones_it_could_not_reach():
+    import threading
+
+    from ncalab.tui.latest import LatestOnly
+
+    gate, done, seen = threading.Event(), threading.Event(), []
+
+    def compute(job):
+        gate.wait()
+        return job * 10
+
+    def deliver(job, result):
+        seen.append((job, result))
+        if job == 9:
+            done.set()
+
+    worker = LatestOnly(compute, deliver)
+    for job in range(10):
+        worker.submit(job)  # the thread takes one, the rest replace each other while it waits
+    gate.set()
+    assert done.wait(10)
+    worker.close()
+    assert seen[-1] == (9, 90) and len(seen) <= 2 and [j for j, _ in seen] == sorted(j for j, _ in seen)
+
+
 def test_rule_draw_takes_exactly_the_rules_stage_1_would():
     import numpy as np
 

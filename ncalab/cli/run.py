@@ -6,19 +6,42 @@ from contextlib import contextmanager
 from typing import Annotated
 
 import typer
-from rich.table import Table
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
 
+from ncalab import plugins
 from ncalab.cli.common import (
-    ConfigFile, Corpus, Detach, Device, Executor, GpusPerNode, Home, JsonFlag, MaxJobs, Name, Nodes, NProc, Partition,
-    Preset, Scale, Sets, SlurmArg, TimeLimit, Track, emit_json, err_console, out_console, scale_settings, track_setting,
+    ConfigFile,
+    Corpus,
+    Detach,
+    Device,
+    Executor,
+    GpusPerNode,
+    Home,
+    JsonFlag,
+    MaxJobs,
+    Name,
+    Nodes,
+    NProc,
+    Partition,
+    Preset,
+    Scale,
+    Sets,
+    SlurmArg,
+    TimeLimit,
+    Track,
+    emit_json,
+    err_console,
+    out_console,
+    scale_settings,
+    track_setting,
 )
 from ncalab.errors import NcalabError
 from ncalab.experiment.reporting import SilentReporter, progress_text
 
 
 def stage_labels(source: str) -> dict[str, str]:
-    short = {"nca": "NCA", "dyck": "Dyck", "shuffle_dyck": "shuffle-Dyck", "text": "text"}.get(source, source)
+    short = getattr(plugins.load(source), "label", source)
     return {"stage1": f"stage 1  {short}", "nca": f"stage 2  {short}-init", "scratch": "stage 2  scratch"}
 
 

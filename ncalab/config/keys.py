@@ -17,7 +17,15 @@ from ncalab.errors import NcalabError
 
 
 def _fields(obj: Any) -> set[str]:
-    return {f.name for f in dataclasses.fields(obj)} if dataclasses.is_dataclass(obj) else set()
+    if not dataclasses.is_dataclass(obj):
+        return set()
+    return {f.name for f in dataclasses.fields(obj) if not f.metadata.get("hidden")}
+
+
+def _source_section(cfg: Any, name: str) -> Any:
+    """A source plugin's settings section kept under `name` (ExperimentConfig.source_section), or None."""
+    find = getattr(cfg, "source_section", None)
+    return find(name) if callable(find) else None
 
 
 def current(cfg: Any, key: str) -> Any:
@@ -28,6 +36,8 @@ def current(cfg: Any, key: str) -> Any:
             node = node[part]
         elif part in _fields(node):
             node = getattr(node, part)
+        elif (section := _source_section(node, part)) is not None:
+            node = section
         else:
             raise NcalabError(f"unknown config key {key!r}")
     return node
@@ -79,7 +89,11 @@ def apply_overrides(cfg: Any, values: dict, path: str = "") -> Any:
     for key, v in values.items():
         where = f"{path}{key}"
         if key not in _fields(cfg):
-            raise NcalabError(f"unknown config key {where!r}")
+            section = _source_section(cfg, key)
+            if section is None:
+                raise NcalabError(f"unknown config key {where!r}")
+            apply_overrides(section, v, where + ".")  # a plugin's settings: a plain (mutable) dataclass
+            continue
         cur = getattr(cfg, key)
         if dataclasses.is_dataclass(cur):
             if cur.__dataclass_params__.frozen:

@@ -11,14 +11,19 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from ncalab import plugins
 from ncalab.errors import NcalabError
 from ncalab.nca.bands import Band, domain_band
 from ncalab.nca.config import NCAConfig
 
 REINIT_CHOICES = ("attn", "mlp", "norm")
 CONTROL_CHOICES = ("none", "shuffle", "matched_scale")
-# What stage 1 trains on: the paper's NCA data, and its controls (spec section 7).
-STAGE1_SOURCES = ("nca", "dyck", "shuffle_dyck", "text")
+# What stage 1 trains on: the paper's NCA data, its controls (spec section 7) and sources from
+# the literature; installed plugins add more (ncalab.plugins, docs/sources.md).
+STAGE1_SOURCES = tuple(plugins.BUILTIN)
+# How shuffle-Dyck sequences are made: words = ncalab's (words of a drawn depth, an open bracket
+# closes uniformly); hu = Hu et al. 2025's k-shuffle-Dyck (one walk, an open type closes uniformly).
+DYCK_GENERATORS = ("words", "hu")
 # Sources compared at equal stage-1 tokens, or at equal stage-1 compute (FLOPs).
 MATCH_CHOICES = ("tokens", "flops")
 # Learning-rate schedules: paper = linear warm-up over the whole stage, ending at the peak (the
@@ -99,6 +104,7 @@ class DyckSection:
     depth_min: int = 1  # nesting depth of each word, drawn in [depth_min, depth_max]
     depth_max: int = 16
     p_open: float = 0.5  # probability of opening where both opening and closing are allowed
+    generator: str = "words"  # one of DYCK_GENERATORS (shuffle_dyck only; hu: depth_min is not used)
 
 
 @dataclass
@@ -255,6 +261,9 @@ class ExperimentConfig:
     data: DataConfig = field(default_factory=DataConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    # the settings sections of sources registered as plugins (ncalab.plugins), by source name:
+    # written and read as top-level sections (`--set eca.width=64`), present once used or set
+    extensions: dict = field(default_factory=dict, repr=False, metadata={"hidden": True})
 
     # -- derived ---------------------------------------------------------------------------
     def band(self) -> Band:
@@ -285,7 +294,21 @@ class ExperimentConfig:
         return self.nca.sims_per_rule > 1 and self.stage1.reuse == "spread"
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        d.update(d.pop("extensions"))
+        return d
+
+    def source_section(self, name: str):
+        """The settings section of the source `name`, made at its defaults on first use; None
+        when no source keeps settings under that name."""
+        if name in {f.name for f in dataclasses.fields(self) if not f.metadata.get("hidden")}:
+            return getattr(self, name)  # a built-in section (nca, dyck)
+        if name not in self.extensions:
+            kind = plugins.settings_type(name)
+            if kind is None:
+                return None
+            self.extensions[name] = kind()
+        return self.extensions[name]
 
     def validate(self) -> ExperimentConfig:
         self.band()
@@ -414,11 +437,31 @@ class ExperimentConfig:
         if not 0 <= self.model.attention_dropout < 1:
             raise NcalabError(f"model.attention_dropout must be in [0, 1), got {self.model.attention_dropout}")
 
+    def _validate_sources(self) -> None:
+        """stage1.source and match_source name registered sources; their settings sections are
+        made (so they are stored with the experiment) and check themselves."""
+        s, known = self.stage1, plugins.names()
+        for key, value in (("stage1.source", s.source), ("stage1.match_source", s.match_source)):
+            if value is None:
+                continue
+            if value not in known:
+                raise NcalabError(f"{key} must be one of {', '.join(known)}, got {value!r}")
+            if plugins.load(value) is None:
+                raise NcalabError(f"{key}={value}: the source plugin is broken ({plugins.broken()[value]})")
+            self.source_section(value)
+        if self.dyck.generator not in DYCK_GENERATORS:
+            raise NcalabError(f"dyck.generator must be one of {', '.join(DYCK_GENERATORS)}, got {self.dyck.generator!r}")
+        for name, section in self.extensions.items():
+            check = getattr(section, "validate", None)
+            if callable(check):
+                try:
+                    check(self.stage1_seq_len)
+                except (ValueError, TypeError) as e:  # a plugin's own check: still one line
+                    raise NcalabError(f"{name}: {e}") from None
+
     def _validate_stage1(self) -> None:
         s = self.stage1
-        for name, value in (("stage1.source", s.source), ("stage1.match_source", s.match_source)):
-            if value is not None and value not in STAGE1_SOURCES:
-                raise NcalabError(f"{name} must be one of {', '.join(STAGE1_SOURCES)}, got {value!r}")
+        self._validate_sources()
         if s.match not in MATCH_CHOICES:
             raise NcalabError(f"stage1.match must be one of {', '.join(MATCH_CHOICES)}, got {s.match!r}")
         if s.match == "flops" and s.match_source is None:

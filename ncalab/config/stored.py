@@ -22,6 +22,7 @@ ADDED_DEFAULTS = {
     "stage2": {"schedule": "cosine", "beta2": 0.95},
     "model": {"attention_dropout": 0.0},
     "transfer": {"embeddings": "reinit"},
+    "dyck": {"generator": "words"},
     # evaluation settings (not in any reuse key): the protocols of before
     "eval": {"gsm8k": {"format": "gsm8k", "shots_from": "train", "pack": 0, "micro_batch_size": 0},
              "bbl": {"tasks": ["all"], "min_train": 0, "max_train_per_task": 0, "format": "bigbench", "mode": "sample",
@@ -52,8 +53,15 @@ def _fill(node: dict, added: dict) -> None:
 
 
 def stored_config(tree: dict) -> ExperimentConfig:
-    """The typed config of a stored experiment (or sweep base), as it ran."""
-    return apply_overrides(ExperimentConfig(), with_added(tree))
+    """The typed config of a stored experiment (or sweep base), as it ran. The settings of a
+    source plugin that is no longer installed are kept as stored (its runs stay readable; only
+    running it again needs the plugin)."""
+    tree, cfg = with_added(tree), ExperimentConfig()
+    orphans = {k: v for k, v in tree.items()
+               if isinstance(v, dict) and k not in cfg.to_dict() and cfg.source_section(k) is None}
+    cfg = apply_overrides(cfg, {k: v for k, v in tree.items() if k not in orphans})
+    cfg.extensions.update(orphans)
+    return cfg
 
 
 def stored_runtime(tree) -> RuntimeConfig:

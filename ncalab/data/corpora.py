@@ -134,9 +134,11 @@ def _local_files(path: Path) -> list[Path]:
     if path.is_file():
         if path.suffix.lower() not in SUPPORTED_EXTS:
             raise NcalabError(f"{path} is not a supported corpus file; use .txt .md .py .jsonl .json or .parquet")
+        if path.stat().st_size == 0:  # `datasets` would say only that it found no features
+            raise NcalabError(f"corpus {path} is empty (0 bytes); point --corpus at files that contain documents")
         return [path]
     files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED_EXTS
-                   and not any(part.startswith(".") for part in p.relative_to(path).parts))
+                   and not any(part.startswith(".") for part in p.relative_to(path).parts) and p.stat().st_size)
     if not files:
         raise NcalabError(f"{path} has no corpus files; put .txt .md .py .jsonl .json or .parquet files in it")
     return files

@@ -167,6 +167,10 @@ def _mix64(z):
     return z ^ (z >> _S31)
 
 
+mix64 = _mix64  # the counter-based draws the other synthetic sources (ncalab.data.eca, .formal) share
+GOLDEN = _GOLDEN
+
+
 @njit(cache=True)
 def _generate(keys, length, pairs, depth_min, depth_max, open_thr, climb_thr, shuffle):
     out = np.empty((keys.shape[0], length), dtype=np.int64)

@@ -52,3 +52,25 @@ def gain_plot(tab: dict, key: str, width: int, height: int, title: str | None = 
         plt.title(title)
     plt.plotsize(max(width, 30), max(height, 8))
     return plt.build()
+
+
+def distributions_plot(series: list[dict], width: int, height: int, lo: float = 0.0, hi: float = 0.7,
+                       bins: int = 28, xlabel: str = "gzip score", marks: list[float] = ()) -> str:
+    """Share of each series ({label, values}) per bin of [lo, hi], as overlaid step lines (so
+    two distributions of different sizes compare); `marks` draws vertical lines (band edges)."""
+    import numpy as np
+    import plotext as plt
+
+    edges = np.linspace(lo, hi, bins + 1)
+    centres = ((edges[:-1] + edges[1:]) / 2).tolist()
+    plt.clf()
+    plt.theme("clear")
+    for s in series:
+        counts, _ = np.histogram(np.clip(s["values"], lo, hi), bins=edges)
+        plt.plot(centres, (counts / max(counts.sum(), 1)).tolist(), label=s["label"], marker="braille")
+    for x in marks:
+        plt.vline(x)
+    plt.xlabel(xlabel)
+    plt.ylabel("share")
+    plt.plotsize(max(width, 30), max(height, 8))
+    return plt.build()

@@ -12,6 +12,7 @@ import json
 import os
 from pathlib import Path
 
+from ncalab import plugins
 from ncalab.errors import NcalabError
 
 PAPER = "NCA pre-pre-training (Lee, Han, Kumar, Agrawal 2026, arXiv 2603.10055)"
@@ -48,7 +49,7 @@ def _how_trained(cfg, arm: str) -> str:
     if arm != "nca":
         return "scratch: the baseline, the same model trained on the same language data, in the same order, from a fresh init"
     s1 = cfg.stage1
-    source = {"nca": "NCA", "dyck": "Dyck", "shuffle_dyck": "shuffle-Dyck", "text": "text"}.get(s1.source, s1.source)
+    source = getattr(plugins.load(s1.source), "label", s1.source)
     stage1 = s1.corpus if s1.source == "nca" and s1.corpus else (
         f"band {cfg.band().lo:g}-{cfg.band().hi:g}" if s1.source == "nca" else s1.corpus or "generated")
     return (f"NCA-initialised: stage 1 on {source} data ({stage1}; {s1.tokens:,} tokens at lr {s1.lr:g}), "

@@ -1,10 +1,13 @@
 """What stage 1 trains on: the paper's NCA data and its controls (spec section 7).
 
-Each source is an entry of SOURCES with the same small interface: its vocabulary, the
-settings that determine its data (for reuse keys), its training stream and held-out
-sequences, and an optional in-context evaluation of the stage-1 model. Transfer treats every
-source alike: its embedding and head are replaced by fresh ones for the language vocabulary.
-A new source is a new entry here, not a branch in the pipeline.
+Every source is an entry point of the group `ncalab.sources` (ncalab.plugins): the built-in
+ones below and in eca_source.py and ww_source.py, and any installed plugin. SOURCES maps a name
+to its source, imported on first use. Each has the same small interface (Source, below; the
+whole of it in docs/sources.md): its vocabulary, the settings that determine its data (for
+reuse keys), its training stream and held-out sequences, an optional in-context evaluation of
+the stage-1 model and an optional sample for the front ends. Transfer treats every source
+alike: its embedding and head are replaced by fresh ones for the language vocabulary. A new
+source is a new entry point, not a branch in the pipeline.
 """
 
 from __future__ import annotations
@@ -14,10 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from ncalab.config import ExperimentConfig
+from ncalab import plugins
+from ncalab.config import DyckSection, ExperimentConfig
 from ncalab.config.stored import without_added
 from ncalab.errors import NcalabError
 from ncalab.experiment.compute import model_compute
+from ncalab.experiment.sequence_source import SequenceSource, SourceSample
+from ncalab.nca.config import NCAConfig
 
 
 @dataclass
@@ -28,15 +34,19 @@ class Stage1Data:
 
 
 class Source(Protocol):
-    name: str
+    name: str  # its entry-point name, the value of stage1.source
     label: str  # a few words for tables and logs
     in_context: bool  # whether in_context_eval measures anything for this source
+    settings: type | None  # optional: a dataclass, the config section `name` (validate(seq_len) checks it)
 
-    def vocab_size(self, cfg: ExperimentConfig) -> int: ...
+    def vocab_size(self, cfg: ExperimentConfig) -> int:
+        """Its token ids are 0..vocab_size-1; the vocabulary also sets what a token costs (the
+        output head's FLOPs: stage1.match = flops compares sources by it)."""
     def reuse_settings(self, cfg: ExperimentConfig) -> dict: ...
     def open(self, cfg: ExperimentConfig, cache: Path, note: Callable[[str], None], world=None) -> Stage1Data:
         """The training stream (this process's share of every global batch) and held-out batches."""
     def in_context_eval(self, model, cfg: ExperimentConfig, placement) -> list[dict]: ...
+    # optional: sample(cfg, count) -> SourceSample, what `ncalab sources` and the TUI show
 
 
 class NCASource:
@@ -48,6 +58,7 @@ class NCASource:
     so one `--set stage1.corpus=...` serves a whole `--grid stage1.source=...` sweep."""
 
     name, label, in_context = "nca", "NCA", True
+    settings = NCAConfig  # the `nca` section
 
     @staticmethod
     def stored(cfg):
@@ -149,6 +160,13 @@ class NCASource:
         return Stage1Data(corpus.cfg.vocab_size, IndexedBatches(train.rows, s1.batch_size, rank, size, example=example),
                           validation)
 
+    def sample(self, cfg, count=4):
+        from ncalab.nca.indexed import IndexedNCAStream
+
+        seqs = IndexedNCAStream(cfg.nca, cfg.band(), cfg.seed, "val").sequences(0, count)[0]
+        return SourceSample(seqs, {"distinct tokens": int(len(set(seqs.ravel().tolist()))),
+                                   "vocabulary": cfg.nca.vocab_size})
+
     def in_context_eval(self, model, cfg, placement):
         from ncalab.train.incontext import nca_in_context
 
@@ -157,39 +175,56 @@ class NCASource:
         return nca_in_context(model, nca, band, cfg.seed, cfg.stage1.icl_sequences, placement)
 
 
-class DyckSource:
+class DyckSource(SequenceSource):
+    """Dyck and shuffle-Dyck (ncalab.data.dyck); with dyck.generator = hu, shuffle-Dyck is Hu et
+    al. 2025's k-shuffle-Dyck walk (ncalab.data.formal). Both read the `dyck` section."""
+
+    settings, settings_key = DyckSection, "dyck"
+
     def __init__(self, name: str, shuffle: bool):
         self.name, self.shuffle, self.in_context = name, shuffle, True
         self.label = "shuffle-Dyck" if shuffle else "Dyck"
+
+    def section(self, cfg):
+        return cfg.dyck
+
+    def hu(self, cfg) -> bool:
+        return self.shuffle and cfg.dyck.generator == "hu"
 
     def dyck_config(self, cfg):
         from ncalab.data.dyck import DyckConfig
 
         d = cfg.dyck
-        return DyckConfig(pairs=d.pairs, depth_min=d.depth_min, depth_max=d.depth_max, p_open=d.p_open,
-                          shuffle=self.shuffle)
+        return DyckConfig(pairs=d.pairs, depth_min=1 if self.hu(cfg) else d.depth_min, depth_max=d.depth_max,
+                          p_open=d.p_open, shuffle=self.shuffle)
 
     def vocab_size(self, cfg):
         return 2 * cfg.dyck.pairs
 
+    def statistics(self, cfg, seqs, start=0):
+        """Its bracket depth (open brackets) along each sequence, from the sequence's start."""
+        import numpy as np
+
+        depth = np.cumsum(np.where(seqs < cfg.dyck.pairs, 1, -1), axis=1)
+        return {**super().statistics(cfg, seqs, start), "mean depth": round(float(depth.mean()), 2),
+                "max depth": int(depth.max()), "words closed": int((depth == 0).sum())}
+
     def reuse_settings(self, cfg):
         from dataclasses import asdict
 
-        return {"dyck": asdict(cfg.dyck), "seq_len": cfg.stage1_seq_len}
+        dyck = without_added(asdict(cfg.dyck), "dyck")  # the keys of runs from before `generator` stay
+        if not self.shuffle:
+            dyck.pop("generator", None)  # Dyck has one generator
+        return {"dyck": dyck, "seq_len": cfg.stage1_seq_len}
 
-    def _make(self, cfg, split):
+    def sequences(self, cfg, split, start, count, length):
         from ncalab.data.dyck import dyck_sequences
+        from ncalab.data.formal import hu_shuffle_dyck
 
-        dc, length = self.dyck_config(cfg), cfg.stage1_seq_len + 1
-        return lambda start, count: dyck_sequences(dc, cfg.seed, split, start, count, length)
-
-    def open(self, cfg, cache, note, world=None):
-        from ncalab.train.batches import IndexedBatches, fixed_batches
-
-        s1 = cfg.stage1
-        val = fixed_batches(self._make(cfg, "val")(0, s1.val_sequences), s1.batch_size)
-        return Stage1Data(self.vocab_size(cfg), IndexedBatches(self._make(cfg, "train"), s1.batch_size,
-                                                                 *((world.rank, world.size) if world else (0, 1))), val)
+        if self.hu(cfg):
+            d = cfg.dyck
+            return hu_shuffle_dyck(d.pairs, d.depth_max, d.p_open, cfg.seed, split, start, count, length)
+        return dyck_sequences(self.dyck_config(cfg), cfg.seed, split, start, count, length)
 
     def in_context_eval(self, model, cfg, placement):
         from ncalab.train.incontext import dyck_validity
@@ -242,8 +277,8 @@ class TextSource:
         return []  # held-out perplexity is the stage-1 validation loss already
 
 
-SOURCES: dict[str, Source] = {s.name: s for s in (NCASource(), DyckSource("dyck", False),
-                                                   DyckSource("shuffle_dyck", True), TextSource())}
+NCA, DYCK, SHUFFLE_DYCK, TEXT = NCASource(), DyckSource("dyck", False), DyckSource("shuffle_dyck", True), TextSource()
+SOURCES = plugins.SOURCES  # name -> Source: the built-in ones and every installed plugin that loads
 
 
 def rule_bank(cfg: ExperimentConfig) -> dict:

@@ -57,6 +57,18 @@ def sample_rollout(rule_seed: int, cfg: NCAConfig, frames: int, sim_seed: int | 
     return Rollout(rule_seed, sim_seed, cfg, grids[0], score, stats)
 
 
+def window_stats(frames: list[np.ndarray], cfg: NCAConfig) -> dict[str, float]:
+    """The gzip score and the other statistics of a run of recorded (H, W) frames (Explore's
+    rolling window): the same score the band test gives its first score_frames frames."""
+    from ncalab.nca.analysis import trajectory_stats
+
+    grids = np.stack(frames)[None]
+    toks = patch_tokens(grids, cfg)
+    out = {k: float(v[0]) for k, v in trajectory_stats(grids, toks, cfg).items()}
+    out["score"] = float(score_tokens(toks)[0])
+    return out
+
+
 def score_rules(n_rules: int, seed: int, cfg: NCAConfig, batch: int = 4096) -> np.ndarray:
     """Scores of n random rules (the rules of stream ``seed``, training split)."""
     if n_rules <= 0:

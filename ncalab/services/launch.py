@@ -49,5 +49,6 @@ def resume(store, exp_id: str, how: How = How.BACKGROUND) -> Launched:
     config it was stored with."""
     from ncalab.jobs import control
 
+    cfg = config_of(store.get_experiment(exp_id)).validate()  # e.g. its source plugin uninstalled: one line, nothing changed
     control.requeue(store, exp_id)
-    return launch(config_of(store.get_experiment(exp_id)), store, how, experiment_id=exp_id)
+    return launch(cfg, store, how, experiment_id=exp_id)

@@ -3,6 +3,10 @@
 Rules come from the default domain's band (code, 0.3-0.4), as stage 1 trains on them: `n`
 draws the next one, `b` switches to any random rule and back, and the band's share of random
 rules stays on screen (most rules settle into a still or near-still grid).
+
+The source field runs any other registered stage-1 source live instead (widgets.source_view):
+ECA as its space-time diagram, the Dyck languages and ww as depth profiles, each with the
+statistics its sample defines; `n` then shows its next sequence.
 """
 
 from __future__ import annotations
@@ -19,13 +23,16 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Label, Sparkline, Static
+from textual.widgets import Footer, Input, Label, Select, Sparkline, Static
 from textual.worker import get_current_worker
 
+from ncalab.display.source_views import stat_text
 from ncalab.errors import NcalabError
+from ncalab.tui.latest import LatestOnly
 from ncalab.tui.text import Pairs, share_line
 from ncalab.tui.widgets.grid_view import GridView
 from ncalab.tui.widgets.nav_bar import NavBar
+from ncalab.tui.widgets.source_view import SourceView
 
 WINDOW = 10  # frames in the rolling complexity window (the spec's scoring window)
 STATS_EVERY_S = 0.1  # statistics refresh at most 10 times a second; the grid at full speed
@@ -42,6 +49,20 @@ class ExploreScreen(Screen):
                      error: str | None = None) -> None:
             super().__init__()
             self.request, self.seed, self.score, self.cfg, self.batch, self.error = request, seed, score, cfg, batch, error
+
+    class WindowScored(Message):
+        """The statistics of the rolling window that ended at ``step`` of rule view ``view``."""
+
+        def __init__(self, view: int, step: int, stats) -> None:
+            super().__init__()
+            self.view, self.step, self.stats = view, step, stats
+
+    class SourcesListed(Message):
+        """The registered sources' (name, label) pairs, for the source field."""
+
+        def __init__(self, names: list[tuple[str, str]]) -> None:
+            super().__init__()
+            self.names = names
 
     AUTO_FOCUS = ""  # nothing focused: keys drive the simulation; click or tab into a field to edit it
     BINDINGS = [
@@ -71,7 +92,16 @@ class ExploreScreen(Screen):
         self.frames: deque[np.ndarray] = deque(maxlen=WINDOW)
         self.scores: deque[float] = deque(maxlen=120)
         self.step_count = 0
-        self._stats_at = 0.0
+        self._stats_at = 0.0  # when the rolling window was last sent to be scored
+        self._shown_at = 0.0  # when the statistics were last drawn
+        self._late_draw = None  # a timer that draws statistics that came in between two draws
+        self.view = 0  # counts the rules shown: a window scored for an earlier one is stale
+        self.window_stats: tuple[int, dict] | None = None  # (step, statistics) of the newest window scored
+        self.scorer: LatestOnly | None = None
+        self._stats_lines = -1  # lines the statistics took when last drawn
+        self.source = "nca"  # the stage-1 source on screen: NCA rules, or another source's sequences
+        self.source_sample = None  # the other source's sample on screen (services.source_samples.SourceView)
+        self.source_names: list[str] = []  # the registered sources, once listed
 
     def compose(self) -> ComposeResult:
         from ncalab.nca.bands import domain_band
@@ -86,18 +116,22 @@ class ExploreScreen(Screen):
             with Vertical(id="stage"):
                 yield Label("loading the engine ...", id="rule-title")
                 yield GridView(id="grid")
+                yield SourceView(id="source-view")
             with VerticalScroll(id="side"):
-                yield Static("", id="stats")
-                yield Static("", id="draw-info")
-                yield Label("score of the last 10 frames, over time", id="spark-label")
-                yield Sparkline([], id="score-spark")
                 with Horizontal(classes="field"):
+                    yield Label("source")
+                    yield Select([("nca  NCA", "nca")], value="nca", allow_blank=False, compact=True, id="source")
+                yield Static("", id="stats")
+                yield Static("", id="draw-info", classes="nca-only")
+                yield Label("score of the last 10 frames, over time", id="spark-label", classes="nca-only")
+                yield Sparkline([], id="score-spark", classes="nca-only")
+                with Horizontal(classes="field nca-only"):
                     yield Label("rule seed")
                     yield Input("", id="seed", type="integer")
-                with Horizontal(classes="field"):
+                with Horizontal(classes="field nca-only"):
                     yield Label("H W colours P")
                     yield Input("12 12 10 2", id="shape")
-                with Horizontal(classes="field"):
+                with Horizontal(classes="field nca-only"):
                     yield Label("temp. bias")
                     yield Input("0.0001 0", id="sampling")
                 yield Label("", id="message")
@@ -105,11 +139,14 @@ class ExploreScreen(Screen):
 
     def on_mount(self) -> None:
         self.playing = getattr(self.app, "autoplay", True)
+        # gzip at level 9 of a 64x64 window takes longer than a frame: scored off the UI thread
+        self.scorer = LatestOnly(self._score_window, self._window_scored, name="ncalab-explore-stats")
         self.timer = self.set_interval(1 / self.fps, self.tick)
         # A playing view keeps a CPU core busy: the job queue counts it when it shares the cores.
         self.set_interval(LIVE_MARK_S, self.mark_live)
         self.show_draw_info()
         self.action_new_rule()  # torch and numba load in that worker: the first frame does not wait
+        self.list_sources()
 
     # -- settings ------------------------------------------------------------------------------
     def _read_cfg(self):
@@ -138,7 +175,10 @@ class ExploreScreen(Screen):
 
     # -- drawing rules -------------------------------------------------------------------------
     def action_new_rule(self) -> None:
-        """The next rule of the stream: in the band, or any (b switches)."""
+        """The next rule of the stream: in the band, or any (b switches); another source's next sequence."""
+        if self.source != "nca":
+            self.query_one("#source-view", SourceView).skip()
+            return
         try:
             cfg = self._read_cfg()
         except NcalabError as e:
@@ -211,11 +251,20 @@ class ExploreScreen(Screen):
         self.query_one("#seed", Input).value = str(seed)
         self.frames.clear()
         self.scores.clear()
+        self.view += 1
+        self.window_stats = None
         self.query_one("#grid", GridView).set_alphabet(cfg.alphabet)
-        self.query_one("#rule-title", Label).update(
-            f"rule {seed}\n{cfg.height}x{cfg.width}  {cfg.alphabet} colours  patch {cfg.patch}")
+        self.show_rule_title()
         self._shown(batch.state()[0])
+        self.update_stats()  # the new rule's verdict at once
         self.show_draw_info()
+
+    def show_rule_title(self) -> None:
+        cfg = self.cfg
+        if self.source != "nca":
+            return  # another source's title is on screen
+        self.query_one("#rule-title", Label).update(
+            f"rule {self.seed}\n{cfg.height}x{cfg.width}  {cfg.alphabet} colours  patch {cfg.patch}" if cfg else "")
 
     def show_draw_info(self) -> None:
         band = self.band.label()
@@ -241,37 +290,73 @@ class ExploreScreen(Screen):
         now = time.monotonic()
         if now - self._stats_at >= STATS_EVERY_S or not self.playing:
             self._stats_at = now
+            if len(self.frames) == WINDOW and self.scorer is not None:
+                self.scorer.submit((self.view, self.step_count, list(self.frames), self.cfg))
+            self.stats_due()
+
+    # -- statistics: the window scored in a thread, drawn at most STATS_EVERY_S apart ------------
+    @staticmethod
+    def _score_window(job) -> dict:
+        from ncalab.services.explore import window_stats
+
+        _, _, frames, cfg = job
+        return window_stats(frames, cfg)
+
+    def _window_scored(self, job, stats) -> None:  # on the scoring thread
+        self.post_message(self.WindowScored(job[0], job[1], stats))
+
+    @on(WindowScored)
+    def window_scored(self, message: WindowScored) -> None:
+        if message.view != self.view or isinstance(message.stats, Exception):
+            return
+        if self.window_stats is None or message.step > self.window_stats[0]:
+            self.window_stats = (message.step, message.stats)
+            self.scores.append(message.stats["score"])
+        self.stats_due()
+
+    def stats_due(self) -> None:
+        """Draw the statistics now, or (drawn less than STATS_EVERY_S ago) once that has passed."""
+        wait = STATS_EVERY_S - (time.monotonic() - self._shown_at)
+        if wait <= 0:
             self.update_stats()
+        elif self._late_draw is None:
+            self._late_draw = self.set_timer(wait, self.update_stats)
 
     def update_stats(self) -> None:
+        if self._late_draw is not None:
+            self._late_draw.stop()
+            self._late_draw = None
+        self._shown_at = time.monotonic()
+        if self.source != "nca":
+            self.show_source_stats()
+            return
         if self.cfg is None:
             return
         p = Pairs().add(f"step {self.step_count}", "playing" if self.playing else "paused", f"{self.fps:g} fps")
         inside = self.band.contains(np.array([self.rule_score]))[0]
         verdict = f"[green]in band {self.band.label()}[/]" if inside else f"[yellow]outside {self.band.label()}[/]"
         p.add(f"[b]score {self.rule_score:.3f}[/] [dim](first {WINDOW} frames)[/]", verdict)
-        if len(self.frames) == WINDOW:
-            from ncalab.nca.analysis import trajectory_stats
-            from ncalab.nca.complexity import score_tokens
-            from ncalab.nca.stream import patch_tokens
-
-            grids = np.stack(self.frames)[None]
-            toks = patch_tokens(grids, self.cfg)
-            score = float(score_tokens(toks)[0])
-            self.scores.append(score)
-            st = trajectory_stats(grids, toks, self.cfg)
-            p.add(f"now {score:.3f} [dim](last {WINDOW} frames)[/]")
-            p.add(f"cell entropy {st['cell_entropy_bits'][0]:.2f} bits", f"change rate {st['change_rate'][0]:.3f}")
-            p.add(f"distinct tokens {int(st['distinct_tokens'][0])}",
-                  f"unigram entropy {st['unigram_entropy_bits'][0]:.2f} bits")
+        if len(self.frames) == WINDOW and self.window_stats is not None:
+            st = self.window_stats[1]
+            p.add(f"now {st['score']:.3f} [dim](last {WINDOW} frames)[/]")
+            p.add(f"cell entropy {st['cell_entropy_bits']:.2f} bits", f"change rate {st['change_rate']:.3f}")
+            p.add(f"distinct tokens {int(st['distinct_tokens'])}",
+                  f"unigram entropy {st['unigram_entropy_bits']:.2f} bits")
         else:
             p.add(f"now - [dim](last {WINDOW} frames: {len(self.frames)} so far)[/]")
-        self.query_one("#stats", Static).update(p)
+        stats = self.query_one("#stats", Static)
+        # a new layout only when the text's height changes: a layout pass redraws the whole screen
+        lines = len(p.lines(stats.content_size.width)) if stats.content_size.width else -1
+        stats.update(p, layout=lines != self._stats_lines or lines < 0)
+        self._stats_lines = lines
         self.query_one("#score-spark", Sparkline).data = list(self.scores)
 
     def tick(self) -> None:
         if self.playing:
-            self.advance()
+            if self.source == "nca":
+                self.advance()
+            else:
+                self.query_one("#source-view", SourceView).advance()
 
     @work(thread=True, exclusive=True, group="live-mark")
     def mark_live(self) -> None:
@@ -284,6 +369,8 @@ class ExploreScreen(Screen):
     def on_unmount(self) -> None:
         from ncalab.jobs.allocation import mark_live_view
 
+        if self.scorer is not None:
+            self.scorer.close()
         with self.live_lock:
             self.closed = True
             mark_live_view(self.app.stores.home, playing=False)
@@ -298,9 +385,15 @@ class ExploreScreen(Screen):
 
     def action_step(self) -> None:
         self.playing = False
-        self.advance()
+        if self.source == "nca":
+            self.advance()
+        else:
+            self.query_one("#source-view", SourceView).advance()
+            self.update_stats()
 
     def action_toggle_band(self) -> None:
+        if self.source != "nca":
+            return  # a band is NCA's
         self.in_band = not self.in_band
         self.show_draw_info()
         self.action_new_rule()
@@ -316,6 +409,70 @@ class ExploreScreen(Screen):
 
     def action_slower(self) -> None:
         self._set_fps(self.fps / 1.5)
+
+    # -- any other stage-1 source ----------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="explore-sources")
+    def list_sources(self) -> None:
+        from ncalab.services.sources import choices
+
+        listed, _ = choices()  # a broken plugin is left out (Launch says so)
+        self.post_message(self.SourcesListed([(c.name, c.label) for c in listed]))
+
+    @on(SourcesListed)
+    def sources_listed(self, message: SourcesListed) -> None:
+        self.source_names = [n for n, _ in message.names]
+        picker = self.query_one("#source", Select)
+        with self.prevent(Select.Changed):  # the options are new, the choice is not
+            picker.set_options([(f"{n}  {label}", n) for n, label in message.names])
+            picker.value = self.source
+
+    @on(Select.Changed, "#source")
+    def source_changed(self, event: Select.Changed) -> None:
+        if event.value == self.source or event.value == Select.BLANK:
+            return
+        self.source = event.value
+        self.set_class(self.source != "nca", "-source")
+        self.refresh_bindings()
+        self.source_sample = None
+        view = self.query_one("#source-view", SourceView)
+        if self.source == "nca":
+            view.stop()
+            self.show_rule_title()
+            self._say("")
+            self.update_stats()
+            return
+        self.query_one("#rule-title", Label).update(f"{escape(self.source)}: reading its sequences ...")
+        self._say("")
+        self.update_stats()
+        view.start(self.source, int(self.stream % 2**31))
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        return action != "toggle_band" or self.source == "nca"  # a band is NCA's: hidden for other sources
+
+    @on(SourceView.SampleShown)
+    def sample_shown(self, message: SourceView.SampleShown) -> None:
+        v = message.view
+        if v.name != self.source:
+            return  # shown before the source changed: stale
+        self.source_sample = v
+        what = {"grid": "space-time diagram", "profile": "depth over position", "tokens": "tokens"}
+        self.query_one("#rule-title", Label).update(
+            f"{escape(v.name)}  {escape(v.label)}\nsequence {v.index}: {what[SourceView.kind_of(v)]}")
+        self.update_stats()
+
+    @on(SourceView.Failed)
+    def source_failed(self, message: SourceView.Failed) -> None:
+        self.query_one("#rule-title", Label).update(f"{escape(self.source)}: nothing to show")
+        self._say(f"[red]{escape(message.error)}[/]")
+
+    def show_source_stats(self) -> None:
+        """The statistics the source's sample defines, of the sequence that came on screen last."""
+        p = Pairs().add("playing" if self.playing else "paused", f"{self.fps:g} fps")
+        v = self.source_sample
+        if v is not None:
+            p.add(f"[b]{escape(v.name)} sequence {v.index}[/]")
+            p.add(*[f"{escape(str(k))} {escape(stat_text(x))}" for k, x in v.stats.items()])
+        self.query_one("#stats", Static).update(p)
 
     @on(Input.Submitted)
     def settings_submitted(self) -> None:

@@ -1,5 +1,7 @@
 """Families: rules drawn from a domain's complexity band, running side by side, with the
-band's place in the score histogram; a family (band plus settings) can be saved by name."""
+band's place in the score histogram; a family (band plus settings) can be saved by name.
+`c` compares the stage-1 sources instead: every registered source's fixed sample (seeded, the
+same each time) drawn small, with the statistics that source defines."""
 
 from __future__ import annotations
 
@@ -10,13 +12,14 @@ from textual.binding import Binding
 from textual.containers import Grid, Horizontal, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Input, Label, Select, Static
+from textual.widgets import Button, ContentSwitcher, Footer, Input, Label, Select, Static
 from textual.worker import get_current_worker
 
 from ncalab.errors import NcalabError
 from ncalab.tui.text import histogram_text
 from ncalab.tui.widgets.grid_view import GridView
 from ncalab.tui.widgets.nav_bar import NavBar
+from ncalab.tui.widgets.source_cards import SourceCards
 
 N_SHOWN = 6
 SURVEY = 2000  # random rules behind the histogram
@@ -31,8 +34,16 @@ class GalleryScreen(Screen):
             super().__init__()
             self.request, self.batch, self.scores, self.band, self.cfg, self.found = request, batch, scores, band, cfg, found
 
+    class SourcesSampled(Message):
+        """Every registered source's fixed sample (services.source_samples.SourceView each)."""
+
+        def __init__(self, views: list) -> None:
+            super().__init__()
+            self.views = views
+
     AUTO_FOCUS = ""
-    BINDINGS = [Binding("d", "draw", "Draw rules", id="families.draw"), Binding("space", "toggle_play", "Play/pause", id="families.play")]
+    BINDINGS = [Binding("d", "draw", "Draw rules", id="families.draw"), Binding("space", "toggle_play", "Play/pause", id="families.play"),
+                Binding("c", "compare", "Sources", id="families.compare")]
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -40,6 +51,7 @@ class GalleryScreen(Screen):
         self.playing = True
         self.scores: np.ndarray | None = None
         self.draw_request = 0  # the settings wanted on screen: rules drawn for an older request are stale
+        self.sources_shown = 0  # sources on the compare cards (0: not sampled yet)
 
     def compose(self) -> ComposeResult:
         yield NavBar("families")
@@ -57,7 +69,9 @@ class GalleryScreen(Screen):
                 yield Input("", id="family-name", placeholder="name, e.g. code-2col")
                 yield Button("Save family", id="save")
                 yield Label("", id="gallery-message")
-            yield Grid(*[GridView(id=f"g{i}") for i in range(N_SHOWN)], id="gallery-grid")
+            with ContentSwitcher(initial="gallery-grid", id="gallery-main"):
+                yield Grid(*[GridView(id=f"g{i}") for i in range(N_SHOWN)], id="gallery-grid")
+                yield SourceCards(id="source-cards")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -161,3 +175,26 @@ class GalleryScreen(Screen):
             msg.update(f"[red]{e}[/]")
             return
         msg.update(f"saved family {name!r}: `ncalab run --preset {name}`")
+
+    # -- the stage-1 sources side by side ------------------------------------------------------
+    def action_compare(self) -> None:
+        """Switch between the NCA rules and the sources' cards (sampled the first time)."""
+        switcher = self.query_one("#gallery-main", ContentSwitcher)
+        comparing = switcher.current != "source-cards"
+        switcher.current = "source-cards" if comparing else "gallery-grid"
+        if comparing and not self.sources_shown:
+            self.query_one("#gallery-message", Label).update("sampling every source ...")
+            self.sample_sources()
+
+    @work(thread=True, exclusive=True, group="gallery-sources")
+    def sample_sources(self) -> None:
+        from ncalab.services.source_samples import fixed_samples
+
+        self.post_message(self.SourcesSampled(fixed_samples()))
+
+    @on(SourcesSampled)
+    async def sources_sampled(self, message: SourcesSampled) -> None:
+        self.sources_shown = len(message.views)
+        await self.query_one("#source-cards", SourceCards).show(message.views)
+        self.query_one("#gallery-message", Label).update(
+            f"{self.sources_shown} sources, each its fixed sample (seed 0); c: back to the rules")

@@ -25,12 +25,16 @@ type a seed, a shape (`H W colours patch`) or sampling (`temperature bias`) and 
 switches to any rule, and the band's share of random rules stays on screen. A rule's **score** is the
 band test's: the gzip score of its first 10 frames after the burn-in; **now** is the same measure on the
 last 10 frames, which drifts as the rule runs (a rule stays in band by the first).
+The **source** field runs any other stage-1 source live: ECA as its space-time diagram, Dyck,
+shuffle-Dyck and ww as depth profiles, with the statistics that source defines; `n` its next sequence.
 
 **Families**: pick a domain (or a custom band), see six rules from its band running and
 the band's share of random rules; `d` draws again, `space` pauses; name and save the family
-to use it as a preset (`ncalab run --preset NAME`, and in Launch).
+to use it as a preset (`ncalab run --preset NAME`, and in Launch). `c` compares the stage-1
+sources instead: each one's fixed sample (seed 0) drawn small, with its statistics.
 
-**Launch**: choose preset, scale, corpus, seed and overrides (`section.key=value`, space
+**Launch**: choose preset, scale, corpus, seed, the stage-1 source (its settings below it:
+a blank field keeps the default shown) and overrides (`section.key=value`, space
 separated); the panel shows the budget and an estimate from earlier runs; `ctrl+s` or the
 button starts it as a background job.
 

@@ -1,4 +1,8 @@
-"""Launch: choose preset, scale, corpus, seed and overrides; see the budget; start a job."""
+"""Launch: choose preset, scale, the stage-1 source and its settings, corpus, seed and
+overrides; see the budget; start a job. The source picker lists every registered source (a
+broken plugin is left out with one notification); the chosen source's settings are fields
+whose placeholders are the defaults, and a field filled in goes into the config as
+`--set section.key=value` would."""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, Select, Static
@@ -51,11 +55,20 @@ class LaunchScreen(Screen):
             super().__init__()
             self.request, self.text = request, text
 
+    class SourcesListed(Message):
+        """The registered sources (services.sources.Choice each) and {name: why} of broken plugins."""
+
+        def __init__(self, choices: list, broken: dict[str, str]) -> None:
+            super().__init__()
+            self.choices, self.broken = choices, broken
+
     BINDINGS = [Binding("ctrl+s", "start", "Start in background", id="launch.start")]
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.info_request = 0  # the form's latest edit: a panel worked out for an older one is stale
+        self.sources: dict = {}  # name -> services.sources.Choice, once listed
+        self.shown_source: str | None = None  # the source whose settings fields are on screen
 
     def compose(self) -> ComposeResult:
         yield NavBar("launch")
@@ -69,6 +82,9 @@ class LaunchScreen(Screen):
                 yield Input("", id="corpus", placeholder="python-stdlib, a path, or hf:NAME")
                 yield Label("seed")
                 yield Input("0", id="seed", type="integer")
+                yield Label("stage-1 source")
+                yield Select([("nca  NCA", "nca")], value="nca", allow_blank=False, id="source")
+                yield Vertical(id="source-settings")
                 yield Label("overrides, e.g. stage1.lr=3e-4 nca.alphabet=2")
                 yield Input("", id="overrides")
                 yield Label("processes (GPUs) under torchrun")
@@ -94,6 +110,63 @@ class LaunchScreen(Screen):
 
     def on_mount(self) -> None:
         self.update_info()
+        self.list_sources()
+
+    # -- the source picker ---------------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="launch-sources")
+    def list_sources(self) -> None:
+        from ncalab.services.sources import choices
+
+        listed, broken = choices()  # imports each source once: off the UI thread
+        self.post_message(self.SourcesListed(listed, broken))
+
+    @on(SourcesListed)
+    async def sources_listed(self, message: SourcesListed) -> None:
+        self.sources = {c.name: c for c in message.choices}
+        for name, why in message.broken.items():
+            self.notify(f"source plugin {name!r} is broken and left out: {why}", severity="warning")
+        picker = self.query_one("#source", Select)
+        chosen = picker.value if picker.value in self.sources else "nca"
+        with self.prevent(Select.Changed):  # the options are new, the choice is not
+            picker.set_options([(f"{c.name}  {c.label}", c.name) for c in message.choices])
+            picker.value = chosen
+        await self.show_settings(chosen)
+
+    @on(Select.Changed, "#source")
+    async def source_changed(self, event: Select.Changed) -> None:
+        await self.show_settings(event.value)
+
+    async def show_settings(self, name) -> None:
+        """The chosen source's settings as fields, blank (the placeholder is the default)."""
+        from ncalab.services.sources import shown_default
+
+        choice = self.sources.get(name)
+        if choice is None or name == self.shown_source:
+            return
+        self.shown_source = name
+        box = self.query_one("#source-settings", Vertical)
+        await box.remove_children()
+        if not choice.settings_key:
+            await box.mount(Label(f"[dim]{escape(choice.label)}: no settings of its own[/]"))
+            self.update_info()
+            return
+        fields = []
+        for key, default in choice.settings.items():
+            fields.append(Horizontal(Label(f"{choice.settings_key}.{key}", classes="setting-label"),
+                                     Input("", placeholder=shown_default(default), id=f"setting-{key}",
+                                           classes="setting"), classes="setting-row"))
+        await box.mount_all(fields)
+        self.update_info()  # the panel says which source, with the fields now on screen
+
+    def source_sets(self) -> list[str]:
+        """`--set` items of the chosen source and the settings filled in."""
+        from ncalab.services.sources import setting_items
+
+        choice = self.sources.get(self.shown_source)
+        if choice is None:
+            return []
+        typed = {i.id.removeprefix("setting-"): i.value for i in self.query("#source-settings Input.setting")}
+        return setting_items(choice, typed)
 
     def _config(self):
         from ncalab.services.config import resolve_config
@@ -104,7 +177,7 @@ class LaunchScreen(Screen):
         except ValueError:
             raise NcalabError("the seed must be a whole number") from None
         corpus = self.query_one("#corpus", Input).value.strip() or None
-        sets = self.query_one("#overrides", Input).value.split()
+        sets = self.source_sets() + self.query_one("#overrides", Input).value.split()
         track = self.query_one("#track", Input).value.replace(",", " ").split()
         if track:
             sets.append(f"runtime.track={','.join(track)}")
@@ -128,9 +201,11 @@ class LaunchScreen(Screen):
             m = cfg.model
             text = (Pairs().add(f"[b]{cfg.preset} / {cfg.scale}[/b]", f"seed {cfg.seed}")
                     .add(f"model: {m.n_layer} layers", f"width {m.d_model}", f"{m.n_head} heads")
-                    .add(f"corpus: {escape(str(cfg.data.corpus))}")
-                    .add(f"band: {cfg.band().lo:g} < score < {cfg.band().hi:g}")
-                    .add(f"stage 1 budget: {cfg.stage1.tokens:,} NCA tokens")
+                    .add(f"corpus: {escape(str(cfg.data.corpus))}"))
+            if cfg.stage1.source == "nca":  # a band is NCA's
+                text.add(f"band: {cfg.band().lo:g} < score < {cfg.band().hi:g}")
+            text = (text.add(f"stage 1: {escape(self._source_line(cfg))}")
+                    .add(f"stage 1 budget: {cfg.stage1.tokens:,} {escape(self._source_label(cfg))} tokens")
                     .add(f"stage 2 budget: {cfg.stage2.tokens:,} tokens,", "twice (NCA-init and scratch)")
                     .add(f"processes: {cfg.runtime.nproc}", f"({cfg.runtime.parallel})" if cfg.runtime.nproc > 1 else "")
                     .add(est))
@@ -138,6 +213,15 @@ class LaunchScreen(Screen):
             text = f"[red]{escape(str(e))}[/]"
         if not get_current_worker().is_cancelled:  # a newer edit replaced this one: its panel shows instead
             self.post_message(self.InfoLoaded(request, text))
+
+    def _source_label(self, cfg) -> str:
+        choice = self.sources.get(cfg.stage1.source)
+        return choice.label if choice else cfg.stage1.source
+
+    def _source_line(self, cfg) -> str:
+        """'eca  eca.width=50 eca.rule_class=3': the source and its settings set here."""
+        chosen = self.source_sets()[1:]
+        return "  ".join([cfg.stage1.source, *chosen]) if chosen else f"{cfg.stage1.source} (its defaults)"
 
     @on(InfoLoaded)
     def info_loaded(self, message: InfoLoaded) -> None:

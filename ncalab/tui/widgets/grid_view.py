@@ -32,8 +32,9 @@ class GridView(Widget):
 
     def set_alphabet(self, alphabet: int) -> None:
         colours = [Color.parse(c) for c in palette(alphabet)]
-        # one Style per (top colour, bottom colour) pair, built once
-        self._styles = [[Style(color=t, bgcolor=b) for b in colours] for t in colours]
+        self._alphabet = alphabet
+        # one Style per (top colour, bottom colour) pair, built once, indexed top * alphabet + bottom
+        self._styles = [Style(color=t, bgcolor=b) for t in colours for b in colours]
         self._top_only = [Style(color=t) for t in colours]
         self._glyph = "▀" * self.cell_width
 
@@ -53,11 +54,13 @@ class GridView(Widget):
         width = self.size.width
         if g is None or 2 * y >= g.shape[0]:
             return Strip.blank(width)
-        glyph = self._glyph
-        top = g[2 * y].tolist()
         if 2 * y + 1 < g.shape[0]:
-            styles = self._styles
-            segments = [Segment(glyph, styles[t][b]) for t, b in zip(top, g[2 * y + 1].tolist())]
+            codes, styles = g[2 * y].astype(np.intp) * self._alphabet + g[2 * y + 1], self._styles
         else:
-            segments = [Segment(glyph, self._top_only[t]) for t in top]
-        return Strip(segments, len(top) * self.cell_width).crop(0, width)
+            codes, styles = g[2 * y].astype(np.intp), self._top_only
+        # one segment per run of equal cells: every segment passes Textual's line filters each frame
+        starts = np.flatnonzero(np.diff(codes, prepend=-1))
+        runs = np.diff(starts, append=len(codes))
+        glyph = self._glyph
+        segments = [Segment(glyph * n, styles[c]) for c, n in zip(codes[starts].tolist(), runs.tolist())]
+        return Strip(segments, len(codes) * self.cell_width).crop(0, width)
