@@ -254,3 +254,19 @@ async def settle(pilot, timeout: float = 30.0) -> None:
     """In a Pilot test: until no worker of the app is running any more after the messages that
     the finished ones left were processed (a message can start a worker: each round looks again)."""
     await until(pilot, lambda: not any(w.is_running for w in pilot.app.workers), "the app's workers finishing", timeout)
+
+
+def make_schema_one(db) -> None:
+    """Turn a fresh SQLite store into a schema-1 store, as ncalab 0.1 wrote it."""
+    import sqlite3
+
+    con = sqlite3.connect(db)
+    for col in ("pid", "host", "heartbeat_at", "error"):
+        con.execute(f"ALTER TABLE experiments DROP COLUMN {col}")
+    con.execute("DROP INDEX ix_runs_reuse_key")
+    for col in ("reuse_key", "source_run_id"):
+        con.execute(f"ALTER TABLE runs DROP COLUMN {col}")
+    con.execute("DROP TABLE sweeps")
+    con.execute("UPDATE store_meta SET value='1' WHERE key='schema_version'")
+    con.commit()
+    con.close()

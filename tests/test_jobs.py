@@ -4,11 +4,10 @@ resume, the queue, crashes."""
 import json
 import os
 import signal
-import sqlite3
 
 import pytest
 
-from conftest import MICRO, wait_until
+from conftest import MICRO, make_schema_one, wait_until
 from ncalab.cli.main import main
 from ncalab.store import SCHEMA_VERSION, RunStore
 
@@ -33,6 +32,21 @@ def running_pid(store, exp_id):
         if r.status == "running" and store.metrics(r.id, "train_loss"):
             return store.get_experiment(exp_id).pid, r
     return None
+
+
+def one_after_the_other(store, a, b):
+    """Wait for two queued experiments to end, checking they were never running together."""
+    seen_both = False
+
+    def done():
+        nonlocal seen_both
+        st = [store.get_experiment(x).status for x in (a, b)]
+        seen_both |= st == ["running", "running"]
+        return all(s in ("completed", "failed") for s in st)
+
+    wait_until(done, "both queued experiments ending", timeout=300)
+    assert not seen_both
+    return store.get_experiment(a), store.get_experiment(b)
 
 
 def check_curves(store, exp_id):
@@ -102,19 +116,8 @@ def test_queue_runs_one_at_a_time_and_starts_the_next(tmp_path, capsys, code_cor
     b = detach(capsys, home, code_corpus, "--seed", "1")
     store = RunStore(home)
     assert store.get_experiment(b).status == "queued"
-    seen_both = False
-
-    def done():
-        nonlocal seen_both
-        st = [store.get_experiment(x).status for x in (a, b)]
-        seen_both |= st == ["running", "running"]
-        return all(s in ("completed", "failed") for s in st)
-
-    wait_until(done, "both queued experiments ending", timeout=300)
-    assert not seen_both
-    assert [store.get_experiment(x).status for x in (a, b)] == ["completed", "completed"]
-    ea, eb = store.get_experiment(a), store.get_experiment(b)
-    assert eb.started_at >= ea.finished_at - 1  # b started when a's slot freed
+    ea, eb = one_after_the_other(store, a, b)
+    assert ea.status == eb.status == "completed" and eb.started_at >= ea.finished_at - 1  # b started when a's slot freed
 
 
 @pytest.mark.slow
@@ -127,17 +130,7 @@ def test_the_queue_waits_for_memory_and_starts_the_next_when_one_ends(tmp_path, 
     # a's job claims it as it starts (until then it reads queued); b must not start meanwhile
     wait_until(lambda: store.get_experiment(a).status == "running", "the first job claiming its experiment", timeout=60)
     assert store.get_experiment(b).status == "queued"
-    seen_both = False
-
-    def done():
-        nonlocal seen_both
-        st = [store.get_experiment(x).status for x in (a, b)]
-        seen_both |= st == ["running", "running"]
-        return all(s in ("completed", "failed") for s in st)
-
-    wait_until(done, "both experiments ending", timeout=300)
-    assert not seen_both
-    ea, eb = store.get_experiment(a), store.get_experiment(b)
+    ea, eb = one_after_the_other(store, a, b)
     assert ea.status == eb.status == "completed" and eb.started_at >= ea.finished_at - 1
 
 
@@ -199,16 +192,7 @@ def test_old_store_is_upgraded_in_place(tmp_path):
     store = RunStore(home)
     exp = store.create_experiment("code", "tiny", 0, {"a": 1})
     store.close()
-    con = sqlite3.connect(home / "ncalab.db")  # make it a schema-1 store, as ncalab 0.1 wrote it
-    for col in ("pid", "host", "heartbeat_at", "error"):
-        con.execute(f"ALTER TABLE experiments DROP COLUMN {col}")
-    con.execute("DROP INDEX ix_runs_reuse_key")
-    for col in ("reuse_key", "source_run_id"):
-        con.execute(f"ALTER TABLE runs DROP COLUMN {col}")
-    con.execute("DROP TABLE sweeps")
-    con.execute("UPDATE store_meta SET value='1' WHERE key='schema_version'")
-    con.commit()
-    con.close()
+    make_schema_one(home / "ncalab.db")  # a schema-1 store, as ncalab 0.1 wrote it
     again = RunStore(home)
     assert again.get_experiment(exp.id).config == {"a": 1}
     assert again.claim_experiment(exp.id, 123, "host")

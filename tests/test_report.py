@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import pytest
 
 from browser import Browser, find_chromium
-from conftest import copy_lab
+from conftest import copy_lab, make_schema_one
 from ncalab.cli.main import main
 from ncalab.services import report as R
 from ncalab.store import RunStore
@@ -132,16 +132,7 @@ def test_a_store_of_an_older_schema_is_read_without_upgrading_it(tmp_path, capsy
     store = RunStore(home)
     exp = store.create_experiment("code", "tiny", 0, resolve("code", "tiny").to_dict())
     store.close()
-    con = sqlite3.connect(home / "ncalab.db")  # a schema-1 store, as ncalab 0.1 wrote it
-    for col in ("pid", "host", "heartbeat_at", "error"):
-        con.execute(f"ALTER TABLE experiments DROP COLUMN {col}")
-    con.execute("DROP INDEX ix_runs_reuse_key")
-    for col in ("reuse_key", "source_run_id"):
-        con.execute(f"ALTER TABLE runs DROP COLUMN {col}")
-    con.execute("DROP TABLE sweeps")
-    con.execute("UPDATE store_meta SET value='1' WHERE key='schema_version'")
-    con.commit()
-    con.close()
+    make_schema_one(home / "ncalab.db")  # a schema-1 store, as ncalab 0.1 wrote it
     before = _fingerprint(home)
     code, _, err = call(capsys, "report", exp.id, "--out", tmp_path / "r.html", "--home", home, "--no-frames")
     assert code == 0, err
