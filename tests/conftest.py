@@ -1,3 +1,4 @@
+import contextlib
 import os
 import shutil
 import sysconfig
@@ -191,6 +192,30 @@ def tiny_nca_trainer(ckpt_dir, should_stop=None, steps=8):
     tr = Trainer(model, spec, choose("cpu", "fp32"), NCABatches(nca, band, 1, 4, batch_rules=64), val,
                  TrainerOptions(on_metrics=points.extend, checkpoint_dir=ckpt_dir, should_stop=should_stop))
     return tr, points
+
+
+# ---- other processes --------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def processes(*jobs, join_timeout: float = 30.0):
+    """Spawned processes, one per ``(target, args)``, each called as ``target(*args, q)`` with one
+    queue ``q`` for all, started in order; yields q. On leaving (a failing test too) each is
+    joined for ``join_timeout`` seconds and one still alive is terminated: no process outlives
+    its test. Make a queue's Event or Barrier with mp.get_context("spawn") like this one."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    procs = [ctx.Process(target=target, args=(*args, q)) for target, args in jobs]
+    for p in procs:
+        p.start()
+    try:
+        yield q
+    finally:
+        for p in procs:
+            p.join(timeout=join_timeout)
+            if p.is_alive():
+                p.terminate()
 
 
 # ---- waiting for what a test needs, never for a fixed time ------------------------------------

@@ -6,12 +6,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import multiprocessing as mp
 import os
 import time
 from pathlib import Path
 
 import pytest
+from conftest import processes
 from sqlalchemy import select
 
 from ncalab.cli.main import main
@@ -115,12 +115,7 @@ def test_backup_while_jobs_write_is_consistent(tmp_path, capsys):
         _fill(store)
         exp = store.create_experiment("code", "tiny", 9, {})
         runs = [store.create_run(exp.id, "nca", {}, 10**9).id for _ in range(2)]
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    procs = [ctx.Process(target=_writer, args=(str(home), r, 12.0, q)) for r in runs]
-    for p in procs:
-        p.start()
-    try:
+    with processes(*[(_writer, (str(home), r, 12.0)) for r in runs]) as q:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:  # until both write
             with RunStore(home) as store:
@@ -129,12 +124,7 @@ def test_backup_while_jobs_write_is_consistent(tmp_path, capsys):
             time.sleep(0.5)
         (tmp_path / "b").mkdir()  # a folder: the backup is named after the time in it
         out = _cli_json(capsys, "store", "backup", str(tmp_path / "b"), "--home", str(home))
-        results = [q.get(timeout=120) for _ in procs]
-    finally:
-        for p in procs:
-            p.join(timeout=30)
-            if p.is_alive():
-                p.terminate()
+        results = [q.get(timeout=120) for _ in runs]
     assert all(kind == "ok" for kind, _ in results), results
     copy = Path(out["to"])
     assert copy.parent == tmp_path / "b" and copy.name.startswith("ncalab-")
@@ -271,17 +261,9 @@ def _logging_run(home: str, run_id: str, seconds: float, q) -> None:
 
 
 def _run_while(home, run_id, seconds, meanwhile) -> tuple:
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    p = ctx.Process(target=_logging_run, args=(str(home), run_id, seconds, q))
-    p.start()
-    try:
+    with processes((_logging_run, (str(home), run_id, seconds))) as q:
         meanwhile()
         return q.get(timeout=180)
-    finally:
-        p.join(timeout=30)
-        if p.is_alive():
-            p.terminate()
 
 
 def test_the_server_goes_away_and_comes_back_during_a_run(tmp_path, pg_server, monkeypatch):

@@ -4,13 +4,12 @@ duplicated point or a growing number of open files, on SQLite and on a PostgreSQ
 
 import asyncio
 import gc
-import multiprocessing as mp
 import os
 import sqlite3
 import time
 
 import pytest
-from conftest import until
+from conftest import processes, until
 
 from ncalab.errors import NcalabError
 from ncalab.store import RunStore
@@ -101,11 +100,6 @@ def test_the_app_refreshing_beside_eight_writers_for_a_minute(tmp_path, store_ba
         spec_cfg = resolve_config("code", "tiny")
         sweep = store.create_sweep({"preset": "code", "scale": "tiny", "base": spec_cfg.to_dict(),
                                     "grid": {"stage2.lr": [0.001, 0.0003]}, "seeds": [0]}, name="idle")
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    writers = [ctx.Process(target=_writer, args=(home, r, SECONDS, q)) for r in runs]
-    for w in writers:
-        w.start()
 
     async def scenario():
         app = NcalabApp(home=home, seed=7, autoplay=False)
@@ -130,20 +124,17 @@ def test_the_app_refreshing_beside_eight_writers_for_a_minute(tmp_path, store_ba
             assert app.screen.query_one("#table" if (turn - 1) % 2 == 0 else "#sweep-list").row_count >= 1  # the screen shown last
         return samples, shown
 
-    try:
+    with processes(*[(_writer, (home, r, SECONDS)) for r in runs]) as q:
         samples, shown = asyncio.run(scenario())
-        results = [q.get(timeout=120) for _ in writers]
-    finally:
-        for w in writers:
-            w.join(timeout=30)
-            if w.is_alive():
-                w.terminate()
+        results = [q.get(timeout=120) for _ in runs]
     errors = [msg for kind, _, msg in results if kind == "error"]
     assert not errors, errors
     assert shown == {"RunsScreen", "SweepsScreen"}
     # Open files settle once every screen has opened, then stay put (the old app gained ~11 a minute).
-    settled = [fds for t, fds in samples if t > 15]
-    assert len(settled) >= 8 and max(settled) - min(settled) <= 2, samples
+    # (counted over the time the turns took, which a loaded machine stretches: not a fixed count)
+    settled = [(t, fds) for t, fds in samples if t > 15]
+    assert len(settled) >= 5 and settled[-1][0] - settled[0][0] >= 30, samples
+    assert max(f for _, f in settled) - min(f for _, f in settled) <= 2, samples
     with RunStore(home) as store:
         for _, run_id, n in results:
             tokens, values = store.curve(run_id, "loss")
