@@ -99,6 +99,24 @@ def test_the_report_of_an_experiment_answers_first_and_never_writes_to_the_store
     assert "Not finished" not in html
 
 
+def test_the_strip_is_what_stage_1_kept_and_the_same_rules_drawn_again(lab):
+    """Stage 1 keeps its first rules beside its model (the report reads them without starting
+    the simulator); an experiment from before that has them drawn again: the same rules."""
+    from ncalab.nca import strip
+
+    with R.open_store(lab.home) as store:
+        rep = R.gather(store, [lab.exp], frames=True)
+    kept = strip.load(rep.members[0].stage1_model)
+    assert kept is not None and [r["rule_seed"] for r in rep.strip] == [k["rule_seed"] for k in kept]
+    drawn, why = R.strip_of(rep.members[0].config)
+    assert why is None and len(drawn) == len(kept) == 4
+    for k, d in zip(kept, drawn):
+        assert (k["rule_seed"], k["band"], k["alphabet"]) == (d["rule_seed"], d["band"], d["alphabet"])
+        assert k["score"] == pytest.approx(d["score"]) and (k["frames"] == d["frames"]).all()
+    lo, hi = (float(x) for x in kept[0]["band"].split("-"))
+    assert all(lo <= k["score"] <= hi for k in kept)  # rules of its band, as stage 1 filtered them
+
+
 def test_experiments_that_differ_only_in_seed_are_one_setting_even_from_an_early_version(lab, tmp_path, capsys):
     out = tmp_path / "two.html"
     code, _, err = call(capsys, "report", lab.exp, lab.old, "--out", out, "--home", lab.home, "--no-frames")
@@ -160,6 +178,35 @@ def test_bad_input_is_one_line(lab, tmp_path, capsys, args, message):
     code, _, err = call(capsys, *args)
     assert code == 1 and message in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1, err
+
+
+def test_the_command_reads_and_draws_in_forked_processes_and_makes_the_same_page(lab, tmp_path):
+    """`ncalab report` as a user runs it (one thread: the store is read and every other figure
+    drawn in forked processes) writes the page the in-process path writes; its errors are one line."""
+    import subprocess
+    import sys
+
+    from ncalab.display.report_html import write_report
+
+    def ncalab(*args):
+        return subprocess.run([sys.executable, "-m", "ncalab.cli.main", *map(str, args), "--home", str(lab.home)],
+                              capture_output=True, text=True, timeout=300)
+
+    for ident in (lab.exp, lab.sweep):
+        done = ncalab("report", ident, "--out", tmp_path / "forked.html")
+        assert done.returncode == 0, done.stderr
+        with R.open_store(lab.home) as store:
+            write_report(store, [ident], tmp_path / "here.html")
+        forked, here = ((tmp_path / f).read_text() for f in ("forked.html", "here.html"))
+        assert forked.count("data:image/svg+xml") >= 3
+
+        def undated(page):  # when it was made, in the footer and (a sweep still running) the banner
+            return re.sub(r"(Made by ncalab \S+ on|the store held at) [0-9: -]+", "", page)
+
+        assert undated(forked) == undated(here)
+    bad = ncalab("report", "e-00000000", "--out", tmp_path / "x.html")
+    assert bad.returncode == 1 and "no experiment with id e-00000000" in bad.stderr, bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr
 
 
 def test_figure_files_in_every_format(lab, tmp_path, capsys):

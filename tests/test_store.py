@@ -11,6 +11,7 @@ import time
 from types import SimpleNamespace
 
 import pytest
+from conftest import processes
 from sqlalchemy import select, text
 
 import ncalab
@@ -250,6 +251,22 @@ def test_delete_metrics_after(store):
     assert store.latest_metrics(run.id)["loss"] == 0.5
 
 
+def test_series_reads_many_curves_at_once_as_one_at_a_time_would(store):
+    exp = store.create_experiment("tiny", "xs", 1, {})
+    runs = [store.create_run(exp.id, kind, {}, 10_000).id for kind in ("stage1", "nca", "scratch")]
+    for i, run in enumerate(runs):
+        store.log_metrics(run, _points("val_ppl", 0, 5, value=lambda k, i=i: 100.0 / (k + 1 + i)))
+        store.log_metrics(run, _points("icl_cell_acc", 0, 3, value=float) + _points("iclX", 0, 2) + _points("loss", 0, 4))
+    store.log_metrics(runs[0], _points("val_ppl", 5, 1, value=lambda k: float("nan")))  # NULL in the store
+    got = store.series(runs[:2], ["val_ppl"], ["icl_"])
+    assert set(got) == {(r, n) for r in runs[:2] for n in ("val_ppl", "icl_cell_acc")}  # not iclX: _ is literal
+    for (run, name), (steps, tokens, values) in got.items():
+        points = store.metrics(run, name)
+        assert steps == [p.step for p in points] and (tokens, values[:5]) == (store.curve(run, name)[0], store.curve(run, name)[1][:5])
+    assert math.isnan(got[(runs[0], "val_ppl")][2][-1])
+    assert store.series([], ["val_ppl"]) == {} and store.series(runs, []) == {}
+
+
 def test_curve_of_100k_points(store):
     exp = store.create_experiment("tiny", "xs", 1, {})
     run = store.create_run(exp.id, "nca", {}, 1)
@@ -304,26 +321,17 @@ def test_concurrent_writers_and_reader(tmp_path):
         exp = store.create_experiment("tiny", "xs", 1, {})
         run_ids = [store.create_run(exp.id, "nca", {}, N_POINTS * 100).id for _ in range(N_WRITERS)]
 
-    ctx = mp.get_context("spawn")
-    q, stop = ctx.Queue(), ctx.Event()
-    reader = ctx.Process(target=_reader, args=(home, run_ids, stop, q))
-    writers = [ctx.Process(target=_writer, args=(home, r, q)) for r in run_ids]
-    reader.start()
-    for w in writers:
-        w.start()
+    stop = mp.get_context("spawn").Event()
     results = []
     deadline = time.monotonic() + 60
-    try:
-        while len(results) < N_WRITERS:  # drain the queue before join, so no child blocks on put
-            results.append(q.get(timeout=max(1.0, deadline - time.monotonic())))
-        stop.set()
-        results.append(q.get(timeout=30))
-    finally:
-        stop.set()
-        for p in [*writers, reader]:
-            p.join(timeout=10)
-            if p.is_alive():
-                p.terminate()
+    with processes((_reader, (home, run_ids, stop)), *[(_writer, (home, r)) for r in run_ids], join_timeout=10) as q:
+        try:
+            while len(results) < N_WRITERS:  # drain the queue before join, so no child blocks on put
+                results.append(q.get(timeout=max(1.0, deadline - time.monotonic())))
+            stop.set()
+            results.append(q.get(timeout=30))
+        finally:
+            stop.set()
     errors = [msg for kind, msg in results if kind == "error"]
     assert not errors, errors
     assert sorted(msg for kind, msg in results[:N_WRITERS]) == sorted(run_ids)
@@ -408,6 +416,7 @@ def _reads(w: SimpleNamespace) -> dict:
         "metrics": lambda s: [(p.step, p.tokens, p.value) for p in s.metrics(w.run.id, "loss")],
         "curve": lambda s: s.curve(w.run.id, "loss"),
         "latest_metrics": lambda s: s.latest_metrics(w.run.id),
+        "series": lambda s: s.series([w.run.id], ["loss"], ["lo"]),
         "eval_items": lambda s: [(i.item, i.samples, i.correct) for i in s.eval_items(w.run.id)],
         "get_sweep": lambda s: s.get_sweep(w.sweep).model_dump(),
         "list_sweeps": lambda s: [sw.id for sw in s.list_sweeps()],
@@ -488,18 +497,9 @@ def test_claims_race_many_processes_one_winner(tmp_path):
         contested = store.create_experiment("tiny", "xs", 0, {}).id
         own = [store.create_experiment("tiny", "xs", i + 1, {}).id for i in range(N_CLAIMERS)]
         runs = [store.create_run(own[0], "nca", {}, 10, reuse_key="same").id for _ in range(N_CLAIMERS)]
-    ctx = mp.get_context("spawn")
-    q, barrier = ctx.Queue(), ctx.Barrier(N_CLAIMERS)
-    procs = [ctx.Process(target=_claimer, args=(home, contested, own[i], runs[i], barrier, q)) for i in range(N_CLAIMERS)]
-    for p in procs:
-        p.start()
-    try:
-        results = [q.get(timeout=240) for _ in procs]
-    finally:
-        for p in procs:
-            p.join(timeout=30)
-            if p.is_alive():
-                p.terminate()
+    barrier = mp.get_context("spawn").Barrier(N_CLAIMERS)
+    with processes(*[(_claimer, (home, contested, own[i], runs[i], barrier)) for i in range(N_CLAIMERS)]) as q:
+        results = [q.get(timeout=240) for _ in range(N_CLAIMERS)]
     assert all(kind == "ok" for kind, _ in results), results
     outcomes = [r for _, r in results]
     assert sum(first for first, _, _ in outcomes) == 1  # one process took the contested experiment

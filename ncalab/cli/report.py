@@ -20,14 +20,10 @@ def report(
 ) -> None:
     """Write a report: the answer (gain, speedup, the sweeps' rule), curves, stage 1, compute,
     downstream and config, from the run store alone (it never writes to the store)."""
-    from ncalab.display.report_html import write_report
-    from ncalab.services.report import check_out, open_store
+    from ncalab.display.report_html import write_report_at
 
     start = time.perf_counter()
-    out = check_out(out, ("html", "htm"))  # a path that cannot be written fails before any work
-    with open_store(home) as store:
-        # the NCA frames in a second process: the simulator's start-up overlaps the figures
-        made = write_report(store, idents, out, frames=frames, background=True)
+    made = write_report_at(home, idents, out, frames=frames)  # checks the path before any work
     seconds = time.perf_counter() - start
     if json_out:
         emit_json({**made, "seconds": round(seconds, 3)})

@@ -40,6 +40,16 @@ def _matplotlib():
     return matplotlib
 
 
+def load() -> None:
+    """Import what a report's figures use, ahead of drawing them (see report_html.write_report_at)."""
+    _matplotlib()
+    import matplotlib.backends.backend_svg  # noqa: F401
+    import matplotlib.figure  # noqa: F401
+    import matplotlib.ticker  # noqa: F401
+
+    _pil()
+
+
 @contextlib.contextmanager
 def style():
     """matplotlib's settings for ncalab's figures, for as long as a figure is drawn and saved."""
@@ -47,10 +57,23 @@ def style():
         yield
 
 
-def new_figure(size=PAPER):
+def new_figure(size=PAPER, fixed: bool = False):
+    """A figure laid out by matplotlib's constrained layout, or (``fixed``) with margins set in
+    inches for curve plots: the layout pass is half the time of a small figure, which the
+    report, drawing several, does not spend."""
     from matplotlib.figure import Figure
 
-    return Figure(figsize=size, layout="constrained")
+    return Figure(figsize=size, layout=None if fixed else "constrained")
+
+
+def _fix_margins(fig, title: bool, legend_rows: int = 0, labels: list[str] | None = None) -> None:
+    # room for tick labels of up to about 5 characters (or the longest of ``labels``, at about
+    # 0.06 inch a character of the 7-point tick font), the axis labels, a title, a legend below
+    w, h = fig.get_size_inches()
+    left = 0.62 if labels is None else 0.2 + 0.06 * max(map(len, labels), default=4)
+    bottom = 0.42 + (0.06 + 0.15 * legend_rows if legend_rows else 0)
+    fig.subplots_adjust(left=min(left / w, 0.6), right=1 - 0.14 / w, top=1 - (0.3 if title else 0.1) / h,
+                        bottom=bottom / h)
 
 
 def colours(n: int) -> list[str]:
@@ -61,11 +84,11 @@ def colours(n: int) -> list[str]:
 # ---- curves ------------------------------------------------------------------------------------------
 
 def curves_figure(series, xlabel: str = "tokens", ylabel: str = "validation perplexity", log_y: bool = True,
-                  title: str | None = None, size=PAPER):
+                  title: str | None = None, size=PAPER, fixed: bool = False):
     """Curves (objects with label, x, y, and optional lo, hi, kind) overlaid; a band where lo and
-    hi are given (the range over seeds), scratch dashed in grey."""
+    hi are given (the range over seeds), scratch dashed in grey. ``fixed``: see new_figure."""
     with style():
-        fig = new_figure(size)
+        fig = new_figure(size, fixed)
         ax = fig.add_subplot()
         warm = [s for s in series if getattr(s, "kind", "") != "scratch"]
         cols = dict(zip(map(id, warm), colours(len(warm))))
@@ -77,14 +100,17 @@ def curves_figure(series, xlabel: str = "tokens", ylabel: str = "validation perp
             if getattr(s, "lo", None) is not None:
                 ax.fill_between(s.x, s.lo, s.hi, color=colour, alpha=0.18, linewidth=0)
         _axes(ax, xlabel, ylabel, title, log_y=log_y and _positive(series))
-        _legend(fig, ax, sum(1 for s in series if s.label))
+        entries = sum(1 for s in series if s.label)
+        _legend(fig, ax, entries, fixed)
+        if fixed:
+            _fix_margins(fig, bool(title), (entries + 1) // 2 if entries > 4 else 0)
     return fig
 
 
-def _legend(fig, ax, n: int) -> None:
+def _legend(fig, ax, n: int, fixed: bool = False) -> None:
     """Inside the axes for a few entries; below them for many, so none hides a curve."""
     if n > 4:
-        fig.legend(loc="outside lower center", ncols=2)
+        fig.legend(loc="lower center" if fixed else "outside lower center", ncols=2)
     elif n > 1:
         ax.legend(loc="best")
 
@@ -111,22 +137,24 @@ def _axes(ax, xlabel: str, ylabel: str, title: str | None, log_y: bool = False) 
     ax.grid(True, which="major", alpha=0.25, linewidth=0.5)
 
 
-def icl_figure(series, size=PAGE):
+def icl_figure(series, size=PAGE, fixed: bool = False):
     """In-context accuracy per frame (series kinds are the metric names)."""
     for s in series:
         name = in_context_label(s.kind).replace(" (mean over frames)", "")
         s.label = f"{s.label}: {name}" if s.label else name
     return curves_figure(series, xlabel="frame of the held-out rule's sequence", ylabel="accuracy", log_y=False,
-                         size=size)
+                         size=size, fixed=fixed)
 
 
 # ---- gains -------------------------------------------------------------------------------------------
 
 def gain_figure(groups, size=None):
-    """Each group's gain: every seed (dots), the mean (diamond) and mean ± 2 standard errors."""
+    """Each group's gain: every seed (dots), the mean (diamond) and mean ± 2 standard errors
+    (the report's; margins fixed, see new_figure)."""
     n = len(groups)
+    labels = [_short(g.label) or "gain" for g in groups]
     with style():
-        fig = new_figure(size or (PAGE[0], 0.9 + 0.32 * n))
+        fig = new_figure(size or (PAGE[0], 0.9 + 0.32 * n), fixed=True)
         ax = fig.add_subplot()
         for i, g in enumerate(groups):
             gains = [m.summary.gain for m in g.members if m.summary is not None]
@@ -138,11 +166,12 @@ def gain_figure(groups, size=None):
                 ax.plot([v["lo"], v["hi"]], [i, i], color="black", linewidth=1.4,
                         label="mean ± 2 SE" if i == 0 else None)
         ax.axvline(0.0, color=SCRATCH, linestyle="--", linewidth=0.8)
-        ax.set_yticks(range(n), [_short(g.label) or "gain" for g in groups])
+        ax.set_yticks(range(n), labels)
         ax.set_ylim(n - 0.5, -0.5)
         ax.set_xlabel("gain = 1 - ppl warm / ppl scratch  (> 0: the warm start helped)")
         ax.grid(True, axis="x", alpha=0.25, linewidth=0.5)
         ax.legend(loc="best")
+        _fix_margins(fig, False, labels=labels)
     return fig
 
 
@@ -181,21 +210,23 @@ def gain_by_key_figure(tab: dict, key: str, title: str | None = None, size=PAPER
 
 def downstream_figure(rows, size=None):
     """Difference of pass@k (warm minus scratch) with its 95% interval over items, one row each
-    (rows: label, diff, ci)."""
+    (rows: label, diff, ci; the report's, margins fixed as in gain_figure)."""
     rows = [r for r in rows if r[1] == r[1]]
     if not rows:
         return None
+    labels = [_short(r[0], 44) for r in rows]
     with style():
-        fig = new_figure(size or (PAGE[0], 0.9 + 0.28 * len(rows)))
+        fig = new_figure(size or (PAGE[0], 0.9 + 0.28 * len(rows)), fixed=True)
         ax = fig.add_subplot()
         ys = list(range(len(rows)))
         ax.errorbar([r[1] for r in rows], ys, xerr=[r[2] for r in rows], fmt="o", markersize=3, capsize=2,
                     color="#1f77b4", label="difference, 95% interval over items")
         ax.axvline(0.0, color=SCRATCH, linestyle="--", linewidth=0.8)
-        ax.set_yticks(ys, [_short(r[0], 44) for r in rows])
+        ax.set_yticks(ys, labels)
         ax.set_ylim(len(rows) - 0.5, -0.5)
         ax.set_xlabel("pass@k, warm-started minus scratch")
         ax.legend(loc="best")
+        _fix_margins(fig, False, labels=labels)
     return fig
 
 

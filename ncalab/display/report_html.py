@@ -42,7 +42,30 @@ def write_report(store, idents: list[str], out, frames: bool = True, background:
     """Gather, render and write the report of ``idents`` from ``store`` (read, never written) to
     the HTML file ``out``; returns where it went, its size and what is not finished yet."""
     out = R.check_out(out, ("html", "htm"))  # before any work
-    rep = R.gather(store, idents, frames=frames, background=background)
+    return _write(R.gather(store, idents, frames=frames, background=background), out)
+
+
+def write_report_at(home, idents: list[str], out, frames: bool = True) -> dict:
+    """write_report for the store at ``home``, opened here. Where a second core can take it, a
+    forked process reads the store while this one loads matplotlib: those two imports were most
+    of a report's time, one after the other."""
+    out = R.check_out(out, ("html", "htm"))
+    if not R.can_fork():
+        with R.open_store(home) as store:
+            return write_report(store, idents, out, frames=frames)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork")) as pool:
+        reading = pool.submit(R.gather_at, home, idents, frames)
+        F.load()
+        rep = reading.result()
+    if frames and not rep.strip:  # an experiment from before stage 1 kept its frames: draw them
+        R.draw_strip(rep, background=True)
+    return _write(rep, out)
+
+
+def _write(rep: R.Report, out) -> dict:
     page = render(rep).encode()
     R.write_bytes(out, page)
     return {"out": str(out.resolve()), "bytes": len(page), "title": rep.title, "ids": rep.ids,
@@ -52,13 +75,55 @@ def write_report(store, idents: list[str], out, frames: bool = True, background:
 
 def render(rep: R.Report) -> str:
     """The whole page for a report."""
-    body = [_header(rep), _answer(rep), _curves(rep), _stage1(rep), _compute(rep), _downstream(rep),
-            _members(rep), _config(rep), _footer(rep)]
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+    figures = Figures()
+    body = [_header(rep), _answer(rep, figures), _curves(rep, figures), _stage1(rep, figures), _compute(rep),
+            _downstream(rep, figures), _members(rep), _config(rep), _footer(rep)]
+    return figures.drawn_into(f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{escape(rep.title)}: ncalab report</title><style>{CSS}</style></head>"
             f"<body><main>{''.join(b for b in body if b)}</main></body></html>\n")
+
+
+class Figures:
+    """A page's figures, drawn once its text is assembled: where a second core can take it, every
+    other one in a forked process (drawing them is most of a report's time once the store is read)."""
+
+    def __init__(self) -> None:
+        self.jobs: list[tuple] = []  # (figure function, args, kwargs, alt, caption)
+
+    def svg(self, make, *args, alt: str, caption: str = "", **kwargs) -> str:
+        """A mark where ``make(*args, **kwargs)`` will be drawn (nothing, if it returns None)."""
+        self.jobs.append((make, args, kwargs, alt, caption))
+        return f"<!--figure {len(self.jobs) - 1}-->"
+
+    def drawn_into(self, page: str) -> str:
+        drawn = self._draw_all()
+        for i, ((_, _, _, alt, caption), data) in enumerate(zip(self.jobs, drawn)):
+            page = page.replace(f"<!--figure {i}-->", "" if data is None else _img(data, "image/svg+xml", alt, caption))
+        return page
+
+    def _draw_all(self) -> list[bytes | None]:
+        jobs = [j[:3] for j in self.jobs]
+        if len(jobs) < 2 or not R.can_fork():
+            return _draw_many(jobs)
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork")) as pool:
+            theirs = pool.submit(_draw_many, jobs[1::2])
+            mine = _draw_many(jobs[0::2])
+            theirs = theirs.result()
+        return [(mine if i % 2 == 0 else theirs)[i // 2] for i in range(len(jobs))]
+
+
+def _draw_many(jobs: list[tuple]) -> list[bytes | None]:
+    out = []
+    for make, args, kwargs in jobs:
+        fig = make(*args, **kwargs)
+        # text as SVG text, not glyph outlines: half the bytes, and the page's own fonts read it
+        out.append(None if fig is None else F.figure_bytes(fig, "svg", text_as_paths=False))
+    return out
 
 
 # ---- pieces --------------------------------------------------------------------------------------
@@ -67,11 +132,6 @@ def _img(data: bytes, mime: str, alt: str, caption: str = "") -> str:
     uri = f"data:{mime};base64,{base64.b64encode(data).decode()}"
     cap = f"<figcaption>{escape(caption)}</figcaption>" if caption else ""
     return f'<figure><img src="{uri}" alt="{escape(alt)}">{cap}</figure>'
-
-
-def _svg(fig, alt: str, caption: str = "") -> str:
-    # text as SVG text, not glyph outlines: half the bytes, and the page's own fonts read it
-    return "" if fig is None else _img(F.figure_bytes(fig, "svg", text_as_paths=False), "image/svg+xml", alt, caption)
 
 
 def _figs(*figs: str) -> str:
@@ -125,7 +185,7 @@ def _source_words(src: dict) -> str:
     return f"{escape(src['source'])} data{corpus} ({si(src['tokens'])} tokens)"
 
 
-def _answer(rep: R.Report) -> str:
+def _answer(rep: R.Report, figures: Figures) -> str:
     rows = []
     for g in rep.groups:
         v = g.verdict
@@ -137,9 +197,9 @@ def _answer(rep: R.Report) -> str:
             "the rule"]
     fig = ""
     if len(rep.groups) > 1 or any(len(g.members) > 1 for g in rep.groups):
-        fig = _figs(_svg(F.gain_figure(rep.groups), "gain of each setting",
-                         "Gain per setting: each seed, the mean and mean ± 2 standard errors; right of the dashed "
-                         "line the warm start beat scratch."))
+        fig = _figs(figures.svg(F.gain_figure, rep.groups, alt="gain of each setting",
+                                caption="Gain per setting: each seed, the mean and mean ± 2 standard errors; right "
+                                        "of the dashed line the warm start beat scratch."))
     return (f"<h2>The question and the answer</h2><p>{_question(rep)}</p>"
             f'<p class="answer">{_answer_line(rep)}</p>{_table(head, rows, "ans")}'
             f"<p class=\"sub\">The rule the sweeps use: {escape(R.RULE)}. Gain = 1 - ppl<sub>warm</sub> / "
@@ -185,29 +245,30 @@ def _speed(iv: dict, seeds: int) -> str:
 
 # ---- curves, stage 1 ----------------------------------------------------------------------------------
 
-def _curves(rep: R.Report) -> str:
+def _curves(rep: R.Report, figures: Figures) -> str:
     series = R.curve_series(rep)
     if not series:
         return "<h2>Validation curves</h2><p>No validation point stored yet.</p>"
     band = " Lines are the mean over seeds, the band their range." if any(s.lo for s in series) else ""
-    fig = F.curves_figure(series, title="stage 2: held-out perplexity", size=F.PAGE)
-    return "<h2>Validation curves</h2>" + _figs(_svg(fig, "validation perplexity against tokens",
-                                                      "Held-out perplexity (log axis) against stage-2 tokens; scratch "
-                                                      "dashed." + band))
+    return "<h2>Validation curves</h2>" + _figs(figures.svg(
+        F.curves_figure, series, title="stage 2: held-out perplexity", size=F.PAGE, fixed=True,
+        alt="validation perplexity against tokens",
+        caption="Held-out perplexity (log axis) against stage-2 tokens; scratch dashed." + band))
 
 
-def _stage1(rep: R.Report) -> str:
+def _stage1(rep: R.Report, figures: Figures) -> str:
     parts = ["<h2>Stage 1</h2>", f"<p>{_source_para(rep)}</p>"]
     figs = []
     s1 = R.stage1_series(rep)
     if s1:
-        fig = F.curves_figure(s1, ylabel="stage-1 validation loss", log_y=False, title="stage 1: held-out loss",
-                              size=F.PAGE)
-        figs.append(_svg(fig, "stage-1 validation loss", "Held-out loss of the stage-1 model against its tokens."))
+        figs.append(figures.svg(F.curves_figure, s1, ylabel="stage-1 validation loss", log_y=False,
+                                title="stage 1: held-out loss", size=F.PAGE, fixed=True, alt="stage-1 validation loss",
+                                caption="Held-out loss of the stage-1 model against its tokens."))
     icl = R.icl_series(rep)
     if icl:
-        figs.append(_svg(F.icl_figure(icl), "in-context accuracy per frame",
-                         "The stage-1 model in context: accuracy on held-out rules at each frame of the sequence."))
+        figs.append(figures.svg(F.icl_figure, icl, fixed=True, alt="in-context accuracy per frame",
+                                caption="The stage-1 model in context: accuracy on held-out rules at each frame of "
+                                        "the sequence."))
     parts.append(_figs(*figs))
     if rep.wait_strip():
         parts.append(_strip(rep))
@@ -269,7 +330,7 @@ def _secs(x) -> str:
     return "-" if x is None else f"{x:.0f} s" if x < 600 else f"{x / 60:.0f} min"
 
 
-def _downstream(rep: R.Report) -> str:
+def _downstream(rep: R.Report, figures: Figures) -> str:
     rows, points = [], []
     for g in rep.groups:
         for m in g.members:
@@ -283,8 +344,8 @@ def _downstream(rep: R.Report) -> str:
                     points.append((f"{task} pass@{k}, {who}", v["diff"], v["ci"]))
     if not rows:
         return "<h2>Downstream</h2><p>No downstream evaluation stored (<code>ncalab eval ID --task ...</code>).</p>"
-    fig = _svg(F.downstream_figure(points), "downstream pass@k differences",
-               "pass@k of the warm-started model minus scratch's, with the 95% interval over items.")
+    fig = figures.svg(F.downstream_figure, points, alt="downstream pass@k differences",
+                      caption="pass@k of the warm-started model minus scratch's, with the 95% interval over items.")
     return ("<h2>Downstream</h2>" + _table(["experiment", "task", "k", "warm", "scratch", "difference (95% CI)",
                                             "items"], rows) + _figs(fig))
 

@@ -47,6 +47,7 @@ class Source(Protocol):
         """The training stream (this process's share of every global batch) and held-out batches."""
     def in_context_eval(self, model, cfg: ExperimentConfig, placement) -> list[dict]: ...
     # optional: sample(cfg, count) -> SourceSample, what `ncalab sources` and the TUI show
+    # optional: save_exhibit(cfg, folder), files beside the stage-1 model that `ncalab report` shows
 
 
 class NCASource:
@@ -167,12 +168,23 @@ class NCASource:
         return SourceSample(seqs, {"distinct tokens": int(len(set(seqs.ravel().tolist()))),
                                    "vocabulary": cfg.nca.vocab_size})
 
+    def rules_of(self, cfg):
+        """The NCA settings and band of the rules stage 1 reads (a stored corpus's own)."""
+        corpus = self.stored(cfg)
+        return (corpus.cfg, corpus.band or cfg.band()) if corpus else (cfg.nca, cfg.band())
+
     def in_context_eval(self, model, cfg, placement):
         from ncalab.train.incontext import nca_in_context
 
-        corpus = self.stored(cfg)
-        nca, band = (corpus.cfg, corpus.band or cfg.band()) if corpus else (cfg.nca, cfg.band())
+        nca, band = self.rules_of(cfg)
         return nca_in_context(model, nca, band, cfg.seed, cfg.stage1.icl_sequences, placement)
+
+    def save_exhibit(self, cfg, folder: Path) -> None:
+        """A few of the rules it trained on, with frames, for the report (ncalab.nca.strip)."""
+        from ncalab.nca import strip
+
+        nca, band = self.rules_of(cfg)
+        strip.save(folder, strip.first_rules(nca, band, cfg.seed))
 
 
 class DyckSource(SequenceSource):

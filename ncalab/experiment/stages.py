@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from ncalab.errors import NcalabError
 from ncalab.experiment.compute import ModelCompute, model_compute
 from ncalab.experiment.plan import micro_batch_for
 from ncalab.experiment.sources import SOURCES, stage1_tokens
@@ -105,6 +106,12 @@ class PrePreTraining:
 
     def save(self, ctx, model, folder: Path) -> None:
         checkpoint.save(folder, model)
+        exhibit = getattr(SOURCES[ctx.cfg.stage1.source], "save_exhibit", None)
+        if exhibit is not None:  # what the report shows of the data; the model is saved either way
+            try:
+                exhibit(ctx.cfg, folder)
+            except (NcalabError, OSError) as e:
+                ctx.reporter.note(f"stage 1: no sample of its data for reports ({e})")
 
     def trained(self, ctx, model) -> None:
         if ctx.world.distributed:  # the trainer's model is wrapped or sharded: read the saved one

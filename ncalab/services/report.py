@@ -33,6 +33,7 @@ MIN_SEEDS = 3
 # Keys that say where or how a run ran, not what it is: they never make two settings differ.
 _NOT_SETTING = ("seed", "runtime.", "eval.")
 ARMS = ("nca", "scratch")
+ICL_PREFIXES = ("icl_", "dyck_")  # the in-context metrics of a stage-1 run
 
 
 @dataclass
@@ -51,6 +52,7 @@ class Member:
     compute: dict[str, StageCompute]
     heartbeat_at: float | None = None
     error: str | None = None
+    stage1_model: Path | None = None  # its stage-1 run's model folder (with rules.npz since stage 1 keeps it)
 
 
 @dataclass
@@ -180,7 +182,7 @@ def _experiments_report(store, idents: list[str]) -> Report:
     from ncalab.services.runs import resolve_experiment
 
     exps = list({e.id: e for e in (resolve_experiment(store, i) for i in idents)}.values())
-    members = [member(store, e) for e in exps]
+    members = members_of(store, exps)
     flats = [_setting_keys(flatten(m.config)) for m in members]
     swept = sorted(k for k in set().union(*flats) if len({_key(f.get(k)) for f in flats}) > 1)
     groups: dict[str, Group] = {}
@@ -200,7 +202,8 @@ def _sweep_report(store, sweep_id: str) -> Report:
 
     tab = sweeps.table(store, sweep_id, reap_first=False)
     by_id = {e.id: e for e in store.experiments_of_sweep(sweep_id)}
-    groups = [Group(r["label"], r["setting"], [member(store, by_id[i]) for i in r["experiments"]]) for r in tab["rows"]]
+    read = {m.id: m for m in members_of(store, [by_id[i] for r in tab["rows"] for i in r["experiments"]])}
+    groups = [Group(r["label"], r["setting"], [read[i] for i in r["experiments"]]) for r in tab["rows"]]
     base = store.get_sweep(sweep_id).spec["base"]
     title = f"sweep {sweep_id}" + (f" ({tab['name']})" if tab["name"] else "")
     rep = Report(title, "sweep", [sweep_id], groups, **_config_part(base, store), swept=list(tab["grid"]),
@@ -210,17 +213,27 @@ def _sweep_report(store, sweep_id: str) -> Report:
     return rep
 
 
-def member(store, exp) -> Member:
-    """An experiment's curves, in-context figures, compute and summary, as stored now."""
-    runs = {r.kind: r for r in store.runs_of(exp.id)}
-    curves = {arm: store.curve(runs[arm].id, "val_ppl") for arm in ARMS if arm in runs}
+def members_of(store, exps) -> list[Member]:
+    """Each experiment's curves, in-context figures, compute and summary, as stored now (every
+    curve of every experiment read in one query)."""
+    runs_of = [{r.kind: r for r in store.runs_of(e.id)} for e in exps]
+    points = store.series([r.id for runs in runs_of for r in runs.values()], ("val_ppl", "val_loss"), ICL_PREFIXES)
+    return [_member(store, e, runs, points) for e, runs in zip(exps, runs_of)]
+
+
+def _member(store, exp, runs: dict, points: dict) -> Member:
+    def tokens_curve(kind: str, name: str) -> tuple[list, list]:
+        _, tokens, values = points.get((runs[kind].id, name), ([], [], []))
+        return tokens, values
+
+    curves = {arm: tokens_curve(arm, "val_ppl") for arm in ARMS if arm in runs}
     icl: dict[str, tuple[list, list]] = {}
     if "stage1" in runs:
-        curves["stage1"] = store.curve(runs["stage1"].id, "val_loss")
-        for name in sorted(store.latest_metrics(runs["stage1"].id)):
-            if name.startswith(("icl_", "dyck_")):
-                pts = store.metrics(runs["stage1"].id, name)
-                icl[name] = ([p.step for p in pts], [math.nan if p.value is None else p.value for p in pts])
+        curves["stage1"] = tokens_curve("stage1", "val_loss")
+        stage1 = runs["stage1"].id
+        for (run_id, name), (steps, _, values) in sorted(points.items()):
+            if run_id == stage1 and name.startswith(ICL_PREFIXES):
+                icl[name] = (steps, values)
     summary = ExperimentSummary.from_dict(exp.summary) if exp.summary else None
     compute = dict(summary.compute) if summary and summary.compute else {}
     if not compute:  # unfinished (or from before compute was kept): what each finished stage logged
@@ -232,7 +245,8 @@ def member(store, exp) -> Member:
                  "error": r.error} for r in runs.values()]
     return Member(exp.id, exp.name, exp.seed, exp.status, with_added(exp.config), summary, run_rows,
                   {k: v for k, v in curves.items() if v[0]}, icl, compute,
-                  getattr(exp, "heartbeat_at", None), getattr(exp, "error", None))
+                  getattr(exp, "heartbeat_at", None), getattr(exp, "error", None),
+                  store.run_dir(runs["stage1"]) / "model" if "stage1" in runs else None)
 
 
 def _setting_keys(flat: dict) -> dict:
@@ -397,12 +411,32 @@ def icl_series(rep: Report) -> list[Series]:
 # ---- NCA frames -------------------------------------------------------------------------------------
 
 def _add_strip(rep: Report, background: bool = False) -> None:
-    """Start drawing the NCA frames (in a forked process when ``background``, so the simulator's
-    start-up overlaps the figures on a second core); Report.wait_strip collects them."""
-    tree = _nca_tree(rep)
-    if tree is None:
+    """The NCA frames: the ones stage 1 kept, else drawn again (see draw_strip)."""
+    if not kept_strip(rep):
+        draw_strip(rep, background)
+
+
+def kept_strip(rep: Report) -> bool:
+    """Read the NCA frames stage 1 kept beside its model (ncalab.nca.strip); False when the
+    report has no NCA stage 1 or its experiment is from before stage 1 kept them."""
+    from ncalab.nca import strip
+
+    first = _nca_member(rep)
+    kept = strip.load(first.stage1_model) if first is not None and first.stage1_model else None
+    if kept:
+        rep.strip = kept
+    return bool(kept)
+
+
+def draw_strip(rep: Report, background: bool = False) -> None:
+    """Draw the NCA frames again from the experiment's settings (in a forked process when
+    ``background``, so the simulator's start-up overlaps the figures on a second core);
+    Report.wait_strip collects them."""
+    first = _nca_member(rep)
+    if first is None:
         return
-    if background and _can_fork():
+    tree = first.config
+    if background and can_fork():
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
@@ -412,7 +446,17 @@ def _add_strip(rep: Report, background: bool = False) -> None:
         rep.strip, rep.strip_note = strip_of(tree)
 
 
-def _can_fork() -> bool:
+def gather_at(home, idents: list[str], frames: bool = True) -> Report:
+    """gather() on the store at ``home``, with only the frames stage 1 kept (a forked process
+    runs this while its parent loads the plotting library)."""
+    with open_store(home) as store:
+        rep = gather(store, idents, frames=False)
+    if frames:
+        kept_strip(rep)
+    return rep
+
+
+def can_fork() -> bool:
     import multiprocessing
     import os
     import threading
@@ -437,23 +481,19 @@ def strip_of(tree: dict, rules: int = 4, frames: int = 6) -> tuple[list[dict], s
             except (NcalabError, OSError):
                 return [], f"no NCA frames: the stored corpus {cfg.stage1.corpus} cannot be read here"
             nca, band = corpus.cfg, corpus.band or band
-    from ncalab.services.explore import RuleDraw, sample_rollout
+    from ncalab.nca.strip import first_rules
 
     try:
-        draw = RuleDraw(nca, band, cfg.seed, batch_rules=64)
-        drawn = [draw.next() for _ in range(rules)]
+        return first_rules(nca, band, cfg.seed, rules, frames), None
     except NcalabError as e:
         return [], f"no NCA frames: {e}"
-    return [{"rule_seed": d.rule_seed, "score": d.score, "frames": sample_rollout(d.rule_seed, nca, frames).frames,
-             "alphabet": nca.alphabet, "band": band.label(), "burn_in": nca.burn_in, "dt": nca.dt}
-            for d in drawn], None
 
 
-def _nca_tree(rep: Report) -> dict | None:
-    """The config of the first member (or the sweep's base) whose stage 1 is NCA data."""
+def _nca_member(rep: Report) -> Member | None:
+    """The first member whose stage 1 is NCA data."""
     for m in rep.members:
         if m.config.get("stage1", {}).get("source", "nca") == "nca":
-            return m.config
+            return m
     return None
 
 

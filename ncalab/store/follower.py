@@ -53,6 +53,9 @@ class FollowerStore:
     def curve(self, run_id: str, name: str) -> tuple[list[int], list[float]]:
         return self._store.curve(run_id, name)
 
+    def series(self, run_ids, names=(), prefixes=()) -> dict:
+        return self._store.series(run_ids, names, prefixes)
+
     def latest_metrics(self, run_id: str) -> dict[str, float]:
         return self._store.latest_metrics(run_id)
 

@@ -6,7 +6,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import delete, select, text
+from sqlalchemy import delete, or_, select, text
 
 from ncalab.store.connection import StoreConnection, get_row
 from ncalab.store.schema import LatestMetric, MetricPoint, Run
@@ -19,6 +19,11 @@ def _nan_to_none(x: float) -> float | None:
 
 def _none_to_nan(x: float | None) -> float:
     return math.nan if x is None else x
+
+
+def _escape_like(text: str) -> str:
+    """``text`` matched literally by LIKE ... ESCAPE '\\' (its _ and % are not wildcards)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 class MetricsMixin(StoreConnection):
@@ -70,6 +75,30 @@ class MetricsMixin(StoreConnection):
             rows = conn.execute(q).all()
         return [r[0] for r in rows], [_none_to_nan(r[1]) for r in rows]
 
+    def series(self, run_ids: Iterable[str], names: Iterable[str] = (),
+               prefixes: Iterable[str] = ()) -> dict[tuple[str, str], tuple[list[int], list[int], list[float]]]:
+        """(steps, tokens, values) in token order of every metric named in ``names`` or starting
+        with one of ``prefixes``, for each of ``run_ids``, keyed by (run id, name): many curves in
+        one query (a report of a sweep reads dozens)."""
+        run_ids, names, prefixes = list(run_ids), list(names), list(prefixes)
+        if not run_ids or not (names or prefixes):
+            return {}
+        wanted = [MetricPoint.name.in_(names)] if names else []
+        wanted += [MetricPoint.name.like(_escape_like(p) + "%", escape="\\") for p in prefixes]
+        q = (
+            select(MetricPoint.run_id, MetricPoint.name, MetricPoint.step, MetricPoint.tokens, MetricPoint.value)
+            .where(MetricPoint.run_id.in_(run_ids), or_(*wanted))
+            .order_by(MetricPoint.run_id, MetricPoint.name, MetricPoint.tokens, MetricPoint.id)
+        )
+        out: dict[tuple[str, str], tuple[list[int], list[int], list[float]]] = {}
+        with self._conn() as conn:
+            for run_id, name, step, tokens, value in conn.execute(q):
+                steps, toks, values = out.setdefault((run_id, name), ([], [], []))
+                steps.append(step)
+                toks.append(tokens)
+                values.append(_none_to_nan(value))
+        return out
+
     def latest_metrics(self, run_id: str) -> dict[str, float]:
         with self._conn() as conn:
             rows = conn.execute(select(LatestMetric.name, LatestMetric.value).where(LatestMetric.run_id == run_id))
@@ -79,7 +108,7 @@ class MetricsMixin(StoreConnection):
         """Drop every point whose name starts with one of ``prefixes`` (an evaluation done again)."""
         with self._write() as s:
             for prefix in prefixes:
-                like = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+                like = _escape_like(prefix) + "%"
                 for table in (MetricPoint, LatestMetric):
                     s.execute(delete(table).where(table.run_id == run_id, table.name.like(like, escape="\\")))
 
