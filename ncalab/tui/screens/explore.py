@@ -70,6 +70,7 @@ class ExploreScreen(Screen):
         Binding("space", "toggle_play", "Play", id="explore.play"),
         Binding("s", "step", "Step", id="explore.step"),
         Binding("n", "new_rule", "New rule", id="explore.new_rule"),
+        Binding("n", "next_sequence", "Next sequence", id="explore.next_sequence"),  # another source's
         Binding("b", "toggle_band", "Band/any", id="explore.band"),
         Binding("plus,equals_sign", "faster", "Faster", id="explore.faster"),
         Binding("minus", "slower", "Slower", id="explore.slower"),
@@ -174,10 +175,14 @@ class ExploreScreen(Screen):
         self.query_one("#message", Label).update(text)
 
     # -- drawing rules -------------------------------------------------------------------------
+    def action_next_sequence(self) -> None:
+        """Another source's next sequence, at once."""
+        self.query_one("#source-view", SourceView).skip()
+
     def action_new_rule(self) -> None:
-        """The next rule of the stream: in the band, or any (b switches); another source's next sequence."""
+        """The next rule of the stream: in the band, or any (b switches)."""
         if self.source != "nca":
-            self.query_one("#source-view", SourceView).skip()
+            self.action_next_sequence()
             return
         try:
             cfg = self._read_cfg()
@@ -447,7 +452,11 @@ class ExploreScreen(Screen):
         view.start(self.source, int(self.stream % 2**31))
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
-        return action != "toggle_band" or self.source == "nca"  # a band is NCA's: hidden for other sources
+        if action in ("toggle_band", "new_rule"):  # rules and their band are NCA's
+            return self.source == "nca"
+        if action == "next_sequence":
+            return self.source != "nca"
+        return True
 
     @on(SourceView.SampleShown)
     def sample_shown(self, message: SourceView.SampleShown) -> None:

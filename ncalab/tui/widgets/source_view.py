@@ -10,7 +10,6 @@ import threading
 from collections import deque
 
 import numpy as np
-from rich.color import Color
 from rich.segment import Segment
 from rich.style import Style
 from textual import on, work
@@ -19,13 +18,13 @@ from textual.strip import Strip
 from textual.widget import Widget
 from textual.worker import get_current_worker
 
-from ncalab.display.grids import palette
 from ncalab.display.source_views import profile, profile_lines, token_rows, view_kind
+from ncalab.tui.widgets.half_blocks import HalfBlocks, truecolor_filters
 
 KEEP = {"grid": 160, "tokens": 160, "profile": 1024}  # items kept: more rows or columns than a terminal shows
 STEP = {"grid": 1, "tokens": 1, "profile": 4}  # items a step shows
 TOKEN_WIDTH = 48  # tokens of a row where a source has no picture of its own
-PROFILE_STYLE = Style(color="green")
+PROFILE_STYLE = Style.parse("#2ca02c")  # the palette's green, as truecolor (no ANSI filter here)
 LOW = 64  # fewer items than this waiting: time for the next sequence
 
 
@@ -129,11 +128,7 @@ class SourceView(Widget):
         self.shown: deque = deque(maxlen=KEEP[kind])
         self.pending: deque = deque()  # (item, the sample it starts, or None)
         self.top = 1  # the deepest depth seen: a full column
-        colours = max(2, colours)
-        self._alphabet = colours
-        rgb = [Color.parse(c) for c in palette(colours)]
-        self._styles = [Style(color=t, bgcolor=b) for t in rgb for b in rgb]
-        self._top_only = [Style(color=t) for t in rgb]
+        self._blocks = HalfBlocks(max(2, colours))
         self._lines: tuple | None = None  # (size, lines) of the profile drawn for the items shown
         self.refresh()
 
@@ -149,7 +144,7 @@ class SourceView(Widget):
             items = profile(view.name, view.sequences[0], view.vocab_size).tolist()
             self.top = max(self.top, max(items, default=1))
         else:
-            items = list(token_rows(view.sequences[0], TOKEN_WIDTH, self._alphabet))
+            items = list(token_rows(view.sequences[0], TOKEN_WIDTH, self._blocks.colours))
         self.pending.extend((item, view if i == 0 else None) for i, item in enumerate(items))
 
     @property
@@ -178,15 +173,11 @@ class SourceView(Widget):
         top, bottom = 2 * y, 2 * y + 1
         if top >= len(rows):
             return Strip.blank(width)
-        upper = np.asarray(rows[top], dtype=np.intp)[:width]
-        if bottom < len(rows):
-            codes, styles = upper * self._alphabet + np.asarray(rows[bottom], dtype=np.intp)[:width], self._styles
-        else:
-            codes, styles = upper, self._top_only
-        starts = np.flatnonzero(np.diff(codes, prepend=-1))
-        runs = np.diff(starts, append=len(codes))
-        segments = [Segment("▀" * n, styles[c]) for c, n in zip(codes[starts].tolist(), runs.tolist())]
-        return Strip(segments, len(codes)).crop(0, width)
+        upper = np.asarray(rows[top])[:width]
+        return self._blocks.line(upper, rows[bottom] if bottom < len(rows) else None).crop(0, width)
+
+    def get_line_filters(self):
+        return truecolor_filters(self.app.get_line_filters())
 
     def _profile_line(self, y: int, width: int, height: int) -> Strip:
         if self._lines is None or self._lines[0] != (width, height):
