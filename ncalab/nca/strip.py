@@ -46,7 +46,7 @@ def load(folder: Path) -> list[dict] | None:
     """The rows saved in ``folder``, or None when there are none (or they cannot be read)."""
     path = Path(folder) / FILE
     try:
-        with np.load(path) as data:
+        with np.load(path, allow_pickle=False) as data:
             frames, meta = data["frames"], json.loads(data["meta"].tobytes())
     except (OSError, KeyError, ValueError):
         return None
