@@ -260,6 +260,15 @@ def _logging_run(home: str, run_id: str, seconds: float, q) -> None:
         q.put(("error", n, f"{type(e).__name__}: {e}"))
 
 
+def _run_on_server(tmp_path, pg_server, monkeypatch, retry_s: str) -> str:
+    """A run of a new experiment, in a fresh database of the test server that the store (and the
+    processes the test starts) reach through NCALAB_STORE, retrying a lost server for retry_s."""
+    monkeypatch.setenv("NCALAB_STORE", pg_server.new_database())
+    monkeypatch.setenv("NCALAB_STORE_RETRY_S", retry_s)
+    with RunStore(tmp_path) as store:
+        return store.create_run(store.create_experiment("code", "tiny", 0, {}).id, "nca", {}, 10**9).id
+
+
 def _run_while(home, run_id, seconds, meanwhile) -> tuple:
     with processes((_logging_run, (str(home), run_id, seconds))) as q:
         meanwhile()
@@ -267,11 +276,7 @@ def _run_while(home, run_id, seconds, meanwhile) -> tuple:
 
 
 def test_the_server_goes_away_and_comes_back_during_a_run(tmp_path, pg_server, monkeypatch):
-    url = pg_server.new_database()
-    monkeypatch.setenv("NCALAB_STORE", url)
-    monkeypatch.setenv("NCALAB_STORE_RETRY_S", "30")
-    with RunStore(tmp_path) as store:
-        run_id = store.create_run(store.create_experiment("code", "tiny", 0, {}).id, "nca", {}, 10**9).id
+    run_id = _run_on_server(tmp_path, pg_server, monkeypatch, retry_s="30")
 
     def restart():
         _until_writing(tmp_path, run_id)
@@ -290,11 +295,7 @@ def test_the_server_goes_away_and_comes_back_during_a_run(tmp_path, pg_server, m
 
 
 def test_the_server_stays_away_and_the_run_fails_cleanly_keeping_its_points(tmp_path, pg_server, monkeypatch):
-    url = pg_server.new_database()
-    monkeypatch.setenv("NCALAB_STORE", url)
-    monkeypatch.setenv("NCALAB_STORE_RETRY_S", "4")
-    with RunStore(tmp_path) as store:
-        run_id = store.create_run(store.create_experiment("code", "tiny", 0, {}).id, "nca", {}, 10**9).id
+    run_id = _run_on_server(tmp_path, pg_server, monkeypatch, retry_s="4")
     stopped = {}
 
     def go_away():
