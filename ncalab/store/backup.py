@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from urllib.parse import quote
 
+from ncalab.durable import fsync_file
 from ncalab.errors import NcalabError
 
 # Every table of the store, parents before children (the order a copy fills them in).
@@ -110,7 +111,7 @@ def backup_sqlite(db_path: Path, dest: Path) -> dict:
         src.execute("COMMIT")
         if check != "ok" or got != want:
             raise NcalabError(f"the backup of {db_path} did not match the store ({check}); nothing was written")
-        _fsync(tmp)
+        fsync_file(tmp)
         os.replace(tmp, dest)
         done = True
     except sqlite3.Error as e:
@@ -125,11 +126,3 @@ def backup_sqlite(db_path: Path, dest: Path) -> dict:
             tmp.unlink(missing_ok=True)
     record_backup(db_path, dest.resolve())
     return want
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

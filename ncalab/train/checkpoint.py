@@ -30,6 +30,7 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM
 from transformers.utils import logging as hf_logging
 
+from ncalab.durable import fsync_dir, fsync_file
 from ncalab.errors import NcalabError
 from ncalab.train import state_codec
 
@@ -264,16 +265,3 @@ def _damaged(folder: Path, why: str) -> NcalabError:
                        "from scratch")
 
 
-def fsync_file(f: Path) -> None:
-    fd = os.open(f, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_dir(d: Path) -> None:
-    try:
-        fsync_file(d)
-    except OSError:  # not every file system can sync a directory
-        pass

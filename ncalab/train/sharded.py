@@ -29,6 +29,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_state_dict,
 )
 
+from ncalab.durable import fsync_dir, fsync_file
 from ncalab.train import checkpoint, state_codec
 
 DCP_FOLDER = "dcp"  # the shards, beside the full model
@@ -60,13 +61,13 @@ def save(path: Path, model, optimizer, scheduler, world, plain_model_factory, **
         data, tensors = state_codec.encode(state)
         save_file(tensors, tmp / checkpoint.TENSORS_FILE)
         for f in (tmp / DCP_FOLDER).iterdir():
-            checkpoint.fsync_file(f)
+            fsync_file(f)
         checkpoint.write_marker(tmp, {"format": checkpoint.FORMAT, "sharded": True,
                                        "seq": (previous[0] if previous else 0) + 1, "state": data})
         if path.exists():
             os.replace(path, old)
         os.replace(tmp, path)
-        checkpoint.fsync_dir(path.parent)
+        fsync_dir(path.parent)
         checkpoint.discard(old)
     world.barrier()
 
