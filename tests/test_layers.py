@@ -1,8 +1,8 @@
 """The architecture as a test: imports run one way, from the front ends down to the engine.
 
-engine, data, store and config at the bottom; the trainer; the experiment pipeline and the
-job queue; the services; what both front ends draw; the CLI and the TUI on top. An import
-inside a function counts the same as one at the top of a module.
+engine, data, store, config and the durable-write helpers at the bottom; the trainer; the
+experiment pipeline and the job queue; the services; what both front ends draw; the CLI and
+the TUI on top. An import inside a function counts the same as one at the top of a module.
 """
 
 import ast
@@ -11,7 +11,8 @@ from pathlib import Path
 import ncalab
 
 LAYERS = {
-    "errors": 0, "plugins": 0, "nca": 0, "data": 0, "store": 0, "config": 0, "evals": 0,
+    "errors": 0, "durable": 0, "plugins": 0, "nca": 0, "data": 0, "store": 0, "config": 0,
+    "evals": 0,
     "train": 1,
     "experiment": 2, "jobs": 2,
     "services": 3,
