@@ -155,6 +155,28 @@ def test_every_command_has_help():
         assert proc.returncode == 0 and "Usage" in proc.stdout, args
 
 
+def test_every_command_help_paragraph_is_one_line():
+    """Help texts are shown with the line breaks they are written with (Typer's rich markup
+    mode keeps them): a paragraph of more than one line breaks mid-sentence in the command
+    lists and in --help, so each is one line and the terminal wraps it."""
+    import inspect
+
+    import typer
+
+    from ncalab.cli.main import app
+
+    def walk(command, path):
+        yield path, command
+        for name, sub in getattr(command, "commands", {}).items():  # a group (Typer vendors click)
+            yield from walk(sub, [*path, name])
+
+    commands = list(walk(typer.main.get_command(app), ["ncalab"]))
+    assert len(commands) > 30  # the whole tree, groups and their commands
+    broken = [" ".join(path) for path, command in commands
+              if any("\n" in p for p in inspect.cleandoc(command.help or "").split("\n\n"))]
+    assert broken == []
+
+
 @pytest.mark.parametrize("args", [["nca", "bands"], ["run", "--bogus"], ["sweep", "show"], ["nca", "sample", "--alphabet", "x"]])
 def test_usage_errors_are_usage_errors(capsys, args):
     from ncalab.cli.main import main

@@ -35,8 +35,10 @@ def eval_(
     home: Annotated[Path | None, typer.Option("--home", envvar="NCALAB_HOME")] = None,
     json_out: JsonFlag = False,
 ) -> None:
-    """Evaluate trained models: perplexity of the language models on any corpus (--corpus), or the
-    stage-1 model in context (--icl)."""
+    """Evaluate trained models: perplexity, in-context accuracy or downstream tasks.
+
+    Perplexity of the language models on any corpus (--corpus), the stage-1 model in context (--icl), or downstream tasks (--task, --lm-eval).
+    """
     from ncalab.services.evaluation import CorpusText, evaluate_checkpoint
 
     tasks = [t for item in (task or []) for t in item.split(",") if t.strip()] + (["lm_eval"] if lm_eval else [])

@@ -175,9 +175,10 @@ def export(
     force: Annotated[bool, typer.Option("--force", help="Replace the export files in a non-empty --out.")] = False,
     json_out: JsonFlag = False,
 ) -> None:
-    """Write a corpus as a Hugging Face dataset: parquet shards (rule_seed, sim_seed, score, tokens)
-    and a README.md dataset card; `datasets.load_dataset("parquet", ...)` reads it, and
-    `ncalab run --set stage1.corpus=OUT` trains stage 1 on it."""
+    """Write a corpus as a Hugging Face dataset: parquet shards and a dataset card.
+
+    The shards hold rule_seed, sim_seed, score and tokens; the README.md is the dataset card. `datasets.load_dataset("parquet", ...)` reads it, and `ncalab run --set stage1.corpus=OUT` trains stage 1 on it.
+    """
     from ncalab.nca.parquet import export_parquet
 
     if fmt != "parquet":

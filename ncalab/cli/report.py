@@ -18,8 +18,10 @@ def report(
                                          "trained on (simulates a few rules).")] = True,
     home: Home = None, json_out: JsonFlag = False,
 ) -> None:
-    """Write a report: the answer (gain, speedup, the sweeps' rule), curves, stage 1, compute,
-    downstream and config, from the run store alone (it never writes to the store)."""
+    """Write one self-contained HTML report of experiments or a sweep.
+
+    The answer first (gain, speedup, the sweeps' rule), then curves, stage 1, compute, downstream and config, from the run store alone (it never writes to the store).
+    """
     from ncalab.display.report_html import write_report_at
 
     start = time.perf_counter()
