@@ -70,7 +70,7 @@ async def live_fps(home: str, shape: str, frames: int = 120, seed: int = 0) -> f
 async def source_fps(home: str, name: str, frames: int = 120) -> float | None:
     """Frames a second while Explore steps another stage-1 source's live view (ECA's space-time
     diagram scrolling a row a step, a Dyck language's depth profile four positions a step);
-    None for a source with nothing to show here (the text source without a corpus)."""
+    None for a source that shows nothing here (Explore says why: a plugin that fails to sample)."""
     from ncalab.tui.app import NcalabApp
     from ncalab.tui.widgets.source_view import SourceView
 
@@ -150,7 +150,7 @@ def main() -> None:
     print(f"live view, 12x12                       {fps12:6.0f} fps (target >= 60)")
     print(f"live view, 64x64                       {fps64:6.0f} fps (target >= 60)")
     for name, fps in shown.items():
-        print(f"live view, source {name:<20} " + ("nothing to show without a corpus" if fps is None else
+        print(f"live view, source {name:<20} " + ("nothing to show (it failed to sample)" if fps is None else
                                                    f"{fps:6.0f} fps (target >= 60)"))
     print(f"open Runs with 1,000 experiments       {open_s:6.3f} s   (target <= 0.3; slowest of 5: {open_worst:.3f} s)")
     print(json.dumps({"first_frame_s": round(lazy, 3), "fps_12": round(fps12, 1), "fps_64": round(fps64, 1),

@@ -90,6 +90,27 @@ def test_each_source_pre_pre_trains_and_transfers(tmp_path, capsys, code_corpus,
         assert "trained on text, which has no in-context evaluation" in err and "Traceback" not in err
 
 
+def test_the_text_sample_is_what_stage_1_holds_out(tmp_path):
+    """What the front ends show of the text source is its held-out text as stage 1 reads it: the
+    same tokenizer, split and packing as the experiment's prepared data (made here with another
+    budget and a cache of its own)."""
+    from ncalab.experiment import language
+    from ncalab.services.source_samples import source_config
+
+    cfg = source_config("text", sets=[f"stage1.corpus={WIKITEXT}", "data.vocab_size=512", "data.val_fraction=0.2"])
+    got = SOURCES["text"].sample(cfg, 3)
+    length = cfg.stage1_seq_len
+    lang = language.prepare(str(WIKITEXT), cfg.data, tmp_path, train_tokens=100_000, val_tokens=3 * length)
+    assert got.sequences.shape == (3, length) and got.sequences.dtype == np.int64
+    assert np.array_equal(got.sequences.ravel(), np.asarray(lang.val[: 3 * length]))
+    text = lang.tokenizer.decode(got.sequences[0].tolist())
+    assert text.split()[5] in WIKITEXT.read_text()  # WikiText words, not ids of another vocabulary
+    assert got.stats["corpus"] == str(WIKITEXT) and got.stats["vocabulary"] == 512
+    assert 0.0 < got.stats["gzip score"] < 1.0
+    # shown with nothing set, it reads the standard library (its own sample_settings)
+    assert source_config("text").stage1.corpus == "python-stdlib"
+
+
 def test_the_text_source_keeps_its_embeddings_with_stage_2s_tokenizer(tmp_path, capsys, code_corpus):
     """The paper's C4 arm: stage 1 reads WikiText with the BPE of stage 2's corpus, and the
     warm start keeps its embeddings and head (so both models have stage 2's vocabulary)."""

@@ -87,6 +87,8 @@ def test_families_compares_every_source_with_its_statistics(tmp_path):
             eca, dyck = _plain(screen.query_one("#card-eca")), _plain(screen.query_one("#card-dyck"))
             assert "live cells" in eca and "rules" in eca
             assert "max depth" in dyck and "mean depth" in dyck
+            text = _plain(screen.query_one("#card-text"))  # natural text, on the standard library
+            assert "python-stdlib" in text and "gzip score" in text
             assert "sources, each its fixed sample" in str(screen.query_one("#gallery-message").render())
             first = eca
             await pilot.press("c")  # back to the NCA rules, and again: the same fixed sample

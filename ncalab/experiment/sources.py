@@ -47,6 +47,7 @@ class Source(Protocol):
         """The training stream (this process's share of every global batch) and held-out batches."""
     def in_context_eval(self, model, cfg: ExperimentConfig, placement) -> list[dict]: ...
     # optional: sample(cfg, count) -> SourceSample, what `ncalab sources` and the TUI show
+    # optional: sample_settings, ("KEY=VALUE", ...) the TUI shows it with when nothing else is set
     # optional: save_exhibit(cfg, folder), files beside the stage-1 model that `ncalab report` shows
 
 
@@ -251,6 +252,8 @@ class TextSource:
     2's corpus when its embeddings carry over, transfer.embeddings = paper)."""
 
     name, label, in_context = "text", "text", False
+    # it needs a corpus: the TUI shows it on the standard library, the corpus every machine has
+    sample_settings = ("stage1.corpus=python-stdlib",)
 
     def vocab_size(self, cfg):
         if cfg.data.tokenizer:
@@ -287,6 +290,33 @@ class TextSource:
 
     def in_context_eval(self, model, cfg, placement):
         return []  # held-out perplexity is the stage-1 validation loss already
+
+    def sample(self, cfg, count=4):
+        """The first `count` held-out sequences of stage1.corpus exactly as stage 1 reads them
+        (its tokenizer, split and packing), prepared in a temporary folder: the BPE is trained
+        again each time (about 5 s on the standard library), and nothing is cached."""
+        import tempfile
+
+        import numpy as np
+
+        from ncalab.data.match import window_scores
+        from ncalab.experiment import language
+
+        length = cfg.stage1_seq_len
+        with tempfile.TemporaryDirectory(prefix="ncalab-text-sample-") as cache:
+            lang = language.prepare(cfg.stage1.corpus, cfg.data, Path(cache), train_tokens=1,
+                                    val_tokens=count * length,
+                                    tokenizer_corpus=cfg.data.corpus if cfg.keeps_embeddings else None)
+            held_out = np.array(lang.val[: count * length], dtype=np.int64)  # a copy: the folder goes
+        n = len(held_out) // length
+        if n == 0:
+            raise NcalabError(f"stage1.corpus {cfg.stage1.corpus} has too little held-out text for one "
+                              f"sequence of {length} tokens")
+        seqs = held_out[: n * length].reshape(n, length)
+        window = cfg.nca.score_frames * cfg.nca.patches_per_frame  # as `ncalab match` scores a corpus
+        return SourceSample(seqs, {"corpus": cfg.stage1.corpus, "distinct tokens": int(len(np.unique(seqs))),
+                                   "vocabulary": lang.vocab_size,
+                                   "gzip score": round(float(np.median(window_scores(seqs.ravel(), window))), 3)})
 
 
 NCA, DYCK, SHUFFLE_DYCK, TEXT = NCASource(), DyckSource("dyck", False), DyckSource("shuffle_dyck", True), TextSource()

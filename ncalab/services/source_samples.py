@@ -34,13 +34,15 @@ class SourceView:
 
 
 def source_config(name: str, seed: int = SAMPLE_SEED, sets: list[str] = ()) -> ExperimentConfig:
-    """The default config with stage 1 on `name` (and `sets`, e.g. ["eca.rule_class=3"]), validated."""
+    """The default config with stage 1 on `name`, the source's own `sample_settings` (what it is
+    shown with, e.g. the text source's corpus) and `sets` (e.g. ["eca.rule_class=3"]), validated."""
     from ncalab.config import apply_overrides, parse_set
 
+    source = plugins.load(name)
     cfg = ExperimentConfig()
     cfg.seed = seed
     cfg.stage1.source = name
-    apply_overrides(cfg, parse_set(list(sets), cfg))
+    apply_overrides(cfg, parse_set([*getattr(source, "sample_settings", ()), *sets], cfg))
     return cfg.validate()
 
 

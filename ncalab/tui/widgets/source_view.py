@@ -116,11 +116,13 @@ class SourceView(Widget):
         first = message.views[0]
         if not self.shown and not self.pending:
             self.reset(self.kind_of(first), max(2, int(first.grid.max()) + 1) if first.grid is not None else 10)
-        waiting = bool(self.pending)
+        waiting, before = bool(self.pending), len(self.pending)
         for view in message.views:
             self.feed(view)
         if not waiting:
             self.advance()  # the first item (or the one skipped to) at once, playing or not
+        if len(self.pending) > before and self.wants_more:
+            self._more()  # short sequences (text's rows of tokens): read on until LOW items wait
 
     def reset(self, kind: str, colours: int = 2) -> None:
         """Clear it, to show items of `kind` ("grid", "profile" or "tokens")."""
