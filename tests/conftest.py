@@ -2,6 +2,7 @@ import contextlib
 import os
 import shutil
 import sysconfig
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,22 @@ def _own_cores_for_this_worker() -> None:
 
 
 _own_cores_for_this_worker()
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """The files with the most long (slow) tests first, the rest in their order after them. xdist
+    hands whole files to its two workers in this order (--dist loadfile), so the long files start
+    early and the many short ones fill in at the end, instead of one long file running alone
+    while the other worker waits (the order of names put test_tui_store_load, 135 s, last)."""
+    slow = {}
+    for item in items:
+        slow[item.fspath] = slow.get(item.fspath, 0) + (item.get_closest_marker("slow") is not None)
+    first = {path: i for i, path in enumerate(slow)}
+    items.sort(key=lambda item: (-slow[item.fspath], first[item.fspath]))  # stable: a file's own order kept
+
+
+# Skips: with their reason on a contributor's machine, never silent in CI (tests/skip_policy.py).
+from skip_policy import ALLOWED_SKIPS, pytest_make_collect_report, pytest_runtest_makereport  # noqa: E402, F401
 
 
 @pytest.fixture(autouse=True)
@@ -144,7 +161,9 @@ def pg_server():
         server.close()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+# The PostgreSQL twin of each store test is slow: a server database per test. The quick subset
+# (-m "not slow") runs every store test on SQLite; the full suite (CI) runs both back ends.
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
 def store_backend(request, monkeypatch):
     """Each back end in turn for the test: SQLite (NCALAB_STORE unset) or a fresh database of the
     test server (NCALAB_STORE set, so every store the test and its subprocesses open is there).
@@ -194,6 +213,62 @@ def tiny_nca_trainer(ckpt_dir, should_stop=None, steps=8):
     return tr, points
 
 
+# ---- the CLI as a user calls it ----------------------------------------------------------------
+
+def cli(capsys, *args) -> tuple[int, str, str]:
+    """``ncalab ARGS`` in this process: its exit code, stdout and stderr (what was printed
+    before the call is dropped first, so the output is this command's alone)."""
+    from ncalab.cli.main import main
+
+    capsys.readouterr()
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def cli_json(capsys, *args, stderr: str | None = None) -> dict:
+    """``ncalab ARGS --json``: it must succeed and print exactly one JSON object on stdout and
+    nothing else there (the README's promise); returns the object. ``stderr``: None leaves
+    stderr alone; "" asks for none at all (no third-party progress bars or warnings); other
+    text is what stderr must start with (its lines joined by spaces)."""
+    import json
+
+    code, out, err = cli(capsys, *args, "--json")
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    assert len(lines) == 1, out
+    if stderr is not None:
+        assert (err == "") if not stderr else err.replace("\n", " ").startswith(stderr), err
+    return json.loads(lines[0])
+
+
+def cli_fails(capsys, *args, code: int | None = None) -> str:
+    """``ncalab ARGS`` must fail with a clear error and no traceback; returns stderr."""
+    rc, _, err = cli(capsys, *args)
+    assert rc != 0 if code is None else rc == code, err
+    assert "Traceback" not in err, err
+    return err
+
+
+# ---- store contents ---------------------------------------------------------------------------------
+
+def metric_points(name: str, start: int, n: int, value=lambda i: 1.0 / (i + 1)) -> list[dict]:
+    """Metric points ``start`` .. ``start + n - 1`` of one metric, as a trainer logs them:
+    step i at i * 100 tokens."""
+    return [{"name": name, "step": i, "tokens": i * 100, "wall_time": i * 0.5, "value": value(i)}
+            for i in range(start, start + n)]
+
+
+def plain_text(static, width: int = 118) -> str:
+    """The text a Textual Static shows, as the terminal would (rich renderables included)."""
+    from rich.console import Console
+
+    with open(os.devnull, "w") as sink:
+        console = Console(width=width, record=True, file=sink)
+        console.print(static.content)
+        return console.export_text()
+
+
 # ---- other processes --------------------------------------------------------------------------
 
 @contextlib.contextmanager
@@ -216,6 +291,65 @@ def processes(*jobs, join_timeout: float = 30.0):
             p.join(timeout=join_timeout)
             if p.is_alive():
                 p.terminate()
+
+
+@dataclass(frozen=True)
+class Writes:
+    """What one store-writer process does, as a training job would: batches of ``batch`` loss
+    points (``metric_points``), each followed by a heartbeat, ``pause`` seconds apart, until
+    ``points`` are written or ``seconds`` have passed (whichever is given)."""
+
+    seconds: float | None = None
+    points: int | None = None
+    batch: int = 10
+    pause: float = 0.0
+    heartbeat: bool = True
+
+    def more(self, n: int, end: float) -> bool:
+        import time
+
+        return n < self.points if self.points is not None else time.monotonic() < end
+
+
+def store_writer(home: str, run_id: str, writes: Writes, stop, q) -> None:
+    """A spawned writer (see ``writers``): puts ``(kind, run_id, points_written, message)`` on q,
+    kind "ok", "failed" (the store gave up with an NcalabError) or "error" (anything else,
+    "database is locked" above all). ``stop``, an Event or None, ends it early once set."""
+    import time
+
+    from ncalab.errors import NcalabError
+    from ncalab.store import RunStore
+
+    n, end = 0, time.monotonic() + (writes.seconds or 0.0)
+    try:
+        store = RunStore(home)
+        while writes.more(n, end) and not (stop is not None and stop.is_set()):
+            store.log_metrics(run_id, metric_points("loss", n, writes.batch))
+            n += writes.batch
+            if writes.heartbeat:
+                store.heartbeat(run_id, step=n, tokens=n * 100)
+            time.sleep(writes.pause)
+        store.close()
+        q.put(("ok", run_id, n, ""))
+    except NcalabError as e:
+        q.put(("failed", run_id, n, str(e)))
+    except BaseException as e:  # noqa: BLE001 - reported to the test, which fails on it
+        q.put(("error", run_id, n, f"{type(e).__name__}: {e}"))
+
+
+def writers(home, run_ids, writes: Writes, *others, stop=None, join_timeout: float = 30.0):
+    """One ``store_writer`` process per run (and any ``others`` (target, args) beside them), as
+    ``processes`` starts them; yields the queue their results come back on. ``stop``: an Event
+    of ``stop_event()`` that ends the writers early when the test sets it."""
+    return processes(*others, *[(store_writer, (str(home), r, writes, stop)) for r in run_ids],
+                     join_timeout=join_timeout)
+
+
+def stop_event():
+    """An Event that spawned processes (``processes``, ``writers``) can wait on."""
+    import multiprocessing as mp
+
+    return mp.get_context("spawn").Event()
 
 
 # ---- waiting for what a test needs, never for a fixed time ------------------------------------

@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import cli_fails, cli_json
 
 from ncalab.cli.main import main
 from ncalab.nca.corpus import NCACorpus
@@ -13,25 +14,8 @@ from ncalab.nca.engine import RuleBatch
 from ncalab.nca.stream import frames_to_sequences
 
 
-def run_json(capsys, *args):
-    code = main(list(args) + ["--json"])
-    out, err = capsys.readouterr()
-    assert code == 0, err
-    lines = out.strip().splitlines()
-    assert len(lines) == 1, out  # one JSON object and nothing else
-    return json.loads(lines[0])
-
-
-def run_fail(capsys, *args) -> str:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    assert code != 0
-    assert "Traceback" not in err
-    return err
-
-
 def test_complexity_json(capsys):
-    res = run_json(capsys, "nca", "complexity", "--rules", "500", "--seed", "1")
+    res = cli_json(capsys, "nca", "complexity", "--rules", "500", "--seed", "1")
     assert len(res["scores"]) == 500 and len(res["deciles"]) == 9
     assert set(res["bands"]) == {"0.0-0.3", "0.3-0.4", "0.4-0.5", "0.5-1.0"}
     assert abs(sum(res["bands"].values()) - 1) < 1e-9
@@ -41,7 +25,7 @@ def test_complexity_json(capsys):
 
 
 def test_sample_json_frames_match_engine(capsys):
-    res = run_json(capsys, "nca", "sample", "--seed", "12", "--steps", "11", "--alphabet", "4")
+    res = cli_json(capsys, "nca", "sample", "--seed", "12", "--steps", "11", "--alphabet", "4")
     frames = np.array(res["frames"])
     assert frames.shape == (11, 12, 12) and frames.max() < 4
     cfg = __import__("ncalab.nca.config", fromlist=["NCAConfig"]).NCAConfig(alphabet=4)
@@ -58,7 +42,7 @@ def test_sample_renders_in_colour():
 
 def test_generate_and_stats(tmp_path, capsys):
     out = tmp_path / "corpus"
-    res = run_json(capsys, "nca", "generate", "--domain", "code", "--tokens", "20000", "--out", str(out),
+    res = cli_json(capsys, "nca", "generate", "--domain", "code", "--tokens", "20000", "--out", str(out),
                    "--seed", "4", "--val-sequences", "8")
     assert res["tokens"] == 20 * 1024 and res["rules_accepted"] >= 20 + 8
     assert res["rules_scored"] > res["rules_accepted"] and res["tokens_per_s"] > 0
@@ -73,7 +57,7 @@ def test_generate_and_stats(tmp_path, capsys):
     assert all(0.3 < corpus.rule_of(i)[1] < 0.4 for i in range(20))
     val = NCACorpus(out, "val")
     assert len(val) == 8 and not set(val.all_rules()["rule_seed"]) & set(corpus.all_rules()["rule_seed"])
-    stats = run_json(capsys, "nca", "stats", str(out))
+    stats = cli_json(capsys, "nca", "stats", str(out))
     assert stats["sequences"] == 20 and stats["tokens"] == 20 * 1024 and stats["unique_rules"] == 20
     assert 0.3 < stats["score"]["mean"] < 0.4
     assert stats["distinct_tokens"] > 100 and 0 < stats["unigram_entropy_bits"] < np.log2(10_002)
@@ -84,9 +68,9 @@ def test_generate_refuses_non_empty_out_and_force_keeps_foreign_files(tmp_path, 
     out = tmp_path / "c"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    err = run_fail(capsys, "nca", "generate", "--band", "0.5:1", "--tokens", "3000", "--out", str(out))
+    err = cli_fails(capsys, "nca", "generate", "--band", "0.5:1", "--tokens", "3000", "--out", str(out))
     assert "not empty" in err and (out / "notes.txt").exists()
-    run_json(capsys, "nca", "generate", "--band", "0.5:1", "--tokens", "3000", "--out", str(out), "--force")
+    cli_json(capsys, "nca", "generate", "--band", "0.5:1", "--tokens", "3000", "--out", str(out), "--force")
     assert (out / "notes.txt").read_text() == "mine" and (out / "manifest.json").exists()
 
 
@@ -103,21 +87,21 @@ def test_generate_refuses_non_empty_out_and_force_keeps_foreign_files(tmp_path, 
     (["nca", "stats", "/nonexistent/corpus"], "not a directory"),
 ])
 def test_bad_input_is_one_line_error(capsys, args, message):
-    err = run_fail(capsys, *args)
+    err = cli_fails(capsys, *args)
     assert message in err and len(err.strip().splitlines()) == 1
 
 
 def test_set_nca_keys_change_sample_and_generate(tmp_path, capsys):
-    res = run_json(capsys, "nca", "sample", "--seed", "12", "--steps", "5", "--set", "nca.alphabet=4")
+    res = cli_json(capsys, "nca", "sample", "--seed", "12", "--steps", "5", "--set", "nca.alphabet=4")
     frames = np.array(res["frames"])
     assert res["config"]["alphabet"] == 4 and frames.max() < 4
     cfg = __import__("ncalab.nca.config", fromlist=["NCAConfig"]).NCAConfig(alphabet=4)
     assert np.array_equal(RuleBatch([12], [12], cfg).frames(5)[0], frames)
     # --set goes under the dedicated flags, as with `ncalab run`: a flag given as well wins
-    both = run_json(capsys, "nca", "sample", "--steps", "2", "--set", "nca.alphabet=4", "--alphabet", "3")
+    both = cli_json(capsys, "nca", "sample", "--steps", "2", "--set", "nca.alphabet=4", "--alphabet", "3")
     assert both["config"]["alphabet"] == 3
     out = tmp_path / "c4"
-    res = run_json(capsys, "nca", "generate", "--band", "0:1", "--tokens", "1000", "--out", str(out), "--val-sequences", "2",
+    res = cli_json(capsys, "nca", "generate", "--band", "0:1", "--tokens", "1000", "--out", str(out), "--val-sequences", "2",
                    "--set", "nca.alphabet=4", "--set", "nca.seq_len=256")
     assert res["tokens"] == 4 * 256
     manifest = json.loads((out / "manifest.json").read_text())
@@ -137,14 +121,14 @@ def test_set_nca_keys_change_sample_and_generate(tmp_path, capsys):
     (["nca", "sample", "--set", "nca.alphabet=1"], "alphabet must be between"),
 ])
 def test_bad_set_is_one_line_error(capsys, args, message):
-    err = run_fail(capsys, *args)
+    err = cli_fails(capsys, *args)
     assert message in err and len(err.strip().splitlines()) == 1
 
 
 def test_unwritable_out(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    err = run_fail(capsys, "nca", "generate", "--domain", "web", "--tokens", "10", "--out", str(blocker / "sub"))
+    err = cli_fails(capsys, "nca", "generate", "--domain", "web", "--tokens", "10", "--out", str(blocker / "sub"))
     assert "cannot write" in err or "not a directory" in err
 
 
@@ -179,8 +163,6 @@ def test_every_command_help_paragraph_is_one_line():
 
 @pytest.mark.parametrize("args", [["nca", "bands"], ["run", "--bogus"], ["sweep", "show"], ["nca", "sample", "--alphabet", "x"]])
 def test_usage_errors_are_usage_errors(capsys, args):
-    from ncalab.cli.main import main
-
     code = main(args)
     err = capsys.readouterr().err
     assert code == 2 and "Error:" in err and "internal error" not in err and "Traceback" not in err

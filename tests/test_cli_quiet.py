@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from ncalab.cli.quiet import _QUIET_ENV, VERBOSE_ENV
 
 
@@ -49,6 +51,9 @@ def test_other_libraries_are_silent_unless_verbose():
         assert line in loud.stderr
 
 
+# slow (end to end); the fast suite keeps test_other_libraries_are_silent_unless_verbose, and
+# test_evaluation's --json calls ask for an empty stderr
+@pytest.mark.slow
 def test_eval_json_is_one_object_and_stderr_stays_empty(micro_home, code_corpus):
     home = micro_home
     from ncalab.store import RunStore

@@ -5,21 +5,9 @@ import json
 
 import pytest
 
-from conftest import MICRO, copy_lab
+from conftest import MICRO, cli, cli_json, copy_lab
 from ncalab.cli.main import main
 from ncalab.store import RunStore
-
-
-def call(capsys, *args):
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def call_json(capsys, *args):
-    code, out, err = call(capsys, *args, "--json")
-    assert code == 0, err
-    return json.loads(out)
 
 
 @pytest.fixture(scope="module")
@@ -33,67 +21,67 @@ def store_home(tmp_path_factory, code_corpus, micro_lab):
 
 def test_list_show_compare(capsys, store_home):
     home, ids = store_home
-    rows = call_json(capsys, "runs", "list", "--home", str(home))["experiments"]
+    rows = cli_json(capsys, "runs", "list", "--home", str(home))["experiments"]
     assert {r["id"] for r in rows} == set(ids) and all(r["status"] == "completed" for r in rows)
     assert all(r["ppl_nca"] and r["ppl_scratch"] for r in rows)
-    assert call_json(capsys, "runs", "list", "--home", str(home), "--status", "failed")["experiments"] == []
-    d = call_json(capsys, "runs", "show", ids[0], "--home", str(home))
+    assert cli_json(capsys, "runs", "list", "--home", str(home), "--status", "failed")["experiments"] == []
+    d = cli_json(capsys, "runs", "show", ids[0], "--home", str(home))
     assert d["status"] == "completed" and d["summary"]["experiment_id"] == ids[0]
     assert [r["kind"] for r in d["runs"]] and all(r["pid"] is None for r in d["runs"])
     assert "val_ppl" in d["runs"][-1]["latest_metrics"]
-    c = call_json(capsys, "runs", "compare", *ids, "--home", str(home))
+    c = cli_json(capsys, "runs", "compare", *ids, "--home", str(home))
     assert c["differs"] == ["seed"]
-    code, out, _ = call(capsys, "runs", "compare", *ids, "--home", str(home))
+    code, out, _ = cli(capsys, "runs", "compare", *ids, "--home", str(home))
     assert code == 0 and "seed" in out
 
 
 def test_every_stage_stores_its_peak_memory_and_show_and_compare_print_it(capsys, store_home):
     home, ids = store_home
-    d = call_json(capsys, "runs", "show", ids[0], "--home", str(home))
+    d = cli_json(capsys, "runs", "show", ids[0], "--home", str(home))
     peaks = {r["kind"]: r["latest_metrics"].get("stage_peak_rss_bytes") for r in d["runs"]}
     assert set(peaks) == {"stage1", "nca", "scratch"} and all(p and 100 << 20 < p < 8 << 30 for p in peaks.values())
     assert all(c["peak_rss_bytes"] == peaks[k] for k, c in d["summary"]["compute"].items())
     assert all("stage_peak_device_bytes" not in r["latest_metrics"] for r in d["runs"])  # on a CPU
-    code, out, _ = call(capsys, "runs", "show", ids[0], "--home", str(home))
+    code, out, _ = cli(capsys, "runs", "show", ids[0], "--home", str(home))
     assert code == 0 and "peak" in out and "GiB" in out  # the compute table and the runs table
-    c = call_json(capsys, "runs", "compare", *ids, "--home", str(home))
+    c = cli_json(capsys, "runs", "compare", *ids, "--home", str(home))
     assert all(e["results"]["peak_rss_bytes"] > 100 << 20 and e["results"]["peak_device_bytes"] is None
                for e in c["experiments"])
-    code, out, _ = call(capsys, "runs", "compare", *ids, "--home", str(home))
+    code, out, _ = cli(capsys, "runs", "compare", *ids, "--home", str(home))
     assert code == 0 and "peak_rss" in out
 
 
 def test_plot_and_export(capsys, store_home, tmp_path):
     home, ids = store_home
-    p = call_json(capsys, "runs", "plot", ids[0], "--home", str(home))
+    p = cli_json(capsys, "runs", "plot", ids[0], "--home", str(home))
     labels = sorted(c["label"].split("/")[1] for c in p["curves"])
     assert labels == ["nca", "scratch"] and all(c["x"] == sorted(c["x"]) for c in p["curves"])
-    code, out, _ = call(capsys, "runs", "plot", ids[0], "--home", str(home), "--metric", "train_loss", "--x", "step")
+    code, out, _ = cli(capsys, "runs", "plot", ids[0], "--home", str(home), "--metric", "train_loss", "--x", "step")
     assert code == 0 and "train_loss" in out
     out_file = tmp_path / "m.csv"
-    assert call(capsys, "runs", "export", ids[0], "--format", "csv", "--out", str(out_file), "--home", str(home))[0] == 0
+    assert cli(capsys, "runs", "export", ids[0], "--format", "csv", "--out", str(out_file), "--home", str(home))[0] == 0
     rows = list(csv.DictReader(out_file.open()))
     store = RunStore(home)
     n = sum(len(store.metrics(r.id)) for r in store.runs_of(ids[0]))
     assert len(rows) == n and {"val_ppl", "train_loss"} <= {r["name"] for r in rows}
-    code, out, _ = call(capsys, "runs", "export", ids[0], "--format", "json", "--home", str(home))
+    code, out, _ = cli(capsys, "runs", "export", ids[0], "--format", "json", "--home", str(home))
     assert len(json.loads(out)["points"]) == n
 
 
 def test_tag_note_and_rm(capsys, store_home):
     home, ids = store_home
-    assert call(capsys, "runs", "tag", ids[1], "baseline", "--home", str(home))[0] == 0
-    assert call(capsys, "runs", "note", ids[1], "seed 1 for the table", "--home", str(home))[0] == 0
-    d = call_json(capsys, "runs", "show", ids[1], "--home", str(home))
+    assert cli(capsys, "runs", "tag", ids[1], "baseline", "--home", str(home))[0] == 0
+    assert cli(capsys, "runs", "note", ids[1], "seed 1 for the table", "--home", str(home))[0] == 0
+    d = cli_json(capsys, "runs", "show", ids[1], "--home", str(home))
     assert d["tags"] == ["baseline"] and d["note"] == "seed 1 for the table"
     store = RunStore(home)
     run = store.runs_of(ids[1])[0]
     folder = store.run_dir(run)
     store.start_run(run.id, pid=1, host="h", device="cpu")  # as if a job were training it
-    code, _, err = call(capsys, "runs", "rm", ids[1], "--yes", "--home", str(home))
+    code, _, err = cli(capsys, "runs", "rm", ids[1], "--yes", "--home", str(home))
     assert code != 0 and "cancel it first" in err and folder.exists()
     store.finish_run(run.id, "cancelled")
-    assert call(capsys, "runs", "rm", ids[1], "--yes", "--home", str(home))[0] == 0
+    assert cli(capsys, "runs", "rm", ids[1], "--yes", "--home", str(home))[0] == 0
     assert not folder.exists() and ids[1] not in [e.id for e in store.list_experiments()]
     assert store.metrics(run.id) == []
 
@@ -108,7 +96,7 @@ def test_tag_note_and_rm(capsys, store_home):
 ])
 def test_bad_input(capsys, store_home, args, message):
     home, _ = store_home
-    code, _, err = call(capsys, *args, "--home", str(home))
+    code, _, err = cli(capsys, *args, "--home", str(home))
     assert code != 0 and message in err and len(err.strip().splitlines()) == 1
 
 
@@ -116,5 +104,5 @@ def test_export_to_unwritable_path(capsys, store_home, tmp_path):
     home, ids = store_home
     blocker = tmp_path / "f"
     blocker.write_text("")
-    code, _, err = call(capsys, "runs", "export", ids[0], "--out", str(blocker / "x.csv"), "--home", str(home))
+    code, _, err = cli(capsys, "runs", "export", ids[0], "--out", str(blocker / "x.csv"), "--home", str(home))
     assert code != 0 and "cannot write" in err

@@ -5,7 +5,6 @@ its time limit or on preemption. Real processes throughout: nothing of torch.dis
 submitit is mocked (one test stands in for the job's entry point, to land a requeue inside a
 checkpoint save every time instead of by chance)."""
 
-import json
 import os
 import signal
 import subprocess
@@ -17,7 +16,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from conftest import MICRO, wait_until
+from conftest import MICRO, cli_json, wait_until
 from ncalab.cli.main import main
 from ncalab.store import RunStore
 
@@ -85,17 +84,10 @@ def test_a_sharded_run_continues_the_same_stream_on_one_process(tmp_path, one_pr
     assert _max_diff(one_process, rest) < 1e-4
 
 
-def _run_json(capsys, *args):
-    code = main(list(args) + ["--json"])
-    out, err = capsys.readouterr()
-    assert code == 0, err
-    return json.loads(out.strip().splitlines()[-1])
-
-
 def test_a_two_process_experiment_completes_and_survives_kill_9(tmp_path, capsys, code_corpus):
     home = tmp_path / "h"
     slow = [*MICRO, "--set", "stage1.tokens=65536", "--set", "stage2.tokens=65536", "--set", "stage1.icl_sequences=0"]
-    exp_id = _run_json(capsys, "run", "--corpus", str(code_corpus), "--home", str(home), "--nproc", "2", "--detach",
+    exp_id = cli_json(capsys, "run", "--corpus", str(code_corpus), "--home", str(home), "--nproc", "2", "--detach",
                        *slow)["experiment_id"]
     store = RunStore(home)
 
@@ -110,9 +102,9 @@ def test_a_two_process_experiment_completes_and_survives_kill_9(tmp_path, capsys
     workers = launcher.children(recursive=True)
     assert len([w for w in workers if "ncalab.cli.job" in " ".join(w.cmdline())]) == 2
     os.kill(workers[-1].pid, signal.SIGKILL)  # one process dies: the whole job ends
-    wait_until(lambda: _run_json(capsys, "runs", "show", exp_id, "--home", str(home))["status"] == "lost",
+    wait_until(lambda: cli_json(capsys, "runs", "show", exp_id, "--home", str(home))["status"] == "lost",
                "the experiment marked lost after kill -9", timeout=600, poll=0.5)
-    assert _run_json(capsys, "runs", "resume", exp_id, "--home", str(home))["status"] in ("running", "queued")
+    assert cli_json(capsys, "runs", "resume", exp_id, "--home", str(home))["status"] in ("running", "queued")
     wait_until(lambda: store.get_experiment(exp_id).status in ("completed", "failed"), "the resumed experiment ending",
                timeout=600, poll=0.5)
     assert store.get_experiment(exp_id).status == "completed", store.get_experiment(exp_id).error
@@ -136,9 +128,9 @@ def test_submitit_requeues_a_signalled_job_and_it_continues_from_its_checkpoint(
     from ncalab.train import checkpoint
 
     home = tmp_path / "h"
-    long = [*MICRO, "--set", "stage1.tokens=131072", "--set", "stage1.icl_sequences=0", "--set", "stage2.tokens=16384",
+    long = [*MICRO, "--set", "stage1.tokens=65536", "--set", "stage1.icl_sequences=0", "--set", "stage2.tokens=16384",
             "--set", "runtime.checkpoint_minutes=0.002"]
-    exp_id = _run_json(capsys, "run", "--corpus", str(code_corpus), "--home", str(home), "--executor", "submitit-local",
+    exp_id = cli_json(capsys, "run", "--corpus", str(code_corpus), "--home", str(home), "--executor", "submitit-local",
                        "--nproc", "2", "--time", "30", *long)["experiment_id"]
     store = RunStore(home)
 

@@ -194,3 +194,28 @@ def test_no_tracked_file_holds_a_machine_path():
             if MACHINE_PATHS.search(line):
                 offending.append(f"{name}:{number}: {line.strip()[:160]}")
     assert not offending, "absolute paths of a machine in tracked files:\n" + "\n".join(offending)
+
+
+# A gain or difference as the findings write it (-0.052, +0.043, ± 0.010) and a perplexity with
+# its spread (99.63 ± 1.67).
+HEADLINE_FIGURE = re.compile(r"(?:[+-]\d\.\d{3}\b|± \d\.\d{3}\b|\b\d+\.\d{2} ± \d+\.\d{2}\b)")
+
+
+def readme_findings() -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    return text.split("## What it found", 1)[1].split("\n## ", 1)[0]
+
+
+def test_the_readmes_headline_figures_are_the_results_pages():
+    """Every gain (and perplexity with its spread) the README's findings quote is in
+    docs/results.md, where its table, seeds and settings are: the two cannot drift apart."""
+    results = (ROOT / "docs" / "results.md").read_text(encoding="utf-8")
+    quoted = HEADLINE_FIGURE.findall(readme_findings())
+    assert len(quoted) >= 10, quoted  # the findings quote their figures (and this pattern sees them)
+    missing = sorted({f for f in quoted if f not in results})
+    assert not missing, f"figures in the README's findings but not in docs/results.md: {missing}"
+
+
+def test_the_check_of_headline_figures_sees_a_drifted_figure():
+    assert HEADLINE_FIGURE.findall("gain -0.096 ± 0.024; ppl 103.82 ± 3.07 and +0.5%") == [
+        "-0.096", "± 0.024", "103.82 ± 3.07"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BBL, GSM8K, MICRO, WIKITEXT
+from conftest import BBL, GSM8K, MICRO, WIKITEXT, cli_json
 from ncalab.cli.main import main
 from ncalab.errors import NcalabError
 from ncalab.evals import bbl, gsm8k, humaneval
@@ -533,12 +533,8 @@ def trained(tmp_path_factory):
 
 
 def _json(capsys, *args, stderr=""):
-    code = main(list(args) + ["--json"])
-    out, err = capsys.readouterr()
-    assert code == 0, err
-    # nothing but ncalab's own words: no third-party progress bars or warnings
-    assert (err == "") if not stderr else err.replace("\n", " ").startswith(stderr), err
-    return json.loads(out.strip().splitlines()[-1])
+    # nothing but ncalab's own words on stderr: no third-party progress bars or warnings
+    return cli_json(capsys, *args, stderr=stderr)
 
 
 # before the other tests evaluate the shared experiment (they store data paths in its config)

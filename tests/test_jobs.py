@@ -1,13 +1,12 @@
 """Background jobs with real processes and a real store: detach, kill -9, lost, cancel,
 resume, the queue, crashes."""
 
-import json
 import os
 import signal
 
 import pytest
 
-from conftest import MICRO, make_schema_one, wait_until
+from conftest import MICRO, cli_json, make_schema_one, wait_until
 from ncalab.cli.main import main
 from ncalab.store import SCHEMA_VERSION, RunStore
 
@@ -15,15 +14,9 @@ from ncalab.store import SCHEMA_VERSION, RunStore
 SLOW = [a for a in MICRO] + ["--set", "stage1.tokens=81920", "--set", "stage2.tokens=65536"]
 
 
-def call_json(capsys, *args):
-    code = main(list(args) + ["--json"])
-    out, err = capsys.readouterr()
-    assert code == 0, err
-    return json.loads(out)
-
-
-def detach(capsys, home, corpus, *extra):
-    return call_json(capsys, "run", "--corpus", str(corpus), "--home", str(home), "--detach", *SLOW, *extra)["experiment_id"]
+def detach(capsys, home, corpus, *extra, budget=SLOW):
+    """Queue an experiment (SLOW by default: a test that must catch it mid-stage has time to)."""
+    return cli_json(capsys, "run", "--corpus", str(corpus), "--home", str(home), "--detach", *budget, *extra)["experiment_id"]
 
 
 def running_pid(store, exp_id):
@@ -66,7 +59,7 @@ def test_kill_9_marks_lost_and_resume_completes(tmp_path, capsys, code_corpus):
     exp_id = detach(capsys, home, code_corpus)
     store = RunStore(home)
     pid, run = wait_until(lambda: running_pid(store, exp_id), "the job training a stage with loss logged", timeout=180)
-    d = call_json(capsys, "runs", "show", exp_id, "--home", str(home))
+    d = cli_json(capsys, "runs", "show", exp_id, "--home", str(home))
     assert d["status"] == "running" and d["pid"] == pid and any(r["pid"] == pid for r in d["runs"])
     os.kill(pid, signal.SIGKILL)
 
@@ -74,10 +67,10 @@ def test_kill_9_marks_lost_and_resume_completes(tmp_path, capsys, code_corpus):
         return not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split(")")[-1].split()[0] == "Z"
 
     wait_until(gone, f"the killed job (pid {pid}) exiting", timeout=180)
-    rows = call_json(capsys, "runs", "list", "--home", str(home))["experiments"]
+    rows = cli_json(capsys, "runs", "list", "--home", str(home))["experiments"]
     assert rows[0]["status"] == "lost"
     assert store.get_run(run.id).status == "lost"
-    assert call_json(capsys, "runs", "resume", exp_id, "--home", str(home))["status"] in ("running", "queued")
+    assert cli_json(capsys, "runs", "resume", exp_id, "--home", str(home))["status"] in ("running", "queued")
 
     def ended():
         exp = store.get_experiment(exp_id)
@@ -94,13 +87,13 @@ def test_cancel_checkpoints_and_resume_completes(tmp_path, capsys, code_corpus):
     exp_id = detach(capsys, home, code_corpus)
     store = RunStore(home)
     _, run = wait_until(lambda: running_pid(store, exp_id), "the job training a stage with loss logged", timeout=180)
-    assert call_json(capsys, "runs", "cancel", exp_id, "--home", str(home))["status"] == "cancelled"
+    assert cli_json(capsys, "runs", "cancel", exp_id, "--home", str(home))["status"] == "cancelled"
     run = store.get_run(run.id)
     assert run.status == "cancelled"
     assert (store.run_dir(run) / "checkpoints" / "last" / "trainer_state.json").exists()
     code = main(["runs", "cancel", exp_id, "--home", str(home)])
     assert code != 0 and "not running" in capsys.readouterr().err
-    call_json(capsys, "runs", "resume", exp_id, "--home", str(home))
+    cli_json(capsys, "runs", "resume", exp_id, "--home", str(home))
     wait_until(lambda: store.get_experiment(exp_id).status in ("completed", "failed"), "the resumed experiment ending",
                timeout=180)
     assert store.get_experiment(exp_id).status == "completed"
@@ -112,8 +105,9 @@ def test_cancel_checkpoints_and_resume_completes(tmp_path, capsys, code_corpus):
 @pytest.mark.slow
 def test_queue_runs_one_at_a_time_and_starts_the_next(tmp_path, capsys, code_corpus):
     home = tmp_path / "h"
-    a = detach(capsys, home, code_corpus, "--max-jobs", "1")
-    b = detach(capsys, home, code_corpus, "--seed", "1")
+    # MICRO budgets: a job's start-up alone (seconds) keeps a's slot taken while b is queued
+    a = detach(capsys, home, code_corpus, "--max-jobs", "1", budget=MICRO)
+    b = detach(capsys, home, code_corpus, "--seed", "1", budget=MICRO)
     store = RunStore(home)
     assert store.get_experiment(b).status == "queued"
     ea, eb = one_after_the_other(store, a, b)
@@ -124,8 +118,8 @@ def test_queue_runs_one_at_a_time_and_starts_the_next(tmp_path, capsys, code_cor
 def test_the_queue_waits_for_memory_and_starts_the_next_when_one_ends(tmp_path, capsys, code_corpus, monkeypatch):
     monkeypatch.setenv("NCALAB_MEMORY", "1G")  # room for one micro job (about 0.6 GiB expected), not two
     home = tmp_path / "h"
-    a = detach(capsys, home, code_corpus, "--max-jobs", "4")
-    b = detach(capsys, home, code_corpus, "--seed", "1")
+    a = detach(capsys, home, code_corpus, "--max-jobs", "4", budget=MICRO)
+    b = detach(capsys, home, code_corpus, "--seed", "1", budget=MICRO)
     store = RunStore(home)
     # a's job claims it as it starts (until then it reads queued); b must not start meanwhile
     wait_until(lambda: store.get_experiment(a).status == "running", "the first job claiming its experiment", timeout=60)
@@ -148,12 +142,12 @@ def test_a_job_killed_for_memory_is_failed_saying_so_and_resumes(tmp_path, capsy
     os.kill(pid, signal.SIGKILL)
     wait_until(lambda: not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split(")")[-1].split()[0] == "Z",
                f"the killed job (pid {pid}) exiting", timeout=180)
-    row = call_json(capsys, "runs", "list", "--home", str(home))["experiments"][0]
+    row = cli_json(capsys, "runs", "list", "--home", str(home))["experiments"][0]
     assert row["status"] == "failed"
-    d = call_json(capsys, "runs", "show", exp_id, "--home", str(home))
+    d = cli_json(capsys, "runs", "show", exp_id, "--home", str(home))
     assert d["runs"] and any(r["status"] == "failed" and r["error"].startswith("killed for memory") for r in d["runs"])
     assert "GiB resident" in store.get_experiment(exp_id).error
-    assert call_json(capsys, "runs", "resume", exp_id, "--home", str(home))["status"] in ("running", "queued")
+    assert cli_json(capsys, "runs", "resume", exp_id, "--home", str(home))["status"] in ("running", "queued")
     wait_until(lambda: store.get_experiment(exp_id).status in ("completed", "failed"), "the resumed experiment ending",
                timeout=180)
     assert store.get_experiment(exp_id).status == "completed"
@@ -163,22 +157,25 @@ def test_a_job_killed_for_memory_is_failed_saying_so_and_resumes(tmp_path, capsy
 def test_a_crash_mid_run_is_failed_with_the_error(tmp_path, capsys, code_corpus):
     home = tmp_path / "h"
     # stage 2 windows longer than the corpus: fails after stage 1, inside the job
-    exp_id = detach(capsys, home, code_corpus, "--set", "stage2.seq_len=4000000")
+    exp_id = detach(capsys, home, code_corpus, "--set", "stage2.seq_len=4000000", budget=MICRO)
     store = RunStore(home)
     wait_until(lambda: store.get_experiment(exp_id).status in ("failed", "completed"), "the experiment ending",
                timeout=180)
     exp = store.get_experiment(exp_id)
     assert exp.status == "failed" and exp.error
-    d = call_json(capsys, "runs", "show", exp_id, "--home", str(home))
+    d = cli_json(capsys, "runs", "show", exp_id, "--home", str(home))
     assert any(r["status"] == "failed" and r["error"] for r in d["runs"])
 
 
+# slow (end to end); the fast suite keeps the queue's store upgrade and test_sweeps' cancel of queued
+# members (no job process)
+@pytest.mark.slow
 def test_cancel_a_queued_experiment_and_bad_ids(tmp_path, capsys, code_corpus):
     home = tmp_path / "h"
     a = detach(capsys, home, code_corpus, "--max-jobs", "1")
     b = detach(capsys, home, code_corpus, "--seed", "2")
-    assert call_json(capsys, "runs", "cancel", b, "--home", str(home))["status"] == "cancelled"
-    assert call_json(capsys, "runs", "cancel", a, "--home", str(home))["status"] == "cancelled"
+    assert cli_json(capsys, "runs", "cancel", b, "--home", str(home))["status"] == "cancelled"
+    assert cli_json(capsys, "runs", "cancel", a, "--home", str(home))["status"] == "cancelled"
     for args, msg in ((["runs", "cancel", "e-00000000"], "no experiment"),
                       (["runs", "resume", "e-00000000"], "no experiment"),
                       (["run", "--detach", "--max-jobs", "0"], "at least 1")):

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import GSM8K, WIKITEXT
+from conftest import GSM8K, WIKITEXT, cli_json
 
 from ncalab.cli.main import main
 from ncalab.data import match as m
@@ -39,11 +39,6 @@ def test_the_corpus_statistic_is_the_band_tests_gzip_ratio_on_each_window():
         m.measure(docs[:5], 4095, 360)
 
 
-def _match_json(capsys, *args) -> dict:
-    assert main(["match", *args, "--json"]) == 0
-    return json.loads(capsys.readouterr().out)
-
-
 def test_match_prints_a_table_a_plot_and_the_numbers(tmp_path, capsys):
     home = str(tmp_path / "h")
     assert main(["match", "--corpus", str(WIKITEXT), "--home", home, "--rules", "200"]) == 0
@@ -51,18 +46,21 @@ def test_match_prints_a_table_a_plot_and_the_numbers(tmp_path, capsys):
     for text in ("corpus ", "NCA rules ", "200 NCA rules", "WikiText-2 valid", "python-stdlib", "recommended band: 0.5-1",
                  "gzip score"):
         assert text in out
-    res = _match_json(capsys, "--corpus", str(WIKITEXT), "--home", home, "--rules", "200")
+    res = cli_json(capsys, "match", "--corpus", str(WIKITEXT), "--home", home, "--rules", "200")
     assert res["window"] == 360 and res["windows"] == len(res["scores"]) >= m.MIN_WINDOWS
     assert sum(res["statistic"]["bins"].values()) == pytest.approx(1.0)
     assert res["statistic"]["median"] == pytest.approx(float(np.median(res["scores"])))
     assert len(res["nca"]["scores"]) == 200 and res["band"] == [0.5, 1.0] and res["like"] == ["math", "web"]
     assert res["anchors"]["code"]["band"] == [0.3, 0.4]
     # GSM8K's excerpt: math, the same band
-    assert _match_json(capsys, "--corpus", str(GSM8K), "--home", home, "--rules", "50")["band"] == [0.5, 1.0]
+    assert cli_json(capsys, "match", "--corpus", str(GSM8K), "--home", home, "--rules", "50")["band"] == [0.5, 1.0]
 
 
+# slow (end to end); the fast suite keeps test_match_prints_a_table_a_plot_and_the_numbers and the
+# band choice on WikiText and GSM8K
+@pytest.mark.slow
 def test_match_on_the_shipped_code_corpus_recommends_the_code_band(tmp_path, capsys):
-    res = _match_json(capsys, "--corpus", "python-stdlib", "--home", str(tmp_path), "--rules", "50")
+    res = cli_json(capsys, "match", "--corpus", "python-stdlib", "--home", str(tmp_path), "--rules", "50")
     assert res["band"] == [0.3, 0.4] and res["like"] == ["code"]
     assert res["statistic"]["median"] == pytest.approx(m.ANCHORS["code"], abs=0.01)
 

@@ -8,19 +8,15 @@ import pytest
 from huggingface_hub import ModelCard
 from transformers import AutoModelForCausalLM
 
-from ncalab.cli.main import main
 from ncalab.store import RunStore
 
-from conftest import MICRO  # noqa: E402
+from conftest import MICRO, cli_json  # noqa: E402
 
 ARGS = [*MICRO, "--set", "stage2.tokens=16384", "--set", "stage1.icl_sequences=0"]
 
 
 def run(capsys, home, corpus) -> dict:
-    code = main(["run", "--corpus", str(corpus), "--home", str(home), *ARGS, "--json"])
-    out, err = capsys.readouterr()
-    assert code == 0, err
-    return json.loads(out)
+    return cli_json(capsys, "run", "--corpus", corpus, "--home", home, *ARGS)
 
 
 @pytest.mark.slow

@@ -18,7 +18,7 @@ from ncalab.nca.tokens import IGNORE_INDEX, make_example
 from ncalab.store import RunStore
 from ncalab.train import device as devices
 
-from conftest import MICRO  # noqa: E402
+from conftest import MICRO, cli_json  # noqa: E402
 
 SEQ = 128
 
@@ -80,7 +80,7 @@ def test_export_refuses_what_it_must(corpus, exported, tmp_path, capsys):
     assert main(["nca", "export", str(corpus), "--out", str(exported)]) == 1
     assert "not empty" in capsys.readouterr().err
     (exported / "notes.txt").write_text("mine")
-    assert main(["nca", "export", str(corpus), "--out", str(exported), "--force", "--json"]) == 0
+    cli_json(capsys, "nca", "export", corpus, "--out", exported, "--force")
     assert (exported / "notes.txt").read_text() == "mine"  # --force replaces only its own files
     capsys.readouterr()
     for args, message in ((["--format", "csv"], "parquet"), ([], "no manifest.json")):
@@ -144,11 +144,8 @@ def test_a_corpus_that_does_not_fit_stops_before_anything_is_stored(corpus, code
 @pytest.mark.slow
 def test_an_experiment_trains_stage1_on_the_exported_corpus(exported, code_corpus, tmp_path, capsys):
     home = tmp_path / "h"
-    code = main(["run", "--corpus", str(code_corpus), "--home", str(home), *MICRO, "--set", "stage2.tokens=8192",
-                 "--set", f"stage1.corpus={exported}", "--json"])
-    out, err = capsys.readouterr()
-    assert code == 0, err
-    s = json.loads(out)
+    s = cli_json(capsys, "run", "--corpus", code_corpus, "--home", home, *MICRO, "--set", "stage2.tokens=8192",
+                 "--set", f"stage1.corpus={exported}")
     store = RunStore(home)
     stage1 = store.get_run(s["runs"]["stage1"])
     assert stage1.status == "completed" and stage1.tokens == 16384

@@ -1,6 +1,7 @@
 """The fast engine against a straightforward implementation of the spec."""
 
 import numpy as np
+import pytest
 import torch
 
 from conftest import ks_critical, ks_statistic
@@ -90,6 +91,9 @@ def _reference_scores(n: int, cfg: NCAConfig) -> np.ndarray:
     return np.array(out)
 
 
+# slow (end to end); the fast suite keeps the rule-by-rule fidelity tests against the reference
+# implementation
+@pytest.mark.slow
 def test_score_distribution_matches_reference_implementation():
     """Independent rules, torch's own samplers: the score distributions are indistinguishable."""
     cfg = NCAConfig()

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import MICRO
+from conftest import MICRO, cli_json
 
 from ncalab import plugins
 from ncalab.cli.main import main
@@ -70,8 +70,7 @@ def test_a_broken_plugin_is_left_out_with_one_warning(monkeypatch, capsys):
 
 
 def test_sources_command_lists_every_source_with_settings_and_a_sample(capsys):
-    assert main(["sources", "--json"]) == 0
-    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)["sources"]}
+    rows = {r["name"]: r for r in cli_json(capsys, "sources")["sources"]}
     assert {"nca", "dyck", "shuffle_dyck", "text", "eca", "ww"} <= set(rows)
     eca = rows["eca"]
     assert eca["origin"] == "builtin" and eca["settings_key"] == "eca" and eca["settings"]["width"] == 100
@@ -166,11 +165,8 @@ def test_an_experiment_of_a_plugin_no_longer_installed_stays_readable(tmp_path, 
     store = RunStore(tmp_path)
     exp = store.create_experiment("code", "tiny", 0, tree)
     store.set_experiment_status(exp.id, "failed")
-    capsys.readouterr()
-    assert main(["runs", "show", exp.id, "--home", str(tmp_path), "--json"]) == 0
-    shown = json.loads(capsys.readouterr().out)
+    shown = cli_json(capsys, "runs", "show", exp.id, "--home", tmp_path)
     assert shown["config"]["gone"] == {"period": 4} and shown["config"]["stage1"]["source"] == "gone"
-    assert main(["runs", "list", "--home", str(tmp_path), "--json"]) == 0
-    assert [e["id"] for e in json.loads(capsys.readouterr().out)["experiments"]] == [exp.id]
+    assert [e["id"] for e in cli_json(capsys, "runs", "list", "--home", tmp_path)["experiments"]] == [exp.id]
     assert main(["runs", "resume", exp.id, "--home", str(tmp_path)]) == 1  # running it again needs the plugin
     assert "stage1.source must be one of" in capsys.readouterr().err

@@ -15,18 +15,10 @@ from types import SimpleNamespace
 import pytest
 
 from browser import Browser, find_chromium
-from conftest import copy_lab, make_schema_one
-from ncalab.cli.main import main
+from conftest import cli, copy_lab, make_schema_one
 from ncalab.services import report as R
 from ncalab.store import RunStore
 
-pytest.importorskip("matplotlib", reason="figures need the plots extra (matplotlib)")
-
-
-def call(capsys, *args):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +73,7 @@ def _self_contained(html: str) -> None:
 def test_the_report_of_an_experiment_answers_first_and_never_writes_to_the_store(lab, tmp_path, capsys):
     before = _fingerprint(lab.home)
     out = tmp_path / "report.html"
-    code, stdout, err = call(capsys, "report", lab.exp, "--out", out, "--home", lab.home)
+    code, stdout, err = cli(capsys, "report", lab.exp, "--out", out, "--home", lab.home)
     assert code == 0, err
     assert f"wrote {out}" in stdout.replace("\n", "")
     assert _fingerprint(lab.home) == before
@@ -119,13 +111,13 @@ def test_the_strip_is_what_stage_1_kept_and_the_same_rules_drawn_again(lab):
 
 def test_experiments_that_differ_only_in_seed_are_one_setting_even_from_an_early_version(lab, tmp_path, capsys):
     out = tmp_path / "two.html"
-    code, _, err = call(capsys, "report", lab.exp, lab.old, "--out", out, "--home", lab.home, "--no-frames")
+    code, _, err = cli(capsys, "report", lab.exp, lab.old, "--out", out, "--home", lab.home, "--no-frames")
     assert code == 0, err
     html = out.read_text()
     assert "2 experiments" in html and "2/2" in html  # one row: both seeds done
     assert re.search(r"[+-]\d\.\d{4} \[[+-]\d\.\d{4}, [+-]\d\.\d{4}\]", html)  # mean [± 2 SE]
     assert "2 of the 3 seeds the rule needs" in html
-    code, _, err = call(capsys, "report", lab.old, "--out", tmp_path / "old.html", "--home", lab.home, "--no-frames")
+    code, _, err = cli(capsys, "report", lab.old, "--out", tmp_path / "old.html", "--home", lab.home, "--no-frames")
     assert code == 0, err  # no runs, no compute, no in-context figures: it says what it lacks
     old = (tmp_path / "old.html").read_text()
     assert "No validation point stored yet" in old and "No stage has logged its compute" in old
@@ -133,7 +125,7 @@ def test_experiments_that_differ_only_in_seed_are_one_setting_even_from_an_early
 
 def test_the_report_of_a_sweep_still_running_says_so_and_shows_what_exists(lab, tmp_path, capsys):
     out = tmp_path / "sweep.html"
-    code, stdout, err = call(capsys, "report", lab.sweep, "--out", out, "--home", lab.home, "--no-frames")
+    code, stdout, err = cli(capsys, "report", lab.sweep, "--out", out, "--home", lab.home, "--no-frames")
     assert code == 0, err
     assert "not finished" in stdout
     html = out.read_text()
@@ -152,7 +144,7 @@ def test_a_store_of_an_older_schema_is_read_without_upgrading_it(tmp_path, capsy
     store.close()
     make_schema_one(home / "ncalab.db")  # a schema-1 store, as ncalab 0.1 wrote it
     before = _fingerprint(home)
-    code, _, err = call(capsys, "report", exp.id, "--out", tmp_path / "r.html", "--home", home, "--no-frames")
+    code, _, err = cli(capsys, "report", exp.id, "--out", tmp_path / "r.html", "--home", home, "--no-frames")
     assert code == 0, err
     assert _fingerprint(home) == before
     assert "No answer yet" in (tmp_path / "r.html").read_text()
@@ -175,7 +167,7 @@ def test_bad_input_is_one_line(lab, tmp_path, capsys, args, message):
     args = [a.format(exp=lab.exp, sweep=lab.sweep, tmp=tmp_path) for a in args]
     if args[0] != "nca":
         args += ["--home", str(lab.home)]
-    code, _, err = call(capsys, *args)
+    code, _, err = cli(capsys, *args)
     assert code == 1 and message in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1, err
 
@@ -215,19 +207,19 @@ def test_figure_files_in_every_format(lab, tmp_path, capsys):
     magic = {"png": b"\x89PNG", "svg": b"<?xml", "pdf": b"%PDF"}
     for fmt, head in magic.items():
         out = tmp_path / f"fig.{fmt}"
-        code, _, err = call(capsys, "runs", "plot", lab.exp, "--out", out, "--home", lab.home)
+        code, _, err = cli(capsys, "runs", "plot", lab.exp, "--out", out, "--home", lab.home)
         assert code == 0, err
         assert out.read_bytes().startswith(head)
     assert Image.open(tmp_path / "fig.png").size == (680, 480)  # 3.4 x 2.4 inches at 200 dpi: a paper column
     svg = (tmp_path / "fig.svg").read_text()
     assert "<text" not in svg  # text drawn as paths: the figure needs no font
-    code, _, err = call(capsys, "sweep", "plot", lab.sweep, "--out", tmp_path / "gain.svg", "--home", lab.home)
+    code, _, err = cli(capsys, "sweep", "plot", lab.sweep, "--out", tmp_path / "gain.svg", "--home", lab.home)
     assert code == 0, err
-    code, _, err = call(capsys, "nca", "sample", "--seed", "3", "--steps", "5", "--out", tmp_path / "r.png")
+    code, _, err = cli(capsys, "nca", "sample", "--seed", "3", "--steps", "5", "--out", tmp_path / "r.png")
     assert code == 0, err
     strip = Image.open(tmp_path / "r.png")
     assert strip.size == (5 * 12 * 8 + 4 * 4, 12 * 8)  # five 12x12 frames of 8-pixel cells, 4 pixels apart
-    code, _, err = call(capsys, "nca", "sample", "--seed", "3", "--steps", "7", "--out", tmp_path / "r.gif")
+    code, _, err = cli(capsys, "nca", "sample", "--seed", "3", "--steps", "7", "--out", tmp_path / "r.gif")
     assert code == 0, err
     assert Image.open(tmp_path / "r.gif").n_frames == 7
 
@@ -270,7 +262,7 @@ def test_the_report_in_a_real_browser_at_desktop_and_phone_sizes(lab, tmp_path, 
 
     pages = {"experiment": [lab.exp], "sweep": [lab.sweep]}
     for name, ids in pages.items():
-        assert call(capsys, "report", *ids, "--out", tmp_path / f"{name}.html", "--home", lab.home)[0] == 0
+        assert cli(capsys, "report", *ids, "--out", tmp_path / f"{name}.html", "--home", lab.home)[0] == 0
     with Browser(find_chromium()) as browser:
         for name in pages:
             for width, height, mobile in ((1280, 800, False), (390, 844, True)):

@@ -1,13 +1,12 @@
 """Stage-1 sources (NCA, Dyck, shuffle-Dyck, natural text), their compute accounting and
 matching, and the in-context evaluation of stage-1 models, end to end on real data."""
 
-import json
 import math
 
 import numpy as np
 import pytest
 
-from conftest import MICRO, WIKITEXT
+from conftest import MICRO, WIKITEXT, cli_json
 from ncalab.cli.main import main
 from ncalab.config import STAGE1_SOURCES, ExperimentConfig, ModelConfig
 from ncalab.experiment.compute import model_compute
@@ -21,13 +20,6 @@ from ncalab.store import RunStore
 from ncalab.train.incontext import _compare, frame_accuracy, held_out_sequences
 from ncalab.train.model import build_model, count_params
 
-
-
-def run_json(capsys, *args) -> dict:
-    code = main(list(args) + ["--json"])
-    out, err = capsys.readouterr()
-    assert code == 0, err
-    return json.loads(out.strip().splitlines()[-1])
 
 
 def test_every_declared_source_has_an_entry_and_the_pipeline_is_declared():
@@ -59,14 +51,16 @@ def test_matching_flops_gives_each_source_the_reference_compute():
     assert stage1_tokens(cfg) == cfg.stage1.tokens
 
 
-@pytest.mark.parametrize("source", ["dyck", "shuffle_dyck", "text"])
+# The quick subset pre-pre-trains on Dyck; the full suite on every source the paper compares.
+@pytest.mark.parametrize("source", ["dyck", pytest.param("shuffle_dyck", marks=pytest.mark.slow),
+                                    pytest.param("text", marks=pytest.mark.slow)])
 def test_each_source_pre_pre_trains_and_transfers(tmp_path, capsys, code_corpus, source):
     # 48 steps at a higher rate: enough for a one-layer model to learn each source's structure
     extra = ["--set", f"stage1.source={source}", "--set", "stage1.tokens=49152", "--set", "stage1.lr=3e-3"]
     if source == "text":
         extra += ["--set", f"stage1.corpus={WIKITEXT}"]
     home = tmp_path / "h"
-    s = run_json(capsys, "run", "--corpus", str(code_corpus), "--home", str(home), *MICRO, *extra)
+    s = cli_json(capsys, "run", "--corpus", str(code_corpus), "--home", str(home), *MICRO, *extra)
     assert s["source"] == source and s["gain"] == pytest.approx(1 - s["ppl_nca"] / s["ppl_scratch"])
     store = RunStore(home)
     runs = {r.kind: r for r in store.runs_of(s["experiment_id"])}
@@ -81,7 +75,7 @@ def test_each_source_pre_pre_trains_and_transfers(tmp_path, capsys, code_corpus,
     # every stage's compute is stored: FLOPs = FLOPs per token x tokens trained
     for kind, c in s["compute"].items():
         assert c["flops"] == pytest.approx(c["flops_per_token"] * c["tokens"]) and c["device_s"] > 0
-    d = run_json(capsys, "runs", "show", s["experiment_id"], "--home", str(home))
+    d = cli_json(capsys, "runs", "show", s["experiment_id"], "--home", str(home))
     assert d["summary"]["compute"]["stage1"]["tokens"] == 49152
     if source == "text":  # natural text has no in-context evaluation: none is run, and asking is an error
         assert not s["in_context"]
@@ -111,14 +105,17 @@ def test_the_text_sample_is_what_stage_1_holds_out(tmp_path):
     assert source_config("text").stage1.corpus == "python-stdlib"
 
 
+# slow (end to end); the fast suite keeps the text sample read with stage 2's data (above) and
+# test_experiment_parts' test_transfer_keeps_the_embeddings_of_a_shared_vocabulary
+@pytest.mark.slow
 def test_the_text_source_keeps_its_embeddings_with_stage_2s_tokenizer(tmp_path, capsys, code_corpus):
     """The paper's C4 arm: stage 1 reads WikiText with the BPE of stage 2's corpus, and the
     warm start keeps its embeddings and head (so both models have stage 2's vocabulary)."""
     sets = ["--set", "stage1.source=text", "--set", f"stage1.corpus={WIKITEXT}", "--set", "stage1.tokens=16384"]
     home = tmp_path / "h"
-    kept = run_json(capsys, "run", "--corpus", str(code_corpus), "--home", str(home), *MICRO, *sets,
+    kept = cli_json(capsys, "run", "--corpus", str(code_corpus), "--home", str(home), *MICRO, *sets,
                     "--set", "transfer.embeddings=paper")
-    own = run_json(capsys, "run", "--corpus", str(code_corpus), "--home", str(home), *MICRO, *sets)
+    own = cli_json(capsys, "run", "--corpus", str(code_corpus), "--home", str(home), *MICRO, *sets)
     c_kept = kept["compute"]
     assert c_kept["stage1"]["params"] == c_kept["nca"]["params"]  # one vocabulary in both stages
     store = RunStore(home)
@@ -134,6 +131,9 @@ def test_the_text_source_keeps_its_embeddings_with_stage_2s_tokenizer(tmp_path, 
     assert start_kept < 0.97 * start_own and start_own > 400
 
 
+# slow (end to end); the fast suite keeps each source's pre-pre-training and transfer, and
+# test_sweeps' grid and reuse-key tests
+@pytest.mark.slow
 def test_a_source_sweep_trains_one_scratch_baseline_per_seed(tmp_path, code_corpus):
     store = RunStore(tmp_path / "h")
     sets = [MICRO[i + 1] for i in range(0, len(MICRO), 2)]
@@ -202,20 +202,23 @@ def test_frame_accuracy_of_a_copy_the_last_frame_predictor_is_the_share_of_stati
     assert min(acc) == cfg.min_grid + 1 and max(acc) == (cfg.seq_len - ppf) // fl + 1
 
 
+# slow (end to end); the fast suite keeps test_incontext's scoring and test_run_experiment's stored
+# summary with in-context metrics
+@pytest.mark.slow
 def test_nca_stage1_in_context_metrics_are_stored_and_eval_icl_recomputes_them(tmp_path, capsys, code_corpus):
     home = tmp_path / "h"
-    s = run_json(capsys, "run", "--corpus", str(code_corpus), "--home", str(home), *MICRO)
+    s = cli_json(capsys, "run", "--corpus", str(code_corpus), "--home", str(home), *MICRO)
     assert {"icl_frame_acc", "icl_cell_acc"} <= set(s["in_context"])
     assert all(0.0 <= v <= 1.0 for v in s["in_context"].values())
     other = [k for k in s["in_context"] if "@" in k]
     assert other and all(k.split("@")[1] in ("0-0.3", "0.4-0.5", "0.5-1") for k in other)  # the bands beside 0.3-0.4
-    ev = run_json(capsys, "eval", s["experiment_id"], "--icl", "--sequences", "2", "--home", str(home))
+    ev = cli_json(capsys, "eval", s["experiment_id"], "--icl", "--sequences", "2", "--home", str(home))
     assert ev["sequences"] == 2 and {p["name"] for p in ev["points"]} >= {"icl_frame_acc", "icl_cell_acc"}
     store = RunStore(home)
     stage1 = store.get_run(s["runs"]["stage1"])
     stored = store.metrics(stage1.id, "icl_cell_acc")
     assert [p.step for p in stored] == sorted({p["step"] for p in ev["points"] if p["name"] == "icl_cell_acc"})
-    p = run_json(capsys, "runs", "plot", stage1.id, "--metric", "icl_cell_acc", "--x", "step", "--home", str(home))
+    p = cli_json(capsys, "runs", "plot", stage1.id, "--metric", "icl_cell_acc", "--x", "step", "--home", str(home))
     assert p["curves"][0]["x"] == [pt.step for pt in stored]
     code = main(["eval", s["experiment_id"], "--home", str(home)])
     assert code != 0 and "--corpus CORPUS" in capsys.readouterr().err

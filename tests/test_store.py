@@ -11,7 +11,7 @@ import time
 from types import SimpleNamespace
 
 import pytest
-from conftest import processes
+from conftest import Writes, metric_points, processes, writers
 from sqlalchemy import select, text
 
 import ncalab
@@ -43,13 +43,6 @@ def _sql(home, *statements: str, **params) -> None:
             session.execute(text(statement), params)
 
 
-def _points(name: str, start: int, n: int, value=lambda i: 1.0 / (i + 1)) -> list[dict]:
-    return [
-        {"name": name, "step": i, "tokens": i * 100, "wall_time": i * 0.5, "value": value(i)}
-        for i in range(start, start + n)
-    ]
-
-
 @pytest.fixture
 def store(tmp_path):
     s = RunStore(tmp_path / "home")
@@ -74,9 +67,9 @@ def test_round_trip(store, tmp_path):
     assert (got.status, got.pid, got.host, got.device, got.step, got.tokens) == ("running", 123, "box", "cpu", 4, 400)
     assert got.started_at is not None and got.heartbeat_at >= got.started_at
 
-    store.log_metrics(run.id, _points("loss", 0, 5) + _points("acc", 0, 3, value=lambda i: i / 10))
+    store.log_metrics(run.id, metric_points("loss", 0, 5) + metric_points("acc", 0, 3, value=lambda i: i / 10))
     # A later batch: LatestMetric must follow the newest point, and NaN must survive.
-    store.log_metrics(run.id, _points("loss", 5, 2, value=lambda i: math.nan if i == 6 else 0.01))
+    store.log_metrics(run.id, metric_points("loss", 5, 2, value=lambda i: math.nan if i == 6 else 0.01))
     latest = store.latest_metrics(run.id)
     assert set(latest) == {"loss", "acc"} and math.isnan(latest["loss"]) and latest["acc"] == pytest.approx(0.2)
     # A late point from before the newest one must not replace it.
@@ -110,7 +103,7 @@ def test_reopen_sees_everything(tmp_path):
     with RunStore(tmp_path) as a:
         exp = a.create_experiment("tiny", "xs", 1, {})
         run = a.create_run(exp.id, "stage1", {}, 10)
-        a.log_metrics(run.id, _points("loss", 0, 3))
+        a.log_metrics(run.id, metric_points("loss", 0, 3))
     with RunStore(tmp_path) as b:
         assert b.get_experiment(exp.id).preset == "tiny"
         assert b.curve(run.id, "loss")[0] == [0, 100, 200]
@@ -137,7 +130,7 @@ def test_errors_are_one_line(store):
     with pytest.raises(NcalabError, match="no run with id r-missing"):
         store.heartbeat("r-missing", 1, 1)
     with pytest.raises(NcalabError, match="no run with id r-missing"):
-        store.log_metrics("r-missing", _points("loss", 0, 1))
+        store.log_metrics("r-missing", metric_points("loss", 0, 1))
     with pytest.raises(NcalabError, match="no experiment"):
         store.create_run("e-missing", "nca", {}, 1)
     exp = store.create_experiment("tiny", "xs", 1, {})
@@ -151,9 +144,10 @@ def test_errors_are_one_line(store):
     assert "queued" in STATUSES and "lost" in STATUSES
 
 
+# WAL is SQLite's (test_a_reader_never_blocks_a_writer covers both back ends): this one runs on SQLite only.
+@pytest.mark.parametrize("store_backend", ["sqlite"], indirect=True)
 def test_wal_mode(store, backend):
-    if backend:
-        pytest.skip("WAL is SQLite's; test_a_reader_never_blocks_a_writer covers both")
+    assert backend is None
     with store._engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
@@ -202,7 +196,7 @@ def test_an_old_store_is_upgraded_in_place(tmp_path):
     with RunStore(tmp_path) as s:
         exp = s.create_experiment("tiny", "xs", 1, {"lr": 1})
         run = s.create_run(exp.id, "nca", {}, 10)
-        s.log_metrics(run.id, _points("loss", 0, 3))
+        s.log_metrics(run.id, metric_points("loss", 0, 3))
     _sql(tmp_path, "DROP INDEX ix_runs_reuse_key", "DROP TABLE eval_items", "DROP TABLE sweeps",
          "ALTER TABLE runs DROP COLUMN reuse_key", "ALTER TABLE runs DROP COLUMN source_run_id",
          *(f"ALTER TABLE experiments DROP COLUMN {c}" for c in ("pid", "host", "heartbeat_at", "error")),
@@ -236,9 +230,9 @@ def test_delete_metrics_after(store):
     exp = store.create_experiment("tiny", "xs", 1, {})
     run = store.create_run(exp.id, "nca", {}, 10_000)
     other = store.create_run(exp.id, "scratch", {}, 10_000)
-    store.log_metrics(run.id, _points("loss", 0, 10) + _points("acc", 0, 10, value=float))
-    store.log_metrics(run.id, _points("late", 8, 2))  # only after the cut: must vanish from LatestMetric
-    store.log_metrics(other.id, _points("loss", 0, 10))
+    store.log_metrics(run.id, metric_points("loss", 0, 10) + metric_points("acc", 0, 10, value=float))
+    store.log_metrics(run.id, metric_points("late", 8, 2))  # only after the cut: must vanish from LatestMetric
+    store.log_metrics(other.id, metric_points("loss", 0, 10))
 
     store.delete_metrics_after(run.id, 450)  # keeps tokens 0..400
     assert store.curve(run.id, "loss")[0] == [0, 100, 200, 300, 400]
@@ -247,7 +241,7 @@ def test_delete_metrics_after(store):
     assert store.latest_metrics(other.id)["loss"] == pytest.approx(1 / 10)
 
     # Resumed training logs past the cut again and LatestMetric follows.
-    store.log_metrics(run.id, _points("loss", 5, 1, value=lambda i: 0.5))
+    store.log_metrics(run.id, metric_points("loss", 5, 1, value=lambda i: 0.5))
     assert store.latest_metrics(run.id)["loss"] == 0.5
 
 
@@ -255,9 +249,9 @@ def test_series_reads_many_curves_at_once_as_one_at_a_time_would(store):
     exp = store.create_experiment("tiny", "xs", 1, {})
     runs = [store.create_run(exp.id, kind, {}, 10_000).id for kind in ("stage1", "nca", "scratch")]
     for i, run in enumerate(runs):
-        store.log_metrics(run, _points("val_ppl", 0, 5, value=lambda k, i=i: 100.0 / (k + 1 + i)))
-        store.log_metrics(run, _points("icl_cell_acc", 0, 3, value=float) + _points("iclX", 0, 2) + _points("loss", 0, 4))
-    store.log_metrics(runs[0], _points("val_ppl", 5, 1, value=lambda k: float("nan")))  # NULL in the store
+        store.log_metrics(run, metric_points("val_ppl", 0, 5, value=lambda k, i=i: 100.0 / (k + 1 + i)))
+        store.log_metrics(run, metric_points("icl_cell_acc", 0, 3, value=float) + metric_points("iclX", 0, 2) + metric_points("loss", 0, 4))
+    store.log_metrics(runs[0], metric_points("val_ppl", 5, 1, value=lambda k: float("nan")))  # NULL in the store
     got = store.series(runs[:2], ["val_ppl"], ["icl_"])
     assert set(got) == {(r, n) for r in runs[:2] for n in ("val_ppl", "icl_cell_acc")}  # not iclX: _ is literal
     for (run, name), (steps, tokens, values) in got.items():
@@ -287,18 +281,6 @@ def test_curve_of_100k_points(store):
 N_WRITERS, N_POINTS, BATCH = 4, 300, 10
 
 
-def _writer(home: str, run_id: str, q) -> None:
-    try:
-        store = RunStore(home)
-        for start in range(0, N_POINTS, BATCH):
-            store.log_metrics(run_id, _points("loss", start, BATCH))
-            store.heartbeat(run_id, step=start + BATCH, tokens=(start + BATCH) * 100)
-        store.close()
-        q.put(("ok", run_id))
-    except BaseException as e:  # report everything, "database is locked" above all
-        q.put(("error", f"{type(e).__name__}: {e}"))
-
-
 def _reader(home: str, run_ids: list[str], stop, q) -> None:
     try:
         store = RunStore(home)
@@ -310,9 +292,9 @@ def _reader(home: str, run_ids: list[str], stop, q) -> None:
                 store.latest_metrics(run_id)
             polls += 1
         store.close()
-        q.put(("ok", polls))
-    except BaseException as e:
-        q.put(("error", f"{type(e).__name__}: {e}"))
+        q.put(("ok", "reader", polls, ""))
+    except BaseException as e:  # in the shape of conftest.store_writer's results
+        q.put(("error", "reader", 0, f"{type(e).__name__}: {e}"))
 
 
 def test_concurrent_writers_and_reader(tmp_path):
@@ -324,7 +306,8 @@ def test_concurrent_writers_and_reader(tmp_path):
     stop = mp.get_context("spawn").Event()
     results = []
     deadline = time.monotonic() + 60
-    with processes((_reader, (home, run_ids, stop)), *[(_writer, (home, r)) for r in run_ids], join_timeout=10) as q:
+    with writers(home, run_ids, Writes(points=N_POINTS, batch=BATCH), (_reader, (home, run_ids, stop)),
+                 join_timeout=10) as q:
         try:
             while len(results) < N_WRITERS:  # drain the queue before join, so no child blocks on put
                 results.append(q.get(timeout=max(1.0, deadline - time.monotonic())))
@@ -332,9 +315,10 @@ def test_concurrent_writers_and_reader(tmp_path):
             results.append(q.get(timeout=30))
         finally:
             stop.set()
-    errors = [msg for kind, msg in results if kind == "error"]
+    errors = [msg for kind, _, _, msg in results if kind != "ok"]
     assert not errors, errors
-    assert sorted(msg for kind, msg in results[:N_WRITERS]) == sorted(run_ids)
+    assert sorted(run for _, run, _, _ in results[:N_WRITERS]) == sorted(run_ids)
+    assert [n for _, _, n, _ in results[:N_WRITERS]] == [N_POINTS] * N_WRITERS
 
     with RunStore(home) as store:
         for run_id in run_ids:
@@ -364,7 +348,7 @@ def filled(store):
     exp = store.create_experiment("tiny", "xs", 1, {"lr": 1e-3})
     run = store.create_run(exp.id, "nca", {}, total_tokens=1000, reuse_key="k1")
     other = store.create_run(exp.id, "scratch", {}, total_tokens=1000)
-    store.log_metrics(run.id, _points("loss", 0, 3))
+    store.log_metrics(run.id, metric_points("loss", 0, 3))
     store.add_eval_item(run.id, "q1", "sub", samples=2, correct=1)
     sweep = store.create_sweep({"axis": [1, 2]}, name="sw")
     store.set_meta("k", "v1")
@@ -393,7 +377,7 @@ def _writes(f: FollowerStore, w: SimpleNamespace) -> dict:
         "claim_run": lambda: f.claim_run(w.run.id, 1, "box", "cpu", lambda r: True),
         "adopt_run": lambda: f.adopt_run(w.other.id, w.run),
         "reset_run": lambda: f.reset_run(w.run.id),
-        "log_metrics": lambda: f.log_metrics(w.run.id, _points("loss", 3, 2)),
+        "log_metrics": lambda: f.log_metrics(w.run.id, metric_points("loss", 3, 2)),
         "delete_metrics_named": lambda: f.delete_metrics_named(w.run.id, ("loss",)),
         "delete_metrics_after": lambda: f.delete_metrics_after(w.run.id, 0),
         "add_eval_item": lambda: f.add_eval_item(w.run.id, "q2", "sub", samples=1, correct=1),
@@ -447,7 +431,7 @@ def test_follower_reads_what_the_main_store_wrote(store, filled):
         assert read(follower) == read(store), name
     # What the main store writes later, the follower reads at once.
     run_id = filled.run.id
-    store.log_metrics(run_id, _points("loss", 3, 2))
+    store.log_metrics(run_id, metric_points("loss", 3, 2))
     store.heartbeat(run_id, step=4, tokens=400)
     store.set_meta("k", "v2")
     assert follower.curve(run_id, "loss")[0] == [0, 100, 200, 300, 400]

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import processes
+from conftest import Writes, cli_json, metric_points, stop_event, wait_until, writers
 from sqlalchemy import select
 
 from ncalab.cli.main import main
@@ -20,18 +20,13 @@ from ncalab.store import RunStore
 from ncalab.store.schema import TABLES
 
 
-def _points(name: str, start: int, n: int) -> list[dict]:
-    return [{"name": name, "step": i, "tokens": i * 100, "wall_time": i * 0.5, "value": 1.0 / (i + 1)}
-            for i in range(start, start + n)]
-
-
 def _fill(store: RunStore) -> None:
     """One of everything, with what a copy could get wrong: NaN, ties in created_at, upserted items."""
     sweep = store.create_sweep({"grid": {"a": [1, 2]}}, name="sw")
     exps = [store.create_experiment("code", "tiny", i, {"i": i}, sweep_id=sweep.id) for i in range(3)]
     for i, exp in enumerate(exps):
         run = store.create_run(exp.id, "nca", {}, 10_000, reuse_key=f"k{i}")
-        store.log_metrics(run.id, _points("loss", 0, 50) + [{"name": "nan", "step": 1, "tokens": 1, "wall_time": 0.0,
+        store.log_metrics(run.id, metric_points("loss", 0, 50) + [{"name": "nan", "step": 1, "tokens": 1, "wall_time": 0.0,
                                                             "value": math.nan}])
         for item in ("q3", "q1", "q2", "q1"):  # insertion order, and an upsert that keeps its place
             store.add_eval_item(run.id, item, "sub", samples=2, correct=1)
@@ -55,26 +50,18 @@ def _listed(store: RunStore) -> list:
     return [[e.id for e in exps], [[i.item for i in store.eval_items(r.id)] for r in runs], [s.id for s in store.list_sweeps()]]
 
 
-def _cli_json(capsys, *args) -> dict:
-    capsys.readouterr()
-    rc = main([*args, "--json"])
-    out = capsys.readouterr()
-    assert rc == 0, out.err
-    return json.loads(out.out)
-
-
 def test_copy_sqlite_to_postgresql_and_back(tmp_path, pg_server, capsys, monkeypatch):
     home, url = tmp_path / "home", pg_server.new_database()
     with RunStore(home) as store:
         _fill(store)
         rows, listed, fp = _rows(store), _listed(store), store.fingerprint()
-    out = _cli_json(capsys, "store", "copy", "--to", url, "--home", str(home))
+    out = cli_json(capsys, "store", "copy", "--to", url, "--home", str(home))
     assert out["rows"] == fp["rows"] and out["points_sha256"] == fp["points_sha256"]
     assert pg_server.password not in json.dumps(out) and "***" in out["to"]
     with RunStore(home, url=url) as pg:
         assert _rows(pg) == rows and _listed(pg) == listed and pg.fingerprint() == fp
         run = pg.runs_of(listed[0][0])[0]
-        pg.log_metrics(run.id, _points("loss", 50, 2))  # ids go on after the copied ones
+        pg.log_metrics(run.id, metric_points("loss", 50, 2))  # ids go on after the copied ones
         assert pg.curve(run.id, "loss")[0][-1] == 5100
         pg.delete_metrics_after(run.id, 4900)
     # Copied again into a store that is not empty: refused, nothing touched.
@@ -84,29 +71,17 @@ def test_copy_sqlite_to_postgresql_and_back(tmp_path, pg_server, capsys, monkeyp
     assert "already holds a run store" in err and len(err.strip().splitlines()) == 1
     # And back, from the server (--store) to a new SQLite file.
     back = tmp_path / "back" / "ncalab.db"
-    out = _cli_json(capsys, "--store", url, "store", "copy", "--to", str(back), "--home", str(home))
+    out = cli_json(capsys, "--store", url, "store", "copy", "--to", str(back), "--home", str(home))
     assert out["rows"] == fp["rows"] and out["points_sha256"] == fp["points_sha256"]
     assert "NCALAB_STORE" not in os.environ  # --store held for that command only
     with RunStore(back.parent) as sq:
         assert _rows(sq) == rows and _listed(sq) == listed
-    info = _cli_json(capsys, "--store", url, "store", "info", "--home", str(home))
+    info = cli_json(capsys, "--store", url, "store", "info", "--home", str(home))
     assert info["backend"] == "postgresql" and pg_server.password not in json.dumps(info)
     capsys.readouterr()
     assert main(["--store", url, "runs", "show", listed[0][0], "--home", str(home)]) == 0
     shown = capsys.readouterr().out
     assert "store: postgresql+psycopg://ncalab:***@127.0.0.1" in shown and pg_server.password not in shown
-
-
-def _writer(home: str, run_id: str, seconds: float, q) -> None:
-    try:
-        store, n, end = RunStore(home), 0, time.monotonic() + seconds
-        while time.monotonic() < end:
-            store.log_metrics(run_id, _points("loss", n, 20))
-            n += 20
-        store.close()
-        q.put(("ok", n))
-    except BaseException as e:
-        q.put(("error", f"{type(e).__name__}: {e}"))
 
 
 def test_backup_while_jobs_write_is_consistent(tmp_path, capsys):
@@ -115,17 +90,16 @@ def test_backup_while_jobs_write_is_consistent(tmp_path, capsys):
         _fill(store)
         exp = store.create_experiment("code", "tiny", 9, {})
         runs = [store.create_run(exp.id, "nca", {}, 10**9).id for _ in range(2)]
-    with processes(*[(_writer, (str(home), r, 12.0)) for r in runs]) as q:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:  # until both write
-            with RunStore(home) as store:
-                if all(store.curve(r, "loss")[0] for r in runs):
-                    break
-            time.sleep(0.5)
+    stop = stop_event()
+    with writers(home, runs, Writes(seconds=60.0, batch=20, heartbeat=False), stop=stop) as q:
+        wait_until(lambda: all(_stored(home, r) for r in runs), "both writers storing points", poll=0.5)
         (tmp_path / "b").mkdir()  # a folder: the backup is named after the time in it
-        out = _cli_json(capsys, "store", "backup", str(tmp_path / "b"), "--home", str(home))
+        out = cli_json(capsys, "store", "backup", str(tmp_path / "b"), "--home", str(home))
+        written = {r: _stored(home, r) for r in runs}
+        wait_until(lambda: all(_stored(home, r) > written[r] for r in runs), "both writers going on after the backup")
+        stop.set()  # the backup was taken while both wrote, and they wrote on after it
         results = [q.get(timeout=120) for _ in runs]
-    assert all(kind == "ok" for kind, _ in results), results
+    assert all(kind == "ok" for kind, *_ in results), results
     copy = Path(out["to"])
     assert copy.parent == tmp_path / "b" and copy.name.startswith("ncalab-")
     restored = tmp_path / "restored"
@@ -138,7 +112,7 @@ def test_backup_while_jobs_write_is_consistent(tmp_path, capsys):
             assert tokens == [i * 100 for i in range(len(tokens))] and len(tokens) % 20 == 0
             assert not tokens or b.latest_metrics(r)["loss"] == pytest.approx(1.0 / len(tokens))
     with RunStore(home) as store:  # the writers went on meanwhile
-        assert sum(len(store.curve(r, "loss")[0]) for r in runs) == sum(n for _, n in results)
+        assert sum(len(store.curve(r, "loss")[0]) for r in runs) == sum(n for _, _, n, _ in results)
     capsys.readouterr()
     assert main(["store", "backup", str(copy), "--home", str(home)]) == 1  # never overwrites
     assert "never overwrites" in capsys.readouterr().err
@@ -163,7 +137,7 @@ def test_a_damaged_store_is_one_line_naming_the_backup_and_is_never_written(tmp_
     with RunStore(home) as store:
         _fill(store)
         for i in range(40):  # enough pages that the damage lands in the middle of the data
-            store.log_metrics(store.runs_of(store.list_experiments()[0].id)[0].id, _points(f"m{i}", 0, 200))
+            store.log_metrics(store.runs_of(store.list_experiments()[0].id)[0].id, metric_points(f"m{i}", 0, 200))
         exp_id = store.list_experiments()[0].id
     assert main(["store", "backup", str(tmp_path / "backup.db"), "--home", str(home)]) == 0
     db = home / "ncalab.db"
@@ -242,24 +216,6 @@ def test_slurm_refuses_an_sqlite_store_on_a_network_file_system_before_submittin
 
 # ---- the database server goes away during a run ----------------------------------------------------
 
-def _logging_run(home: str, run_id: str, seconds: float, q) -> None:
-    """A run's writes: a batch of 10 points and a heartbeat every 50 ms, until the time is up or
-    the store gives up; reports how many points it stored."""
-    n = 0
-    try:
-        store, end = RunStore(home), time.monotonic() + seconds
-        while time.monotonic() < end:
-            store.log_metrics(run_id, _points("loss", n, 10))
-            n += 10
-            store.heartbeat(run_id, step=n, tokens=n * 100)
-            time.sleep(0.05)
-        q.put(("ok", n, ""))
-    except NcalabError as e:
-        q.put(("failed", n, str(e)))
-    except BaseException as e:
-        q.put(("error", n, f"{type(e).__name__}: {e}"))
-
-
 def _run_on_server(tmp_path, pg_server, monkeypatch, retry_s: str) -> str:
     """A run of a new experiment, in a fresh database of the test server that the store (and the
     processes the test starts) reach through NCALAB_STORE, retrying a lost server for retry_s."""
@@ -269,23 +225,33 @@ def _run_on_server(tmp_path, pg_server, monkeypatch, retry_s: str) -> str:
         return store.create_run(store.create_experiment("code", "tiny", 0, {}).id, "nca", {}, 10**9).id
 
 
-def _run_while(home, run_id, seconds, meanwhile) -> tuple:
-    with processes((_logging_run, (str(home), run_id, seconds))) as q:
+def _run_while(home, run_id, seconds, meanwhile, stop=None) -> tuple:
+    """A run's writes (a batch of 10 points and a heartbeat every 50 ms, until the time is up,
+    ``stop`` is set or the store gives up) while ``meanwhile`` happens; (kind, points stored, message)."""
+    with writers(home, [run_id], Writes(seconds=seconds, batch=10, pause=0.05), stop=stop) as q:
         meanwhile()
-        return q.get(timeout=180)
+        kind, _, n, msg = q.get(timeout=180)
+        return kind, n, msg
 
 
+# slow (end to end); the fast suite keeps the server that stays away (bounded retry, points kept)
+@pytest.mark.slow
 def test_the_server_goes_away_and_comes_back_during_a_run(tmp_path, pg_server, monkeypatch):
     run_id = _run_on_server(tmp_path, pg_server, monkeypatch, retry_s="30")
+
+    stop = stop_event()
 
     def restart():
         _until_writing(tmp_path, run_id)
         pg_server.stop("fast")
         time.sleep(4)
         pg_server.start()
+        again = _stored(tmp_path, run_id) + 30
+        wait_until(lambda: _stored(tmp_path, run_id) >= again, "the run writing on after the restart", timeout=60)
+        stop.set()
 
     try:
-        kind, n, msg = _run_while(tmp_path, run_id, 20, restart)
+        kind, n, msg = _run_while(tmp_path, run_id, 90, restart, stop)
     finally:
         pg_server.start() if not _up(pg_server) else None
     assert kind == "ok", msg  # it waited for the server and went on
@@ -320,12 +286,14 @@ def test_the_server_stays_away_and_the_run_fails_cleanly_keeping_its_points(tmp_
         assert tokens == [i * 100 for i in range(len(tokens))] and len(tokens) in (n, n + 10)
 
 
+def _stored(home, run_id: str) -> int:
+    with RunStore(home) as store:
+        return len(store.curve(run_id, "loss")[0])
+
+
 def _until_writing(home, run_id: str) -> None:
     """Wait until the run has stored a few batches (starting a process takes long on a loaded machine)."""
-    deadline = time.monotonic() + 120
-    with RunStore(home) as store:
-        while len(store.curve(run_id, "loss")[0]) < 30 and time.monotonic() < deadline:
-            time.sleep(0.2)
+    wait_until(lambda: _stored(home, run_id) >= 30, "the run storing 30 points", timeout=120)
 
 
 def _up(server) -> bool:

@@ -8,8 +8,7 @@ import socket
 import pytest
 import torch
 
-from conftest import MICRO, wait_until
-from ncalab.cli.main import main
+from conftest import MICRO, cli, cli_json, wait_until
 from ncalab.errors import NcalabError
 from ncalab.config import ModelConfig, TransferConfig
 from ncalab.experiment.sweep import parse_grid, setting_label, settings
@@ -158,29 +157,20 @@ def test_sweep_shares_stage1_and_scratch_and_extends_without_rerunning(tmp_path,
     assert store.get_experiment(victim).status == "completed"
 
 
-def _cli(capsys, *args):
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 @pytest.mark.slow
 def test_sweep_cli_runs_through_the_job_queue(tmp_path, capsys, code_corpus):
     home = tmp_path / "h"
-    code, out, err = _cli(capsys, "sweep", "--home", str(home), "--corpus", str(code_corpus), *MICRO,
-                          "--grid", "transfer.lr_scale=1,0.1", "--seeds", "1", "--json")
-    assert code == 0, err
-    tab = json.loads(out)
+    tab = cli_json(capsys, "sweep", "--home", home, "--corpus", code_corpus, *MICRO,
+                   "--grid", "transfer.lr_scale=1,0.1", "--seeds", "1")
     assert tab["done"] == 2 and {r["setting"]["transfer.lr_scale"] for r in tab["rows"]} == {1.0, 0.1}
     logs = list((home / "experiments").glob("*/job.log"))
     assert len(logs) == 2 and any("reused" in p.read_text() for p in logs)  # the jobs shared stage 1 and scratch
-    code, out, _ = _cli(capsys, "sweep", "show", tab["sweep_id"], "--home", str(home))
+    code, out, _ = cli(capsys, "sweep", "show", tab["sweep_id"], "--home", str(home))
     assert code == 0 and "lr_scale=0.1" in out and "★" in out
-    code, out, _ = _cli(capsys, "sweep", "plot", tab["sweep_id"], "--home", str(home))
+    code, out, _ = cli(capsys, "sweep", "plot", tab["sweep_id"], "--home", str(home))
     assert code == 0 and "gain" in out
-    code, out, _ = _cli(capsys, "sweep", "list", "--home", str(home), "--json")
-    assert json.loads(out)["sweeps"][0]["members"] == 2
-    code, out, _ = _cli(capsys, "sweep", "rm", tab["sweep_id"], "--yes", "--home", str(home))
+    assert cli_json(capsys, "sweep", "list", "--home", home)["sweeps"][0]["members"] == 2
+    code, out, _ = cli(capsys, "sweep", "rm", tab["sweep_id"], "--yes", "--home", str(home))
     assert code == 0 and "2 experiments" in out
     store = RunStore(home)
     assert store.list_sweeps() == [] and store.list_experiments() == []
@@ -201,7 +191,7 @@ def test_sweep_cli_runs_through_the_job_queue(tmp_path, capsys, code_corpus):
     (["sweep", "cancel", "s-00000000"], "no sweep with id s-00000000"),
 ])
 def test_sweep_bad_input_is_one_line(tmp_path, capsys, code_corpus, args, message):
-    code, _, err = _cli(capsys, *args, "--home", str(tmp_path / "h"))
+    code, _, err = cli(capsys, *args, "--home", str(tmp_path / "h"))
     assert code != 0 and message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
@@ -326,6 +316,9 @@ def test_reuse_keys_never_cross_devices_or_dtypes():
         assert len({k[kind] for k in keys}) == 3
 
 
+# slow (end to end); the fast suite keeps test_run_experiment's
+# test_without_transfer_the_nca_run_is_the_scratch_run
+@pytest.mark.slow
 def test_a_null_transfer_reproduces_scratch_exactly(tmp_path, code_corpus):
     """shrink 0, perturb 1 hands the NCA path the scratch init itself: the two stage-2 runs
     must then be the same run, so any gain measured elsewhere comes from the weights."""

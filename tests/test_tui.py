@@ -6,7 +6,7 @@ import os
 import pytest
 from textual.command import CommandList, CommandPalette
 
-from conftest import MICRO, settle, until, wait_until
+from conftest import MICRO, plain_text, settle, until, wait_until
 from ncalab.cli.main import main
 from ncalab.tui.app import NcalabApp
 from ncalab.tui.screens.confirm import ConfirmScreen
@@ -136,16 +136,16 @@ def test_explore_opens_in_the_band_and_b_switches_to_any_rule(tmp_path):
             assert screen.rule_score == pytest.approx(_spec_score(first))
             in_band = [first] + [await _next_rule(pilot, screen, "n") for _ in range(10)]
             assert len(set(in_band)) == 11 and all(0.3 < _spec_score(s) < 0.4 for s in in_band)
-            info = _plain(screen.query_one("#draw-info"))
+            info = plain_text(screen.query_one("#draw-info"))
             d = screen.drawer
             assert "draws: in band 0.3-0.4" in info
             assert f"{d.in_band_count / d.scored:.0%} of {d.scored:,} random rules score in 0.3-0.4" in info
             assert d.scored >= 256 and d.in_band_count < d.scored / 2  # most random rules are not like these
             anyone = [await _next_rule(pilot, screen, "b")] + [await _next_rule(pilot, screen, "n") for _ in range(9)]
-            assert "draws: any rule" in _plain(screen.query_one("#draw-info"))
+            assert "draws: any rule" in plain_text(screen.query_one("#draw-info"))
             # about 1 random rule in 10 scores in the code band: ten in a row inside has odds below 1e-9
             assert any(not 0.3 < _spec_score(s) < 0.4 for s in anyone)
-            verdicts = _plain(screen.query_one("#stats"))
+            verdicts = plain_text(screen.query_one("#stats"))
             assert ("in band 0.3-0.4" in verdicts) == (0.3 < _spec_score(screen.seed) < 0.4)
             await _next_rule(pilot, screen, "b")  # back to the band
             assert 0.3 < _spec_score(screen.seed) < 0.4
@@ -169,7 +169,7 @@ def test_stepping_shows_each_windows_score_computed_off_the_ui_thread(tmp_path):
             shown = await until(pilot, lambda: screen.window_stats and screen.window_stats[0] == screen.step_count,
                                 "the current window's statistics")
             assert shown and screen.window_stats[1] == want
-            await until(pilot, lambda: f"now {want['score']:.3f}" in _plain(screen.query_one("#stats")),
+            await until(pilot, lambda: f"now {want['score']:.3f}" in plain_text(screen.query_one("#stats")),
                         "the window's score drawn (at most 0.1 s after it came)")
             assert screen.scores and screen.scores[-1] == want["score"] and len(screen.scores) <= 6  # one per window at most
 
@@ -238,9 +238,9 @@ def test_runs_screen_lists_and_details_real_runs(micro_home):
             table = screen.query_one("#table")
             await until(pilot, lambda: table.row_count, "the Runs table filling")
             assert table.row_count == 1
-            await until(pilot, lambda: "ppl scratch" in _plain(screen.query_one("#summary")),
+            await until(pilot, lambda: "ppl scratch" in plain_text(screen.query_one("#summary")),
                         "the selected run's details loading")
-            summary = _plain(screen.query_one("#summary"))
+            summary = plain_text(screen.query_one("#summary"))
             assert "ppl scratch" in summary and "completed" in summary
             await pilot.press("u")  # resume of a completed experiment: refused with a message
             await until(pilot, lambda: _notified(app, "nothing to resume"), "the refused resume's message")
@@ -265,6 +265,9 @@ def test_unopenable_store_is_explained(tmp_path):
     run(scenario())
 
 
+# slow (end to end); the fast suite keeps the Launch screen's config (test_tui_sources) and the Runs
+# screen on stored runs
+@pytest.mark.slow
 def test_launch_starts_a_background_job_that_shows_in_runs(tmp_path, code_corpus):
     from ncalab.store import RunStore
     from ncalab.tui.screens.launch import LaunchScreen
@@ -285,9 +288,9 @@ def test_launch_starts_a_background_job_that_shows_in_runs(tmp_path, code_corpus
             screen.query_one("#seed").value = "7"
             screen.query_one("#corpus").value = str(code_corpus)
             screen.query_one("#overrides").value = overrides
-            await until(pilot, lambda: "16,384 NCA tokens" in _plain(panel),
+            await until(pilot, lambda: "16,384 NCA tokens" in plain_text(panel),
                         "Launch showing the budget of the overrides")
-            info = _plain(screen.query_one("#launch-info"))
+            info = plain_text(screen.query_one("#launch-info"))
             assert "16,384 NCA tokens" in info and "no estimate" in info
             await pilot.press("ctrl+s")
             await until(pilot, lambda: isinstance(app.screen, RunsScreen), "Runs opening after the launch")
@@ -394,6 +397,8 @@ def test_keys_can_be_remapped_and_a_bad_keymap_is_ignored(tmp_path, monkeypatch)
     run(scenario(False))
 
 
+# slow (end to end); the fast suite keeps test_runs_screen_lists_and_details_real_runs
+@pytest.mark.slow
 def test_runs_filter_mark_tag_and_delete(micro_home, code_corpus):
     from ncalab.store import RunStore
 
@@ -496,12 +501,12 @@ def test_runs_details_loaded_late_for_an_older_selection_never_replace_the_newer
                 assert screen.selected == slow[0] == ids[0]
                 await pilot.press("down")
                 summary = screen.query_one("#summary")
-                await until(pilot, lambda: screen.selected == ids[1] and ids[1] in _plain(summary),
+                await until(pilot, lambda: screen.selected == ids[1] and ids[1] in plain_text(summary),
                             "the second experiment's details showing")
                 released.set()
                 await until(pilot, lambda: all(f.is_set() for f in slow_loads), "the first selection's loads ending")
                 await settle(pilot)
-                shown = _plain(summary)
+                shown = plain_text(summary)
                 assert ids[1] in shown and "completed" in shown and ids[0] not in shown
                 assert screen.selected == ids[1]
             finally:
@@ -510,8 +515,9 @@ def test_runs_details_loaded_late_for_an_older_selection_never_replace_the_newer
     run(scenario())
 
 
+# slow (end to end); the fast suite keeps the Sweeps screen's snapshots (test_tui_snapshots)
+@pytest.mark.slow
 def test_sweeps_screen_shows_the_table_live(tmp_path, code_corpus):
-    import os
     import socket
 
     from ncalab.services import sweeps
@@ -536,20 +542,20 @@ def test_sweeps_screen_shows_the_table_live(tmp_path, code_corpus):
             table = screen.query_one("#sweep-table")
 
             async def shown(text):
-                return await until(pilot, lambda: text in _plain(table), f"the sweep table showing {text!r}")
+                return await until(pilot, lambda: text in plain_text(table), f"the sweep table showing {text!r}")
 
             assert await shown("1/2 done")
-            assert "reinit=none" in _plain(table) and "★" in _plain(table)
+            assert "reinit=none" in plain_text(table) and "★" in plain_text(table)
             # the second member finishes while the screen is open: the table follows
             assert store.claim_experiment(second, os.getpid(), socket.gethostname())
             await asyncio.to_thread(execute, RunStore(tmp_path / "h"), second)
             assert await shown("2/2 done")
             row = next(r for r in sweeps.table(store, made["sweep_id"])["rows"] if r["best"])
-            assert f"{row['gain']:+.3f}" in _plain(table)
+            assert f"{row['gain']:+.3f}" in plain_text(table)
             await pilot.press("k")  # one swept key: the plot stays on it
             assert await shown("gain against transfer.reinit")
-            assert "gain against transfer.reinit" in _plain(table)
-            assert "one seed" in _plain(table)  # the same plot as `ncalab sweep plot`: every seed's gain too
+            assert "gain against transfer.reinit" in plain_text(table)
+            assert "one seed" in plain_text(table)  # the same plot as `ncalab sweep plot`: every seed's gain too
             await pilot.press("u")  # nothing failed: nothing to resume
             await until(pilot, lambda: _notified(app, "nothing to resume"), "the sweep's 'nothing to resume'")
             assert all(e.status == "completed" for e in store.experiments_of_sweep(made["sweep_id"]))
@@ -582,12 +588,3 @@ def _first_command(app) -> str:
         return ""
     prompt = commands.get_option_at_index(commands.highlighted).prompt
     return str(getattr(prompt, "plain", prompt)).lower()
-
-
-def _plain(static) -> str:
-    """The text a Static shows, as the terminal would (rich renderables included)."""
-    from rich.console import Console
-
-    console = Console(width=118, record=True, file=open(os.devnull, "w"))
-    console.print(static.content)
-    return console.export_text()

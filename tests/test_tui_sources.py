@@ -2,9 +2,9 @@
 picker and its settings, Families comparing the sources, Explore running ECA and Dyck live."""
 
 import asyncio
-import os
 
-from conftest import until
+import pytest
+from conftest import plain_text, until
 
 from ncalab import plugins
 from ncalab.tui.app import NcalabApp
@@ -18,13 +18,6 @@ def run(coro):
     return asyncio.run(coro)
 
 
-def _plain(static) -> str:
-    """The text a Static shows, as the terminal would (rich renderables included)."""
-    from rich.console import Console
-
-    console = Console(width=118, record=True, file=open(os.devnull, "w"))
-    console.print(static.content)
-    return console.export_text()
 
 
 def test_launch_picks_eca_and_a_setting_goes_into_the_config(tmp_path):
@@ -44,8 +37,8 @@ def test_launch_picks_eca_and_a_setting_goes_into_the_config(tmp_path):
             assert not screen.query("#setting-alphabet")  # NCA's are gone
             screen.query_one("#setting-rule_class").value = "3"
             panel = screen.query_one("#launch-info")
-            await until(pilot, lambda: "eca.rule_class=3" in _plain(panel), "the panel showing eca.rule_class=3")
-            assert "stage 1: eca  eca.rule_class=3" in _plain(panel) and "ECA tokens" in _plain(panel)
+            await until(pilot, lambda: "eca.rule_class=3" in plain_text(panel), "the panel showing eca.rule_class=3")
+            assert "stage 1: eca  eca.rule_class=3" in plain_text(panel) and "ECA tokens" in plain_text(panel)
             cfg = screen._config()
             assert cfg.stage1.source == "eca" and cfg.source_section("eca").rule_class == 3
             return screen.source_sets()
@@ -74,6 +67,8 @@ def test_a_broken_plugin_is_absent_from_the_picker(tmp_path, monkeypatch):
     assert "bad" in plugins.broken()
 
 
+# slow (end to end); the fast suite keeps Explore running ECA and Dyck live with their statistics
+@pytest.mark.slow
 def test_families_compares_every_source_with_its_statistics(tmp_path):
     async def scenario():
         app = NcalabApp(home=tmp_path, autoplay=False, draw_seed=11)
@@ -84,17 +79,17 @@ def test_families_compares_every_source_with_its_statistics(tmp_path):
             await until(pilot, lambda: screen.batch is not None, "Families showing its rules", timeout=60)
             await pilot.press("c")
             await until(pilot, lambda: len(screen.query(".source-card")) >= 5, "a card for each source", timeout=60)
-            eca, dyck = _plain(screen.query_one("#card-eca")), _plain(screen.query_one("#card-dyck"))
+            eca, dyck = plain_text(screen.query_one("#card-eca")), plain_text(screen.query_one("#card-dyck"))
             assert "live cells" in eca and "rules" in eca
             assert "max depth" in dyck and "mean depth" in dyck
-            text = _plain(screen.query_one("#card-text"))  # natural text, on the standard library
+            text = plain_text(screen.query_one("#card-text"))  # natural text, on the standard library
             assert "python-stdlib" in text and "gzip score" in text
             assert "sources, each its fixed sample" in str(screen.query_one("#gallery-message").render())
             first = eca
             await pilot.press("c")  # back to the NCA rules, and again: the same fixed sample
             assert screen.query_one("#gallery-main").current == "gallery-grid"
             await pilot.press("c")
-            assert _plain(screen.query_one("#card-eca")) == first
+            assert plain_text(screen.query_one("#card-eca")) == first
 
     run(scenario())
 
@@ -111,7 +106,7 @@ def test_explore_runs_eca_and_dyck_live_with_their_statistics(tmp_path):
             screen.query_one("#source").value = "eca"
             await until(pilot, lambda: screen.source_sample is not None, "ECA's first sequence", timeout=60)
             assert view.kind == "grid" and view.display and not screen.query_one("#grid").display
-            stats = _plain(screen.query_one("#stats"))
+            stats = plain_text(screen.query_one("#stats"))
             assert "live cells" in stats and "rules" in stats and "eca sequence 0" in stats
             shown = len(view.shown)
             await pilot.press("s")  # a step scrolls the diagram one row
@@ -120,7 +115,7 @@ def test_explore_runs_eca_and_dyck_live_with_their_statistics(tmp_path):
             await until(pilot, lambda: screen.source_sample is not None and screen.source_sample.name == "dyck",
                         "Dyck's first sequence", timeout=60)
             assert view.kind == "profile"
-            assert "max depth" in _plain(screen.query_one("#stats"))
+            assert "max depth" in plain_text(screen.query_one("#stats"))
             shown = len(view.shown)
             for _ in range(3):
                 await pilot.press("s")

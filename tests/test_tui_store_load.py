@@ -9,7 +9,7 @@ import sqlite3
 import time
 
 import pytest
-from conftest import processes, until
+from conftest import Writes, until, writers
 
 from ncalab.errors import NcalabError
 from ncalab.store import RunStore
@@ -67,23 +67,6 @@ def test_a_reader_refuses_what_it_cannot_read_as_it_is(tmp_path):
 SECONDS, WRITERS, BATCH = 60, 8, 10
 
 
-def _writer(home: str, run_id: str, seconds: float, q) -> None:
-    """A training job's writes: batches of metric points and a heartbeat, as fast as it can."""
-    try:
-        store = RunStore(home)
-        n, end = 0, time.monotonic() + seconds
-        while time.monotonic() < end:
-            store.log_metrics(run_id, [{"name": "loss", "step": k, "tokens": k * 100, "wall_time": 0.0, "value": 1 / (k + 1)}
-                                       for k in range(n, n + BATCH)])
-            n += BATCH
-            store.heartbeat(run_id, step=n, tokens=n * 100)
-            time.sleep(0.02)
-        store.close()
-        q.put(("ok", run_id, n))
-    except BaseException as e:  # report everything, "database is locked" above all
-        q.put(("error", run_id, f"{type(e).__name__}: {e}"))
-
-
 @pytest.mark.slow
 def test_the_app_refreshing_beside_eight_writers_for_a_minute(tmp_path, store_backend):
     """store_backend: SQLite, then a PostgreSQL server (NCALAB_STORE, which the writers inherit)."""
@@ -124,10 +107,11 @@ def test_the_app_refreshing_beside_eight_writers_for_a_minute(tmp_path, store_ba
             assert app.screen.query_one("#table" if (turn - 1) % 2 == 0 else "#sweep-list").row_count >= 1  # the screen shown last
         return samples, shown
 
-    with processes(*[(_writer, (home, r, SECONDS)) for r in runs]) as q:
+    # a training job's writes: batches of metric points and a heartbeat, 20 ms apart
+    with writers(home, runs, Writes(seconds=SECONDS, batch=BATCH, pause=0.02)) as q:
         samples, shown = asyncio.run(scenario())
         results = [q.get(timeout=120) for _ in runs]
-    errors = [msg for kind, _, msg in results if kind == "error"]
+    errors = [msg for kind, _, _, msg in results if kind != "ok"]
     assert not errors, errors
     assert shown == {"RunsScreen", "SweepsScreen"}
     # Open files settle once every screen has opened, then stay put (the old app gained ~11 a minute).
@@ -136,7 +120,7 @@ def test_the_app_refreshing_beside_eight_writers_for_a_minute(tmp_path, store_ba
     assert len(settled) >= 5 and settled[-1][0] - settled[0][0] >= 30, samples
     assert max(f for _, f in settled) - min(f for _, f in settled) <= 2, samples
     with RunStore(home) as store:
-        for _, run_id, n in results:
+        for _, run_id, n, _ in results:
             tokens, values = store.curve(run_id, "loss")
             assert tokens == [k * 100 for k in range(n)] and n >= 100  # every point written is there
             assert values == pytest.approx([1 / (k + 1) for k in range(n)])

@@ -36,7 +36,7 @@ def _matplotlib():
     try:
         import matplotlib
     except ImportError:
-        raise NcalabError("figures need matplotlib: pip install 'ncalab[plots]'") from None
+        raise NcalabError("figures need matplotlib, a dependency of ncalab: pip install 'matplotlib>=3.7'") from None
     return matplotlib
 
 
@@ -298,7 +298,7 @@ def _pil():
     try:
         from PIL import Image
     except ImportError:
-        raise NcalabError("images need Pillow (it comes with matplotlib): pip install 'ncalab[plots]'") from None
+        raise NcalabError("images need Pillow (it comes with matplotlib, a dependency of ncalab): pip install 'matplotlib>=3.7'") from None
     return Image
 
 
