@@ -122,6 +122,16 @@ def test_schedule_warms_up_then_decays():
     assert all(f(i) >= f(i + 1) for i in range(10, 99))
 
 
+def test_wsd_holds_the_peak_then_cools_down_over_its_last_share():
+    f = lr_factor("wsd", 100, 10, 0.1, decay=0.2)
+    rates = [f(i) for i in range(100)]
+    assert rates[0] == pytest.approx(0.1) and rates[9] == 1.0 and set(rates[9:81]) == {1.0}
+    assert rates[-1] == pytest.approx(0.1) and all(b < a for a, b in zip(rates[80:], rates[81:]))
+    # a shorter run with the same warm-up is the same schedule until its own cooldown starts
+    g = lr_factor("wsd", 50, 10, 0.1, decay=0.2)
+    assert [g(i) for i in range(41)] == rates[:41] and g(41) < 1.0
+
+
 def test_paper_schedule_rises_over_the_whole_stage_to_its_peak():
     # the paper's stage-1 weights are taken at the last step of a linear warm-up
     f = lr_factor("paper", 5000, 0.05, 0.1)

@@ -12,7 +12,7 @@ import ncalab
 
 LAYERS = {
     "errors": 0, "durable": 0, "plugins": 0, "nca": 0, "data": 0, "store": 0, "config": 0,
-    "evals": 0,
+    "evals": 0, "scaling": 0,
     "train": 1,
     "experiment": 2, "jobs": 2,
     "services": 3,

@@ -8,20 +8,11 @@ from transformers import AutoModelForCausalLM
 from ncalab.cli.main import main
 from ncalab.store import RunStore
 
-from conftest import MICRO  # noqa: E402
-
-def run_json(capsys, *args) -> dict:
-    code = main(list(args) + ["--json"])
-    out, err = capsys.readouterr()
-    assert code == 0, err
-    lines = out.strip().splitlines()
-    assert len(lines) == 1, out
-    return json.loads(lines[0])
-
+from conftest import MICRO, cli_json  # noqa: E402
 
 def test_run_stores_everything_and_eval_reads_it(tmp_path, capsys, code_corpus):
     home = tmp_path / "home"
-    s = run_json(capsys, "run", "--preset", "code", "--corpus", str(code_corpus), "--home", str(home), *MICRO)
+    s = cli_json(capsys, "run", "--preset", "code", "--corpus", str(code_corpus), "--home", str(home), *MICRO)
     for key in ("experiment_id", "ppl_scratch", "ppl_nca", "gain", "speedup", "wall_s"):
         assert key in s
     assert s["gain"] == pytest.approx(1 - s["ppl_nca"] / s["ppl_scratch"])
@@ -39,7 +30,7 @@ def test_run_stores_everything_and_eval_reads_it(tmp_path, capsys, code_corpus):
     # stage 1 learned the NCA data: held-out-rule loss fell below the uniform guess
     t1, l1 = store.curve(runs["stage1"].id, "val_loss")
     assert l1[-1] < l1[0] and l1[-1] < torch.log(torch.tensor(10002.0)).item()
-    ev = run_json(capsys, "eval", runs["nca"].id, "--corpus", str(code_corpus), "--home", str(home), "--seq-len", "64",
+    ev = cli_json(capsys, "eval", runs["nca"].id, "--corpus", str(code_corpus), "--home", str(home), "--seq-len", "64",
                   "--tokens", "4096")
     assert ev["ppl"] > 1 and ev["tokens"] > 3500
     # the final evaluation in the run and `ncalab eval` on the same held-out text agree closely
@@ -49,7 +40,7 @@ def test_run_stores_everything_and_eval_reads_it(tmp_path, capsys, code_corpus):
 def test_without_transfer_the_nca_run_is_the_scratch_run(tmp_path, capsys, code_corpus):
     """Re-initialising everything makes the two stage-2 runs identical: same init, data, order,
     schedule and seed. Any difference would mean the baseline was treated differently."""
-    s = run_json(capsys, "run", "--corpus", str(code_corpus), "--home", str(tmp_path / "h"),
+    s = cli_json(capsys, "run", "--corpus", str(code_corpus), "--home", str(tmp_path / "h"),
                  "--reinit", "attn,mlp,norm", "--seed", "5", *MICRO)
     assert s["ppl_nca"] == s["ppl_scratch"] and s["gain"] == 0
 
@@ -59,6 +50,8 @@ def test_without_transfer_the_nca_run_is_the_scratch_run(tmp_path, capsys, code_
     (["run", "--scale", "galactic"], "unknown scale"),
     (["run", "--corpus", "/no/such/corpus"], "not found"),
     (["run", "--set", "stage9.lr=1"], "unknown config key"),
+    (["run", "--set", "stage2.schedule=wsd", "--set", "stage2.decay=0"], "stage2.decay is the share of the steps"),
+    (["run", "--set", "stage2.schedule=linear"], "stage2.schedule must be one of paper, cosine, constant, wsd"),
     (["eval", "r-00000000", "--corpus", "python-stdlib"], "no run"),
     (["eval", "/no/such/checkpoint", "--corpus", "python-stdlib"], "neither a checkpoint"),
 ])

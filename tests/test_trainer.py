@@ -1,5 +1,6 @@
 """The training loop: it learns, and a stopped run resumes exactly."""
 
+import pytest
 import torch
 
 from conftest import tiny_nca_trainer
@@ -28,3 +29,55 @@ def test_training_reduces_held_out_loss(tmp_path):
     tr.run()
     val = [p["value"] for p in points if p["name"] == "val_loss"]
     assert len(val) >= 2 and val[-1] < val[0] - 0.2
+
+
+def _wsd_trainer(ckpt_dir, steps: int, branch_steps=frozenset()):
+    """A tiny NCA trainer under wsd: a 2-step warm-up (in steps, so runs of any length share it)
+    and a cooldown over the last quarter of the steps."""
+    from ncalab.config import ModelConfig
+    from ncalab.nca.bands import Band
+    from ncalab.nca.config import NCAConfig
+    from ncalab.train.batches import NCABatches, nca_validation
+    from ncalab.train.device import choose
+    from ncalab.train.loop import StageSpec, Trainer, TrainerOptions
+    from ncalab.train.model import build_model
+
+    from conftest import TINY_MODEL_KW, TINY_SEQ_LEN
+
+    nca, band = NCAConfig(seq_len=TINY_SEQ_LEN), Band(0.5, 1.0)
+    model = build_model(ModelConfig(**TINY_MODEL_KW), nca.vocab_size, nca.seq_len, seed=0)
+    spec = StageSpec("t", steps * 4 * 128, 4 * 128, 3e-3, 2, 0.1, 0.1, 1.0, 0, n_evals=2, schedule="wsd", decay=0.25)
+    lrs = []
+    tr = Trainer(model, spec, choose("cpu", "fp32"), NCABatches(nca, band, 1, 4, batch_rules=64),
+                 nca_validation(nca, band, 1, 8, 4),
+                 TrainerOptions(on_metrics=lambda pts: lrs.extend(p["value"] for p in pts if p["name"] == "lr"),
+                                checkpoint_dir=ckpt_dir, branch_steps=frozenset(branch_steps)))
+    return tr, lrs
+
+
+def test_a_wsd_cooldown_branch_is_the_shorter_run_bit_for_bit(tmp_path):
+    """The study's D axis (docs/study.md): a 16-step wsd run keeps a checkpoint where an 8-step
+    run's cooldown starts (step 6); the 8-step cooldown taken from it gives the same weights
+    as the 8-step run trained alone, bit for bit on the CPU."""
+    from ncalab.train.loop import branch_name
+    from ncalab.train.schedule import decay_start
+
+    assert decay_start(8, 0.25) == 6 and decay_start(16, 0.25) == 12
+    long, long_lrs = _wsd_trainer(tmp_path / "long", 16, branch_steps={6})
+    long.run()
+    assert (tmp_path / "long" / branch_name(6) / "model.safetensors").exists()
+    alone, alone_lrs = _wsd_trainer(tmp_path / "alone", 8)
+    alone.run()
+    branch, branch_lrs = _wsd_trainer(tmp_path / "branch", 8)
+    branch.branch_from(tmp_path / "long" / branch_name(6))
+    assert branch.step == 6
+    branch.run()
+    assert branch.step == alone.step == 8
+    for (name, a), b in zip(alone.model.state_dict().items(), branch.model.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert branch_lrs == alone_lrs[6:]  # the cooldown's rates, step for step
+    # the schedule: warm-up, the peak until the cooldown's first step, then down to 0.1 of it
+    assert long_lrs[:2] == pytest.approx([1.5e-3, 3e-3]) and set(long_lrs[2:13]) == {3e-3}
+    assert long_lrs[-1] == pytest.approx(3e-4) and long_lrs[12:] == sorted(long_lrs[12:], reverse=True)
+    # and the branch is not where the long run went on to
+    assert any(not torch.equal(a, b) for a, b in zip(long.model.state_dict().values(), branch.model.state_dict().values()))

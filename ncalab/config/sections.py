@@ -28,8 +28,11 @@ DYCK_GENERATORS = ("words", "hu")
 MATCH_CHOICES = ("tokens", "flops")
 # Learning-rate schedules: paper = linear warm-up over the whole stage, ending at the peak (the
 # paper's stage 1 is taken at the last step of its warm-up); cosine = warm-up, then cosine
-# decay to lr * min_lr_ratio; constant = warm-up, then the peak rate.
-SCHEDULES = ("paper", "cosine", "constant")
+# decay to lr * min_lr_ratio; constant = warm-up, then the peak rate; wsd = warmup-stable-decay:
+# warm-up, the peak, then a linear cooldown to lr * min_lr_ratio over the last `decay` of the
+# steps (Hägele et al. 2024: its cooldown matches a cosine run of the same length, and shorter
+# budgets branch off the stable phase, so one run gives the loss at several budgets).
+SCHEDULES = ("paper", "cosine", "constant", "wsd")
 # How a stage-1 rule's trajectories (nca.sims_per_rule) are placed: spread = once a pass over
 # the stage's rule bank (the paper's epochs); adjacent = next to each other.
 REUSE_CHOICES = ("spread", "adjacent")
@@ -79,6 +82,7 @@ class Stage1Config:
     schedule: str = "cosine"  # one of SCHEDULES (paper: linear warm-up over the whole stage)
     warmup: float = 0.05  # fraction of the steps (a value >= 1 is a number of steps)
     min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
+    decay: float = 0.2  # wsd: the share of the steps its cooldown takes
     batch_size: int = 16
     weight_decay: float = 0.0  # the paper: Adam, no weight decay
     beta2: float = 0.95  # Adam's second-moment decay (the paper: torch's default 0.999)
@@ -130,6 +134,7 @@ class Stage2Config:
     schedule: str = "cosine"  # one of SCHEDULES
     warmup: float = 0.05  # fraction of the steps (a value >= 1 is a number of steps: the paper's code, 750)
     min_lr_ratio: float = 0.1
+    decay: float = 0.2  # wsd: the share of the steps its cooldown takes
     batch_size: int = 16
     seq_len: int = 256
     weight_decay: float = 0.1
@@ -430,6 +435,9 @@ class ExperimentConfig:
             if sec.warmup < 0 or (sec.warmup >= 1 and sec.warmup != int(sec.warmup)):
                 raise NcalabError(f"{name}.warmup is a fraction of the steps in [0, 1) or a whole number of steps, "
                                   f"got {sec.warmup}")
+            if not 0 < sec.decay <= 1:
+                raise NcalabError(f"{name}.decay is the share of the steps the wsd cooldown takes, in (0, 1], "
+                                  f"got {sec.decay}")
             if not 0 <= sec.beta2 < 1 or sec.grad_clip < 0:
                 raise NcalabError(f"{name}.beta2 must be in [0, 1) and {name}.grad_clip >= 0 (0: no clipping)")
         if self.stage1.reuse not in REUSE_CHOICES:

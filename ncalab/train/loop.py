@@ -37,6 +37,7 @@ class StageSpec:
     freeze_steps: int = 0  # transferred parameters do not move for this many steps
     schedule: str = "cosine"  # one of the config's SCHEDULES
     beta2: float = 0.95
+    decay: float = 0.2  # wsd: the cooldown's share of the steps
 
     @classmethod
     def from_section(cls, name: str, section, tokens_per_step: int, n_evals: int, total_tokens: int | None = None,
@@ -45,7 +46,7 @@ class StageSpec:
         and eval_every (stage1, stage2); ``total_tokens`` overrides the section's budget."""
         return cls(name, section.tokens if total_tokens is None else total_tokens, tokens_per_step, section.lr,
                    section.warmup, section.min_lr_ratio, section.weight_decay, section.grad_clip, section.eval_every,
-                   n_evals, schedule=section.schedule, beta2=section.beta2, **extra)
+                   n_evals, schedule=section.schedule, beta2=section.beta2, decay=section.decay, **extra)
 
     @property
     def steps(self) -> int:
@@ -69,7 +70,7 @@ def make_optimizer(model, spec: StageSpec, placement: Placement):
     ``spec.transferred_lr_scale`` times the rate, and stay frozen (rate 0) for the first
     ``spec.freeze_steps`` steps, then warm up again over the stage's warm-up length.
     """
-    base = lr_factor(spec.schedule, spec.steps, spec.warmup, spec.min_lr_ratio)
+    base = lr_factor(spec.schedule, spec.steps, spec.warmup, spec.min_lr_ratio, spec.decay)
     warm = max(1, warmup_steps(spec.steps, spec.warmup))
     scale, frozen = spec.transferred_lr_scale, spec.freeze_steps
 
@@ -93,6 +94,11 @@ def make_optimizer(model, spec: StageSpec, placement: Placement):
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
 
 
+def branch_name(step: int) -> str:
+    """The folder of a branch checkpoint taken after ``step`` steps."""
+    return f"branch-{step}"
+
+
 @dataclass
 class TrainerOptions:
     """How a stage runs around its loop: where metrics and progress go, checkpoints, stopping,
@@ -108,6 +114,9 @@ class TrainerOptions:
     parallel: str = "ddp"  # ddp | fsdp across the world's processes
     micro_batch_size: int = 0  # sequences per forward pass; 0 = the process's whole share
     chunked_loss: bool = True  # the loss without the full logits where the model allows (train/headloss.py)
+    # steps after which to keep a checkpoint of its own (checkpoint_dir / branch_name(step)): where
+    # the cooldowns of shorter wsd runs branch off the stable phase (Trainer.branch_from)
+    branch_steps: frozenset[int] = frozenset()
 
     def __post_init__(self) -> None:  # None for a callback means: nothing to call
         self.on_metrics = self.on_metrics or (lambda points: None)
@@ -135,6 +144,7 @@ class Trainer:
         self.on_metrics, self.on_progress = opts.on_metrics, opts.on_progress
         self.checkpoint_dir = opts.checkpoint_dir
         self.should_stop = opts.should_stop
+        self.branch_steps = opts.branch_steps
         self.optimizer, self.scheduler = make_optimizer(self.model, spec, placement)
         self.step = 0
         self.tokens = 0
@@ -227,6 +237,20 @@ class Trainer:
         self.wall_offset = float(state.get("wall", 0.0))
         self.batches.load_state_dict(state["data"])
 
+    def branch_from(self, path: Path) -> None:
+        """Start this run at a branch checkpoint of a longer one (``branch_steps``): the same
+        weights, optimiser state, data position and RNG, under this run's own schedule from the
+        next step on. For a wsd run whose cooldown starts at the branch's step, the result is
+        the run trained alone (tests/test_trainer.py checks it bit for bit)."""
+        self.restore(path)
+        start = self.scheduler.last_epoch
+        if start != self.step:
+            raise NcalabError(f"the branch checkpoint {path} is at step {self.step} but its schedule at {start}")
+        # the schedule's position is the checkpoint's; the rate from here on is this run's own
+        # (a LambdaLR saves no lambda that is a function: this run's are the ones in use)
+        for group, base, factor in zip(self.optimizer.param_groups, self.scheduler.base_lrs, self.scheduler.lr_lambdas):
+            group["lr"] = base * factor(start)
+
     def run(self) -> dict:
         spec, dev = self.spec, self.placement.device
         evals = spec.eval_steps()
@@ -273,6 +297,8 @@ class Trainer:
             if self.checkpoint_dir is not None and (self.step in evals or self.world.any(due)):
                 self.save(self.checkpoint_dir / "last")
                 self._saved_at = time.perf_counter()
+            if self.checkpoint_dir is not None and self.step in self.branch_steps:
+                self.save(self.checkpoint_dir / branch_name(self.step))
             self.on_progress(self.tokens, {"train_loss": loss_v, "tokens_per_s": tps, **last})
         if pending:
             self.on_metrics(pending)
