@@ -34,6 +34,41 @@ def _own_cores_for_this_worker() -> None:
 _own_cores_for_this_worker()
 
 
+WARMING = pytest.StashKey[list]()
+
+
+def pytest_configure(config):
+    """On the controller: the numba kernels compiled once into their cache (tests/warm_kernels.py),
+    in two processes, while xdist starts its workers and they collect; the tests wait for them
+    (below). A worker has nothing to do."""
+    if hasattr(config, "workerinput") or os.environ.get("NCALAB_TESTS_NO_WARMUP"):
+        return
+    import subprocess
+    import sys
+
+    import warm_kernels
+
+    if warm_kernels.cached():
+        return
+    script = Path(warm_kernels.__file__)
+    config.stash[WARMING] = [subprocess.Popen([sys.executable, str(script), part]) for part in ("engine", "tokens")]
+
+
+def _kernels_warm(config) -> None:
+    for p in config.stash.get(WARMING, []):
+        p.wait()  # a failure here shows again, with its test, where the kernel is used
+    config.stash[WARMING] = []
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node, ids):
+    _kernels_warm(node.config)  # the controller hands out no test before the kernels are cached
+
+
+def pytest_collection_finish(session):
+    _kernels_warm(session.config)  # without xdist
+
+
 def pytest_collection_modifyitems(session, config, items):
     """The files with the most long (slow) tests first, the rest in their order after them. xdist
     hands whole files to its two workers in this order (--dist loadfile), so the long files start

@@ -27,6 +27,10 @@ from ncalab.store import RunStore
 from ncalab.store.store import DB_NAME
 from ncalab.tui.commands import load_keymap
 
+# slow (hypothesis: 40 inputs per parser); the fast suite keeps each command's explicit bad-input
+# tests (test_run_experiment, test_sweeps, test_cli_nca, test_cli_runs, test_report ...)
+pytestmark = pytest.mark.slow
+
 FUZZ = settings(max_examples=40, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 KEYS = sorted(flatten(ExperimentConfig().to_dict()))

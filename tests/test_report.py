@@ -172,6 +172,8 @@ def test_bad_input_is_one_line(lab, tmp_path, capsys, args, message):
     assert len(err.strip().splitlines()) == 1, err
 
 
+# slow (forked processes); the fast suite keeps the page written in this process (above)
+@pytest.mark.slow
 def test_the_command_reads_and_draws_in_forked_processes_and_makes_the_same_page(lab, tmp_path):
     """`ncalab report` as a user runs it (one thread: the store is read and every other figure
     drawn in forked processes) writes the page the in-process path writes; its errors are one line."""
@@ -257,6 +259,8 @@ PROBE = """Promise.all([...document.images].map(i => i.decode().catch(() => null
 
 @pytest.mark.skipif(find_chromium() is None, reason="no chromium on this machine (Debian: apt-get install chromium); "
                                                    "CI installs it")
+# slow (Chromium); the fast suite keeps the page's content and its self-containedness (above)
+@pytest.mark.slow
 def test_the_report_in_a_real_browser_at_desktop_and_phone_sizes(lab, tmp_path, capsys):
     from PIL import Image
 

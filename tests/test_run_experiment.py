@@ -37,6 +37,8 @@ def test_run_stores_everything_and_eval_reads_it(tmp_path, capsys, code_corpus):
     assert ev["ppl"] == pytest.approx(s["ppl_nca"], rel=0.15)
 
 
+# slow (end to end); the fast suite keeps test_experiment_parts' transfers of module subsets
+@pytest.mark.slow
 def test_without_transfer_the_nca_run_is_the_scratch_run(tmp_path, capsys, code_corpus):
     """Re-initialising everything makes the two stage-2 runs identical: same init, data, order,
     schedule and seed. Any difference would mean the baseline was treated differently."""
@@ -61,6 +63,9 @@ def test_bad_input(tmp_path, capsys, args, message):
     assert code != 0 and message in err and "Traceback" not in err
 
 
+# slow (end to end); the fast suite keeps the same run's JSON summary and store (above); the
+# progress display and the summary table are checked in the full suite only
+@pytest.mark.slow
 def test_run_prints_progress_and_a_summary_table(tmp_path, capsys, code_corpus):
     code = main(["run", "--corpus", str(code_corpus), "--home", str(tmp_path / "h"), *MICRO])
     out, err = capsys.readouterr()

@@ -208,6 +208,9 @@ def test_no_crossover_and_warm_ahead_from_the_start():
     worse = Law(TRUE.E + 0.05, TRUE.A, TRUE.alpha, TRUE.B, TRUE.beta)
     assert crossover(TRUE, worse, ratio=20.0, n_min=1e4, n_max=1e10) is None
     assert crossover(TRUE, _crossing_at(1e3, 20.0), ratio=20.0, n_min=1e4, n_max=1e10) == 1e4
+    ahead = crossover_interval(_exact_bootstrap(TRUE), _exact_bootstrap(_crossing_at(1e3, 20.0)), ratio=20.0,
+                               n_max=1e10)
+    assert ahead.text().startswith("ahead from the smallest size searched, N = 1e+05, at D = 20 N")
 
 
 def _exact_bootstrap(law: Law, rows: np.ndarray | None = None) -> Bootstrap:

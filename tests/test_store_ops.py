@@ -50,6 +50,8 @@ def _listed(store: RunStore) -> list:
     return [[e.id for e in exps], [[i.item for i in store.eval_items(r.id)] for r in runs], [s.id for s in store.list_sweeps()]]
 
 
+# slow (a PostgreSQL server); the fast suite keeps the SQLite store's backups and damage checks
+@pytest.mark.slow
 def test_copy_sqlite_to_postgresql_and_back(tmp_path, pg_server, capsys, monkeypatch):
     home, url = tmp_path / "home", pg_server.new_database()
     with RunStore(home) as store:
@@ -260,6 +262,8 @@ def test_the_server_goes_away_and_comes_back_during_a_run(tmp_path, pg_server, m
         assert tokens == [i * 100 for i in range(n)] and n > 0  # nothing lost, nothing twice
 
 
+# slow (a PostgreSQL server); the fast suite keeps the store's writers on SQLite
+@pytest.mark.slow
 def test_the_server_stays_away_and_the_run_fails_cleanly_keeping_its_points(tmp_path, pg_server, monkeypatch):
     run_id = _run_on_server(tmp_path, pg_server, monkeypatch, retry_s="4")
     stopped = {}

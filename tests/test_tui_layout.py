@@ -16,7 +16,7 @@ from ncalab.tui.app import NcalabApp
 from ncalab.tui.screens.gallery import GalleryScreen
 from ncalab.tui.screens.help import GETTING_STARTED, HelpScreen
 
-SIZES = [(80, 24), (100, 30)]
+SIZES = [(80, 24), pytest.param((100, 30), marks=pytest.mark.slow)]  # the quick subset: the smallest
 NAV = ["e Explore", "f Families", "l Launch", "r Runs", "w Sweeps", "? Help", "q Quit"]
 # Labels that always have a value after them: none may end a line of a panel.
 LABELS = ["ppl nca", "ppl scratch", "gain", "speedup", "seed", "lr", "score", "now", "step", "FLOPs", "stage1",

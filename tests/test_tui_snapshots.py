@@ -16,7 +16,8 @@ from ncalab.tui.screens.launch import LaunchScreen
 from ncalab.tui.screens.runs import RunsScreen
 from ncalab.tui.screens.sweeps import SweepsScreen
 
-SIZES = [(80, 24), (100, 30), (120, 40)]  # below 120 columns the narrow layouts
+# below 120 columns the narrow layouts; the quick subset checks the smallest and the wide one
+SIZES = [(80, 24), pytest.param((100, 30), marks=pytest.mark.slow), (120, 40)]
 
 
 async def _engine_loaded(pilot):

@@ -8,8 +8,16 @@ transfer.py (effective data transferred, gain, crossover).
 
 from ncalab.scaling.bootstrap import Bootstrap, Interval, LeaveOneOut, LeftOut, bootstrap_law, leave_one_out
 from ncalab.scaling.law import INIT_GRID, CannotFit, Fit, Law, fit_law
-from ncalab.scaling.transfer import (Crossover, crossover, crossover_interval, gain, measured_transfer,
-                                     scratch_tokens, transfer, transfer_multiple)
+from ncalab.scaling.transfer import (
+                                     Crossover,
+                                     crossover,
+                                     crossover_interval,
+                                     gain,
+                                     measured_transfer,
+                                     scratch_tokens,
+                                     transfer,
+                                     transfer_multiple,
+)
 
 __all__ = ["INIT_GRID", "Bootstrap", "CannotFit", "Crossover", "Fit", "Interval", "Law", "LeaveOneOut", "LeftOut",
            "bootstrap_law", "crossover", "crossover_interval", "fit_law", "gain", "leave_one_out",

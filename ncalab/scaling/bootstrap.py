@@ -8,8 +8,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ncalab.scaling.law import (HUBER_DELTA, INIT_GRID, PARAMETERS, CannotFit, Fit, Law, Observations, fit_from,
-                                grid_starts, one_blas_thread)
+from ncalab.scaling.law import (
+    HUBER_DELTA,
+    INIT_GRID,
+    PARAMETERS,
+    CannotFit,
+    Fit,
+    Law,
+    Observations,
+    fit_from,
+    grid_starts,
+    one_blas_thread,
+)
 
 RESAMPLES = 1000
 LEVEL = 0.95

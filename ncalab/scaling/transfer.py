@@ -82,6 +82,7 @@ class Crossover:
     extrapolated: bool  # the reported N (or n_max) lies outside the grid both arms were fitted on
     n_range: tuple[float, float]
     d_range: tuple[float, float]
+    n_min: float = 0.0  # the smallest size searched: a crossover there means "ahead from the start"
 
     def text(self) -> str:
         grid = (f"fitted on N {self.n_range[0]:.3g}-{self.n_range[1]:.3g}, "
@@ -90,6 +91,10 @@ class Crossover:
         if not self.supported:
             return (f"no crossover predicted up to N = {self.n_max:.3g} at D = {self.ratio:g} N "
                     f"({self.share_none:.0%} of {self.resamples} resamples have none; {where}, {grid})")
+        if self.estimate <= self.n_min:  # no sign change: ahead at every size searched
+            return (f"ahead from the smallest size searched, N = {self.n_min:.3g}, at D = {self.ratio:g} N "
+                    f"(crossover at or below it; {self.level:.0%} bootstrap interval [{self.lo:.3g}, {self.hi:.3g}]; "
+                    f"{where}, {grid})")
         return (f"crossover at N = {self.estimate:.3g} [{self.lo:.3g}, {self.hi:.3g}] at D = {self.ratio:g} N "
                 f"({self.level:.0%} bootstrap interval; {where}, {grid})")
 
@@ -126,4 +131,4 @@ def crossover_interval(scratch: Bootstrap, warm: Bootstrap, *, ratio: float, n_m
     return Crossover(ratio=ratio, n_max=n_max, estimate=estimate, lo=None if np.isinf(lo) else float(lo),
                      hi=None if np.isinf(hi) else float(hi), level=level, share_none=share_none,
                      resamples=int(values.size), supported=estimate is not None and np.isfinite(hi),
-                     extrapolated=extrapolated, n_range=n_range, d_range=d_range)
+                     extrapolated=extrapolated, n_range=n_range, d_range=d_range, n_min=n_min)
