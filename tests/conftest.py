@@ -38,9 +38,9 @@ WARMING = pytest.StashKey[list]()
 
 
 def pytest_configure(config):
-    """On the controller: the numba kernels compiled once into their cache (tests/warm_kernels.py),
-    in two processes, while xdist starts its workers and they collect; the tests wait for them
-    (below). A worker has nothing to do."""
+    """On the controller, before xdist starts its workers: the numba kernels compiled once into
+    their cache (tests/warm_kernels.py, two processes that the tests wait for, below). A worker
+    has nothing to do."""
     if hasattr(config, "workerinput") or os.environ.get("NCALAB_TESTS_NO_WARMUP"):
         return
     import subprocess
@@ -48,10 +48,9 @@ def pytest_configure(config):
 
     import warm_kernels
 
-    if warm_kernels.cached():
-        return
-    script = Path(warm_kernels.__file__)
-    config.stash[WARMING] = [subprocess.Popen([sys.executable, str(script), part]) for part in ("engine", "tokens")]
+    if not warm_kernels.cached():
+        script = Path(warm_kernels.__file__)
+        config.stash[WARMING] = [subprocess.Popen([sys.executable, str(script), part]) for part in ("engine", "tokens")]
 
 
 def _kernels_warm(config) -> None:

@@ -76,18 +76,18 @@ def test_the_pruned_initial_grid_finds_the_full_grids_optimum():
     assert np.allclose(pruned.law.loss(*INSIDE), full.law.loss(*INSIDE), rtol=1e-5)
 
 
-# slow (50 bootstraps, about 30 s); the fast suite keeps the seeded, paired bootstrap and its
+# slow (50 bootstraps, about 15 s); the fast suite keeps the seeded, paired bootstrap and its
 # intervals on one draw, and the recovery of a known law
 @pytest.mark.slow
 def test_bootstrap_interval_covers_the_true_prediction():
     """95% percentile intervals of the loss at a point inside the grid, over 50 synthetic draws:
-    at least 85% cover the truth. 200 resamples per draw (not 1,000) to keep the test short.
+    at least 85% cover the truth. 100 resamples per draw (not 1,000) to keep the test short.
     Resampling grid points leaves ~10 of the 16 distinct, so the intervals are conservative:
     their half-width was ~1.6 x 1.96 sd of the estimates over the draws (all 50 covered); the
     test also asks for 1-3x, so that intervals made too narrow or uselessly wide fail."""
     rng, point, covered, estimates, halves = np.random.default_rng(3), (3e5, 2e7), 0, [], []
     for k in range(50):
-        boot = bootstrap_law(*grid(TRUE, rng), resamples=200, seed=k)
+        boot = bootstrap_law(*grid(TRUE, rng), resamples=100, seed=k)
         iv = boot.interval(lambda law: law.loss(*point))
         assert iv.lo <= iv.estimate <= iv.hi
         covered += iv.lo <= TRUE.loss(*point) <= iv.hi

@@ -40,15 +40,22 @@ KERNELS = ("truncated_row", "truncated_normals", "rule_weights", "initial_states
            "table_rows", "rollout")
 
 
-def cached() -> bool:
-    """Every kernel has a cache index newer than its source (numba's own test of staleness),
-    found without importing ncalab (its import costs more than this check saves)."""
+def _package() -> Path | None:
     import importlib.util
 
     spec = importlib.util.find_spec("ncalab")
     if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def cached() -> bool:
+    """Every kernel has a cache index newer than its source (numba's own test of staleness),
+    found without importing ncalab (its import costs more than this check saves)."""
+    package = _package()
+    if package is None:
         return False
-    source = Path(next(iter(spec.submodule_search_locations))) / "nca" / "kernels.py"
+    source = package / "nca" / "kernels.py"
     made = source.stat().st_mtime
     folder = source.parent / "__pycache__"
     return all(any(p.stat().st_mtime >= made for p in folder.glob(f"kernels.{k}-*.nbi")) for k in KERNELS)

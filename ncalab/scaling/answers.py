@@ -211,12 +211,16 @@ def paired_gain(source_losses: Sequence[float], baseline_losses: Sequence[float]
     return Estimate(mean, mean - half, mean + half, level=level)
 
 
-def _measured_transfer(boot: Bootstrap, n: float, d: float, loss: float) -> tuple[Estimate, Estimate]:
-    """D_T from the baseline's law inverted at the source's measured loss, and as a multiple of
-    D; the interval is over the baseline's bootstrap laws (the measured loss held fixed)."""
+def _measured_transfer(boot: Bootstrap, n: float, d: float, losses: np.ndarray,
+                       rng: np.random.Generator) -> tuple[Estimate, Estimate]:
+    """D_T from the baseline's law inverted at the source's mean measured loss, and as a multiple
+    of D. Its interval has both uncertainties: each baseline resample's law is inverted at a
+    resample of the source's seeds (with one seed, only the law's)."""
+    laws = [law for law in boot.laws() if law is not None]
+    means = rng.choice(losses, size=(len(laws), losses.size), replace=True).mean(axis=1)
     with np.errstate(over="ignore"):
-        value = float(measured_transfer(boot.fit.law, n, d, loss))
-        values = np.array([float(measured_transfer(law, n, d, loss)) for law in boot.laws() if law is not None])
+        value = float(measured_transfer(boot.fit.law, n, d, float(losses.mean())))
+        values = np.array([float(measured_transfer(law, n, d, m)) for law, m in zip(laws, means)])
     return _percentile(value, values), _percentile(value / d, values / d)
 
 
@@ -244,13 +248,14 @@ def compare(points: Iterable[StudyPoint], fits: dict[str, ArmFit], source: str, 
     fit = fits.get(baseline)
     reason = None if fit is not None and fit.fitted else (
         f"no D_T: {fit.reason if fit is not None else f'{baseline} was not fitted'}")
-    rows = []
+    rows, rng = [], np.random.default_rng(0)  # seeded: the same points give the same intervals
     for n, d in sorted(src.keys() & base.keys()):
         s, b = src[(n, d)], base[(n, d)]
         seeds = tuple(sorted(s.keys() & b.keys()))
-        source_loss = float(np.mean(list(s.values())))
+        losses = np.array([s[k] for k in sorted(s)])
+        source_loss = float(losses.mean())
         if reason is None:
-            dt, multiple = _measured_transfer(fit.bootstrap, n, d, source_loss)  # type: ignore[union-attr]
+            dt, multiple = _measured_transfer(fit.bootstrap, n, d, losses, rng)  # type: ignore[union-attr]
         else:
             dt = multiple = Estimate(None, reason=reason)
         rows.append(MeasuredPoint(n, d, seeds, source_loss, float(np.mean(list(b.values()))),
