@@ -142,8 +142,12 @@ def icl_figure(series, size=PAGE, fixed: bool = False):
     for s in series:
         name = in_context_label(s.kind).replace(" (mean over frames)", "")
         s.label = f"{s.label}: {name}" if s.label else name
-    return curves_figure(series, xlabel="frame of the held-out rule's sequence", ylabel="accuracy", log_y=False,
-                         size=size, fixed=fixed)
+    from matplotlib.ticker import MaxNLocator
+
+    fig = curves_figure(series, xlabel="frame of the held-out rule's sequence", ylabel="accuracy", log_y=False,
+                        size=size, fixed=fixed)
+    fig.axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))  # frames are whole: no 2.2, 2.4, ...
+    return fig
 
 
 # ---- gains -------------------------------------------------------------------------------------------
