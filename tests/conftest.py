@@ -81,7 +81,7 @@ def pytest_collection_modifyitems(session, config, items):
 
 
 # Skips: with their reason on a contributor's machine, never silent in CI (tests/skip_policy.py).
-from skip_policy import ALLOWED_SKIPS, pytest_make_collect_report, pytest_runtest_makereport  # noqa: E402, F401
+from skip_policy import pytest_make_collect_report, pytest_runtest_makereport  # noqa: E402, F401
 
 
 @pytest.fixture(autouse=True)
@@ -276,10 +276,10 @@ def cli_json(capsys, *args, stderr: str | None = None) -> dict:
     return json.loads(lines[0])
 
 
-def cli_fails(capsys, *args, code: int | None = None) -> str:
+def cli_fails(capsys, *args) -> str:
     """``ncalab ARGS`` must fail with a clear error and no traceback; returns stderr."""
     rc, _, err = cli(capsys, *args)
-    assert rc != 0 if code is None else rc == code, err
+    assert rc != 0, err
     assert "Traceback" not in err, err
     return err
 

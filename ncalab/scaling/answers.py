@@ -18,7 +18,15 @@ from scipy import stats
 from ncalab.errors import NcalabError
 from ncalab.scaling.bootstrap import LEVEL, RESAMPLES, Bootstrap, LeaveOneOut, bootstrap_law, leave_one_out
 from ncalab.scaling.law import CannotFit, Fit, Law
-from ncalab.scaling.transfer import Crossover, crossover_interval, gain, measured_transfer, transfer
+from ncalab.scaling.transfer import (
+    Crossover,
+    common_range,
+    crossover_interval,
+    gain,
+    measured_transfer,
+    paired_laws,
+    transfer,
+)
 
 BASELINES = ("scratch", "matched_scale")
 ONE_SEED = "one seed: no interval"
@@ -274,15 +282,6 @@ def _unfitted(*arms: ArmFit) -> str | None:
     return next((a.reason or f"{a.arm} was not fitted" for a in arms if not a.fitted), None)
 
 
-def _common_range(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
-    return max(a[0], b[0]), min(a[1], b[1])
-
-
-def _paired_laws(baseline: Bootstrap, source: Bootstrap) -> list[tuple[Law, Law]]:
-    """Resamples where both arms fitted, paired by index (same seed, same grid: same draw)."""
-    return [(b, s) for b, s in zip(baseline.laws(), source.laws()) if b is not None and s is not None]
-
-
 def _checked_at(at: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
     out = []
     for pair in at:
@@ -313,9 +312,9 @@ def predict(fits: dict[str, ArmFit], source: str, baseline: str,
     without a law gives each prediction the reason instead of numbers."""
     b, s = _arm(fits, baseline, "baseline"), _arm(fits, source, "source")
     points = _checked_at(at)
-    n_range, d_range = _common_range(b.n_range, s.n_range), _common_range(b.d_range, s.d_range)
+    n_range, d_range = common_range(b.n_range, s.n_range), common_range(b.d_range, s.d_range)
     reason = _unfitted(s, b)
-    pairs = [] if reason else _paired_laws(b.bootstrap, s.bootstrap)  # type: ignore[arg-type]
+    pairs = [] if reason else paired_laws(b.bootstrap, s.bootstrap)  # type: ignore[arg-type]
     out = []
     for n, d in points:
         if reason:

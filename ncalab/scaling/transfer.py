@@ -99,12 +99,13 @@ class Crossover:
                 f"({self.level:.0%} bootstrap interval; {where}, {grid})")
 
 
-def _paired(scratch: Bootstrap, warm: Bootstrap) -> list[tuple[Law, Law]]:
+def paired_laws(first: Bootstrap, second: Bootstrap) -> list[tuple[Law, Law]]:
     """The resamples where both arms fitted, paired by index (same seed, same grid: same draw)."""
-    return [(s, w) for s, w in zip(scratch.laws(), warm.laws()) if s is not None and w is not None]
+    return [(a, b) for a, b in zip(first.laws(), second.laws()) if a is not None and b is not None]
 
 
-def _common_range(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
+def common_range(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
+    """The part of two fitted ranges (of N, or of D) that both arms cover."""
     return max(a[0], b[0]), min(a[1], b[1])
 
 
@@ -115,12 +116,12 @@ def crossover_interval(scratch: Bootstrap, warm: Bootstrap, *, ratio: float, n_m
     supported: a point estimate and an interval whose upper end is below n_max, i.e. at most
     (1 - level)/2 of the resamples without a crossover. ``n_min`` defaults to the smallest N
     both arms were fitted on."""
-    n_range = _common_range(scratch.fit.n_range, warm.fit.n_range)
-    d_range = _common_range(scratch.fit.d_range, warm.fit.d_range)
+    n_range = common_range(scratch.fit.n_range, warm.fit.n_range)
+    d_range = common_range(scratch.fit.d_range, warm.fit.d_range)
     n_min = n_range[0] if n_min is None else n_min
     search = {"ratio": ratio, "n_min": n_min, "n_max": n_max}
     estimate = crossover(scratch.fit.law, warm.fit.law, **search)
-    found = [crossover(s, w, **search) for s, w in _paired(scratch, warm)]
+    found = [crossover(s, w, **search) for s, w in paired_laws(scratch, warm)]
     values = np.array([np.inf if x is None else x for x in found])
     tail = (1.0 - level) / 2.0
     lo, hi = (np.quantile(values, [tail, 1.0 - tail], method="inverted_cdf") if values.size
