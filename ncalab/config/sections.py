@@ -135,6 +135,9 @@ class Stage2Config:
     warmup: float = 0.05  # fraction of the steps (a value >= 1 is a number of steps: the paper's code, 750)
     min_lr_ratio: float = 0.1
     decay: float = 0.2  # wsd: the share of the steps its cooldown takes
+    # wsd: shorter budgets (tokens) taken as cooldown branches of this run's stable phase, each
+    # with its own held-out loss (metric budget_val_loss at its tokens); see experiment/budgets.py
+    budgets: list[int] = field(default_factory=list)
     batch_size: int = 16
     seq_len: int = 256
     weight_decay: float = 0.1
@@ -440,10 +443,38 @@ class ExperimentConfig:
                                   f"got {sec.decay}")
             if not 0 <= sec.beta2 < 1 or sec.grad_clip < 0:
                 raise NcalabError(f"{name}.beta2 must be in [0, 1) and {name}.grad_clip >= 0 (0: no clipping)")
+        self._validate_budgets()
         if self.stage1.reuse not in REUSE_CHOICES:
             raise NcalabError(f"stage1.reuse must be one of {', '.join(REUSE_CHOICES)}, got {self.stage1.reuse!r}")
         if not 0 <= self.model.attention_dropout < 1:
             raise NcalabError(f"model.attention_dropout must be in [0, 1), got {self.model.attention_dropout}")
+
+    def _validate_budgets(self) -> None:
+        """stage2.budgets: whole token counts below stage2.tokens, on a wsd schedule whose warm-up
+        and freeze do not depend on the run's length (so each branch is the shorter run)."""
+        s2 = self.stage2
+        if not s2.budgets:
+            return
+        budgets = sorted(set(s2.budgets))  # whole numbers: the config's types are checked before
+        if budgets[0] <= 0 or budgets[-1] >= s2.tokens:
+            raise NcalabError(f"stage2.budgets are shorter budgets than stage2.tokens ({s2.tokens:,}), each > 0; "
+                              f"got {', '.join(f'{b:,}' for b in budgets)}")
+        if s2.schedule != "wsd":
+            raise NcalabError("stage2.budgets are cooldown branches of a wsd run: set stage2.schedule=wsd "
+                              "(another schedule's intermediate points are not shorter runs)")
+        if 0 < s2.warmup < 1:
+            raise NcalabError("stage2.budgets need stage2.warmup in steps (>= 1): a fraction would warm each "
+                              "budget up for a different length")
+        if self.transfer.freeze > 0:
+            raise NcalabError("stage2.budgets cannot be used with transfer.freeze, a share of the steps that "
+                              "differs between budgets")
+        per_step = s2.batch_size * s2.seq_len
+        for b in budgets:  # the branch leaves the stable phase after at least one step (schedule.decay_start)
+            steps = -(-b // per_step)
+            if steps - max(1, int(round(steps * s2.decay))) < 1:
+                raise NcalabError(f"stage2.budgets: {b:,} tokens is {steps} steps of {per_step:,} tokens, too few "
+                                  f"for a stable phase before its cooldown")
+        s2.budgets = budgets
 
     def _validate_sources(self) -> None:
         """stage1.source and match_source name registered sources; their settings sections are

@@ -19,7 +19,7 @@ ADDED_DEFAULTS = {
     "nca": {"sims_per_rule": 1, "fresh_trajectories": False},
     "stage1": {"source": "nca", "corpus": None, "match": "tokens", "match_source": None, "stream": "sequential",
                "schedule": "cosine", "beta2": 0.95, "reuse": "adjacent", "decay": 0.2},
-    "stage2": {"schedule": "cosine", "beta2": 0.95, "decay": 0.2},
+    "stage2": {"schedule": "cosine", "beta2": 0.95, "decay": 0.2, "budgets": []},
     "model": {"attention_dropout": 0.0},
     "transfer": {"embeddings": "reinit"},
     "dyck": {"generator": "words"},

@@ -346,6 +346,9 @@ class FineTune:
     def total_tokens(self, cfg) -> int:
         return 0  # known once the examples are tokenized (when the stage starts)
 
+    def budgets(self, cfg) -> list[int]:
+        return []
+
     def plan(self, ctx):
         from transformers import AutoTokenizer
 

@@ -8,6 +8,7 @@ experiment through one exception, `Stopped`, after the running stage has checkpo
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import socket
@@ -235,7 +236,8 @@ def _train(ctx: Context, stage: TrainingStage) -> None:
         return
     _fresh_peak(ctx)  # the stage's peak includes building its model and data
     plan = stage.plan(ctx)
-    trainer = _trainer(ctx, stage.kind, run, plan)
+    budgets = stage.budgets(ctx.cfg)
+    trainer = _trainer(ctx, stage.kind, run, plan, budgets)
     ctx.reporter.stage(stage.kind, plan.spec.steps * plan.spec.tokens_per_step)
     store.start_run(run.id, os.getpid(), socket.gethostname(), ctx.placement.label)
     result = trainer.run()
@@ -243,21 +245,30 @@ def _train(ctx: Context, stage: TrainingStage) -> None:
     if trainer.stopped:
         store.finish_run(run.id, "cancelled")
         raise Stopped
-    points = _end_points(trainer, result, plan)
-    ctx.log(run, points)
-    _remember_peak(ctx, points)
     full = trainer.full_model()  # a collective when the weights are sharded
     if ctx.world.main:
         stage.save(ctx, full, folder)
     ctx.world.barrier()
+    if budgets:  # the shorter budgets' cooldowns, each from its branch checkpoint of this run
+        from ncalab.experiment.budgets import run_branches
+
+        run_branches(ctx, stage.kind, run, plan.spec, budgets,
+                     lambda tokens, where, ends: _branch_trainer(ctx, run, plan, tokens, where, ends),
+                     trainer.step, result["seconds"])
+    points = _end_points(trainer, result, plan)
+    ctx.log(run, points)
+    _remember_peak(ctx, points)
     store.finish_run(run.id, "completed")
     ctx.reporter.done(stage.kind, {})
     stage.trained(ctx, trainer.model)
 
 
-def _trainer(ctx: Context, kind: str, run, plan: Plan) -> Trainer:
+def _trainer(ctx: Context, kind: str, run, plan: Plan, budgets=()) -> Trainer:
     """A trainer whose metrics and heartbeats go to the store, continued from the run's last
-    checkpoint when there is one (points logged after it are dropped: they are logged again)."""
+    checkpoint when there is one (points logged after it are dropped: they are logged again).
+    It keeps a checkpoint where each shorter budget's cooldown starts."""
+    from ncalab.experiment.budgets import branch_points
+
     store, last_beat = ctx.store, [0.0]
 
     def progress(tokens: int, m: dict) -> None:
@@ -268,16 +279,9 @@ def _trainer(ctx: Context, kind: str, run, plan: Plan) -> Trainer:
         ctx.reporter.progress(TrainingProgress.of(kind, tokens, m))
 
     ckpt = store.run_dir(run) / "checkpoints"
-    batches = plan.batches
-    if ctx.placement.device.type == "cuda":  # make the next batches while the GPU works
-        from ncalab.train.batches import Prefetcher
-
-        batches = Prefetcher(batches)
-    rt = ctx.cfg.runtime
-    trainer = Trainer(plan.model, plan.spec, ctx.placement, batches, plan.validation, TrainerOptions(
-        on_metrics=lambda pts: ctx.log(run, pts), on_progress=progress, checkpoint_dir=ckpt,
-        checkpoint_every_s=rt.checkpoint_minutes * 60, should_stop=ctx.should_stop, compile=rt.compile,
-        world=ctx.world, parallel=rt.parallel, micro_batch_size=plan.micro_batch_size))
+    trainer = Trainer(plan.model, plan.spec, ctx.placement, _batches(ctx, plan.batches), plan.validation,
+                      _options(ctx, plan, on_metrics=lambda pts: ctx.log(run, pts), on_progress=progress,
+                               checkpoint_dir=ckpt, branch_steps=frozenset(branch_points(plan.spec, budgets).values())))
     found = checkpoint.find(ckpt / "last")  # where an interrupted save may have left it, too
     if found is not None:
         trainer.restore(found)
@@ -289,6 +293,40 @@ def _trainer(ctx: Context, kind: str, run, plan: Plan) -> Trainer:
         store.delete_metrics_after(run.id, -1)  # no checkpoint: the stage starts over, and so does its curve
         ctx.tracking.restart(kind, -1)
     return trainer
+
+
+def _branch_trainer(ctx: Context, run, plan: Plan, tokens: int, where: Path, ends: Callable) -> Trainer:
+    """A trainer of a shorter budget of this run (experiment/budgets.py): a model of the same
+    shape (its weights come from the branch checkpoint), fresh batches of the same stream, its
+    checkpoints in its own folder, and its evaluations handed to ``ends`` instead of the run's curve."""
+    from ncalab.experiment.budgets import spec_for
+    from ncalab.train.model import blank_like
+
+    store, last_beat = ctx.store, [0.0]
+
+    def progress(done: int, m: dict) -> None:
+        if time.time() - last_beat[0] > 5:
+            store.heartbeat(run.id, step=0, tokens=done)
+            last_beat[0] = time.time()
+
+    return Trainer(blank_like(plan.model), spec_for(plan.spec, tokens), ctx.placement,
+                   _batches(ctx, copy.copy(plan.batches)), plan.validation,  # its own position in the stream
+                   _options(ctx, plan, on_metrics=ends, on_progress=progress, checkpoint_dir=where))
+
+
+def _batches(ctx: Context, batches):
+    if ctx.placement.device.type == "cuda":  # make the next batches while the GPU works
+        from ncalab.train.batches import Prefetcher
+
+        return Prefetcher(batches)
+    return batches
+
+
+def _options(ctx: Context, plan: Plan, **given) -> TrainerOptions:
+    rt = ctx.cfg.runtime
+    return TrainerOptions(checkpoint_every_s=rt.checkpoint_minutes * 60, should_stop=ctx.should_stop,
+                          compile=rt.compile, world=ctx.world, parallel=rt.parallel,
+                          micro_batch_size=plan.micro_batch_size, **given)
 
 
 def _end_points(trainer: Trainer, result: dict, plan: Plan) -> list[dict]:

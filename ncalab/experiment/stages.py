@@ -51,6 +51,7 @@ class TrainingStage(Protocol):
     keeps_model: bool  # its saved model is needed by later stages (a reused twin must have one)
 
     def total_tokens(self, cfg) -> int: ...
+    def budgets(self, cfg) -> list[int]: ...  # shorter budgets, each a cooldown branch (experiment/budgets.py)
     def plan(self, ctx) -> Plan: ...
     def save(self, ctx, model, folder: Path) -> None: ...
     def trained(self, ctx, model) -> None: ...
@@ -91,6 +92,9 @@ class PrePreTraining:
 
     def total_tokens(self, cfg) -> int:
         return stage1_tokens(cfg)
+
+    def budgets(self, cfg) -> list[int]:
+        return []
 
     def plan(self, ctx) -> Plan:
         cfg, s1 = ctx.cfg, ctx.cfg.stage1
@@ -188,6 +192,9 @@ class LanguageTraining:
 
     def total_tokens(self, cfg) -> int:
         return cfg.stage2.tokens
+
+    def budgets(self, cfg) -> list[int]:
+        return list(cfg.stage2.budgets)
 
     def plan(self, ctx) -> Plan:
         from ncalab.data.lm_data import TokenBatches

@@ -193,9 +193,9 @@ class Trainer:
 
     def _plain_model(self):
         """An unwrapped model of the same shape, on the CPU (for the full save_pretrained copy)."""
-        from transformers import AutoModelForCausalLM
+        from ncalab.train.model import blank_like
 
-        return AutoModelForCausalLM.from_config(self.model.config)
+        return blank_like(self.model)
 
     def full_model(self):
         """The trained model, whole and unwrapped, on the main process (a collective when the

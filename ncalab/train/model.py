@@ -29,6 +29,13 @@ def build_model(m: ModelConfig, vocab_size: int, max_len: int, seed: int) -> Lla
     return model
 
 
+def blank_like(model) -> LlamaForCausalLM:
+    """A model of the same shape, on the CPU, to load saved weights into (its own values are not used)."""
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_config(model.config)
+
+
 def count_params(model: torch.nn.Module, embeddings: bool = True) -> int:
     n = sum(p.numel() for p in model.parameters())
     if not embeddings:
