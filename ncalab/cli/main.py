@@ -12,7 +12,7 @@ import click
 import typer
 
 from ncalab import __version__
-from ncalab.cli import browse, evaluate, match, nca, report, run, sources, store_cmd, sweep
+from ncalab.cli import browse, evaluate, match, nca, report, run, sources, store_cmd, study, sweep
 from ncalab.cli.quiet import quiet_third_party, verbose_requested
 from ncalab.errors import NcalabError
 
@@ -26,6 +26,7 @@ app.command("eval")(evaluate.eval_)
 app.command("match")(match.match)
 app.add_typer(browse.app, name="runs")
 app.add_typer(sweep.app, name="sweep")
+app.add_typer(study.app, name="study")
 app.add_typer(store_cmd.app, name="store")
 app.command("report")(report.report)
 app.command("sources")(sources.sources)

@@ -175,3 +175,32 @@ def study_renderables(ans: StudyAnswers) -> list[Table | Text]:
         if not arm.fitted:
             out += [Text(f"{arm.arm}: {arm.reason}"), _raw(arm)]
     return out
+
+
+def grid_table(grid: dict) -> Table:
+    """A study's declared grid with what is stored so far: one row per arm and size, one column
+    per budget D, each cell the mean held-out loss over the seeds stored (and how many of the
+    declared seeds that is, while some are missing)."""
+    seeds = len(grid["seeds"])
+    done = sum(1 for c in grid["cells"] if len(c["losses"]) >= seeds)
+    status = ", ".join(f"{n} {s}" for s, n in sorted(grid["status"].items()))
+    t = _table(f"study {grid['study_id']}{' (' + grid['name'] + ')' if grid.get('name') else ''}: held-out loss, "
+               f"mean over seeds; {done}/{len(grid['cells'])} points complete ({grid['members']} experiments: {status})")
+    t.add_column("arm")
+    t.add_column("N", justify="right")
+    for d in grid["budgets"]:
+        t.add_column(f"D {tokens(d)}", justify="right", no_wrap=True)
+    by_row: dict[tuple, dict] = {}
+    for c in grid["cells"]:
+        by_row.setdefault((c["arm"], c["n"]), {})[c["d"]] = c["losses"]
+    for (arm, n), row in by_row.items():
+        cells = []
+        for d in grid["budgets"]:
+            losses = row.get(d, [])
+            if not losses:
+                cells.append("-")
+                continue
+            mean = sum(losses) / len(losses)
+            cells.append(f"{mean:.4f}" + ("" if len(losses) >= seeds else f" ({len(losses)}/{seeds})"))
+        t.add_row(arm, tokens(n), *cells)
+    return t

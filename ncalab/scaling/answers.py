@@ -378,3 +378,55 @@ def answers(points: Iterable[StudyPoint], *, sources: Sequence[str] | None = Non
         for s in src for b in base if s != b)
     return StudyAnswers(fits=fits, pairs=pairs, sources=src, baselines=base, ratio=ratio, n_max=n_max,
                         resamples=resamples)
+
+
+def _plain(x):
+    """JSON-safe: numpy scalars as floats, infinities and NaN as strings, tuples as lists."""
+    if isinstance(x, dict):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if isinstance(x, (np.floating, float)):
+        x = float(x)
+        return x if math.isfinite(x) else ("nan" if math.isnan(x) else ("inf" if x > 0 else "-inf"))
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+def _estimate(e: Estimate) -> dict:
+    return {"value": e.value, "lo": e.lo, "hi": e.hi, "reason": e.reason}
+
+
+def _arm_dict(a: ArmFit) -> dict:
+    out: dict = {"arm": a.arm, "points": [vars(p) for p in a.points], "reason": a.reason}
+    if a.fitted:
+        law = a.fit.law  # type: ignore[union-attr]
+        try:
+            intervals = {k: {"estimate": i.estimate, "lo": i.lo, "hi": i.hi}
+                         for k, i in a.bootstrap.parameter_intervals().items()}  # type: ignore[union-attr]
+        except CannotFit as e:
+            intervals = {"reason": str(e)}
+        out.update(law=vars(law), intervals=intervals, grid_points=a.fit.points,  # type: ignore[union-attr]
+                   resamples_fitted=len(a.bootstrap.params) - a.bootstrap.failed)  # type: ignore[union-attr]
+        if a.loo is not None:
+            out["leave_one_out"] = {"rmse_log": a.loo.rmse_log, "mean_abs_relative_error": a.loo.mean_abs_relative_error,
+                                    "points": [vars(p) for p in a.loo.points]}
+    return out
+
+
+def as_dict(ans: StudyAnswers) -> dict:
+    """The answers as plain JSON data (`--json`): the same numbers the tables show."""
+    pairs = []
+    for p in ans.pairs:
+        cross = {"text": p.crossover} if isinstance(p.crossover, str) else {**vars(p.crossover), "text": p.crossover.text()}
+        measured = [{"n": m.n, "d": m.d, "seeds": list(m.seeds), "source_loss": m.source_loss,
+                     "baseline_loss": m.baseline_loss, "gain": _estimate(m.gain), "transfer": _estimate(m.transfer),
+                     "multiple": _estimate(m.multiple)} for m in p.comparison.points]
+        predicted = [{"n": q.n, "d": q.d, "gain": _estimate(q.gain), "transfer": _estimate(q.transfer),
+                      "multiple": _estimate(q.multiple), "extrapolated": q.extrapolated, "n_range": q.n_range,
+                      "d_range": q.d_range} for q in p.predictions]
+        pairs.append({"source": p.source, "baseline": p.baseline, "crossover": cross, "predictions": predicted,
+                      "measured": measured, "transfer_reason": p.comparison.transfer_reason})
+    return _plain({"ratio": ans.ratio, "n_max": ans.n_max, "resamples": ans.resamples, "sources": ans.sources,
+                   "baselines": ans.baselines, "pairs": pairs, "arms": [_arm_dict(a) for a in ans.fits.values()]})

@@ -61,11 +61,13 @@ class Law:
 
     def loss(self, n, d) -> np.ndarray:
         n, d = np.asarray(n, dtype=float), np.asarray(d, dtype=float)
-        return self.E + self.A / n**self.alpha + self.B / d**self.beta
+        with np.errstate(over="ignore", invalid="ignore"):  # a degenerate resample's law: inf or nan, not a warning
+            return self.E + self.A / n**self.alpha + self.B / d**self.beta
 
     def floor(self, n) -> np.ndarray:
         """The loss at size N with unlimited data: E + A / N^alpha."""
-        return self.E + self.A / np.asarray(n, dtype=float) ** self.alpha
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self.E + self.A / np.asarray(n, dtype=float) ** self.alpha
 
     def tokens_for(self, n, loss) -> np.ndarray:
         """The data D needed at size N to reach ``loss``: (B / (L - E - A/N^alpha))^(1/beta);
@@ -83,7 +85,8 @@ class Law:
     @classmethod
     def from_vector(cls, x) -> Law:
         e, a, alpha, b, beta = (float(v) for v in x)
-        return cls(E=float(np.exp(e)), A=float(np.exp(a)), alpha=alpha, B=float(np.exp(b)), beta=beta)
+        with np.errstate(over="ignore"):
+            return cls(E=float(np.exp(e)), A=float(np.exp(a)), alpha=alpha, B=float(np.exp(b)), beta=beta)
 
 
 @dataclass(frozen=True)

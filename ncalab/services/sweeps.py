@@ -63,8 +63,16 @@ def create(store, base: ExperimentConfig, grid_items: list[str], seeds: list[int
     grid = parse_grid(grid_items, base, zipped=zipped)
     if not grid:
         raise NcalabError("a sweep needs at least one --grid KEY=V1,V2,...")
+    return create_grid(store, base, grid, seeds, name, zipped=zipped)
+
+
+def create_grid(store, base: ExperimentConfig, grid: dict[str, list], seeds: list[int], name: str | None = None,
+                zipped: bool = False, extra: dict | None = None) -> dict:
+    """`create` for a grid already typed ({key: [values]}); ``extra`` is kept in the sweep's spec
+    (a study's declaration)."""
     _check_seeds(seeds)
-    spec = {"preset": base.preset, "scale": base.scale, "base": base.to_dict(), "grid": grid, "seeds": list(seeds)}
+    spec = {"preset": base.preset, "scale": base.scale, "base": base.to_dict(), "grid": grid, "seeds": list(seeds),
+            **(extra or {})}
     if zipped:
         spec["zip"] = True
     # every member can run (config, device, corpora) before the sweep is stored
