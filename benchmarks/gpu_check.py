@@ -1,6 +1,6 @@
 """Everything that only a GPU can measure, in one prepared call that fits a short GPU loan.
 
-  python benchmarks/gpu_check.py --out gpu.json             # one H100/H200: about 8 minutes
+  python benchmarks/gpu_check.py --out gpu.json             # one H100/H200: about 9 minutes
   python benchmarks/gpu_check.py --dry-run --out dry.json   # every part at toy sizes on a CPU
   python benchmarks/gpu_check.py --parts nca_engine,e2e_small --out more.json   # some parts only
 
@@ -16,6 +16,9 @@ The parts (PARTS, walked in order; each reuses a benchmark or ncalab's own API):
                   the extrapolated wall time of the paper's HumanEval protocol
   e2e_small       a `--scale small` experiment with reduced budgets through the job queue in a
                   temporary store: both arms' save_pretrained folders must load in transformers
+  scaling_study   a reduced `ncalab study` (two widths above the CPU study's range, two budgets,
+                  scratch and nca, one seed): its points pool with the CPU study's
+                  (`ncalab study fit ID --points gpu.json`)
   distributed     with 2 or more GPUs: the training step under torchrun with DDP and with FSDP2,
                   and the fraction of one-GPU tokens/s each GPU keeps
 
@@ -69,19 +72,29 @@ class Sizes:
     engine_batch_rules: int  # candidates per batch of the GPU engine
     eval_args: tuple[str, ...] = ()  # benchmarks/eval.py's arguments
     e2e_sets: tuple[str, ...] = ()  # --set overrides of the `--scale small` experiment
+    study_sizes: tuple[str, ...] = ()  # the reduced study's --size items
+    study_budgets: tuple[int, ...] = ()
+    study_sets: tuple[str, ...] = ()  # --set overrides of its `--scale tiny` base
 
 
 FULL = Sizes(24, 2048, 32, 1024, 10, 64, (("web", 8_000_000), ("code", 2_000_000)), 16384,
              ("--paper-shape", "--samples", "16", "--new", "64"),
              ("stage1.tokens=1048576", "stage1.val_sequences=64", "stage2.tokens=2097152",
-              "stage2.eval_tokens=131072"))
+              "stage2.eval_tokens=131072"),
+             # the CPU study's tiny family (4 layers, heads of 32) at two widths above its range
+             # (64-192, docs/results.md), its data and stage 2 unchanged so the points pool with its
+             ("model.d_model=384,768", "model.n_head=12,24"), (1_000_000, 4_000_000))
 TOY = Sizes(1, 32, 2, 64, 3, 4, (("web", 1024), ("code", 1024)), 64,
             ("--layers", "1", "--d-model", "32", "--heads", "2", "--samples", "4", "--new", "8", "--prompt", "16"),
             # no in-context evaluation and no compiling here: on 2 CPU cores each costs more than the rest
             ("model.n_layer=1", "model.d_model=32", "model.n_head=2", "nca.seq_len=128", "stage1.tokens=8192",
              "stage1.batch_size=8", "stage1.val_sequences=8", "stage1.icl_sequences=0", "stage2.tokens=8192",
              "stage2.seq_len=64", "stage2.batch_size=8", "stage2.eval_tokens=2048", "data.vocab_size=512",
-             "data.val_fraction=0.2", "runtime.compile=false"))
+             "data.val_fraction=0.2", "runtime.compile=false"),
+            ("model.d_model=32,48", "model.n_head=2,2"), (4096, 8192),
+            ("model.n_layer=1", "nca.seq_len=128", "stage1.tokens=8192", "stage1.batch_size=8",
+             "stage1.val_sequences=8", "stage1.icl_sequences=0", "stage2.seq_len=64", "stage2.batch_size=8",
+             "stage2.eval_tokens=2048", "data.vocab_size=512", "data.val_fraction=0.2"))
 
 
 @dataclass
@@ -330,6 +343,44 @@ def e2e_small(ctx: Context) -> dict:
             "stage1_tokens": cfg.stage1.tokens, "stage2_tokens": cfg.stage2.tokens, "compile": cfg.runtime.compile}
 
 
+def scaling_study(ctx: Context) -> dict:
+    """A reduced scaling study (two widths above the CPU study's, two budgets, scratch and nca,
+    one seed) through `ncalab study`'s service in a store of its own. Its points go into the
+    report (figures.export), so `ncalab study fit CPU_STUDY --points gpu.json` extends the
+    CPU fit's range of N with them."""
+    from ncalab.jobs import queue
+    from ncalab.services import study
+    from ncalab.services.config import resolve_config
+    from ncalab.store import RunStore
+
+    s = ctx.sizes
+    with tempfile.TemporaryDirectory(prefix="ncalab-gpu-study-") as tmp:
+        home = Path(tmp) / "home"
+        corpus = toy_corpus(Path(tmp) / "corpus") if ctx.dry_run else None
+        base = resolve_config("code", "tiny", sets=list(s.study_sets), corpus=corpus, home=home)
+        store = RunStore(home)
+        t0 = time.monotonic()
+        made = study.declare(store, base, list(s.study_sizes), list(s.study_budgets),
+                             study.parse_arms("nca", base, matched_scale=False), [0])
+        queue.schedule(store)
+        ids = made["experiments"]
+        try:
+            for exp_id in ids:
+                queue.wait_until(store, exp_id, FINAL, max(ctx.seconds - 30 - (time.monotonic() - t0), 10))
+        finally:
+            for exp_id in ids:
+                stop_if_running(store, exp_id)
+        wall = time.monotonic() - t0
+        ended = {store.get_experiment(e).status for e in ids}
+        if ended != {"completed"}:
+            raise RuntimeError(f"the study's experiments ended {', '.join(sorted(ended))} after {wall:.0f} s")
+        export = study.export(store, made["study_id"])
+        grid = study.grid(store, made["study_id"])
+    losses = {f"{p['arm']} N={p['n']:.3g} D={p['d']:.3g}": round(p["loss"], 4) for p in export["points"]}
+    return {"wall_s": round(wall, 1), "points": len(export["points"]), "sizes": [x["n"] for x in grid["sizes"]],
+            "budgets": grid["budgets"], "losses": losses, "export": export}
+
+
 def rounded(value, digits: int):
     return None if value is None else round(float(value), digits)
 
@@ -416,6 +467,7 @@ PARTS = (
          ("gpu_tokens_per_s_web", "cpu_tokens_per_s_web", "gpu_tokens_per_s_code", "cpu_tokens_per_s_code")),
     Part("eval_sampling", eval_sampling, 60, 30, needs_gpu, ("tokens_per_s", "ratio", "humaneval_protocol_hours")),
     Part("e2e_small", e2e_small, 150, 90, needs_gpu, ("wall_s", "ppl_nca", "ppl_scratch", "models_loaded")),
+    Part("scaling_study", scaling_study, 180, 60, needs_gpu, ("wall_s", "points", "sizes")),
     Part("distributed", distributed, 180, 90, needs_gpus,
          ("processes", "ddp_kept_per_gpu", "fsdp_kept_per_gpu", "ddp_tokens_per_s", "fsdp_tokens_per_s")),
 )
@@ -568,14 +620,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="gpu_check.json", help="the JSON report (the table goes beside it, .txt)")
     ap.add_argument("--dry-run", action="store_true", help="every part at toy sizes, on the CPU where there is no GPU")
-    ap.add_argument("--budget", type=float, default=None, help="seconds for all parts (default 480; dry run 600)")
+    ap.add_argument("--budget", type=float, default=None, help="seconds for all parts (default 540; dry run 600)")
     ap.add_argument("--parts", default=None, help="comma-separated parts to run (the environment always runs)")
     ap.add_argument("--_part", dest="part", help=argparse.SUPPRESS)
     ap.add_argument("--_io", dest="io", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.part:
         sys.exit(child_main(args.part, Path(args.io), args.dry_run))
-    budget = args.budget if args.budget is not None else (600.0 if args.dry_run else 480.0)
+    budget = args.budget if args.budget is not None else (600.0 if args.dry_run else 540.0)
     out = Path(args.out).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     report = walk(chosen(args.parts), args.dry_run, budget, out)

@@ -20,6 +20,7 @@ POSITIVE = {
     "nca_engine": ("gpu_tokens_per_s_web", "cpu_tokens_per_s_web", "gpu_tokens_per_s_code", "cpu_tokens_per_s_code"),
     "eval_sampling": ("tokens_per_s", "baseline_tokens_per_s", "humaneval_protocol_hours"),
     "e2e_small": ("wall_s", "ppl_nca", "ppl_scratch"),
+    "scaling_study": ("wall_s", "points"),
     "distributed": ("processes", "one_process_tokens_per_s", "ddp_tokens_per_s", "fsdp_tokens_per_s",
                     "ddp_kept_per_gpu", "fsdp_kept_per_gpu"),
 }
@@ -52,6 +53,11 @@ def test_the_dry_run_runs_every_part_and_reports_its_figures(tmp_path):
         for key in POSITIVE.get(name, ()):
             assert isinstance(figures[key], (int, float)) and figures[key] > 0, f"{name}.{key} = {figures.get(key)}"
     assert set(report["parts"]["e2e_small"]["figures"]["models_loaded"]) >= {"nca", "scratch"}
+    # the reduced study's points: 2 sizes x 2 budgets x (scratch, nca), readable by `study fit --points`
+    from ncalab.services.study import read_points
+
+    pooled = read_points(out)["points"]
+    assert len(pooled) == 8 and {p.arm for p in pooled} == {"scratch", "nca"} and all(p.loss > 0 for p in pooled)
     assert 0 <= report["parts"]["train_eager"]["figures"]["data_wait_fraction"] <= 1
     assert {t["figure"] for t in report["targets"]} == {"mfu", "data_wait_fraction"}
     assert out.with_suffix(".txt").read_text().startswith("GPU check (dry run")

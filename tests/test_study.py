@@ -95,3 +95,8 @@ def test_a_micro_study_killed_and_resumed_stores_every_point_once(tmp_path, caps
     assert code == 0 and "4 grid points for 5 parameters" in out and "crossover at" not in out and "predicted by the two laws" not in out
     fitted = cli_json(capsys, "study", "fit", study_id, "--home", str(home))
     assert all(a["reason"] and "law" not in a for a in fitted["arms"])
+    # the report's study section: its grid, and why there are no answers yet
+    made = cli_json(capsys, "report", study_id, "--home", str(home), "--out", str(tmp_path / "r.html"), "--no-frames")
+    page = (tmp_path / "r.html").read_text()
+    assert made["title"].startswith("study ") and "The scaling study" in page and "5 parameters" in page
+    assert page.index("The scaling study") < page.index("The question and the answer")

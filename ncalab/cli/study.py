@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -115,6 +116,8 @@ def show(study_id: StudyId, at: At = None, ratio: Ratio = 20.0, resamples: Resam
 def fit(
     study_ids: Annotated[list[str], typer.Argument(help="One study id, or several to pool (same data and stage 2).")],
     at: At = None, ratio: Ratio = 20.0, resamples: Resamples = 1000,
+    points: Annotated[list[Path] | None, typer.Option(
+        "--points", help="An exported study to pool (`ncalab study export`, or a GPU check's report), repeatable.")] = None,
     home: Home = None, json_out: JsonFlag = False,
 ) -> None:
     """The answers: crossover, predictions at --at, each arm's law with intervals and its
@@ -123,12 +126,27 @@ def fit(
     from ncalab.scaling.answers import as_dict
     from ncalab.services import study as svc
 
-    ans = svc.fit(_store(home), study_ids, at=svc.parse_at(at or []), ratio=ratio, resamples=resamples)
+    extra = [svc.read_points(p) for p in points or []]
+    ans = svc.fit(_store(home), study_ids, at=svc.parse_at(at or []), ratio=ratio, resamples=resamples, extra=extra)
     if json_out:
         emit_json({"studies": study_ids, **as_dict(ans)})
         return
     for r in study_renderables(ans):
         out_console.print(r)
+
+
+@app.command("export")
+def export(study_id: StudyId, out: Annotated[Path, typer.Option("--out", help="The JSON file to write.")],
+           home: Home = None) -> None:
+    """Write the study's points and what makes them comparable, for `study fit --points` elsewhere."""
+    import json
+
+    from ncalab.services import study as svc
+    from ncalab.services.report import write_bytes
+
+    data = svc.export(_store(home), study_id)
+    write_bytes(out, (json.dumps(data, indent=1) + "\n").encode())
+    out_console.print(f"wrote {out}: {len(data['points'])} points of study {study_id}")
 
 
 @app.command("list")

@@ -179,6 +179,74 @@ def gain_figure(groups, size=None):
     return fig
 
 
+def study_loss_figure(grid: dict, laws: dict, size=None):
+    """A study's held-out loss against stage-2 tokens D, one panel per arm, one colour per size
+    N: each seed (dots), the mean (circles) and the arm's fitted law at that N (dashed), where
+    the arm has one. ``laws``: {arm: Law or None}. None when nothing is stored yet."""
+    cells = [c for c in grid["cells"] if c["losses"]]
+    if not cells:
+        return None
+    arms = [a for a in grid["arms"] if any(c["arm"] == a for c in cells)]
+    ns = [s["n"] for s in grid["sizes"]]
+    cols = dict(zip(ns, colours(len(ns))))
+    rows = (len(arms) + 1) // 2
+    with style():
+        fig = new_figure(size or (PAGE[0], 0.4 + 2.0 * rows))  # constrained layout: panels of any count
+        axes = fig.subplots(rows, 2 if len(arms) > 1 else 1, sharex=True, sharey=True, squeeze=False).ravel()
+        d_lo, d_hi = min(grid["budgets"]), max(grid["budgets"])
+        ds = np.geomspace(d_lo, d_hi, 50)
+        for ax, arm in zip(axes, arms):
+            for n in ns:
+                mine = sorted((c for c in cells if c["arm"] == arm and c["n"] == n), key=lambda c: c["d"])
+                if not mine:
+                    continue
+                for c in mine:
+                    ax.scatter([c["d"]] * len(c["losses"]), c["losses"], s=6, color=cols[n], alpha=0.5, linewidth=0)
+                ax.plot([c["d"] for c in mine], [sum(c["losses"]) / len(c["losses"]) for c in mine], marker="o",
+                        markersize=3, linestyle="none", color=cols[n], label=f"N {n:.3g}")
+                if laws.get(arm) is not None:
+                    ax.plot(ds, laws[arm].loss(n, ds), color=cols[n], linestyle="--", linewidth=0.9)
+            ax.set_xscale("log")
+            ax.set_title(arm + ("" if laws.get(arm) is not None else " (no law fitted)"))
+            ax.grid(True, which="major", alpha=0.25, linewidth=0.5)
+        for ax in axes[len(arms):]:
+            ax.set_visible(False)
+        for ax in axes[-2:]:
+            ax.set_xlabel("stage-2 tokens D")
+        for ax in axes[::2]:
+            ax.set_ylabel("held-out loss (nats/token)")
+        axes[0].legend(loc="best")
+    return fig
+
+
+def study_transfer_figure(curves: list[dict], size=PAGE):
+    """D_T / D along D = ratio x N for each source against each baseline, with its 95% paired
+    bootstrap band; above 0 the warm start is worth extra language tokens. The fitted grid's
+    range of N is shaded: right of it is extrapolation."""
+    if not curves:
+        return None
+    with style():
+        fig = new_figure(size, fixed=True)
+        ax = fig.add_subplot()
+        for c, colour in zip(curves, colours(len(curves))):
+            ok = [i for i, v in enumerate(c["value"]) if v is not None and math.isfinite(v)]
+            x = [c["n"][i] for i in ok]
+            ax.plot(x, [c["value"][i] for i in ok], color=colour, label=c["label"])
+            band = [i for i in ok if c["lo"][i] is not None and c["hi"][i] is not None
+                    and math.isfinite(c["lo"][i]) and math.isfinite(c["hi"][i])]
+            if band:
+                ax.fill_between([c["n"][i] for i in band], [c["lo"][i] for i in band], [c["hi"][i] for i in band],
+                                color=colour, alpha=0.15, linewidth=0)
+        lo, hi = curves[0]["grid_n"]
+        ax.axvspan(lo, hi, color=SCRATCH, alpha=0.08, linewidth=0, label="fitted grid")
+        ax.axhline(0.0, color=SCRATCH, linestyle="--", linewidth=0.8)
+        ax.set_xscale("log")
+        _axes(ax, f"non-embedding parameters N (D = {curves[0]['ratio']:g} N)", "D_T / D  (> 0: tokens saved)", None)
+        ax.legend(loc="best")
+        _fix_margins(fig, False)
+    return fig
+
+
 def _short(label: str, width: int = 38) -> str:
     return label if len(label) <= width else label[: width - 1] + "…"
 

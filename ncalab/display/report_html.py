@@ -6,6 +6,7 @@ besides the figures themselves (ncalab.display.figures)."""
 from __future__ import annotations
 
 import base64
+import io
 import json
 import time
 from html import escape
@@ -20,6 +21,7 @@ body{margin:0;color:#1b1b1b;background:#fff;font:15px/1.45 system-ui,-apple-syst
 main{max-width:1120px;margin:0 auto;padding:12px 16px 40px}
 h1{font-size:1.45em;margin:.4em 0 .1em}h2{font-size:1.15em;margin:1.6em 0 .4em;border-bottom:1px solid #ddd}
 h3{font-size:1em;margin:1em 0 .3em}p{margin:.4em 0}.sub{color:#555}
+pre.study{overflow-x:auto;font:12px/1.35 ui-monospace,Menlo,Consolas,monospace;background:#fafafa;padding:8px}
 .figs{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,440px),1fr));gap:14px}
 figure{margin:0;min-width:0}figure img{display:block;width:100%;height:auto}
 figcaption{font-size:.85em;color:#555}
@@ -76,7 +78,7 @@ def _write(rep: R.Report, out) -> dict:
 def render(rep: R.Report) -> str:
     """The whole page for a report."""
     figures = Figures()
-    body = [_header(rep), _answer(rep, figures), _curves(rep, figures), _stage1(rep, figures), _compute(rep),
+    body = [_header(rep), _study(rep, figures), _answer(rep, figures), _curves(rep, figures), _stage1(rep, figures), _compute(rep),
             _downstream(rep, figures), _members(rep), _config(rep), _footer(rep)]
     return figures.drawn_into(f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
@@ -172,7 +174,7 @@ def _header(rep: R.Report) -> str:
 
 def _question(rep: R.Report) -> str:
     src = rep.source
-    what = ("each of " + ", ".join(src["swept"])) if src.get("swept") else _source_words(src)
+    what = ("each of " + ", ".join(dict.fromkeys(src["swept"]))) if src.get("swept") else _source_words(src)
     return (f"Does a language model first trained on {what} and then on <code>{escape(str(src['stage2_corpus']))}"
             f"</code> reach a lower held-out perplexity than the same model trained from scratch on the same "
             f"stage-2 tokens?")
@@ -205,6 +207,45 @@ def _answer(rep: R.Report, figures: Figures) -> str:
             f"<p class=\"sub\">The rule the sweeps use: {escape(R.RULE)}. Gain = 1 - ppl<sub>warm</sub> / "
             f"ppl<sub>scratch</sub> on held-out text; speedup = tokens scratch needed to reach its final perplexity "
             f"/ tokens the warm start needed to reach it.</p>{fig}")
+
+
+def _study(rep: R.Report, figures: Figures) -> str:
+    """A scaling study's answers first (each crossover), the two figures, then the laws and the
+    measurements as `ncalab study show` prints them; for a study with nothing fitted yet, why."""
+    if rep.study is None:
+        return ""
+    from ncalab.display.study import grid_table, study_renderables
+
+    part, ans = rep.study, rep.study["answers"]
+    tables = [grid_table(part["grid"])]
+    if ans is None:
+        lines = f'<p class="answer">No answers yet: {escape(part["reason"])}</p>'
+        laws = {}
+    else:  # the crossover lines come first, one per pair; the rest is the CLI's tables and reasons
+        shown = study_renderables(ans)
+        lines = "".join(f'<p class="answer">{escape(str(t))}</p>' for t in shown[:len(ans.pairs)])
+        tables += shown[len(ans.pairs):]
+        laws = {arm: (a.fit.law if a.fitted else None) for arm, a in ans.fits.items()}
+    figs = _figs(figures.svg(F.study_loss_figure, part["grid"], laws, alt="held-out loss against D for each size and arm",
+                             caption="Held-out loss against stage-2 tokens D: each seed (dots), the mean (circles) "
+                                     "and the arm's fitted law at that size (dashed)."),
+                 figures.svg(F.study_transfer_figure, part["curves"], alt="D_T / D against N",
+                             caption="Effective data transferred as a multiple of D, along D = ratio x N, with its 95% "
+                                     "paired bootstrap band; the shaded span is the fitted grid, right of it is "
+                                     "extrapolation.") if part["curves"] else "")
+    return (f"<h2>The scaling study</h2><p>Where would the warm start begin to help? Each arm's law L(N, D) = E + "
+            f"A/N<sup>alpha</sup> + B/D<sup>beta</sup>, the tokens a warm start saves or costs (D_T) and the "
+            f"crossover.</p>{lines}{figs}<pre class=\"study\">{escape(_plain_tables(tables))}</pre>")
+
+
+def _plain_tables(renderables) -> str:
+    """Rich tables as the CLI prints them, as plain text for a <pre> block."""
+    from rich.console import Console
+
+    console = Console(width=150, record=True, file=io.StringIO(), color_system=None)
+    for r in renderables:
+        console.print(r)
+    return console.export_text()
 
 
 def _answer_line(rep: R.Report) -> str:

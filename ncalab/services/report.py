@@ -90,6 +90,7 @@ class Report:
     strip: list[dict] = field(default_factory=list)  # NCA rules: rule_seed, score, frames (F, H, W)
     notes: list[str] = field(default_factory=list)
     sweep_table: dict | None = None
+    study: dict | None = None  # a scaling study's grid, answers and D_T curves (services.study.report_part)
     made_at: float = field(default_factory=time.time)
     home: str = ""
     version: str = __version__
@@ -205,9 +206,14 @@ def _sweep_report(store, sweep_id: str) -> Report:
     read = {m.id: m for m in members_of(store, [by_id[i] for r in tab["rows"] for i in r["experiments"]])}
     groups = [Group(r["label"], r["setting"], [read[i] for i in r["experiments"]]) for r in tab["rows"]]
     base = store.get_sweep(sweep_id).spec["base"]
-    title = f"sweep {sweep_id}" + (f" ({tab['name']})" if tab["name"] else "")
+    kind = "study" if "study" in store.get_sweep(sweep_id).spec else "sweep"
+    title = f"{kind} {sweep_id}" + (f" ({tab['name']})" if tab["name"] else "")
     rep = Report(title, "sweep", [sweep_id], groups, **_config_part(base, store), swept=list(tab["grid"]),
                  source=source_of(base), sweep_table=tab)
+    if kind == "study":  # a scaling study: its grid, laws and answers
+        from ncalab.services.study import report_part
+
+        rep.study = report_part(store, sweep_id)
     if "stage1.source" in tab["grid"]:
         rep.source["swept"] = list(tab["grid"]["stage1.source"])
     return rep

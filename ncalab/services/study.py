@@ -176,13 +176,14 @@ def points(store, study_id: str) -> list[StudyPoint]:
     return sorted(out.values(), key=lambda p: (p.arm, p.n, p.d, p.seed))
 
 
-def grid(store, study_id: str) -> dict:
-    """The declared grid with what is stored: for each arm, size and budget the mean loss over
-    the seeds stored so far and how many of the declared seeds that is."""
+def grid(store, study_id: str, reap_first: bool = True) -> dict:
+    """The declared grid with what is stored: for each arm, size and budget the losses of the
+    seeds stored so far. ``reap_first=False`` only reads (the TUI's and a report's read-only store)."""
     from ncalab.jobs.queue import reap
 
     spec = spec_of(store, study_id)
-    reap(store)
+    if reap_first:
+        reap(store)
     study, base = spec["study"], stored_config(spec["base"])
     sizes = []
     for size in settings(study["sizes"], zipped=True):
@@ -202,21 +203,49 @@ def grid(store, study_id: str) -> dict:
             "status": status}
 
 
+def export(store, study_id: str) -> dict:
+    """A study's points with what makes them comparable, as plain data: `ncalab study export`
+    writes it, and `study fit --points` pools it with a store's studies (a GPU's with a CPU's)."""
+    spec = spec_of(store, study_id)
+    return {"study_id": study_id, "comparable": _comparable(stored_config(spec["base"])),
+            "points": [vars(p) for p in points(store, study_id)]}
+
+
+def read_points(path) -> dict:
+    """An exported study (or a GPU check's report holding one in its scaling_study part)."""
+    import json
+    from pathlib import Path
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise NcalabError(f"--points {path}: cannot read it ({getattr(e, 'strerror', None) or e})") from None
+    if isinstance(data, dict) and "parts" in data:  # benchmarks/gpu_check.py's report
+        data = ((data["parts"].get("scaling_study") or {}).get("figures") or {}).get("export")
+    if not (isinstance(data, dict) and isinstance(data.get("points"), list) and "comparable" in data):
+        raise NcalabError(f"--points {path}: not an exported study (`ncalab study export ID --out FILE`)")
+    try:
+        data["points"] = [StudyPoint(str(p["arm"]), float(p["n"]), float(p["d"]), int(p["seed"]), float(p["loss"]))
+                          for p in data["points"]]
+    except (KeyError, TypeError, ValueError):
+        raise NcalabError(f"--points {path}: a point lacks arm, n, d, seed or loss") from None
+    return data
+
+
 def fit(store, study_ids: list[str], at: list[tuple[float, float]] = (), ratio: float = 20.0,
-        resamples: int = 1000, seed: int = 0) -> StudyAnswers:
-    """The answers from the points of one study, or several pooled (a GPU study extending a
-    CPU one's range: they must share the corpus, tokenizer and stage-2 settings)."""
+        resamples: int = 1000, seed: int = 0, extra: list[dict] = ()) -> StudyAnswers:
+    """The answers from the points of one study, or several pooled, with ``extra`` exported
+    ones (a GPU study extending a CPU one's range): all must share the corpus, tokenizer and
+    stage-2 settings but the budgets, or their losses cannot share one law."""
+    parts = [(sid, export(store, sid)) for sid in dict.fromkeys(study_ids)]
+    parts += [(f"the points of {x.get('study_id') or 'a file'}", x) for x in extra]
+    first = parts[0]
     pts: list[StudyPoint] = []
-    first = None
-    for sid in dict.fromkeys(study_ids):
-        spec = spec_of(store, sid)
-        same = _comparable(stored_config(spec["base"]))
-        if first is None:
-            first = (sid, same)
-        elif same != first[1]:
-            raise NcalabError(f"studies {first[0]} and {sid} differ in their data or stage-2 settings; "
+    for name, part in parts:
+        if part["comparable"] != first[1]["comparable"]:
+            raise NcalabError(f"{first[0]} and {name} differ in their data or stage-2 settings; "
                               f"their losses cannot share one law")
-        pts += points(store, sid)
+        pts += [p if isinstance(p, StudyPoint) else StudyPoint(**p) for p in part["points"]]
     if not pts:
         raise NcalabError(f"study {', '.join(study_ids)} has no stored points yet; "
                           f"`ncalab study show {study_ids[0]}` shows its progress")
@@ -246,3 +275,38 @@ def list_studies(store) -> list[dict]:
     from ncalab.services import sweeps
 
     return [row for row in sweeps.list_sweeps(store) if "study" in store.get_sweep(row["sweep_id"]).spec]
+
+
+def transfer_curves(ans: StudyAnswers, points: int = 40, beyond: float = 1000.0) -> list[dict]:
+    """For each source against each baseline with both laws: D_T / D along D = ratio x N, with
+    its paired-bootstrap band, from the grid's smallest N to ``beyond`` times its largest (the
+    report's figure; where the grid ends is marked there)."""
+    import numpy as np
+
+    from ncalab.scaling.answers import predict
+
+    out = []
+    for pair in ans.pairs:
+        fits = ans.fits
+        if not (fits[pair.source].fitted and fits[pair.baseline].fitted):
+            continue
+        lo, hi = fits[pair.source].n_range
+        ns = np.geomspace(lo, hi * beyond, points)
+        preds = predict(fits, pair.source, pair.baseline, [(float(n), ans.ratio * float(n)) for n in ns])
+        out.append({"label": f"{pair.source} vs {pair.baseline}", "n": [p.n for p in preds],
+                    "value": [p.multiple.value for p in preds], "lo": [p.multiple.lo for p in preds],
+                    "hi": [p.multiple.hi for p in preds], "grid_n": [lo, hi], "ratio": ans.ratio})
+    return out
+
+
+def report_part(store, study_id: str, resamples: int = 1000) -> dict:
+    """What a report shows of a study: its grid, and its answers with the D_T curves, or the
+    one line saying why there are none yet. Only reads the store."""
+    part: dict = {"grid": grid(store, study_id, reap_first=False), "answers": None, "reason": None, "curves": []}
+    try:
+        part["answers"] = fit(store, [study_id], resamples=resamples)
+    except NcalabError as e:
+        part["reason"] = str(e)
+        return part
+    part["curves"] = transfer_curves(part["answers"])
+    return part
