@@ -258,8 +258,13 @@ FOUR_POINTS = ([1e5, 1e5, 1e7, 1e7], [1e6, 1e8, 1e6, 1e8], [4.0, 3.0, 3.5, 2.5])
 SIX, LOSSES = np.geomspace(1e5, 1e8, 6), np.linspace(4, 3, 6)
 BAD = [
     (FOUR_POINTS, "cannot fit nca: 4 grid points for 5 parameters"),
-    (([1e6] * 6, SIX, LOSSES), "cannot fit nca: one N only (1e+06); the law needs at least 2"),
-    ((SIX, [1e7] * 6, LOSSES), "cannot fit nca: one D only (1e+07); the law needs at least 2"),
+    (([1e6] * 6, SIX, LOSSES), "cannot fit nca: one N only (1e+06); the law needs at least 3, or its A and alpha "
+                               "trade off against E"),
+    ((SIX, [1e7] * 6, LOSSES), "cannot fit nca: one D only (1e+07); the law needs at least 3, or its B and beta "
+                               "trade off against E"),
+    # 4 sizes x 2 budgets: 8 grid points, yet B, beta and E are not separately determined
+    ((np.repeat(SIZES, 2), np.tile([1e6, 1e7], 4), [4.0 - 0.1 * i for i in range(8)]),
+     "cannot fit nca: 2 values of D only; the law needs at least 3, or its B and beta trade off against E"),
     (([0.0, *SIZES], [1e6, *TOKENS], [4.0] * 5), "cannot fit nca: every N must be a positive finite number"),
     ((SIZES, [1e6, -1e7, 1e8, 1e8], [4.0] * 4), "cannot fit nca: every D must be a positive finite number"),
     ((SIZES, TOKENS, [4.0, 0.0, 3.0, math.nan]), "cannot fit nca: every L must be a positive finite number"),

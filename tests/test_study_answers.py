@@ -127,7 +127,7 @@ def test_the_tables_show_the_answers_first_and_the_unfitted_arm_raw(study):
     assert text.splitlines()[0].startswith("nca vs scratch: ahead from the smallest size searched, N = 1e+05")
     assert "extrapolated beyond the grid (N 1e5-1e7, D 1e6-1e8)" in text
     assert text.index("predicted by the two laws") < text.index(LAWS_TITLE) < text.index("measured (gain")
-    assert f"matched_scale: {ans.fits['matched_scale'].reason}" in text
+    assert ans.fits['matched_scale'].reason.startswith("cannot fit matched_scale") and ans.fits['matched_scale'].reason in text
     for p in points:
         if p.arm == "matched_scale":
             assert f"{p.loss:.4f}" in text
@@ -201,3 +201,16 @@ def test_compare_and_predict_refuse_unknown_arms():
 
 def test_token_counts_are_written_one_way():
     assert [tokens(x) for x in (1.234e9, -4.5e8, 1e5, math.inf, None, 0.0)] == ["1.23e9", "-4.5e8", "1e5", "inf", "-", "0"]
+
+
+def test_a_resample_with_no_number_widens_the_interval_instead_of_being_forgotten():
+    from ncalab.scaling.answers import _percentile
+
+    values = np.linspace(-1.0, 1.0, 100)
+    whole = _percentile(0.0, values)
+    # 1 undefined resample in 100 lies inside the 2.5% tails: the interval stays finite but widens
+    one = _percentile(0.0, np.append(values[:-1], np.nan))
+    assert one.lo < whole.lo and one.hi >= whole.hi and math.isfinite(one.lo) and math.isfinite(one.hi)
+    # more than the tail's share undefined: neither end can be stated
+    many = _percentile(0.0, np.where(np.arange(100) % 10 == 0, np.nan, values))
+    assert many.lo == -math.inf and many.hi == math.inf and many.value == 0.0

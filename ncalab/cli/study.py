@@ -114,7 +114,8 @@ def show(study_id: StudyId, at: At = None, ratio: Ratio = 20.0, resamples: Resam
 
 @app.command("fit")
 def fit(
-    study_ids: Annotated[list[str], typer.Argument(help="One study id, or several to pool (same data and stage 2).")],
+    study_ids: Annotated[list[str] | None, typer.Argument(
+        help="One study id, or several to pool (same data and stage 2); none with --points.")] = None,
     at: At = None, ratio: Ratio = 20.0, resamples: Resamples = 1000,
     points: Annotated[list[Path] | None, typer.Option(
         "--points", help="An exported study to pool (`ncalab study export`, or a GPU check's report), repeatable.")] = None,
@@ -127,9 +128,10 @@ def fit(
     from ncalab.services import study as svc
 
     extra = [svc.read_points(p) for p in points or []]
-    ans = svc.fit(_store(home), study_ids, at=svc.parse_at(at or []), ratio=ratio, resamples=resamples, extra=extra)
+    ans = svc.fit(_store(home) if study_ids else None, study_ids or [], at=svc.parse_at(at or []), ratio=ratio, resamples=resamples,
+                  extra=extra)
     if json_out:
-        emit_json({"studies": study_ids, **as_dict(ans)})
+        emit_json({"studies": study_ids or [], **as_dict(ans)})
         return
     for r in study_renderables(ans):
         out_console.print(r)

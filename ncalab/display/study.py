@@ -134,7 +134,8 @@ def _measured(c: Comparison) -> Table | Text:
     if not c.points:
         return Text(f"{c.source} vs {c.baseline}: no grid point measured by both")
     counts = {len(p.seeds) for p in c.points}
-    seeds = f"{counts.pop()} seeds" if len(counts) == 1 else "seeds"  # the same count everywhere: said once
+    one = counts.pop() if len(counts) == 1 else None  # the same count everywhere: said once
+    seeds = "seeds" if one is None else f"{one} seed" + ("s" if one != 1 else "")
     dt = "" if c.transfer_reason else f"; D_T from {c.baseline}'s law, 95% over its bootstrap"
     t = _table(f"{c.source} vs {c.baseline}: measured (gain paired by seed, {seeds}, 95% t-interval{dt})")
     columns = ["N", "D", *(["seeds"] if seeds == "seeds" else []), f"L {c.source}", f"L {c.baseline}",
@@ -173,7 +174,8 @@ def study_renderables(ans: StudyAnswers) -> list[Table | Text]:
     out.extend(_measured(pair.comparison) for pair in ans.pairs)
     for arm in ans.fits.values():
         if not arm.fitted:
-            out += [Text(f"{arm.arm}: {arm.reason}"), _raw(arm)]
+            reason = arm.reason or ""  # it names the arm ("cannot fit nca: ..."); otherwise the arm is said first
+            out += [Text(reason if arm.arm in reason else f"{arm.arm}: {reason}"), _raw(arm)]
     return out
 
 

@@ -197,11 +197,17 @@ def fit_arms(points: Iterable[StudyPoint], *, resamples: int = RESAMPLES, seed: 
 
 
 def _percentile(value: float, values: np.ndarray, level: float = LEVEL) -> Estimate:
-    """A full-fit value and its percentile interval over resample values (+inf allowed)."""
+    """A full-fit value and its percentile interval over resample values (+inf allowed). A
+    resample whose law gives no number there (nan: a degenerate law, inf - inf) counts against
+    both ends: below every value for the lower end, above every value for the upper one, so
+    the interval widens rather than forgetting it."""
     if values.size == 0:
         return Estimate(value, reason="every bootstrap resample failed: no interval", level=level)
     tail = (1.0 - level) / 2.0
-    lo, hi = np.quantile(values, [tail, 1.0 - tail], method="inverted_cdf")
+    values = np.asarray(values, dtype=float)
+    undefined = np.isnan(values)
+    lo = np.quantile(np.where(undefined, -np.inf, values), tail, method="inverted_cdf")
+    hi = np.quantile(np.where(undefined, np.inf, values), 1.0 - tail, method="inverted_cdf")
     return Estimate(value, float(lo), float(hi), level=level)
 
 

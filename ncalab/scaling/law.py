@@ -131,13 +131,21 @@ class Observations:
         return Observations(self.n[index], self.d[index], self.loss[index], self.label)
 
     def check_identifiable(self) -> int:
-        """The number of distinct grid points; raises unless the law's 5 parameters can be fitted."""
+        """The number of distinct grid points; raises unless the law's 5 parameters can be fitted:
+        5 grid points or more, over at least 3 sizes and 3 budgets."""
         points = len(self.groups())
         if points < len(PARAMETERS):
             raise CannotFit(f"cannot fit {self.label}: {points} grid points for {len(PARAMETERS)} parameters")
+        # On a grid the data fix only differences between sizes (and between budgets): two sizes
+        # give one difference for A and alpha, which then trade off exactly against each other
+        # and E, whatever the fit reports. Three of each identify all five parameters.
         for name, a in (("N", self.n), ("D", self.d)):
-            if np.unique(a).size < 2:
-                raise CannotFit(f"cannot fit {self.label}: one {name} only ({a[0]:.3g}); the law needs at least 2")
+            count = np.unique(a).size
+            if count < 3:
+                some = f"one {name} only ({a[0]:.3g})" if count == 1 else f"{count} values of {name} only"
+                terms = "A and alpha" if name == "N" else "B and beta"
+                raise CannotFit(f"cannot fit {self.label}: {some}; the law needs at least 3, or its {terms} "
+                                f"trade off against E")
         return points
 
 

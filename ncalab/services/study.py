@@ -239,6 +239,8 @@ def fit(store, study_ids: list[str], at: list[tuple[float, float]] = (), ratio: 
     stage-2 settings but the budgets, or their losses cannot share one law."""
     parts = [(sid, export(store, sid)) for sid in dict.fromkeys(study_ids)]
     parts += [(f"the points of {x.get('study_id') or 'a file'}", x) for x in extra]
+    if not parts:
+        raise NcalabError("give a study id or --points FILE")
     first = parts[0]
     pts: list[StudyPoint] = []
     for name, part in parts:
@@ -247,8 +249,8 @@ def fit(store, study_ids: list[str], at: list[tuple[float, float]] = (), ratio: 
                               f"their losses cannot share one law")
         pts += [p if isinstance(p, StudyPoint) else StudyPoint(**p) for p in part["points"]]
     if not pts:
-        raise NcalabError(f"study {', '.join(study_ids)} has no stored points yet; "
-                          f"`ncalab study show {study_ids[0]}` shows its progress")
+        raise NcalabError(f"{', '.join(name for name, _ in parts)}: no stored points yet"
+                          + (f"; `ncalab study show {study_ids[0]}` shows its progress" if study_ids else ""))
     return answers(pts, at=list(at), ratio=ratio, resamples=resamples, seed=seed)
 
 
