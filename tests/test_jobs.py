@@ -197,3 +197,33 @@ def test_old_store_is_upgraded_in_place(tmp_path):
     assert again.get_run(run.id).reuse_key == "k"
     assert again.get_sweep(again.create_sweep({"grid": {}}).id).spec == {"grid": {}}
     assert again.get_meta("schema_version") == str(SCHEMA_VERSION)
+
+
+def test_the_governors_share_reaches_the_thread_that_trains(tmp_path, monkeypatch):
+    """torch and numba keep thread counts per calling thread: the governor runs in a thread of
+    its own, so a count it set there never reached training (a job started alone kept every
+    core when a second job started beside it). It asks instead, and the loop takes it."""
+    import threading
+
+    import numba
+    import torch
+
+    from conftest import tiny_nca_trainer
+    from ncalab.jobs import allocation
+    from ncalab.train import device
+
+    before = torch.get_num_threads()
+    try:
+        device.set_threads(2)
+        monkeypatch.setattr(allocation, "threads_for", lambda store, nproc=1, starting=False: 1)  # a second job started
+        governor = allocation.ThreadGovernor(tmp_path)
+        t = threading.Thread(target=governor.adjust, args=(None,))
+        t.start()
+        t.join()
+        assert torch.get_num_threads() == 2  # not taken yet: asked from another thread
+        trainer, _ = tiny_nca_trainer(None, steps=2)
+        trainer.run()
+        assert torch.get_num_threads() == 1 and numba.get_num_threads() == 1
+    finally:
+        device.request_threads(0)
+        device.set_threads(before)

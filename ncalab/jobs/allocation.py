@@ -157,12 +157,19 @@ class ThreadGovernor:
         self.home, self.nproc, self.current = home, nproc, 0
 
     def adjust(self, store) -> int:
-        import torch
+        """Ask for this job's share now; the training thread takes it before its next step (torch
+        and numba keep thread counts per calling thread, so setting them here, in the governor's
+        own thread, would change nothing for the thread that trains). Called on the main thread
+        (at the start), it also takes it at once."""
+        import threading
+
+        from ncalab.train.device import apply_requested_threads, request_threads
 
         want = threads_for(store, self.nproc)
-        if want != self.current:
-            torch.set_num_threads(want)
-            self.current = want
+        request_threads(want)
+        if threading.current_thread() is threading.main_thread():
+            apply_requested_threads()
+        self.current = want
         return want
 
     def follow(self, stop, every_s: float = 5.0) -> None:

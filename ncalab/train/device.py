@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -93,8 +94,31 @@ def tune_glibc_malloc() -> bool:
 
 
 def set_threads(threads: int) -> None:
+    """The CPU threads of the calling thread's torch ops and numba kernels (both keep the count
+    per calling thread: a count set in one thread does not reach another)."""
     if threads > 0:
         torch.set_num_threads(threads)
+        numba = sys.modules.get("numba")  # only where the NCA kernels are in use
+        if numba is not None:
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+
+
+# The thread count another thread asks the training thread to take (0: none asked). torch and
+# numba keep their counts per calling thread, so the job's governor, which runs in a thread of
+# its own, cannot set them for the thread that trains: it asks, and the loop applies it
+# between steps (apply_requested_threads).
+_requested = [0]
+
+
+def request_threads(threads: int) -> None:
+    _requested[0] = int(threads)
+
+
+def apply_requested_threads() -> None:
+    """Take the thread count last asked for, if it differs; cheap enough to call every step."""
+    want = _requested[0]
+    if want > 0 and want != torch.get_num_threads():
+        set_threads(want)
 
 
 def measured_matmul_flops(placement: Placement | None = None, size: int = 1024, seconds: float = 1.0) -> float:

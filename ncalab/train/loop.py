@@ -13,7 +13,7 @@ import torch
 
 from ncalab.errors import NcalabError
 from ncalab.train import checkpoint
-from ncalab.train.device import Placement
+from ncalab.train.device import Placement, apply_requested_threads
 from ncalab.nca.tokens import IGNORE_INDEX
 from ncalab.train.distributed import Parallel, World
 from ncalab.train.evaluate import evaluate, loss_sum
@@ -266,6 +266,7 @@ class Trainer:
                 if self.checkpoint_dir is not None:
                     self.save(self.checkpoint_dir / "last")
                 break
+            apply_requested_threads()  # the job's share of the cores, as other jobs start and end
             t0 = time.perf_counter()
             inputs, targets = self.batches.next()  # this process's share of the global batch
             self.data_seconds += time.perf_counter() - t0
