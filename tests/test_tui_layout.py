@@ -17,7 +17,7 @@ from ncalab.tui.screens.gallery import GalleryScreen
 from ncalab.tui.screens.help import GETTING_STARTED, HelpScreen
 
 SIZES = [(80, 24), pytest.param((100, 30), marks=pytest.mark.slow)]  # the quick subset: the smallest
-NAV = ["e Explore", "f Families", "l Launch", "r Runs", "w Sweeps", "? Help", "q Quit"]
+NAV = ["e Explore", "f Families", "l Launch", "r Runs", "w Sweeps", "i Studies", "? Help", "q Quit"]
 # Labels that always have a value after them: none may end a line of a panel.
 LABELS = ["ppl nca", "ppl scratch", "gain", "speedup", "seed", "lr", "score", "now", "step", "FLOPs", "stage1",
           "stage2", "model", "model:", "corpus", "corpus:", "budget:", "band:", "reinit", "cell entropy",
@@ -158,6 +158,33 @@ def test_sweeps_keeps_ids_statuses_and_results_whole(lab, size):
     assert_whole(lines, "setting", "seeds  nca  scratch  gain  speedup  won  status")
     for r in tab["rows"]:  # each setting's row: its label, seeds done and status on one line
         assert any(re.search(rf"{re.escape(short_label(r['setting']))} +0/2 .* 2 queued", line) for line in lines)
+    assert_no_label_ends_a_line(lines)
+
+
+@pytest.fixture(scope="module")
+def study_home(tmp_path_factory, code_corpus):
+    """A store of its own (Runs counts the lab's experiments) with a study of four queued members."""
+    from ncalab.services import study
+    from ncalab.services.config import resolve_config
+    from ncalab.store import RunStore
+
+    home = tmp_path_factory.mktemp("study") / "h"
+    with RunStore(home) as store:
+        base = resolve_config("code", "tiny", None, [MICRO[i + 1] for i in range(0, len(MICRO), 2)], corpus=str(code_corpus))
+        made = study.declare(store, base, ["model.d_model=32,48"], [8192, 32768], study.parse_arms("nca", base, False),
+                             [0, 1])
+        return {"home": home, "study_id": made["study_id"]}
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_studies_keeps_ids_statuses_and_keys_whole(study_home, size):
+    app = NcalabApp(home=study_home["home"], seed=7, autoplay=False)
+    seen = shown(app, "i", size, ready=lambda a: "answers" in "".join(screen_lines(a)),
+                 what="the study's grid and answers on screen")
+    assert_keys_shown(seen)
+    lines = seen["lines"]
+    assert re.search(rf"{study_home['study_id']} +0/4 +4 queued", "\n".join(lines))
+    assert_whole(lines, "2 sizes x 2 budgets x 2 arms x 2 seeds", "no points stored yet")
     assert_no_label_ends_a_line(lines)
 
 

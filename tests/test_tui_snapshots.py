@@ -14,6 +14,7 @@ from ncalab.tui.screens.gallery import GalleryScreen
 from ncalab.tui.screens.help import HelpScreen
 from ncalab.tui.screens.launch import LaunchScreen
 from ncalab.tui.screens.runs import RunsScreen
+from ncalab.tui.screens.studies import StudiesScreen
 from ncalab.tui.screens.sweeps import SweepsScreen
 
 # below 120 columns the narrow layouts; the quick subset checks the smallest and the wide one
@@ -25,7 +26,7 @@ async def _engine_loaded(pilot):
     await settle(pilot)  # the store's libraries load in a worker too
 
 
-SCREENS = {"r": RunsScreen, "w": SweepsScreen, "l": LaunchScreen, "question_mark": HelpScreen}
+SCREENS = {"r": RunsScreen, "w": SweepsScreen, "i": StudiesScreen, "l": LaunchScreen, "question_mark": HelpScreen}
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -34,13 +35,13 @@ def test_explore(snap_compare, tmp_path, size):
 
 
 @pytest.mark.parametrize("size", SIZES)
-@pytest.mark.parametrize("key", ["r", "w", "l", "question_mark"])
+@pytest.mark.parametrize("key", ["r", "w", "i", "l", "question_mark"])
 def test_other_screens(snap_compare, tmp_path, size, key):
     async def open_screen(pilot):
         await _engine_loaded(pilot)
         await pilot.press(key)
         await until(pilot, lambda: isinstance(pilot.app.screen, SCREENS[key]), f"{SCREENS[key].__name__} opening")
-        await settle(pilot)  # what it reads from the store (Runs, Sweeps) or works out (Launch's budget) is shown
+        await settle(pilot)  # what it reads from the store (Runs, Sweeps, Studies) or works out (Launch's budget) is shown
 
     assert snap_compare(NcalabApp(home=tmp_path, seed=7, autoplay=False), terminal_size=size, run_before=open_screen)
 

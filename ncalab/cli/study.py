@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
+from rich.table import Table
 
 from ncalab.cli.browse import _store
 from ncalab.cli.common import (
@@ -161,9 +163,14 @@ def list_(home: Home = None, json_out: JsonFlag = False) -> None:
     if json_out:
         emit_json({"studies": rows})
         return
+    t = Table(title=f"{len(rows)} stud{'y' if len(rows) == 1 else 'ies'}", box=box.SIMPLE_HEAD, title_justify="left", padding=(0, 1), pad_edge=False)
+    for col, kw in (("id", {"no_wrap": True, "min_width": 10}), ("name", {"no_wrap": True, "max_width": 22}),
+                    ("grid", {"min_width": 19}), ("done", {"justify": "right", "no_wrap": True}), ("status", {})):
+        t.add_column(col, **kw)
     for r in rows:
-        out_console.print(f"{r['sweep_id']}  {r['name'] or ''}  {r['status'].get('completed', 0)}/{r['members']}  ",
-                          status_cell(r["status"]))
+        t.add_row(r["sweep_id"], r["name"] or "", r["grid_label"], f"{r['status'].get('completed', 0)}/{r['members']}",
+                  status_cell(r["status"]))
+    out_console.print(t)
 
 
 @app.command("resume")

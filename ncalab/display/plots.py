@@ -74,3 +74,30 @@ def distributions_plot(series: list[dict], width: int, height: int, lo: float = 
     plt.ylabel("share")
     plt.plotsize(max(width, 30), max(height, 8))
     return plt.build()
+
+
+def study_plot(grid: dict, width: int, height: int, arm: str | None = None) -> str | None:
+    """A study's held-out loss against stage-2 tokens D (log x), one line per size N, for one
+    arm (the first with a stored point by default), mean over the seeds stored so far. None
+    while that arm has nothing stored."""
+    import plotext as plt
+
+    from ncalab.display.study import tokens
+
+    stored = [c for c in grid["cells"] if c["losses"]]
+    arm = arm or next((a for a in grid["arms"] if any(c["arm"] == a for c in stored)), None)
+    mine = [c for c in stored if c["arm"] == arm]
+    if not mine:
+        return None
+    plt.clf()
+    plt.theme("clear")
+    for n in sorted({c["n"] for c in mine}):
+        line = sorted((c["d"], sum(c["losses"]) / len(c["losses"])) for c in mine if c["n"] == n)
+        plt.plot([d for d, _ in line], [loss for _, loss in line], marker="braille", label=f"N {tokens(n)}")
+    plt.xscale("log")  # budgets double or more from one to the next
+    budgets = sorted({c["d"] for c in mine})
+    plt.xticks(budgets, [tokens(d) for d in budgets])  # the measured budgets, not plotext's round numbers
+    plt.xlabel("stage-2 tokens D")
+    plt.ylabel(f"held-out loss ({arm})")
+    plt.plotsize(max(width, 30), max(height, 8))
+    return plt.build()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 from rich import box
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
@@ -179,15 +180,18 @@ def study_renderables(ans: StudyAnswers) -> list[Table | Text]:
     return out
 
 
-def grid_table(grid: dict) -> Table:
+def grid_table(grid: dict) -> Group:
     """A study's declared grid with what is stored so far: one row per arm and size, one column
     per budget D, each cell the mean held-out loss over the seeds stored (and how many of the
     declared seeds that is, while some are missing)."""
     seeds = len(grid["seeds"])
     done = sum(1 for c in grid["cells"] if len(c["losses"]) >= seeds)
     status = ", ".join(f"{n} {s}" for s, n in sorted(grid["status"].items()))
-    t = _table(f"study {grid['study_id']}{' (' + grid['name'] + ')' if grid.get('name') else ''}: held-out loss, "
-               f"mean over seeds; {done}/{len(grid['cells'])} points complete ({grid['members']} experiments: {status})")
+    title = Text(f"study {grid['study_id']}{' (' + grid['name'] + ')' if grid.get('name') else ''}: held-out loss "
+                 f"(nats/token), mean over the seeds stored", style="bold")
+    footer = Text(f"{done}/{len(grid['cells'])} points complete; {grid['members']} experiments: {status}", style="dim")
+    t = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)  # its title and footer are lines of their own:
+    # a table's own title wraps at the table's width
     t.add_column("arm")
     t.add_column("N", justify="right")
     for d in grid["budgets"]:
@@ -205,4 +209,4 @@ def grid_table(grid: dict) -> Table:
             mean = sum(losses) / len(losses)
             cells.append(f"{mean:.4f}" + ("" if len(losses) >= seeds else f" ({len(losses)}/{seeds})"))
         t.add_row(arm, tokens(n), *cells)
-    return t
+    return Group(title, t, footer)

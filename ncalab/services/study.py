@@ -273,10 +273,26 @@ def parse_at(items: list[str]) -> list[tuple[float, float]]:
     return out
 
 
+def study_label(spec: dict) -> str:
+    """'3 sizes x 3 budgets x 4 arms x 2 seeds' (a sweep's label would list the zipped keys)."""
+    from ncalab.services.sweeps import count
+
+    study = spec["study"]
+    sizes = len(next(iter(study["sizes"].values())))
+    return " x ".join([count(sizes, "size"), count(len(study["budgets"]), "budget"),
+                       count(len(study["arms"]) + 1, "arm"), count(len(spec["seeds"]), "seed")])  # + scratch
+
+
 def list_studies(store) -> list[dict]:
+    """Every study, newest first, as `sweep list` rows with the study's own grid label."""
     from ncalab.services import sweeps
 
-    return [row for row in sweeps.list_sweeps(store) if "study" in store.get_sweep(row["sweep_id"]).spec]
+    out = []
+    for row in sweeps.list_sweeps(store):
+        spec = store.get_sweep(row["sweep_id"]).spec
+        if "study" in spec:
+            out.append({**row, "grid_label": study_label(spec)})
+    return out
 
 
 def transfer_curves(ans: StudyAnswers, points: int = 40, beyond: float = 1000.0) -> list[dict]:

@@ -14,6 +14,7 @@ from ncalab.tui.screens.gallery import GalleryScreen
 from ncalab.tui.screens.help import GettingStartedScreen, HelpScreen
 from ncalab.tui.screens.launch import LaunchScreen
 from ncalab.tui.screens.runs import RunsScreen
+from ncalab.tui.screens.studies import StudiesScreen
 from ncalab.tui.screens.sweeps import SweepsScreen
 from ncalab.tui.stores import REAP_EVERY_S, AppStores
 
@@ -25,7 +26,7 @@ class NcalabApp(App):
     SUB_TITLE = "NCA pre-pre-training lab"
     CSS_PATH = Path(__file__).with_name("ncalab.tcss")
     MODES = {"explore": ExploreScreen, "families": GalleryScreen, "launch": LaunchScreen, "runs": RunsScreen,
-             "sweeps": SweepsScreen}  # screens read home and seed from the app
+             "sweeps": SweepsScreen, "studies": StudiesScreen}  # screens read home and seed from the app
     COMMANDS = App.COMMANDS | {NcalabCommands}
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (WIDE, "-wide")]  # screens get the class for their width
     # Every binding has an id, so ~/.config/ncalab/keys.toml can remap it ([keys] id = "key").
@@ -36,6 +37,7 @@ class NcalabApp(App):
         Binding("l", "switch_mode('launch')", "Launch", id="go.launch", show=False),
         Binding("r", "switch_mode('runs')", "Runs", id="go.runs", show=False),
         Binding("w", "switch_mode('sweeps')", "Sweeps", id="go.sweeps", show=False),
+        Binding("i", "switch_mode('studies')", "Studies", id="go.studies", show=False),  # s steps Explore
         Binding("question_mark", "help", "Help", id="help", show=False),
         Binding("q", "quit", "Quit", id="quit", show=False),
     ]

@@ -17,7 +17,7 @@ GETTING_STARTED = """\
 HELP = """\
 # ncalab
 
-**Everywhere** (the top line): `e` explore · `f` families · `l` launch · `r` runs · `w` sweeps · `?` this help · `ctrl+p` command palette · `q` quit
+**Everywhere** (the top line): `e` explore · `f` families · `l` launch · `r` runs · `w` sweeps · `i` studies · `?` this help · `ctrl+p` command palette · `q` quit
 
 **Explore**: `space` play/pause · `s` single step · `n` next rule · `b` draw from the band / any rule · `+`/`-` speed ·
 type a seed, a shape (`H W colours patch`) or sampling (`temperature bias`) and press enter.
@@ -47,12 +47,20 @@ Below 120 columns the details go under the table, and columns that do not fit wh
 gain against a swept key update live · `k` plot the next key · `u` resume failed members ·
 `c` cancel · `p` write its HTML report · `f5` refresh. Start sweeps with `ncalab sweep --grid KEY=V1,V2 --seeds N --detach`.
 
+**Studies**: arrows select a scaling study; its grid (as `ncalab study show` prints it), each
+size's loss against D for one arm and the answers update live · `a` plot the next arm ·
+`m` refit with 1000 bootstrap resamples (the screen fits with 200, refitting when new points
+are stored) · `u` resume failed members · `c` cancel · `f5` refresh. Start studies with
+`ncalab study --size KEY=V1,V2 --budgets D1,D2 --sources nca,dyck --detach`.
+
 **Remapping keys**: put a `[keys]` table in `~/.config/ncalab/keys.toml` (or the file named
 by `NCALAB_KEYS`), e.g. `"explore.new_rule" = "x"`. Binding ids: go.explore, go.families,
-go.launch, go.runs, go.sweeps, help, quit, explore.play, explore.step, explore.new_rule,
-explore.band, explore.faster, explore.slower, families.draw, families.play, launch.start,
+go.launch, go.runs, go.sweeps, go.studies, help, quit, explore.play, explore.step, explore.new_rule,
+explore.next_sequence, explore.band, explore.faster, explore.slower, families.draw, families.play,
+families.compare, launch.start,
 runs.refresh, runs.cancel, runs.resume, runs.mark, runs.tag, runs.delete, runs.filter, runs.report,
-sweeps.refresh, sweeps.next_key, sweeps.resume, sweeps.cancel, sweeps.report.
+sweeps.refresh, sweeps.next_key, sweeps.resume, sweeps.cancel, sweeps.report,
+studies.refresh, studies.next_arm, studies.resamples, studies.resume, studies.cancel.
 
 Press `escape` to close.
 """

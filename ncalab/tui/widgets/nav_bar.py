@@ -3,13 +3,15 @@ and quit. The footer below is then left to the screen's own keys, so both fit at
 
 from __future__ import annotations
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.events import Click
 from textual.widget import Widget
 
 # binding id -> the mode it opens (None: an app action)
 NAV = {"go.explore": "explore", "go.families": "families", "go.launch": "launch", "go.runs": "runs",
-       "go.sweeps": "sweeps", "help": None, "quit": None}
+       "go.sweeps": "sweeps", "go.studies": "studies", "help": None, "quit": None}
+TITLE = " ncalab "
 
 
 class NavBar(Widget):
@@ -32,9 +34,12 @@ class NavBar(Widget):
         return [found[i] for i in NAV if i in found]
 
     def render(self) -> Text:
-        text = Text(" ncalab ", style="bold")
+        items = self._items()
+        width = sum(cell_len(f" {key} {label} ") for key, label, _, _ in items)
+        # the keys come first: at 80 columns the title gives way to them
+        text = Text(TITLE if width + len(TITLE) <= self.size.width else "", style="bold")
         self.item_spans = []
-        for key, label, action, current in self._items():
+        for key, label, action, current in items:
             start = text.cell_len
             text.append(f" {key} ", style="bold reverse" if current else "bold")
             text.append(f"{label} ", style="reverse" if current else "")
