@@ -49,6 +49,7 @@ def test_each_budget_is_stored_once_and_an_interrupted_branch_resumes_to_the_sam
         assert tokens == sorted(set(tokens)) and tokens[-1] == 32768
         # the branch checkpoints of its own are gone once its result is stored
         assert not list((store.run_dir(runs[kind]) / "checkpoints").glob("budget-*"))
+        assert runs[kind].tokens == 32768  # the run's progress is the longest run's, not a branch's
     assert whole["nca"][8192] != whole["scratch"][8192]
     assert summary is not None
 

@@ -253,7 +253,8 @@ def _train(ctx: Context, stage: TrainingStage) -> None:
         from ncalab.experiment.budgets import run_branches
 
         run_branches(ctx, stage.kind, run, plan.spec, budgets,
-                     lambda tokens, where, ends: _branch_trainer(ctx, run, plan, tokens, where, ends),
+                     lambda tokens, where, ends: _branch_trainer(ctx, run, plan, tokens, where, ends,
+                                                                 (trainer.step, trainer.tokens)),
                      trainer.step, result["seconds"])
     points = _end_points(trainer, result, plan)
     ctx.log(run, points)
@@ -295,10 +296,12 @@ def _trainer(ctx: Context, kind: str, run, plan: Plan, budgets=()) -> Trainer:
     return trainer
 
 
-def _branch_trainer(ctx: Context, run, plan: Plan, tokens: int, where: Path, ends: Callable) -> Trainer:
+def _branch_trainer(ctx: Context, run, plan: Plan, tokens: int, where: Path, ends: Callable,
+                    main: tuple[int, int]) -> Trainer:
     """A trainer of a shorter budget of this run (experiment/budgets.py): a model of the same
     shape (its weights come from the branch checkpoint), fresh batches of the same stream, its
-    checkpoints in its own folder, and its evaluations handed to ``ends`` instead of the run's curve."""
+    checkpoints in its own folder, and its evaluations handed to ``ends`` instead of the run's curve.
+    Its heartbeats keep the run alive at the longest run's ``main`` (step, tokens), its progress."""
     from ncalab.experiment.budgets import spec_for
     from ncalab.train.model import blank_like
 
@@ -306,7 +309,7 @@ def _branch_trainer(ctx: Context, run, plan: Plan, tokens: int, where: Path, end
 
     def progress(done: int, m: dict) -> None:
         if time.time() - last_beat[0] > 5:
-            store.heartbeat(run.id, step=0, tokens=done)
+            store.heartbeat(run.id, step=main[0], tokens=main[1])
             last_beat[0] = time.time()
 
     return Trainer(blank_like(plan.model), spec_for(plan.spec, tokens), ctx.placement,
