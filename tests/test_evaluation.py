@@ -52,13 +52,14 @@ def test_humaneval_canonical_solutions_pass_and_wrong_ones_fail():
 
 
 def test_runaway_programs_are_stopped_and_scored_as_failures(tmp_path):
+    """The inner layer alone (isolation none): the audit hook and the limits."""
     p = humaneval.load_problems()[0]
-    loop = humaneval.check(p, "    while True:\n        pass\n", timeout=1.0)
+    loop = humaneval.check(p, "    while True:\n        pass\n", timeout=1.0, isolation="none")
     assert not loop.passed and loop.status == "timeout"
     outside = tmp_path / "escaped.txt"
-    escape = humaneval.check(p, f"    open({str(outside)!r}, 'w').write('x')\n    return True\n")
+    escape = humaneval.check(p, f"    open({str(outside)!r}, 'w').write('x')\n    return True\n", isolation="none")
     assert not escape.passed and "outside the sandbox" in escape.detail and not outside.exists()
-    assert not humaneval.check(p, "    import os\n    os.system('true')\n    return True\n").passed
+    assert not humaneval.check(p, "    import os\n    os.system('true')\n    return True\n", isolation="none").passed
 
 
 def test_gsm8k_answers_are_extracted_and_checked_numerically():
@@ -557,12 +558,31 @@ def test_bad_evaluations_are_one_line_errors_and_store_nothing(trained, capsys, 
     assert (store.get_experiment(exp_id).config_json, [r.id for r in store.runs_of(exp_id)]) == before
 
 
+def test_require_isolation_where_there_is_none_refuses_and_stores_nothing(trained, capsys, monkeypatch):
+    from ncalab.evals import isolation
+
+    monkeypatch.setattr(isolation, "available", lambda: isolation.NONE)  # a machine without user namespaces
+    home, exp_id = trained
+    store = RunStore(home)
+    before = (store.get_experiment(exp_id).config_json, [r.id for r in store.runs_of(exp_id)])
+    code = main(["eval", exp_id, "--home", str(home), "--task", "humaneval", "--allow-code-execution",
+                 "--require-isolation", "--samples", "1", "--k", "1", "--limit", "1"])
+    err = capsys.readouterr().err
+    assert code != 0 and "--require-isolation" in err and len(err.strip().splitlines()) == 1, err
+    assert (store.get_experiment(exp_id).config_json, [r.id for r in store.runs_of(exp_id)]) == before
+
+
 def test_eval_tasks_end_to_end_with_limits(trained, capsys):
     home, exp_id = trained
+    from ncalab.evals.isolation import DESCRIPTIONS, available
+
+    way = available()  # said before it starts (a warning where there is no isolation), stored with every item
+    said = ("" if way != "none" else "warning: ") + f"running model-written code; each program under {DESCRIPTIONS[way]}"
     res = _json(capsys, "eval", exp_id, "--home", str(home), "--task", "humaneval", "--limit", "3", "--samples", "4",
-                "--k", "1,2", "--allow-code-execution", stderr="warning: running model-written code")
+                "--k", "1,2", "--allow-code-execution", stderr=said)
     he = res["downstream"]["humaneval"]
     assert set(he) == {"1", "2"} and he["1"]["items"] == 3 and 0 <= he["1"]["nca"] <= he["2"]["nca"] <= 1
+    assert he["1"]["sandbox"] == way
     store = RunStore(home)
     runs = {r.kind: r for r in store.runs_of(exp_id)}
     items = store.eval_items(runs["humaneval-nca"].id)

@@ -23,7 +23,8 @@ def eval_(
     samples: Annotated[int | None, typer.Option("--samples", help="Samples per item (paper: 32 GSM8K, 64 HumanEval and BBL).")] = None,
     k: Annotated[str | None, typer.Option("--k", help="pass@k values, e.g. 1,2,4,8 (default: the paper's).")] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="Items per task (BBL: per subtask); a laptop smoke run.")] = None,
-    allow_code_execution: Annotated[bool, typer.Option("--allow-code-execution", help="Run the code the models write (HumanEval), each program in a limited separate process.")] = False,
+    allow_code_execution: Annotated[bool, typer.Option("--allow-code-execution", help="Run the code the models write (HumanEval), each program in its own namespaces where the machine allows (no network, no files of yours), with limits.")] = False,
+    require_isolation: Annotated[bool, typer.Option("--require-isolation", help="Refuse to run model-written code where the machine gives no operating-system isolation.")] = False,
     lm_eval: Annotated[str | None, typer.Option("--lm-eval", help="lm-evaluation-harness tasks, e.g. hellaswag,arc_easy (needs the lm-eval extra).")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Any evaluation setting, e.g. --set eval.gsm8k.epochs=2.")] = None,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Run it as a background job and return at once.")] = False,
@@ -46,7 +47,8 @@ def eval_(
         raise NcalabError("say what to evaluate: --corpus CORPUS (perplexity), --icl (the stage-1 model in context) "
                           "or --task TASK / --lm-eval TASKS (downstream)")
     if tasks:
-        request = _Downstream(tasks, data, samples, k, limit, allow_code_execution, lm_eval, set_ or [])
+        request = _Downstream(tasks, data, samples, k, limit, allow_code_execution, lm_eval, set_ or [],
+                              require_isolation)
         _downstream(target, request, detach, device, home, json_out)
         return
     if icl:
@@ -125,6 +127,7 @@ class _Downstream:
     allow_code_execution: bool
     lm_eval: str | None
     sets: list[str]
+    require_isolation: bool = False
 
     @property
     def lm_eval_tasks(self) -> list[str]:
@@ -151,6 +154,8 @@ class _Downstream:
             sets.append(f"eval.lm_eval_limit={self.limit}")
         if self.allow_code_execution:
             sets.append("eval.allow_code_execution=true")
+        if self.require_isolation:
+            sets.append("eval.humaneval.require_isolation=true")
         return sets
 
 
@@ -167,8 +172,11 @@ def _downstream(target: str, request: _Downstream, detach: bool, device: str, ho
     store = RunStore(home)
     exp, cfg = add_evaluation(store, target, tasks, sets, request.lm_eval_tasks)
     if request.allow_code_execution and "humaneval" in tasks:
-        err_console.print("warning: running model-written code (each program in a separate process with time, "
-                          "memory and file limits; not a security sandbox)")
+        from ncalab.services.evaluation import code_sandbox
+
+        isolated, words = code_sandbox(cfg)
+        err_console.print(f"{'' if isolated else 'warning: '}running model-written code; each program under {words}"
+                          + ("" if isolated else " (--require-isolation refuses instead)"), soft_wrap=True)
     if detach:
         job = launch(cfg, store, How.BACKGROUND, experiment_id=exp.id)
         if json_out:

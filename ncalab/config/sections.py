@@ -42,6 +42,7 @@ REUSE_CHOICES = ("spread", "adjacent")
 EMBEDDING_CHOICES = ("reinit", "paper")
 # Downstream tasks (spec section 7) and lm-evaluation-harness.
 EVAL_TASKS = ("gsm8k", "humaneval", "bbl", "lm_eval")
+ISOLATIONS = ("auto", "bubblewrap", "unshare", "none")  # evals/isolation.py
 # How GSM8K examples are written (paper: "Final Answer: N", the paper's code; gsm8k: "#### N"),
 # and which split the prompts' worked examples come from (test: the paper's; never the item).
 GSM8K_FORMATS = ("paper", "gsm8k")
@@ -213,6 +214,10 @@ class HumanEvalSection:
     top_p: float = 0.95
     max_tokens: int = 500
     timeout: float = 3.0  # seconds per program
+    # the operating-system layer each program runs under: auto (the best this machine has),
+    # bubblewrap, unshare or none (the audit hook and limits alone; evals/sandbox.py)
+    isolation: str = "auto"
+    require_isolation: bool = False  # refuse to run without an operating-system layer
 
 
 @dataclass
@@ -412,6 +417,9 @@ class ExperimentConfig:
         if g.pack < 0 or g.micro_batch_size < 0 or g.batch_size < 1 or g.shots < 0 or g.seq_len < 1:
             raise NcalabError(f"eval.gsm8k: batch_size and seq_len must be positive, pack, micro_batch_size and shots "
                               f">= 0 (got {g.batch_size}, {g.seq_len}, {g.pack}, {g.micro_batch_size}, {g.shots})")
+        if e.humaneval.isolation not in ISOLATIONS:
+            raise NcalabError(f"eval.humaneval.isolation must be one of {', '.join(ISOLATIONS)}, "
+                              f"got {e.humaneval.isolation!r}")
         if "humaneval" in e.tasks and not e.allow_code_execution:
             raise NcalabError("HumanEval runs the code the models write; allow it with --allow-code-execution "
                               "(each program runs in a separate process with time, memory and file limits)")

@@ -12,7 +12,7 @@ import time
 from html import escape
 
 from ncalab.display import figures as F
-from ncalab.display.summary import si
+from ncalab.display.summary import sandbox_words, si
 from ncalab.services import report as R
 
 CSS = """
@@ -372,7 +372,7 @@ def _secs(x) -> str:
 
 
 def _downstream(rep: R.Report, figures: Figures) -> str:
-    rows, points = [], []
+    rows, points, sandboxes = [], [], set()
     for g in rep.groups:
         for m in g.members:
             for task, by_k in (m.summary.downstream if m.summary else {}).items():
@@ -383,12 +383,16 @@ def _downstream(rep: R.Report, figures: Figures) -> str:
                     rows.append([escape(who), escape(task), str(k), _num(v["nca"]), _num(v["scratch"]),
                                  "-" if v["diff"] != v["diff"] else f"{v['diff']:+.3f} ± {v['ci']:.3f}", str(v["items"])])
                     points.append((f"{task} pass@{k}, {who}", v["diff"], v["ci"]))
+                    if v.get("sandbox"):
+                        sandboxes.add(v["sandbox"])
     if not rows:
         return "<h2>Downstream</h2><p>No downstream evaluation stored (<code>ncalab eval ID --task ...</code>).</p>"
     fig = figures.svg(F.downstream_figure, points, alt="downstream pass@k differences",
                       caption="pass@k of the warm-started model minus scratch's, with the 95% interval over items.")
+    ran = ("<p class=\"sub\">Model-written programs ran under: "
+           + escape("; ".join(sandbox_words(w) for w in sorted(sandboxes))) + ".</p>") if sandboxes else ""
     return ("<h2>Downstream</h2>" + _table(["experiment", "task", "k", "warm", "scratch", "difference (95% CI)",
-                                            "items"], rows) + _figs(fig))
+                                            "items"], rows) + ran + _figs(fig))
 
 
 # ---- members, config, footer --------------------------------------------------------------------------

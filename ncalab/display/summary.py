@@ -126,7 +126,17 @@ def downstream_table(summary) -> Table | None:
         t.add_row(task, str(k), f"{v['nca']:.3f}", f"{v['scratch']:.3f}", diff, str(v["items"]))
     for metric, arms in lm.items():
         t.add_row(metric.removeprefix("lm_eval:"), "-", _num(arms.get("nca")), _num(arms.get("scratch")), "-", "-")
+    ran = sorted({v["sandbox"] for _, _, v in rows if v.get("sandbox")})
+    if ran:
+        t.caption, t.caption_justify = f"model-written programs ran under: {', '.join(sandbox_words(w) for w in ran)}", "left"
     return t
+
+
+def sandbox_words(way: str) -> str:
+    """What an isolation name stored with HumanEval's results means."""
+    from ncalab.evals.isolation import DESCRIPTIONS
+
+    return ", ".join(DESCRIPTIONS.get(w.strip(), w) for w in way.split(","))
 
 
 def _num(v) -> str:

@@ -60,5 +60,5 @@ def program(problem: Problem, completion: str) -> str:
     return f"{problem.prompt}{cut(completion)}\n\n{problem.test}\n\ncheck({problem.entry_point})\n"
 
 
-def check(problem: Problem, completion: str, timeout: float = 3.0) -> Outcome:
-    return run_python(program(problem, completion), timeout=timeout)
+def check(problem: Problem, completion: str, timeout: float = 3.0, isolation: str = "auto") -> Outcome:
+    return run_python(program(problem, completion), timeout=timeout, isolation=isolation)

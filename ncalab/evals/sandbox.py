@@ -1,12 +1,17 @@
-"""Running model-written Python in a separate process: a time limit, resource limits, no
-network, no processes, and no writes outside its own temporary folder.
+"""Running model-written Python in a separate process, in two layers.
 
-The child installs resource limits and an audit hook (PEP 578) before it compiles the
-program; the hook refuses sockets, subprocesses, signals to other processes, and any file
-written, removed or renamed outside the folder. The parent kills the child's whole process
-group when the time is up. This stops the accidents model-written code makes (infinite
-loops, stray files, runaway memory); it is not a security boundary against an adversary,
-which is why running generated code is opt-in.
+The outer layer is the operating system's, where the machine has it (ncalab.evals.isolation):
+fresh namespaces with no network, a PID space of its own, and a file system holding only the
+interpreter and the system's libraries, read-only, with a private /tmp; the user's files are
+not there to read. The inner layer runs in every case: the child installs resource limits and
+an audit hook (PEP 578) before it compiles the program; the hook refuses sockets,
+subprocesses, signals to other processes, ctypes, and any file written, removed or renamed
+outside its folder. The parent kills the child's whole process group when the time is up.
+
+Alone, the inner layer stops the accidents model-written code makes (infinite loops, stray
+files, runaway memory) but is not a security boundary: an audit hook can be walked around
+from inside the interpreter, and nothing in it stops reading a file. Which layer ran is in
+every Outcome, and `--require-isolation` refuses to run without the outer one.
 """
 
 from __future__ import annotations
@@ -17,6 +22,9 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
+
+from ncalab.errors import NcalabError
+from ncalab.evals.isolation import NONE
 
 _GUARD = r'''
 import os, resource, sys
@@ -60,28 +68,58 @@ class Outcome:
     passed: bool
     status: str  # passed | failed | timeout
     detail: str = ""  # the last line of the error, for the stored per-item results
+    isolation: str = NONE  # the operating-system layer it ran under (isolation.BWRAP, UNSHARE or NONE)
 
 
-def run_python(program: str, timeout: float = 3.0, memory_mb: int = 1024, max_file_mb: int = 16) -> Outcome:
-    """Run ``program`` in a fresh interpreter inside a temporary folder; passed when it exits 0."""
+def resolve(isolation: str = "auto", require: bool = False) -> str:
+    """The isolation to run under: ``auto`` takes the best this machine has. ``require``
+    refuses (one line) where there is none, instead of running with the inner layer alone."""
+    from ncalab.evals.isolation import DESCRIPTIONS, available
+
+    way = available() if isolation == "auto" else isolation
+    if way not in DESCRIPTIONS:
+        raise NcalabError(f"unknown isolation {isolation!r}; expected auto or one of {', '.join(DESCRIPTIONS)}")
+    if require and way == NONE:
+        raise NcalabError("--require-isolation: this machine gives no operating-system isolation (neither bubblewrap "
+                          "nor unshare can make user namespaces here); nothing was run")
+    return way
+
+
+def run_python(program: str, timeout: float = 3.0, memory_mb: int = 1024, max_file_mb: int = 16,
+               isolation: str = "auto") -> Outcome:
+    """Run ``program`` in a fresh interpreter with its own temporary folder, under ``isolation``
+    (see resolve); passed when it exits 0."""
+    from ncalab.evals import isolation as iso
+
+    way = resolve(isolation)
+    tmp_mb = max(64, 4 * max_file_mb)  # the private /tmp: every file it writes together
     with tempfile.TemporaryDirectory(prefix="ncalab-exec-") as folder:
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": folder, "TMPDIR": folder,
-               "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1"}
-        args = [sys.executable, "-I", "-S", "-c", _GUARD, folder, str(memory_mb << 20), str(int(timeout) + 1),
-                str(max_file_mb << 20)]
+        inside = folder if way == NONE else "/tmp"
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": inside, "TMPDIR": inside,
+               "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1",
+               "NCALAB_SANDBOX": f"{os.getpid()}:{folder}"}  # marks its processes (tests look for leftovers)
+        limits = [inside, str(memory_mb << 20), str(int(timeout) + 1), str(max_file_mb << 20)]
+        if way == iso.BWRAP:
+            setenv = [a for k, v in env.items() for a in ("--setenv", k, v)]
+            args = [*iso.bwrap_command(tmp_mb), *setenv, iso.interpreter(), "-I", "-S", "-c", _GUARD, *limits]
+        elif way == iso.UNSHARE:  # the folder is only the mount point of the new root: it stays empty
+            env["NCALAB_JAIL"] = iso.jail_spec(folder, tmp_mb)
+            args = [*iso.unshare_command(), iso.interpreter(), "-I", "-S", "-c", iso.JAIL + _GUARD, *limits]
+        else:
+            args = [sys.executable, "-I", "-S", "-c", _GUARD, *limits]
         proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 cwd=folder, env=env, start_new_session=True)
         try:
             _, err = proc.communicate(program.encode(), timeout=timeout)
         except subprocess.TimeoutExpired:
             _kill(proc)
-            return Outcome(False, "timeout", f"timed out after {timeout:g} s")
+            return Outcome(False, "timeout", f"timed out after {timeout:g} s", way)
         finally:
             _kill(proc)  # whatever it left behind in its group
         if proc.returncode == 0:
-            return Outcome(True, "passed")
+            return Outcome(True, "passed", isolation=way)
         lines = err.decode(errors="replace").strip().splitlines()
-        return Outcome(False, "failed", lines[-1][:300] if lines else f"exit code {proc.returncode}")
+        return Outcome(False, "failed", lines[-1][:300] if lines else f"exit code {proc.returncode}", way)
 
 
 def _kill(proc: subprocess.Popen) -> None:

@@ -15,7 +15,7 @@ import json
 import random
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -39,6 +39,7 @@ class Item:
     stop: Callable[[str], bool]  # has a completion ended (the text so far)
     choices: int = 0
     options: tuple[str, ...] = ()  # the choices a log-probability evaluation scores (BBL)
+    detail: dict = field(default_factory=dict)  # stored with its result (HumanEval: the sandbox it ran in)
 
 
 class Task(Protocol):
@@ -128,7 +129,20 @@ class HumanEval(MeanOverItems):
     def check_ready(self, cfg) -> None:
         if not cfg.eval.allow_code_execution:
             raise NcalabError("HumanEval runs the code the models write; allow it with --allow-code-execution")
+        self.sandbox(cfg)  # --require-isolation where there is none: refused before anything is stored
         self._problems(cfg)
+
+    def sandbox(self, cfg) -> str:
+        """The operating-system isolation its programs run under (evals/sandbox.resolve)."""
+        from ncalab.evals.sandbox import resolve
+
+        sec = cfg.eval.humaneval
+        return resolve(sec.isolation, sec.require_isolation)
+
+    def notes(self, cfg) -> list[str]:
+        from ncalab.evals.isolation import DESCRIPTIONS
+
+        return [f"each program runs under {DESCRIPTIONS[self.sandbox(cfg)]}"]
 
     def _problems(self, cfg):
         from ncalab.evals import humaneval
@@ -138,10 +152,10 @@ class HumanEval(MeanOverItems):
     def items(self, cfg, end: str = "<|endoftext|>") -> list[Item]:
         from ncalab.evals import humaneval
 
-        timeout = cfg.eval.humaneval.timeout
+        timeout, way = cfg.eval.humaneval.timeout, self.sandbox(cfg)
         return [Item(p.task_id, "humaneval", p.prompt,
-                     lambda text, p=p: humaneval.check(p, text, timeout).passed,
-                     lambda text: any(s in text for s in humaneval.STOPS))
+                     lambda text, p=p: humaneval.check(p, text, timeout, way).passed,
+                     lambda text: any(s in text for s in humaneval.STOPS), detail={"sandbox": way})
                 for p in _limited(self._problems(cfg), cfg.eval.humaneval.limit)]
 
     def examples(self, cfg):
@@ -447,14 +461,26 @@ class Evaluate:
                 texts = [item.options[int(np.argmax(extra["logprobs"]))]]  # the first of equals, as the paper
             else:
                 texts, extra["unanswered"] = [], "no choices to score"
-            right = [bool(item.check(t)) for t in texts]
+            right = _checked(item, texts)
             with open(samples_file, "a") as f:  # the samples first: the stored row marks the item done
                 f.write(json.dumps({"item": item.item_id, "samples": texts, "correct": right, **extra}) + "\n")
             store.add_eval_item(run.id, item.item_id, item.subtask, len(texts), sum(right), item.choices,
-                                {"correct": right, **extra})
+                                {"correct": right, **item.detail, **extra})
             n_samples, n_correct = n_samples + len(texts), n_correct + sum(right)
             ctx.reporter.progress(EvaluationProgress(self.kind, len(done) + i + 1, n_samples, n_correct))
         log_pass_at_k(store, run, self.task, items_of(store, run), ks(cfg, self.task), cfg)
+
+
+def _checked(item: Item, texts: list[str]) -> list[bool]:
+    """Each sample checked; several at once over the cores this job holds (a HumanEval check is
+    a sandboxed process of its own, so threads only wait for them)."""
+    workers = min(len(texts), max(1, torch.get_num_threads()))
+    if workers <= 1:
+        return [bool(item.check(t)) for t in texts]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(workers) as pool:
+        return [bool(r) for r in pool.map(item.check, texts)]
 
 
 def items_of(store, run):

@@ -9,6 +9,7 @@ experiment through one exception, `Stopped`, after the running stage has checkpo
 from __future__ import annotations
 
 import copy
+import json
 import os
 import shutil
 import socket
@@ -462,5 +463,8 @@ def downstream(store, runs: dict, cfg: ExperimentConfig) -> dict:
             table[str(k)] = {"nca": task.score(per["nca"], items["nca"], k=k, cfg=cfg),
                              "scratch": task.score(per["scratch"], items["scratch"], k=k, cfg=cfg),
                              "diff": diff, "ci": ci, "items": len(common)}
+            sandboxes = sorted({json.loads(r.detail_json or "{}").get("sandbox") for arm in ARMS for r in items[arm]} - {None})
+            if sandboxes:  # HumanEval: what the model-written programs ran under
+                table[str(k)]["sandbox"] = ", ".join(sandboxes)
         out[name] = table
     return out

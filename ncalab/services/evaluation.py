@@ -174,3 +174,13 @@ def _empty(folder: Path) -> None:
     if folder.is_dir():
         for child in folder.iterdir():
             shutil.rmtree(child) if child.is_dir() else child.unlink()
+
+
+def code_sandbox(cfg) -> tuple[bool, str]:
+    """Whether HumanEval's programs get operating-system isolation on this machine, and the
+    words for what they run under (said before an evaluation starts)."""
+    from ncalab.evals.isolation import DESCRIPTIONS, NONE
+    from ncalab.experiment.evaluation import TASKS
+
+    way = TASKS["humaneval"].sandbox(cfg)
+    return way != NONE, DESCRIPTIONS[way]
