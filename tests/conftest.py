@@ -178,6 +178,13 @@ def _no_store_url_of_the_user(monkeypatch):
     monkeypatch.delenv("NCALAB_STORE", raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _a_machine_of_the_tests_own(monkeypatch, tmp_path_factory):
+    """The jobs a test starts count one another, not the user's jobs on this machine (nor
+    those of tests running beside it): a registry folder of each test's own (jobs/machine.py)."""
+    monkeypatch.setenv("NCALAB_MACHINE_DIR", str(tmp_path_factory.mktemp("machine")))
+
+
 @pytest.fixture(scope="session")
 def pg_server():
     """A real PostgreSQL server of this test process (tests/pg.py), started on first use and

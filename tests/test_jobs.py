@@ -1,6 +1,7 @@
 """Background jobs with real processes and a real store: detach, kill -9, lost, cancel,
 resume, the queue, crashes."""
 
+import json
 import os
 import signal
 
@@ -223,7 +224,39 @@ def test_the_governors_share_reaches_the_thread_that_trains(tmp_path, monkeypatc
         assert torch.get_num_threads() == 2  # not taken yet: asked from another thread
         trainer, _ = tiny_nca_trainer(None, steps=2)
         trainer.run()
-        assert torch.get_num_threads() == 1 and numba.get_num_threads() == 1
+        assert torch.get_num_threads() == 1 and numba.get_num_threads() == 1  # both, in the training thread
     finally:
         device.request_threads(0)
         device.set_threads(before)
+
+
+def test_jobs_of_every_store_on_the_machine_share_its_cores(tmp_path):
+    """The share is the machine's: a job of another store (another folder) counts, and the
+    entry of a job killed with -9 is dropped at the next count."""
+    import subprocess
+    import sys
+    from types import SimpleNamespace
+
+    from ncalab.jobs import machine
+    from ncalab.jobs.allocation import cores, threads_for
+
+    here = SimpleNamespace(home=tmp_path / "a", list_experiments=lambda status=None: [])  # nothing runs in this store
+    assert machine.consumers() == 0 and threads_for(here, starting=True) == cores()
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # a job of another store
+    try:
+        machine.register(other.pid)
+        assert machine.consumers() == 1
+        assert threads_for(here, starting=True) == max(1, cores() // 2)
+        other.kill()
+        other.wait()
+        assert machine.consumers() == 0 and not list(machine.folder().glob("*.json"))
+    finally:
+        other.kill()
+        other.wait()
+    # an entry whose process id now belongs to another process (started later) is not counted
+    machine.register()
+    entry = next(machine.folder().glob("*.json"))
+    info = json.loads(entry.read_text())
+    assert machine.consumers() == 1
+    entry.write_text(json.dumps({**info, "started": info["started"] - 1000}))
+    assert machine.consumers() == 0 and not entry.exists()

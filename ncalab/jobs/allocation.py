@@ -2,9 +2,9 @@
 
 torch's OpenMP threads spin while they wait for each other, so two jobs that each use every
 core slow each other far more than their share (benchmarks/contention.py: 0.33x each). So
-each job takes cores / consumers threads, where consumers are the experiments running
-(detached jobs and foreground `ncalab run`s, all claimed in the store) plus the TUI's live
-views, and adjusts it while it runs as others start and end. Each job also gets its own
+each job takes cores / consumers threads, where consumers are the job processes computing on
+this machine (detached jobs and foreground `ncalab run`s of any store: jobs/machine.py) plus
+the TUI's live views, and adjusts it while it runs as others start and end. Each job also gets its own
 GPUs (CUDA_VISIBLE_DEVICES), chosen when it is started, and a job starts only when the
 memory it is expected to hold at its peak fits beside the jobs running (MemoryLedger).
 """
@@ -65,18 +65,13 @@ def mark_live_view(home: Path, playing: bool = True) -> None:
 
 
 def threads_for(store, nproc: int = 1, starting: bool = False) -> int:
-    """CPU threads per process for a job now: the cores shared by every consumer (the
-    experiments running, each counted once per process, plus live views; `starting` counts a
-    job about to start that is not marked running yet)."""
-    running = sum(max(1, _nproc(e)) for e in store.list_experiments(status="running"))
-    consumers = max(1, running + live_views(store.home) + (nproc if starting else 0))
+    """CPU threads per process for a job now: the cores shared by every consumer (the job
+    processes computing on this machine, of any store: jobs/machine.py; plus this store's live
+    views; `starting` counts a job about to start that has not registered yet)."""
+    from ncalab.jobs import machine
+
+    consumers = max(1, machine.consumers() + live_views(store.home) + (nproc if starting else 0))
     return max(1, cores() // consumers)
-
-
-def _nproc(exp) -> int:
-    from ncalab.config.stored import stored_runtime
-
-    return stored_runtime(exp.config).nproc
 
 
 def default_max_jobs() -> int:

@@ -21,6 +21,7 @@ from ncalab.experiment import pipeline
 from ncalab.experiment.reporting import Reporter, SilentReporter
 from ncalab.experiment.reuse import run_keys
 from ncalab.experiment.summary import ExperimentSummary
+from ncalab.jobs import machine
 from ncalab.jobs.allocation import ThreadGovernor
 from ncalab.train import device as devices
 
@@ -95,6 +96,7 @@ def run_here(cfg: ExperimentConfig, store, exp_id: str, reporter: Reporter | Non
     if not store.claim_experiment(exp_id, os.getpid(), socket.gethostname()):
         raise NcalabError(f"experiment {exp_id} was taken by another process")
     stop = threading.Event()
+    machine.register()  # computing on this machine: jobs of every store share the cores with it
     if not cfg.runtime.threads:
         governor = ThreadGovernor(store.home)
         governor.adjust(store)
@@ -103,6 +105,7 @@ def run_here(cfg: ExperimentConfig, store, exp_id: str, reporter: Reporter | Non
         summary = pipeline.run(cfg, store, exp_id, reporter)
     finally:
         stop.set()
+        machine.unregister()
     if summary is None:
         raise NcalabError(f"experiment {exp_id} was stopped; `ncalab runs resume {exp_id}` continues it")
     return summary

@@ -24,6 +24,7 @@ from ncalab.config.stored import stored_config
 from ncalab.errors import NcalabError
 from ncalab.experiment.reporting import SilentReporter, progress_text
 from ncalab.jobs import queue
+from ncalab.jobs import machine
 from ncalab.jobs.allocation import ThreadGovernor
 from ncalab.store import RunStore
 
@@ -81,6 +82,7 @@ def job_session(home: str, exp_id: str, world) -> Iterator[JobSession | None]:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     cfg = stored_config(store.get_experiment(exp_id).config)
+    machine.register()  # it computes on this machine from now on: other stores' jobs count it too
     governor = ThreadGovernor(store.home, world.size)
     if not cfg.runtime.threads:
         governor.adjust(store)
@@ -93,6 +95,7 @@ def job_session(home: str, exp_id: str, world) -> Iterator[JobSession | None]:
         yield JobSession(store, exp_id, world, stop, log, note)
     finally:
         stop.set()
+        machine.unregister()
         _start_waiting(store, world, log)
 
 

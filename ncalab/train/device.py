@@ -97,10 +97,12 @@ def set_threads(threads: int) -> None:
     """The CPU threads of the calling thread's torch ops and numba kernels (both keep the count
     per calling thread: a count set in one thread does not reach another)."""
     if threads > 0:
-        torch.set_num_threads(threads)
         numba = sys.modules.get("numba")  # only where the NCA kernels are in use
         if numba is not None:
             numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        # torch last: where numba's threading layer is OpenMP in the same runtime, its count
+        # is the calling thread's OpenMP count too, and torch's must be the one that stays
+        torch.set_num_threads(threads)
 
 
 # The thread count another thread asks the training thread to take (0: none asked). torch and
