@@ -58,3 +58,18 @@ def test_the_check_sees_a_wrong_import(tmp_path):
     bad.write_text("def f():\n    from ncalab.tui.app import NcalabApp\n")
     assert list(_imports(bad)) == [("ncalab.tui.app", 2)]
     assert LAYERS["tui"] > LAYERS["nca"]
+
+
+def test_the_quick_commands_import_nothing_heavy(tmp_path):
+    """`ncalab --help`, `--version` and `runs list` start in a fraction of a second: none of them
+    may import torch, numpy, transformers, numba, scipy or matplotlib (each costs 0.1-2 s)."""
+    import subprocess
+    import sys
+
+    heavy = ("torch", "numpy", "transformers", "numba", "scipy", "matplotlib")
+    for args in (["--help"], ["--version"], ["runs", "list", "--home", str(tmp_path / "h")]):
+        code = ("import contextlib, io, sys\nfrom ncalab.cli.main import main\n"
+                f"with contextlib.redirect_stdout(io.StringIO()):\n    main({args!r})\n"
+                f"print(sorted(m for m in {heavy!r} if m in sys.modules))")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+        assert out.stdout.strip().splitlines()[-1] == "[]", (args, out.stdout, out.stderr)

@@ -12,7 +12,7 @@ from rich.table import Table
 from ncalab.cli.browse import _store
 from ncalab.cli.common import (
     ConfigFile, Corpus, Detach, Device, Executor, GpusPerNode, Home, JsonFlag, MaxJobs, Name, Nodes, NProc, Partition,
-    Preset, Scale, Sets, SlurmArg, TimeLimit, emit_json, out_console, scale_settings,
+    Preset, Scale, Sets, SlurmArg, TimeLimit, Track, emit_json, out_console, scale_settings, track_setting,
 )
 from ncalab.errors import NcalabError
 
@@ -46,7 +46,7 @@ def study(
     corpus: Corpus = None, config: ConfigFile = None,
     set_: Sets("A base setting every member shares (repeatable).") = None,
     device: Device = None, name: Name("study") = None, home: Home = None,
-    detach: Detach("Queue the members and return at once.") = False, max_jobs: MaxJobs = None,
+    detach: Detach("Queue the members and return at once.") = False, max_jobs: MaxJobs = None, track: Track = None,
     nproc: NProc = None, executor: Executor = None, nodes: Nodes = None, gpus_per_node: GpusPerNode = None,
     partition: Partition = None, time_limit: TimeLimit = None, slurm_arg: SlurmArg = None,
     json_out: JsonFlag = False,
@@ -62,7 +62,8 @@ def study(
 
     if not budgets:
         raise NcalabError("a study needs stage-2 budgets: --budgets D1,D2,... (e.g. 1M,2M,4M)")
-    sets = (set_ or []) + scale_settings(nproc, executor, nodes, gpus_per_node, partition, time_limit, slurm_arg)
+    sets = (set_ or []) + track_setting(track) + scale_settings(nproc, executor, nodes, gpus_per_node, partition,
+                                                                time_limit, slurm_arg)
     base = resolve_config(preset, scale, config, sets, corpus=corpus, device=device, home=home)
     arms = svc.parse_arms(sources, base, matched_scale)
     made = svc.declare(_store(home), base, size or [], svc.parse_budgets(budgets), arms,

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import colorsys
+from typing import TYPE_CHECKING
 
-import numpy as np
 from rich.text import Text
+
+if TYPE_CHECKING:  # the CLI's start-up does not pay for numpy to draw nothing
+    import numpy as np
 
 # Ten well-separated colours first (the default alphabet), then evenly spaced hues.
 _BASE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
