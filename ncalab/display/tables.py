@@ -12,7 +12,7 @@ from ncalab.experiment.sweep import setting_label
 STATUS_STYLE = {"completed": "green", "running": "cyan", "queued": "blue", "failed": "red", "lost": "magenta", "cancelled": "yellow"}
 
 SWEEP_LEGEND = ("nca, scratch: held-out perplexity of the pre-pre-trained arm (whatever its stage-1 source) and of scratch; gain = 1 - ppl_nca/ppl_scratch on held-out text (> 0: NCA helped), mean±sd over seeds; won: seeds "
-                "where NCA beat scratch; speedup: scratch tokens / NCA tokens to reach scratch's final ppl, (n) seeds "
+                "where NCA beat scratch; 95% CI: the gain paired by seed (each seed's arm against its own scratch run), t-interval; p: a paired t-test of the seeds' log perplexities (no interval or p from one seed); speedup: scratch tokens / NCA tokens to reach scratch's final ppl, (n) seeds "
                 "where it did; s1 FLOPs: stage-1 compute; ★ best mean gain.")
 
 
@@ -48,7 +48,8 @@ def sweep_table(tab: dict) -> Table:
     if len(flops) == 1:  # one stage-1 budget for every setting: say it once
         t.title += f"; stage 1 {si(flops.pop())} FLOPs"
     t.add_column("setting", min_width=min(32, max(map(len, labels), default=8)))
-    cols = ["seeds", "nca", "scratch", "gain", "speedup", "won"]  # nca, scratch: perplexities (legend)
+    paired = any(r.get("gain_ci") for r in tab["rows"])  # the paired columns once some setting has 2 seeds done
+    cols = ["seeds", "nca", "scratch", "gain", *(["95% CI", "p"] if paired else []), "speedup", "won"]  # legend
     if len(flops) > 1:  # settings that change the stage-1 compute (sources, budgets, widths)
         cols.append("s1 FLOPs")
     for col in cols:
@@ -61,8 +62,12 @@ def sweep_table(tab: dict) -> Table:
         speed = _ms(r["speedup"], r["speedup_sd"], ".2f")
         if r["speedup_n"] < r["seeds_done"]:
             speed += f" ({r['speedup_n']})"
+        ci = r.get("gain_ci")
+        ci_text = f"[{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else ("-" if not r["seeds_done"] else "1 seed")
+        p = r.get("p_value")
         t.add_row(label, f"{r['seeds_done']}/{r['seeds']}",
                   _ms(r["ppl_nca"], r["ppl_nca_sd"], ".1f"), _ms(r["ppl_scratch"], r["ppl_scratch_sd"], ".1f"),
-                  gain, speed, f"{r['wins']}/{r['seeds_done']}",
+                  gain, *([ci_text, "-" if p is None else f"{p:.2g}"] if paired else []), speed,
+                  f"{r['wins']}/{r['seeds_done']}",
                   *([si(r.get("stage1_flops"))] if len(flops) > 1 else []), status_cell(r["status"]))
     return t

@@ -225,6 +225,15 @@ def paired_gain(source_losses: Sequence[float], baseline_losses: Sequence[float]
     return Estimate(mean, mean - half, mean + half, level=level)
 
 
+def paired_p_value(source_losses: Sequence[float], baseline_losses: Sequence[float]) -> float | None:
+    """The two-sided p-value of a paired t-test of the source's losses against the baseline's,
+    seed by seed (None for fewer than 2 seeds, or seeds that all differ by the same amount)."""
+    a, b = np.asarray(source_losses, dtype=float), np.asarray(baseline_losses, dtype=float)
+    if a.size < 2 or a.size != b.size or np.ptp(a - b) == 0:
+        return None
+    return float(stats.ttest_rel(a, b).pvalue)
+
+
 def _measured_transfer(boot: Bootstrap, n: float, d: float, losses: np.ndarray,
                        rng: np.random.Generator) -> tuple[Estimate, Estimate]:
     """D_T from the baseline's law inverted at the source's mean measured loss, and as a multiple

@@ -223,6 +223,7 @@ def table(store, sweep_id: str, reap_first: bool = True) -> dict:
         row = {**g, "seeds_done": len(sums), "seeds": len(g["experiments"])}
         for key in ("ppl_nca", "ppl_scratch", "gain", "speedup"):
             row[key], row[key + "_sd"] = _stats([s.get(key) for s in sums])
+        row.update(_paired(sums))
         row["speedup_n"] = sum(1 for s in sums if s.get("speedup") is not None)
         row["wins"] = sum(1 for s in sums if s.get("gain") is not None and s["gain"] > 0)
         row["gains"] = [s["gain"] for s in sums if s.get("gain") is not None]
@@ -235,6 +236,21 @@ def table(store, sweep_id: str, reap_first: bool = True) -> dict:
     return {"sweep_id": sweep.id, "name": sweep.name, "preset": spec["preset"], "scale": spec["scale"],
             "grid": grid, "zip": spec.get("zip", False), "seeds": spec["seeds"], "rows": rows, "members": len(members),
             "done": sum(r["seeds_done"] for r in rows), "created_at": sweep.created_at}
+
+
+def _paired(summaries: list[dict]) -> dict:
+    """The gain paired by seed (each seed's warm arm against its own scratch run: same data, same
+    order) with its 95% t-interval, and a paired t-test's p-value; for one seed, why there is none."""
+    from ncalab.scaling.answers import paired_gain, paired_p_value
+
+    pairs = [(math.log(s["ppl_nca"]), math.log(s["ppl_scratch"])) for s in summaries
+             if s.get("ppl_nca") and s.get("ppl_scratch")]
+    if not pairs:
+        return {"gain_ci": None, "p_value": None, "paired_note": "no seed done"}
+    warm, base = zip(*pairs)
+    g = paired_gain(warm, base)
+    return {"gain_ci": None if g.lo is None else [g.lo, g.hi], "p_value": paired_p_value(warm, base),
+            "paired_note": g.reason}
 
 
 def list_sweeps(store) -> list[dict]:
