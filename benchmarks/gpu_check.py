@@ -362,8 +362,14 @@ def scaling_study(ctx: Context) -> dict:
         t0 = time.monotonic()
         made = study.declare(store, base, list(s.study_sizes), list(s.study_budgets),
                              study.parse_arms("nca", base, matched_scale=False), [0])
-        queue.schedule(store)
         ids = made["experiments"]
+        if ctx.dry_run:  # toy members run here, one after the other: two job processes' start-up would
+            from ncalab.services.experiments import config_of, run_here  # be most of the part on a CPU
+
+            for exp_id in ids:  # (the queue's way through a study is tests/test_study.py's)
+                run_here(config_of(store.get_experiment(exp_id)).validate(), store, exp_id)
+        else:
+            queue.schedule(store)
         try:
             for exp_id in ids:
                 queue.wait_until(store, exp_id, FINAL, max(ctx.seconds - 30 - (time.monotonic() - t0), 10))

@@ -52,6 +52,7 @@ def study(
     json_out: JsonFlag = False,
 ) -> None:
     """Declare a study and run its members as background jobs (on a cluster, one job array).
+
     Without --detach it shows progress until the study ends; Ctrl-C stops watching, not the jobs."""
     if ctx.invoked_subcommand is not None:
         return
@@ -124,8 +125,7 @@ def fit(
         "--points", help="An exported study to pool (`ncalab study export`, or a GPU check's report), repeatable.")] = None,
     home: Home = None, json_out: JsonFlag = False,
 ) -> None:
-    """The answers: crossover, predictions at --at, each arm's law with intervals and its
-    leave-one-out error, and the measured gains and D_T at the grid points."""
+    """The answers: crossover, predictions at --at, each arm's law with intervals and its leave-one-out error, and the measured gains and D_T at the grid points."""
     from ncalab.display.study import study_renderables
     from ncalab.scaling.answers import as_dict
     from ncalab.services import study as svc
