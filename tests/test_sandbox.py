@@ -157,3 +157,47 @@ def test_without_isolation_require_refuses_in_one_line_and_runs_nothing(tmp_path
     assert sandbox.resolve("auto") == isolation.NONE  # allowed without the flag (the eval warns)
     with pytest.raises(NcalabError, match="unknown isolation"):
         sandbox.run_python("pass", isolation="chroot")
+
+
+def test_a_program_dies_with_the_process_that_ran_it(way, tmp_path):
+    """ncalab's process killed with -9 mid-program: the sandboxed program ends too."""
+    script = (f"import os, sys\nsys.path.insert(0, {str(Path(__file__).parent.parent)!r})\n"
+              "from ncalab.evals.sandbox import run_python\n"
+              f"run_python('while True:\\n    pass', timeout=60, isolation={way!r})\n")
+    parent = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.monotonic() + 30
+        while not (mine := _sandboxed_processes_of(parent.pid)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert mine, "the program never started"
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 10
+        while _alive(mine) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(mine)
+    finally:
+        parent.kill()
+
+
+def _sandboxed_processes_of(pid: int) -> set[int]:
+    out = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if f"NCALAB_SANDBOX={pid}:".encode() in (entry / "environ").read_bytes():
+                    out.add(int(entry.name))
+            except OSError:
+                continue
+    return out
+
+
+def _alive(pids: set[int]) -> bool:
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            return True
+    return False

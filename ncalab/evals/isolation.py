@@ -71,7 +71,11 @@ def bwrap_command(tmp_mb: int) -> list[str]:
 
 
 def unshare_command() -> list[str]:
-    return ["unshare", *UNSHARE_ARGS]
+    """unshare kills its child when it ends (--kill-child); setpriv, where present (util-linux
+    too), ends unshare when ncalab's process dies, killed with -9 or not, as bwrap's
+    --die-with-parent does."""
+    prefix = ["setpriv", "--pdeathsig", "KILL"] if shutil.which("setpriv") else []
+    return [*prefix, "unshare", *UNSHARE_ARGS]
 
 
 # The unshare way's prelude, run as root of the new user namespace before anything of the
