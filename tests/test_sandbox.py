@@ -48,15 +48,7 @@ def secret():
 
 def _sandboxed_processes() -> set[int]:
     """Processes the sandbox started for this test process (their environment says so)."""
-    out = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if f"NCALAB_SANDBOX={os.getpid()}:".encode() in (entry / "environ").read_bytes():
-                    out.add(int(entry.name))
-            except OSError:
-                continue
-    return out
+    return _sandboxed_processes_of(os.getpid())
 
 
 def test_a_secret_in_the_home_never_reaches_any_output(way, secret):
@@ -181,6 +173,7 @@ def test_a_program_dies_with_the_process_that_ran_it(way, tmp_path):
 
 
 def _sandboxed_processes_of(pid: int) -> set[int]:
+    """Processes the sandbox started for the process ``pid``."""
     out = set()
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
