@@ -455,6 +455,8 @@ def downstream(store, runs: dict, cfg: ExperimentConfig) -> dict:
         if any(r is None or r.status != "completed" for r in arms.values()):
             continue
         items = {arm: store.eval_items(r.id) for arm, r in arms.items()}
+        # HumanEval: what the model-written programs ran under (stored with every item)
+        sandboxes = sorted({json.loads(r.detail_json or "{}").get("sandbox") for arm in ARMS for r in items[arm]} - {None})
         table = {}
         for k in ks(cfg, task):
             per = {arm: per_item_pass(items[arm], k) for arm in ARMS}
@@ -463,8 +465,7 @@ def downstream(store, runs: dict, cfg: ExperimentConfig) -> dict:
             table[str(k)] = {"nca": task.score(per["nca"], items["nca"], k=k, cfg=cfg),
                              "scratch": task.score(per["scratch"], items["scratch"], k=k, cfg=cfg),
                              "diff": diff, "ci": ci, "items": len(common)}
-            sandboxes = sorted({json.loads(r.detail_json or "{}").get("sandbox") for arm in ARMS for r in items[arm]} - {None})
-            if sandboxes:  # HumanEval: what the model-written programs ran under
+            if sandboxes:
                 table[str(k)]["sandbox"] = ", ".join(sandboxes)
         out[name] = table
     return out

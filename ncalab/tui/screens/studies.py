@@ -19,12 +19,12 @@ from textual.widgets import Footer, Static
 from textual.worker import get_current_worker
 
 from ncalab.errors import NcalabError
+from ncalab.tui.screens.groups import SHORTENED, GroupListScreen
 from ncalab.tui.widgets.nav_bar import NavBar
 from ncalab.tui.widgets.run_table import RunTable
 
 # the grid label is longer than a sweep's ("3 sizes x 3 budgets x 4 arms x 2 seeds"): the name gives way
 COLUMNS = {"id": 10, "done": 5, "status": 6, "grid": 40, "name": 24}
-SHORTENED = ("grid", "name")
 NO_STUDIES = ("no studies yet: `ncalab study --size model.d_model=64,128,192 --size model.n_head=2,4,6 "
               "--budgets 0.5M,1M,2M --sources nca,dyck --detach`")
 QUICK, FULL = 200, 1000  # bootstrap resamples: the screen's quick fit, and the CLI's (m)
@@ -39,7 +39,9 @@ def points_key(grid: dict) -> tuple:
     return tuple((c["arm"], c["n"], c["d"], tuple(c["losses"])) for c in grid["cells"] if c["losses"])
 
 
-class StudiesScreen(Screen):
+class StudiesScreen(GroupListScreen, Screen):
+    REFRESH_GROUP = "studies-refresh"
+
     class StudiesLoaded(Message):
         """The store's studies and one study's grid (``grid``; None: none to show), loaded in a
         worker while ``selected`` was the selected study (None: none yet, the first one's)."""
@@ -88,12 +90,6 @@ class StudiesScreen(Screen):
         self.action_refresh()
         self.set_interval(3.0, self._refresh_live)
 
-    def _refresh_live(self) -> None:
-        """The timer's refresh, unless one is under way: replacing it would cancel it (refreshes
-        slower than the timer would never show)."""
-        if not any(w.node is self and w.group == "studies-refresh" and w.is_running for w in self.workers):
-            self.action_refresh()
-
     @work(thread=True, exclusive=True, group="studies-refresh")
     def action_refresh(self) -> None:
         from ncalab.services import study
@@ -127,14 +123,7 @@ class StudiesScreen(Screen):
 
     def _list(self, rows: list[dict]) -> None:
         self.studies = rows
-        cells = [(r["sweep_id"], f"{r['status'].get('completed', 0)}/{r['members']}",
-                  " ".join(f"{v} {k}" for k, v in sorted(r["status"].items()) if k != "completed") or "done",
-                  r["grid_label"], r["name"] or "")
-                 for r in rows]
-        if cells != self._shown:
-            self._shown = cells
-            ids = [c[0] for c in cells]
-            self.query_one(RunTable).set_rows(cells, ids.index(self.selected) if self.selected in ids else None)
+        super()._list(rows)
 
     def _fit_if_changed(self) -> None:
         """Fit the grid's study when its points (or the resamples asked for) differ from those
@@ -229,29 +218,5 @@ class StudiesScreen(Screen):
             self._fit_if_changed()
             self._show()
 
-    def action_cancel(self) -> None:
-        self._control("cancel")
-
-    def action_resume(self) -> None:
-        self._control("resume")
-
-    @work(thread=True, group="studies-control")
-    def _control(self, what: str) -> None:
-        """Cancel or resume the selected study off the UI thread (cancel waits for checkpoints)."""
-        from ncalab.services import sweeps
-
-        study_id = self.selected or (self.studies[0]["sweep_id"] if self.studies else None)  # the one on screen
-        if study_id is None:
-            return
-        try:
-            store = self.app.stores.writer()
-            if what == "cancel":
-                ids = sweeps.cancel(store, study_id, 60)
-                msg = f"{len(ids)} experiments stopped (u resumes)" if ids else "nothing queued or running"
-            else:
-                ids = sweeps.resume(store, study_id)
-                msg = f"{len(ids)} experiments queued again" if ids else "nothing to resume"
-            self.app.call_from_thread(self.notify, f"{study_id}: {msg}")
-        except NcalabError as e:
-            self.app.call_from_thread(self.notify, str(e), severity="error")
-        self.action_refresh()
+    def _control_target(self) -> str | None:
+        return self.selected or (self.studies[0]["sweep_id"] if self.studies else None)  # the one on screen

@@ -15,16 +15,17 @@ from textual.widgets import Footer, Static
 from textual.worker import get_current_worker
 
 from ncalab.errors import NcalabError
+from ncalab.tui.screens.groups import SHORTENED, GroupListScreen
 from ncalab.tui.widgets.nav_bar import NavBar
 from ncalab.tui.widgets.run_table import RunTable
 
-# Id, progress and status first (never cut); the grid and the name shorten or give way.
 COLUMNS = {"id": 10, "done": 5, "status": 6, "grid": 34, "name": 24}
-SHORTENED = ("grid", "name")
 NO_SWEEPS = "no sweeps yet: `ncalab sweep --grid KEY=V1,V2 --seeds 2 --detach`"
 
 
-class SweepsScreen(Screen):
+class SweepsScreen(GroupListScreen, Screen):
+    REFRESH_GROUP = "sweeps-refresh"
+
     class SweepsLoaded(Message):
         """The store's sweeps and one sweep's table (``table``; None: none to show), loaded in a
         worker while ``selected`` was the selected sweep (None: none yet, the first one's table)."""
@@ -61,12 +62,6 @@ class SweepsScreen(Screen):
         self.action_refresh()
         self.set_interval(3.0, self._refresh_live)
 
-    def _refresh_live(self) -> None:
-        """The timer's refresh, unless one is under way: replacing it would cancel it (refreshes
-        slower than the timer would never show)."""
-        if not any(w.node is self and w.group == "sweeps-refresh" and w.is_running for w in self.workers):
-            self.action_refresh()
-
     @work(thread=True, exclusive=True, group="sweeps-refresh")
     def action_refresh(self) -> None:
         from ncalab.services import sweeps
@@ -95,14 +90,7 @@ class SweepsScreen(Screen):
             detail.update(f"[red]cannot open the run store:[/] {error}")
             return
         self.sweeps = rows
-        cells = [(r["sweep_id"], f"{r['status'].get('completed', 0)}/{r['members']}",
-                  " ".join(f"{v} {k}" for k, v in sorted(r["status"].items()) if k != "completed") or "done",
-                  r["grid_label"], r["name"] or "")
-                 for r in rows]
-        if cells != self._shown:
-            self._shown = cells
-            ids = [c[0] for c in cells]
-            self.query_one(RunTable).set_rows(cells, ids.index(self.selected) if self.selected in ids else None)
+        self._list(rows)
         if tab is not None:
             self._show_table(tab)
         elif not rows:
@@ -135,12 +123,6 @@ class SweepsScreen(Screen):
         self.key_index += 1
         self.action_refresh()
 
-    def action_cancel(self) -> None:
-        self._control("cancel")
-
-    def action_resume(self) -> None:
-        self._control("resume")
-
     def action_report(self) -> None:
         """Write the selected sweep's HTML report into the current folder (never the store)."""
         from ncalab.tui.screens.runs import write_report_in_background
@@ -148,23 +130,3 @@ class SweepsScreen(Screen):
         shown = self.selected or (self.sweeps[0]["sweep_id"] if self.sweeps else None)  # the table on screen
         if shown is not None:
             write_report_in_background(self, shown)
-
-    @work(thread=True, group="sweeps-control")
-    def _control(self, what: str) -> None:
-        """Cancel or resume the selected sweep off the UI thread (cancel waits for checkpoints)."""
-        from ncalab.services import sweeps
-
-        if self.selected is None:
-            return
-        try:
-            store = self.app.stores.writer()
-            if what == "cancel":
-                ids = sweeps.cancel(store, self.selected, 60)
-                msg = f"{len(ids)} experiments stopped (u resumes)" if ids else "nothing queued or running"
-            else:
-                ids = sweeps.resume(store, self.selected)
-                msg = f"{len(ids)} experiments queued again" if ids else "nothing to resume"
-            self.app.call_from_thread(self.notify, f"{self.selected}: {msg}")
-        except NcalabError as e:
-            self.app.call_from_thread(self.notify, str(e), severity="error")
-        self.action_refresh()
