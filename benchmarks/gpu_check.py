@@ -30,7 +30,9 @@ beside it (.txt) and on stdout, and each part's log in a folder beside it (.logs
 
 --dry-run runs every part at toy sizes on the CPU (the GPU engine through its torch backend,
 DDP and FSDP2 as 2 gloo processes), so tests/test_gpu_check.py keeps the command working
-between loans; its figures say nothing about a GPU.
+between loans; its figures say nothing about a GPU. --in-process runs the parts in the calling
+process instead of children (one start-up instead of one a part: the test's dry run); the
+children's way is tested on its own there.
 """
 
 from __future__ import annotations
@@ -90,11 +92,12 @@ TOY = Sizes(1, 32, 2, 64, 3, 4, (("web", 1024), ("code", 1024)), 64,
             ("model.n_layer=1", "model.d_model=32", "model.n_head=2", "nca.seq_len=128", "stage1.tokens=8192",
              "stage1.batch_size=8", "stage1.val_sequences=8", "stage1.icl_sequences=0", "stage2.tokens=8192",
              "stage2.seq_len=64", "stage2.batch_size=8", "stage2.eval_tokens=2048", "data.vocab_size=512",
-             "data.val_fraction=0.2", "runtime.compile=false"),
+             "data.val_fraction=0.2", "runtime.compile=false", "stage1.eval_every=4096", "stage2.eval_every=4096"),
             ("model.d_model=32,48", "model.n_head=2,2"), (4096, 8192),
             ("model.n_layer=1", "nca.seq_len=128", "stage1.tokens=8192", "stage1.batch_size=8",
              "stage1.val_sequences=8", "stage1.icl_sequences=0", "stage2.seq_len=64", "stage2.batch_size=8",
-             "stage2.eval_tokens=2048", "data.vocab_size=512", "data.val_fraction=0.2"))
+             "stage2.eval_tokens=2048", "data.vocab_size=512", "data.val_fraction=0.2", "stage1.eval_every=4096",
+             "stage2.eval_every=4096"))
 
 
 @dataclass
@@ -244,6 +247,14 @@ def last_json(text: str, prefix: str = "") -> dict:
     raise RuntimeError(f"no JSON line in the output: {text.strip().splitlines()[-1:]}")
 
 
+class ScriptFailed(RuntimeError):
+    """A benchmark that exited non-zero; what it printed before is kept (an earlier result in it)."""
+
+    def __init__(self, message: str, stdout: str):
+        super().__init__(message)
+        self.stdout = stdout
+
+
 def run_script(cmd: list[str], seconds: float, env: dict | None = None) -> str:
     """A benchmark's stdout; its output goes to this part's log; a failure raises its last line."""
     done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=max(seconds, 1), env=env)
@@ -251,7 +262,7 @@ def run_script(cmd: list[str], seconds: float, env: dict | None = None) -> str:
     if done.returncode:
         last = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()[-1]
         script = next((Path(c).name for c in cmd if c.endswith(".py")), cmd[0])
-        raise RuntimeError(f"{script} exited with {done.returncode}: {last}")
+        raise ScriptFailed(f"{script} exited with {done.returncode}: {last}", done.stdout)
     return done.stdout
 
 
@@ -428,14 +439,21 @@ def distributed(ctx: Context) -> dict:
     micro, alone = one_process(ctx, gpus, env)
     out = {"processes": n, "backend": "nccl" if gpus >= 2 else "gloo (CPU)", "micro_batch_per_process": micro,
            "one_process_tokens_per_s": alone}
+    left = ctx.seconds - (time.monotonic() - t0) - 5
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}",
+           *mfu_command(ctx.sizes, micro * n, ["--_rank-worker", "--parallel", "ddp,fsdp"])]
+    failed = "no result"
+    try:  # one launch, DDP then FSDP2: a launch's start-up costs about what one measurement does
+        text = run_script(cmd, left, env)
+    except (RuntimeError, subprocess.TimeoutExpired) as e:
+        text, failed = getattr(e, "stdout", None) or "", one_line(e)
+        text = text.decode(errors="replace") if isinstance(text, bytes) else text
+    results = {r["parallel"]: r for r in (json.loads(line[7:]) for line in text.splitlines()
+                                          if line.startswith("RESULT {"))}
     for kind in ("ddp", "fsdp"):
-        left = ctx.seconds - (time.monotonic() - t0) - 5
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}",
-               *mfu_command(ctx.sizes, micro * n, ["--_rank-worker", "--parallel", kind])]
-        try:
-            res = last_json(run_script(cmd, left, env), "RESULT ")
-        except (RuntimeError, subprocess.TimeoutExpired) as e:
-            out[f"{kind}_error"] = one_line(e)
+        res = results.get(kind)
+        if res is None:
+            out[f"{kind}_error"] = failed
             continue
         out.update({f"{kind}_tokens_per_s": res["tokens_per_s"], f"{kind}_mfu_per_gpu": round(res["mfu"] / n, 4),
                     f"{kind}_kept_per_gpu": round(res["tokens_per_s"] / n / alone, 3),
@@ -529,7 +547,20 @@ def in_child(name: str, ctx: Context, log: Path) -> dict:
     return data["figures"]
 
 
-def attempt(part: Part, ctx: Context, gpus: int, logs: Path) -> dict:
+def in_this_process(name: str, ctx: Context, log: Path) -> dict:
+    """Run one part here (--in-process): its output to its log, its error as the part's; no time
+    limit and no isolation, but no process start-up (torch and transformers imported once)."""
+    import contextlib
+
+    with open(log, "w") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+        try:
+            return BY_NAME[name].run(ctx)
+        except Exception as e:  # noqa: BLE001 - recorded as the part's one-line error
+            traceback.print_exc()
+            raise PartFailed(one_line(e)) from None
+
+
+def attempt(part: Part, ctx: Context, gpus: int, logs: Path, in_process: bool = False) -> dict:
     """One part's entry in the report: its figures, or why it was skipped or failed."""
     reason = part.needs(ctx.dry_run, gpus)
     if reason:
@@ -540,7 +571,7 @@ def attempt(part: Part, ctx: Context, gpus: int, logs: Path) -> dict:
                                                f"budget are left; run it alone with --parts {part.name}"}
     t0 = time.monotonic()
     try:
-        figures = in_child(part.name, ctx, logs / f"{part.name}.log")
+        figures = (in_this_process if in_process else in_child)(part.name, ctx, logs / f"{part.name}.log")
     except PartFailed as e:
         return {"status": "failed", "seconds": round(time.monotonic() - t0, 1), "error": str(e)}
     return {"status": "ok", "seconds": round(time.monotonic() - t0, 1), "figures": figures}
@@ -552,7 +583,7 @@ def visible_gpus() -> int:
     return torch.cuda.device_count()  # counts devices without making a CUDA context here
 
 
-def walk(parts: list[Part], dry_run: bool, budget: float, out: Path) -> dict:
+def walk(parts: list[Part], dry_run: bool, budget: float, out: Path, in_process: bool = False) -> dict:
     logs = out.with_suffix(".logs")
     logs.mkdir(parents=True, exist_ok=True)
     report = {"check": "benchmarks/gpu_check.py", "dry_run": dry_run, "date": datetime.now(UTC).isoformat(
@@ -562,7 +593,7 @@ def walk(parts: list[Part], dry_run: bool, budget: float, out: Path) -> dict:
         left = budget - (time.monotonic() - t0)
         given = {k: v.get("figures", {}) for k, v in report["parts"].items()}
         print(f"[{time.monotonic() - t0:5.0f} s] {part.name} ...", flush=True)
-        entry = attempt(part, Context(dry_run, TOY if dry_run else FULL, left, given), gpus, logs)
+        entry = attempt(part, Context(dry_run, TOY if dry_run else FULL, left, given), gpus, logs, in_process)
         report["parts"][part.name] = entry
         print(f"          {entry['status']}: {entry.get('reason') or entry.get('error') or entry['seconds']}", flush=True)
         if part.name == "environment":
@@ -628,6 +659,9 @@ def main() -> None:
     ap.add_argument("--dry-run", action="store_true", help="every part at toy sizes, on the CPU where there is no GPU")
     ap.add_argument("--budget", type=float, default=None, help="seconds for all parts (default 540; dry run 600)")
     ap.add_argument("--parts", default=None, help="comma-separated parts to run (the environment always runs)")
+    ap.add_argument("--in-process", action="store_true",
+                    help="run the parts in this process, one after the other: quicker (one start-up), but without a "
+                         "time limit per part or isolation from a part that crashes")
     ap.add_argument("--_part", dest="part", help=argparse.SUPPRESS)
     ap.add_argument("--_io", dest="io", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -636,7 +670,7 @@ def main() -> None:
     budget = args.budget if args.budget is not None else (600.0 if args.dry_run else 540.0)
     out = Path(args.out).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
-    report = walk(chosen(args.parts), args.dry_run, budget, out)
+    report = walk(chosen(args.parts), args.dry_run, budget, out, args.in_process)
     text = table(report)
     out.with_suffix(".txt").write_text(text + "\n")
     print(text)

@@ -90,18 +90,24 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--ranks", type=int, default=0, help="CPU scaling: this many processes x 1 thread")
-    ap.add_argument("--parallel", choices=("ddp", "fsdp"), default="ddp", help="with --ranks: how the processes split the work")
+    ap.add_argument("--parallel", default="ddp",
+                    help="with --ranks: how the processes split the work (ddp or fsdp; a worker takes ddp,fsdp)")
     ap.add_argument("--_rank-worker", dest="worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if not args.parallel or set(args.parallel.split(",")) - {"ddp", "fsdp"}:
+        ap.error(f"--parallel takes ddp, fsdp or ddp,fsdp, not {args.parallel!r}")
     m = ModelConfig(n_layer=args.layers, d_model=args.d_model, n_head=args.heads)
     if args.worker:  # one process of the --ranks measurement, under torchrun
         from ncalab.train.distributed import from_environment, shutdown
 
         torch.set_num_threads(1)
         world = from_environment()
-        res = measure(m, args.seq_len, args.batch, args.steps, False, world, args.parallel)
-        if world.main:
-            print("RESULT " + json.dumps(res), flush=True)
+        # one launch measures each way in turn: a torchrun start-up (every rank importing torch and
+        # transformers) costs about as much as a short measurement
+        for kind in args.parallel.split(","):
+            res = measure(m, args.seq_len, args.batch, args.steps, False, world, kind)
+            if world.main:
+                print("RESULT " + json.dumps({**res, "parallel": kind}), flush=True)
         shutdown(world)
         return
     out = measure(m, args.seq_len, args.batch, args.steps, False)

@@ -144,6 +144,9 @@ MICRO = [
     "--set", "stage1.val_sequences=8", "--set", "stage2.tokens=32768", "--set", "stage2.seq_len=64",
     "--set", "stage2.batch_size=8", "--set", "stage2.eval_tokens=4096", "--set", "data.vocab_size=512", "--set", "data.val_fraction=0.2",
     "--set", "stage1.icl_sequences=4",
+    # 4 evaluations a stage (and a checkpoint at each) instead of 8-10: at these budgets the
+    # evaluations and their checkpoints cost as much as the training
+    "--set", "stage1.eval_every=4096", "--set", "stage2.eval_every=8192",
 ]
 
 

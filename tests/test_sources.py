@@ -56,7 +56,8 @@ def test_matching_flops_gives_each_source_the_reference_compute():
                                     pytest.param("text", marks=pytest.mark.slow)])
 def test_each_source_pre_pre_trains_and_transfers(tmp_path, capsys, code_corpus, source):
     # 48 steps at a higher rate: enough for a one-layer model to learn each source's structure
-    extra = ["--set", f"stage1.source={source}", "--set", "stage1.tokens=49152", "--set", "stage1.lr=3e-3"]
+    extra = ["--set", f"stage1.source={source}", "--set", "stage1.tokens=49152", "--set", "stage1.eval_every=12288",
+             "--set", "stage1.lr=3e-3"]
     if source == "text":
         extra += ["--set", f"stage1.corpus={WIKITEXT}"]
     home = tmp_path / "h"

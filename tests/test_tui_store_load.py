@@ -1,5 +1,5 @@
 """The TUI beside training jobs: a read-only store that never takes the write lock, and an app
-that refreshes for a minute under eight writing processes without a lock error, a lost or
+that refreshes for half a minute under eight writing processes without a lock error, a lost or
 duplicated point or a growing number of open files, on SQLite and on a PostgreSQL server."""
 
 import asyncio
@@ -64,11 +64,13 @@ def test_a_reader_refuses_what_it_cannot_read_as_it_is(tmp_path):
 
 # ---- the app under load -----------------------------------------------------------------------
 
-SECONDS, WRITERS, BATCH = 60, 8, 10
+# 35 s: long enough to see open files grow (the old app gained ~11 a minute, ~4 over the settled
+# 20 s below, against the 2 allowed), short enough for the suite
+SECONDS, WRITERS, BATCH = 35, 8, 10
 
 
 @pytest.mark.slow
-def test_the_app_refreshing_beside_eight_writers_for_a_minute(tmp_path, store_backend):
+def test_the_app_refreshing_beside_eight_writers_for_half_a_minute(tmp_path, store_backend):
     """store_backend: SQLite, then a PostgreSQL server (NCALAB_STORE, which the writers inherit)."""
     from ncalab.services import sweeps
     from ncalab.services.config import resolve_config
@@ -116,8 +118,8 @@ def test_the_app_refreshing_beside_eight_writers_for_a_minute(tmp_path, store_ba
     assert shown == {"RunsScreen", "SweepsScreen"}
     # Open files settle once every screen has opened, then stay put (the old app gained ~11 a minute).
     # (counted over the time the turns took, which a loaded machine stretches: not a fixed count)
-    settled = [(t, fds) for t, fds in samples if t > 15]
-    assert len(settled) >= 5 and settled[-1][0] - settled[0][0] >= 30, samples
+    settled = [(t, fds) for t, fds in samples if t > 10]
+    assert len(settled) >= 4 and settled[-1][0] - settled[0][0] >= 18, samples
     assert max(f for _, f in settled) - min(f for _, f in settled) <= 2, samples
     with RunStore(home) as store:
         for _, run_id, n, _ in results:

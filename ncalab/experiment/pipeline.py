@@ -373,7 +373,7 @@ def _claim(ctx: Context, run, stage: TrainingStage):
 def _claim_here(ctx: Context, run, stage: TrainingStage):
     from ncalab.jobs.queue import is_dead
 
-    store, waited = ctx.store, False
+    store, waited, pause = ctx.store, False, 0.5
     while True:
         got = store.claim_run(run.id, os.getpid(), socket.gethostname(), ctx.placement.label, lambda r: not is_dead(r))
         if got == "train":
@@ -384,7 +384,8 @@ def _claim_here(ctx: Context, run, stage: TrainingStage):
                 waited = True
             if ctx.should_stop():
                 raise Stopped
-            time.sleep(5.0)
+            time.sleep(pause)  # soon at first (a sweep's twins often end within seconds), then every 5 s
+            pause = min(pause * 1.5, 5.0)
             continue
         if stage.keeps_model and not (store.run_dir(got) / "model").is_dir():
             store.start_run(run.id, os.getpid(), socket.gethostname(), ctx.placement.label)  # its model is gone
