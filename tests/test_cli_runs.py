@@ -106,3 +106,23 @@ def test_export_to_unwritable_path(capsys, store_home, tmp_path):
     blocker.write_text("")
     code, _, err = cli(capsys, "runs", "export", ids[0], "--out", str(blocker / "x.csv"), "--home", str(home))
     assert code != 0 and "cannot write" in err
+
+
+def test_list_shows_the_newest_fifty_and_says_how_many_are_not_shown(tmp_path, capsys):
+    with RunStore(tmp_path) as store:
+        ids = []
+        for seed in range(53):
+            e = store.create_experiment("code", "tiny", seed, {})
+            store.finish_experiment(e.id, "completed")
+            ids.append(e.id)
+    newest_first = ids[::-1]
+    code, out, _ = cli(capsys, "runs", "list", "--home", str(tmp_path))
+    assert code == 0 and "the newest 50 of 53 experiments" in out and "3 older not shown" in out
+    assert newest_first[0] in out and newest_first[49] in out and not any(i in out for i in newest_first[50:])
+    code, out, _ = cli(capsys, "runs", "list", "--home", str(tmp_path), "--limit", "0")
+    assert "53 experiments" in out and all(i in out for i in ids) and "not shown" not in out
+    assert [r["id"] for r in cli_json(capsys, "runs", "list", "--home", str(tmp_path))["experiments"]] == newest_first
+    assert [r["id"] for r in cli_json(capsys, "runs", "list", "--home", str(tmp_path), "-n", "2")["experiments"]] == \
+        newest_first[:2]
+    code, _, err = cli(capsys, "runs", "list", "--home", str(tmp_path), "--limit", "-1")
+    assert code != 0 and "--limit" in err and len(err.strip().splitlines()) == 1

@@ -40,6 +40,9 @@ def _when(t):
     return dt.datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M") if t else "-"
 
 
+TABLE_ROWS = 50  # the table's default length
+
+
 def _dur(s):
     if s is None:
         return "-"
@@ -54,14 +57,22 @@ def _dur(s):
 def list_(
     status: Annotated[str | None, typer.Option("--status", help="Only this status.")] = None,
     preset: Annotated[str | None, typer.Option("--preset", help="Only this preset.")] = None,
+    limit: Annotated[int | None, typer.Option(
+        "--limit", "-n", show_default=False,
+        help="Show the newest N (0: all). Default: the table the newest 50, --json all.")] = None,
     home: Home = None, json_out: JsonFlag = False,
 ) -> None:
-    """All experiments, newest first, with their results."""
+    """Experiments, newest first, with their results."""
+    if limit is not None and limit < 0:
+        raise NcalabError(f"--limit takes 0 (all) or a positive number, not {limit}")
     rows = svc.list_rows(_store(home), status, preset)
     if json_out:
-        emit_json({"experiments": rows})
+        emit_json({"experiments": rows[:limit] if limit else rows})
         return
-    t = Table(title=f"{len(rows)} experiments", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True)
+    total, limit = len(rows), TABLE_ROWS if limit is None else limit
+    rows = rows[:limit] if limit else rows  # a table of thousands scrolls away and takes seconds to draw
+    title = f"{total} experiments" if len(rows) == total else f"the newest {len(rows)} of {total} experiments"
+    t = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True)
     # ppl columns: final validation perplexity of the NCA-initialised and the scratch model
     cols = ["id", "status", "preset", "seed", "nca", "scratch", "gain", "speedup", "took"]
     if out_console.width >= 100:
@@ -81,6 +92,8 @@ def list_(
                  "started": _when(r["started_at"]), "took": _dur(r["duration_s"]), "tags": ",".join(r["tags"])}
         t.add_row(*[cells[c] for c in cols])
     out_console.print(t)
+    if len(rows) < total:
+        out_console.print(f"{total - len(rows)} older not shown: --limit 0 shows all, --status or --preset narrows")
 
 
 @app.command()

@@ -10,23 +10,31 @@ from textual.binding import Binding
 
 from ncalab.tui.commands import NcalabCommands, first_launch, load_keymap, mark_welcomed
 from ncalab.tui.screens.explore import ExploreScreen
-from ncalab.tui.screens.gallery import GalleryScreen
-from ncalab.tui.screens.help import GettingStartedScreen, HelpScreen
-from ncalab.tui.screens.launch import LaunchScreen
-from ncalab.tui.screens.runs import RunsScreen
-from ncalab.tui.screens.studies import StudiesScreen
-from ncalab.tui.screens.sweeps import SweepsScreen
 from ncalab.tui.stores import REAP_EVERY_S, AppStores
 
 WIDE = 120  # from this width, tables and their details sit side by side
+
+
+def _later(module: str, name: str):
+    """A screen imported when its view first opens: the lab's first frame (Explore) does not wait
+    for the other screens' modules and what they import (the config, plugins, markdown)."""
+
+    def make():
+        import importlib
+
+        return getattr(importlib.import_module(f"ncalab.tui.screens.{module}"), name)()
+
+    return make
 
 
 class NcalabApp(App):
     TITLE = "ncalab"
     SUB_TITLE = "NCA pre-pre-training lab"
     CSS_PATH = Path(__file__).with_name("ncalab.tcss")
-    MODES = {"explore": ExploreScreen, "families": GalleryScreen, "launch": LaunchScreen, "runs": RunsScreen,
-             "sweeps": SweepsScreen, "studies": StudiesScreen}  # screens read home and seed from the app
+    MODES = {"explore": ExploreScreen, "families": _later("gallery", "GalleryScreen"),
+             "launch": _later("launch", "LaunchScreen"), "runs": _later("runs", "RunsScreen"),
+             "sweeps": _later("sweeps", "SweepsScreen"),
+             "studies": _later("studies", "StudiesScreen")}  # screens read home and seed from the app
     COMMANDS = App.COMMANDS | {NcalabCommands}
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (WIDE, "-wide")]  # screens get the class for their width
     # Every binding has an id, so ~/.config/ncalab/keys.toml can remap it ([keys] id = "key").
@@ -65,7 +73,7 @@ class NcalabApp(App):
         if self.welcome and first_launch():
             self.action_getting_started()
             mark_welcomed()
-        self.warm_imports()
+        self.call_after_refresh(self.warm_imports)  # after the first frame: its imports would delay it
         self.set_interval(REAP_EVERY_S, self.reap_jobs)
 
     def on_unmount(self) -> None:
@@ -101,10 +109,10 @@ class NcalabApp(App):
             pass  # no usable store: the screens say why
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen())
+        self.push_screen(_later("help", "HelpScreen")())
 
     def action_getting_started(self) -> None:
-        self.push_screen(GettingStartedScreen())
+        self.push_screen(_later("help", "GettingStartedScreen")())
 
 
 def run_app(home=None) -> None:

@@ -11,11 +11,11 @@ statistics its sample defines; `n` then shows its next sequence.
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from collections import deque
-
-import numpy as np
+from typing import TYPE_CHECKING
 from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
@@ -33,6 +33,9 @@ from ncalab.tui.text import Pairs, share_line
 from ncalab.tui.widgets.grid_view import GridView
 from ncalab.tui.widgets.nav_bar import NavBar
 from ncalab.tui.widgets.source_view import SourceView
+
+if TYPE_CHECKING:  # numpy loads with the engine, after the first frame
+    import numpy as np
 
 WINDOW = 10  # frames in the rolling complexity window (the spec's scoring window)
 STATS_EVERY_S = 0.1  # statistics refresh at most 10 times a second; the grid at full speed
@@ -110,7 +113,7 @@ class ExploreScreen(Screen):
         if self.stream is None:
             self.stream = getattr(self.app, "seed", None)
         if self.stream is None:
-            self.stream = int(np.random.default_rng().integers(0, 2**62))
+            self.stream = secrets.randbelow(2**62)
         self.band = domain_band(DOMAIN)
         yield NavBar("explore")
         with Horizontal(id="explore"):
@@ -146,8 +149,10 @@ class ExploreScreen(Screen):
         # A playing view keeps a CPU core busy: the job queue counts it when it shares the cores.
         self.set_interval(LIVE_MARK_S, self.mark_live)
         self.show_draw_info()
-        self.action_new_rule()  # torch and numba load in that worker: the first frame does not wait
-        self.list_sources()
+        # torch and numba load in the draw's worker, and the sources' entry points in theirs: both
+        # start once the first frame is drawn (a thread importing holds the lock that drawing needs)
+        self.call_after_refresh(self.action_new_rule)
+        self.call_after_refresh(self.list_sources)
 
     # -- settings ------------------------------------------------------------------------------
     def _read_cfg(self):
@@ -338,6 +343,8 @@ class ExploreScreen(Screen):
         if self.cfg is None:
             return
         p = Pairs().add(f"step {self.step_count}", "playing" if self.playing else "paused", f"{self.fps:g} fps")
+        import numpy as np
+
         inside = self.band.contains(np.array([self.rule_score]))[0]
         verdict = f"[green]in band {self.band.label()}[/]" if inside else f"[yellow]outside {self.band.label()}[/]"
         p.add(f"[b]score {self.rule_score:.3f}[/] [dim](first {WINDOW} frames)[/]", verdict)

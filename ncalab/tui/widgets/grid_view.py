@@ -6,12 +6,16 @@ glyphs a frame, too many to push through rich Text markup at interactive rates.
 
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
+
 from textual.geometry import Size
 from textual.strip import Strip
 from textual.widget import Widget
 
 from ncalab.tui.widgets.half_blocks import HalfBlocks, truecolor_filters
+
+if TYPE_CHECKING:  # numpy is imported where it is used: the TUI's first frame draws without it
+    import numpy as np
 
 
 class GridView(Widget):

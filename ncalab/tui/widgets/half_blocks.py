@@ -10,8 +10,8 @@ their colours are truecolor already, and that filter looked up every segment eve
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-import numpy as np
 from rich.color import Color
 from rich.segment import Segment
 from rich.style import Style
@@ -19,6 +19,9 @@ from textual.filter import ANSIToTruecolor, LineFilter
 from textual.strip import Strip
 
 from ncalab.display.grids import palette
+
+if TYPE_CHECKING:  # numpy is imported where it is used: the TUI's first frame draws without it
+    import numpy as np
 
 _RUN = 1 << 24  # a segment's key: style index * _RUN + run length (a line is shorter than this)
 
@@ -41,6 +44,8 @@ class HalfBlocks:
 
     def line(self, top: np.ndarray, bottom: np.ndarray | None = None) -> Strip:
         """One terminal line: ``top`` over ``bottom`` (None: the top cells alone, a last odd row)."""
+        import numpy as np
+
         top = np.asarray(top, dtype=np.intp)
         n = len(top)
         if n == 0:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import threading
 from collections import deque
 
-import numpy as np
 from rich.segment import Segment
 from rich.style import Style
 from textual import on, work
@@ -175,6 +174,8 @@ class SourceView(Widget):
         top, bottom = 2 * y, 2 * y + 1
         if top >= len(rows):
             return Strip.blank(width)
+        import numpy as np  # here: the first frame (no source shown yet) draws without it
+
         upper = np.asarray(rows[top])[:width]
         return self._blocks.line(upper, rows[bottom] if bottom < len(rows) else None).crop(0, width)
 
@@ -184,7 +185,7 @@ class SourceView(Widget):
     def _profile_line(self, y: int, width: int, height: int) -> Strip:
         if self._lines is None or self._lines[0] != (width, height):
             depth = list(self.shown)[-width:] if width else []
-            lines = profile_lines(np.asarray(depth), height, self.top) if depth else [""] * height
+            lines = profile_lines(depth, height, self.top) if depth else [""] * height
             self._lines = ((width, height), lines)
         lines = self._lines[1]
         if y >= len(lines):
