@@ -257,6 +257,8 @@ def test_transferred_weights_freeze_then_learn_slower():
 @pytest.mark.parametrize("change, differs", [
     ({"transfer": {"reinit": ["attn"]}}, {"nca"}),
     ({"transfer": {"lr_scale": 0.5}}, {"nca"}),
+    ({"transfer": {"freeze_tokens": 1000}}, {"nca"}),
+    ({"transfer": {"control": "matched_stats"}}, {"nca"}),
     ({"stage2": {"lr": 3e-4}}, {"nca", "scratch"}),
     ({"data": {"vocab_size": 1024}}, {"nca", "scratch"}),
     ({"nca": {"alphabet": 2}}, {"stage1", "nca"}),

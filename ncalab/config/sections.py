@@ -17,7 +17,7 @@ from ncalab.nca.bands import Band, domain_band
 from ncalab.nca.config import NCAConfig
 
 REINIT_CHOICES = ("attn", "mlp", "norm")
-CONTROL_CHOICES = ("none", "shuffle", "matched_scale")
+CONTROL_CHOICES = ("none", "shuffle", "matched_scale", "matched_stats")
 # What stage 1 trains on: the paper's NCA data, its controls (spec section 7) and sources from
 # the literature; installed plugins add more (ncalab.plugins, docs/sources.md).
 STAGE1_SOURCES = tuple(plugins.BUILTIN)
@@ -115,14 +115,16 @@ class DyckSection:
 @dataclass
 class TransferConfig:
     reinit: list[str] = field(default_factory=list)  # any of attn, mlp, norm (embeddings always)
-    # Controls that keep each transferred tensor's scale but not what it learned on NCA data:
-    # shuffle = its values in a random order; matched_scale = fresh init rescaled to its RMS.
+    # Controls that keep each transferred tensor's scale but not what it learned in stage 1:
+    # shuffle = its values in a random order; matched_scale = fresh init rescaled to its RMS;
+    # matched_stats = fresh init given its mean and each row's spread (the stronger control).
     control: str = "none"
     # Remedies for the warm-start penalty (all off by default, as in the paper):
     shrink: float = 1.0  # shrink-and-perturb (Ash & Adams 2020): w <- shrink * w + perturb * fresh init
     perturb: float = 0.0
     lr_scale: float = 1.0  # stage-2 learning rate of transferred weights, relative to the rest
     freeze: float = 0.0  # fraction of stage 2 during which transferred weights stay frozen
+    freeze_tokens: int = 0  # or: the first this many stage-2 tokens (exclusive with freeze)
     embeddings: str = "reinit"  # one of EMBEDDING_CHOICES
 
 
@@ -389,6 +391,11 @@ class ExperimentConfig:
             raise NcalabError(f"transfer.embeddings must be one of {', '.join(EMBEDDING_CHOICES)}, got {t.embeddings!r}")
         if t.lr_scale < 0 or t.shrink < 0 or t.perturb < 0 or not 0 <= t.freeze < 1:
             raise NcalabError("transfer.lr_scale, shrink and perturb must be >= 0 and transfer.freeze in [0, 1)")
+        if not 0 <= t.freeze_tokens < self.stage2.tokens:
+            raise NcalabError(f"transfer.freeze_tokens must be >= 0 and below stage2.tokens ({self.stage2.tokens:,}), "
+                              f"got {t.freeze_tokens:,}")
+        if t.freeze_tokens and t.freeze:
+            raise NcalabError("set transfer.freeze (a share of stage 2) or transfer.freeze_tokens, not both")
 
     def _validate_eval(self) -> None:
         e = self.eval

@@ -21,7 +21,7 @@ ADDED_DEFAULTS = {
                "schedule": "cosine", "beta2": 0.95, "reuse": "adjacent", "decay": 0.2},
     "stage2": {"schedule": "cosine", "beta2": 0.95, "decay": 0.2, "budgets": []},
     "model": {"attention_dropout": 0.0},
-    "transfer": {"embeddings": "reinit"},
+    "transfer": {"embeddings": "reinit", "freeze_tokens": 0},
     "dyck": {"generator": "words"},
     # evaluation settings (not in any reuse key): the protocols of before
     "eval": {"gsm8k": {"format": "gsm8k", "shots_from": "train", "pack": 0, "micro_batch_size": 0},

@@ -181,6 +181,14 @@ class Transfer:
         return model, kept
 
 
+def frozen_steps(transfer, spec: StageSpec) -> int:
+    """Stage-2 steps the transferred weights stay frozen: a share of the stage (transfer.freeze)
+    or every step that starts before transfer.freeze_tokens tokens."""
+    if transfer.freeze_tokens:
+        return -(-transfer.freeze_tokens // spec.tokens_per_step)
+    return int(transfer.freeze * spec.steps)
+
+
 class LanguageTraining:
     """Stage 2 of one arm: the warm-started model or the scratch baseline, on the same data,
     order, budget, schedule and seed; the fresh weights of both come from the same seed."""
@@ -210,7 +218,7 @@ class LanguageTraining:
         spec = StageSpec.from_section(self.kind, s2, s2.batch_size * s2.seq_len, 10)
         if kept:
             spec = dataclasses.replace(spec, transferred=frozenset(kept), transferred_lr_scale=cfg.transfer.lr_scale,
-                                       freeze_steps=int(cfg.transfer.freeze * spec.steps))
+                                       freeze_steps=frozen_steps(cfg.transfer, spec))
         return Plan(model, spec, batches, language_validation(ctx.windows.get()),
                     model_compute(cfg.model, lang.vocab_size, s2.seq_len),
                     micro_batch_for(ctx, "stage2", lang.vocab_size, s2.seq_len))

@@ -39,7 +39,8 @@ def transfer(nca_model: LlamaForCausalLM, m: ModelConfig, vocab_size: int, max_l
     NCA and scratch runs differ only in what was transferred. Of ``settings`` (default: keep
     every block as it is) this reads: ``reinit``, the parts re-initialised; ``control``, which
     replaces each transferred tensor by one of the same scale that never saw NCA data
-    (``shuffle``: its own values permuted; ``matched_scale``: the fresh init scaled to its RMS);
+    (``shuffle``: its own values permuted; ``matched_scale``: the fresh init scaled to its RMS;
+    ``matched_stats``: the fresh init given its mean and each row's spread, matched_stats below);
     ``shrink`` and ``perturb``, shrink-and-perturb: shrink * transferred + perturb * fresh init.
     """
     settings = settings if settings is not None else TransferConfig()
@@ -58,6 +59,8 @@ def transfer(nca_model: LlamaForCausalLM, m: ModelConfig, vocab_size: int, max_l
             w = w.flatten()[torch.randperm(w.numel(), generator=g)].view_as(w)
         elif control == "matched_scale":
             w = fresh * (_rms(w) / _rms(fresh))
+        elif control == "matched_stats":
+            w = matched_stats(fresh, w, g)
         elif control != "none":
             raise ValueError(f"unknown transfer control {control!r}")
         if shrink != 1.0 or perturb:
@@ -68,3 +71,18 @@ def transfer(nca_model: LlamaForCausalLM, m: ModelConfig, vocab_size: int, max_l
 
 def _rms(t: torch.Tensor) -> torch.Tensor:
     return t.pow(2).mean().sqrt().clamp_min(1e-12)
+
+
+def matched_stats(fresh: torch.Tensor, w: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """The fresh init's pattern with ``w``'s statistics: each row standardised, then given the
+    spread (population sd) of ``w``'s row and ``w``'s mean. A vector is one row. A fresh row
+    with no spread (a norm's ones) is replaced by standard normal draws from ``g`` first."""
+    rows = fresh.reshape(fresh.shape[0], -1) if fresh.dim() > 1 else fresh.reshape(1, -1)
+    target = w.reshape(rows.shape)
+    flat = rows.std(dim=1, unbiased=False) == 0
+    if bool(flat.any()):
+        rows = rows.clone()
+        rows[flat] = torch.randn(int(flat.sum()), rows.shape[1], generator=g)
+    z = (rows - rows.mean(dim=1, keepdim=True)) / rows.std(dim=1, unbiased=False, keepdim=True).clamp_min(1e-12)
+    out = z * target.std(dim=1, unbiased=False, keepdim=True) + target.mean()
+    return out.reshape(fresh.shape)
