@@ -33,6 +33,8 @@ BUILTIN = {
     "text": "ncalab.experiment.sources:TEXT",
     "eca": "ncalab.experiment.eca_source:ECA",
     "ww": "ncalab.experiment.ww_source:WW",
+    "shuffled": "ncalab.experiment.control_sources:SHUFFLED",  # controls that wrap any source
+    "ngram": "ncalab.experiment.control_sources:NGRAM",
 }
 # what an object needs to be a source (the rest of the interface is optional)
 REQUIRED = ("name", "label", "vocab_size", "reuse_settings", "open")
