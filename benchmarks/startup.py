@@ -16,6 +16,7 @@ imported. The last line is one JSON object with every figure.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import shutil
@@ -27,24 +28,22 @@ import time
 HEAVY = ("torch", "transformers", "numba", "matplotlib", "sqlalchemy", "scipy", "numpy", "textual")
 TARGETS = {"version_s": 0.3, "runs_list_s": 0.5, "first_frame_s": 0.5}
 
-# Runs a command in this process as the `ncalab` script would, then reports its wall time from the
-# process's creation and the heavy modules it loaded (on stderr, so the command's output is kept).
+# Runs a command as the `ncalab` script would and reports, at its exit, the heavy modules it
+# loaded (on stderr, so the command's output is kept). Its time is the whole process's, taken
+# by the parent (psutil's process start time is only as exact as the boot time, a whole second).
 COMMAND = r"""
-import sys, time, psutil
-start = psutil.Process().create_time()
+import sys
 from ncalab.cli.main import main
 try:
-    code = main(sys.argv[1:])
-except SystemExit as e:
-    code = e.code
-took = time.time() - start
-heavy = [m for m in %r if m in sys.modules]
-print("STARTUP " + repr((took, heavy)), file=sys.stderr, flush=True)
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+print("STARTUP " + repr((None, [m for m in %r if m in sys.modules])), file=sys.stderr, flush=True)
 """
 
+# The app's first frame: the wall-clock time it was drawn and the heavy modules loaded by then.
 FIRST_FRAME = r"""
-import sys, time, psutil
-start = psutil.Process().create_time()
+import sys, time
 from ncalab.tui.app import NcalabApp
 
 class Probe(NcalabApp):
@@ -52,23 +51,26 @@ class Probe(NcalabApp):
         super().on_mount()
         self.call_after_refresh(self.done)
     def done(self):
-        self.took = time.time() - start
+        self.seen = (time.time(), [m for m in %r if m in sys.modules])
         self.exit()
 
 app = Probe(home=sys.argv[1])
 app.run(headless=True)
-heavy = [m for m in %r if m in sys.modules]
-print("STARTUP " + repr((app.took, heavy)), file=sys.stderr, flush=True)
+print("STARTUP " + repr(app.seen), file=sys.stderr, flush=True)
 """
 
 
 def once(code: str, args: list[str], env: dict) -> tuple[float, list[str]]:
+    """Seconds from starting the process to its end (a command) or to its first frame (the TUI,
+    whose child reports when that was), and the heavy modules loaded by then."""
+    start, t0 = time.time(), time.perf_counter()
     done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, check=False)
+    took = time.perf_counter() - t0
     line = next((ln for ln in done.stderr.splitlines() if ln.startswith("STARTUP ")), None)
     if line is None:
         raise SystemExit(f"the measured process failed: {(done.stderr.strip() or done.stdout.strip())[-400:]}")
-    took, heavy = eval(line[8:])  # noqa: S307 - our own child's repr of a float and a list
-    return took, heavy
+    at, heavy = ast.literal_eval(line[8:])  # our own child's repr of a number (or None) and a list
+    return (took if at is None else at - start), heavy
 
 
 def best(code: str, args: list[str], env: dict, repeats: int) -> tuple[float, list[str]]:

@@ -86,7 +86,7 @@ def test_a_sharded_run_continues_the_same_stream_on_one_process(tmp_path, one_pr
 
 def test_a_two_process_experiment_completes_and_survives_kill_9(tmp_path, capsys, code_corpus):
     home = tmp_path / "h"
-    slow = [*MICRO, "--set", "stage1.tokens=65536", "--set", "stage1.eval_every=16384",  # caught at 16 of 64 steps
+    slow = [*MICRO, "--set", "stage1.tokens=49152", "--set", "stage1.eval_every=12288",  # caught at 12 of 48 steps
             "--set", "stage1.icl_sequences=0"]
     exp_id = cli_json(capsys, "run", "--corpus", str(code_corpus), "--home", str(home), "--nproc", "2", "--detach",
                        *slow)["experiment_id"]
@@ -129,7 +129,7 @@ def test_submitit_requeues_a_signalled_job_and_it_continues_from_its_checkpoint(
     from ncalab.train import checkpoint
 
     home = tmp_path / "h"
-    long = [*MICRO, "--set", "stage1.tokens=65536", "--set", "stage1.eval_every=16384", "--set", "stage1.icl_sequences=0",
+    long = [*MICRO, "--set", "stage1.tokens=32768", "--set", "stage1.eval_every=8192", "--set", "stage1.icl_sequences=0",
             "--set", "stage2.tokens=16384",
             "--set", "runtime.checkpoint_minutes=0.002"]
     exp_id = cli_json(capsys, "run", "--corpus", str(code_corpus), "--home", str(home), "--executor", "submitit-local",

@@ -160,7 +160,7 @@ def test_sweep_shares_stage1_and_scratch_and_extends_without_rerunning(tmp_path,
 @pytest.mark.slow
 def test_sweep_cli_runs_through_the_job_queue(tmp_path, capsys, code_corpus):
     home = tmp_path / "h"
-    tab = cli_json(capsys, "sweep", "--home", home, "--corpus", code_corpus, *MICRO,
+    tab = cli_json(capsys, "sweep", "--home", home, "--corpus", code_corpus, *MICRO, "--set", "stage2.tokens=16384",
                    "--grid", "transfer.lr_scale=1,0.1", "--seeds", "1")
     assert tab["done"] == 2 and {r["setting"]["transfer.lr_scale"] for r in tab["rows"]} == {1.0, 0.1}
     logs = list((home / "experiments").glob("*/job.log"))
