@@ -126,3 +126,42 @@ def test_list_shows_the_newest_fifty_and_says_how_many_are_not_shown(tmp_path, c
         newest_first[:2]
     code, _, err = cli(capsys, "runs", "list", "--home", str(tmp_path), "--limit", "-1")
     assert code != 0 and "--limit" in err and len(err.strip().splitlines()) == 1
+
+
+def test_compare_groups_seeds_into_arms_and_pairs_them_by_seed(tmp_path, capsys):
+    """Three seeds of two arms (the second better by a known factor on two seeds, worse on the
+    third): the paired difference and its p-value are scipy's on the same numbers."""
+    import math
+
+    from scipy import stats
+
+    base_ppl, other_ppl, scratch = [100.0, 110.0, 105.0], [95.0, 99.0, 107.0], [98.0, 108.0, 101.0]
+    ids = {}
+    with RunStore(tmp_path) as store:
+        for arm, ppls, lr in (("base", base_ppl, 0.001), ("other", other_ppl, 0.0003)):
+            for seed, ppl in enumerate(ppls):
+                e = store.create_experiment("code", "tiny", seed, {"seed": seed, "stage2": {"lr": lr}})
+                store.set_summary(e.id, {"ppl_nca": ppl, "ppl_scratch": scratch[seed], "gain": 1 - ppl / scratch[seed],
+                                         "speedup": None})
+                store.finish_experiment(e.id, "completed")
+                ids.setdefault(arm, []).append(e.id)
+    c = cli_json(capsys, "runs", "compare", *ids["base"], *ids["other"], "--home", str(tmp_path))
+    base, other = c["arms"]
+    assert base["baseline"] and sorted(base["experiments"]) == sorted(ids["base"]) and len(other["seeds"]) == 3
+    gains = [1 - o / b for o, b in zip(other_ppl, base_ppl, strict=True)]
+    mean, sd = sum(gains) / 3, stats.tstd(gains)
+    half = stats.t.ppf(0.975, 2) * sd / math.sqrt(3)
+    assert other["vs_baseline"]["mean"] == pytest.approx(mean)
+    assert other["vs_baseline"]["ci"] == pytest.approx([mean - half, mean + half])
+    p = stats.ttest_rel([math.log(x) for x in other_ppl], [math.log(x) for x in base_ppl]).pvalue
+    assert other["vs_baseline"]["p"] == pytest.approx(p)
+    own = [1 - b / s for b, s in zip(base_ppl, scratch, strict=True)]
+    assert base["gain"]["mean"] == pytest.approx(sum(own) / 3)
+    code, out, _ = cli(capsys, "runs", "compare", *ids["base"], *ids["other"], "--home", str(tmp_path), "--baseline",
+                       ids["other"][1])
+    assert code == 0 and "arms" in out and "stage2.lr=0.0003" in out and "baseline" in out
+    # one seed an arm: the difference without an interval, and why
+    one = cli_json(capsys, "runs", "compare", ids["base"][0], ids["other"][0], "--home", str(tmp_path))["arms"][1]
+    assert one["vs_baseline"]["ci"] is None and "one seed" in one["vs_baseline"]["why"]
+    code, _, err = cli(capsys, "runs", "compare", *ids["base"], "--home", str(tmp_path), "--baseline", "e-00000000")
+    assert code != 0 and "not one of the compared" in err and len(err.strip().splitlines()) == 1

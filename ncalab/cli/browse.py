@@ -142,9 +142,15 @@ def show(ident: Annotated[str, typer.Argument(help="Experiment or run id.")], ho
 @app.command()
 def compare(idents: Annotated[list[str], typer.Argument(help="Two or more experiment ids.")], home: Home = None,
             all_keys: Annotated[bool, typer.Option("--all", help="Show every config key, not only those that differ.")] = False,
+            baseline: Annotated[str | None, typer.Option(
+                "--baseline", help="The arm the others are compared with, by one of its experiment ids (default: the "
+                                   "first id's arm).")] = None,
             json_out: JsonFlag = False) -> None:
-    """Configs and results side by side; differences highlighted."""
+    """Configs and results side by side; differences highlighted. Experiments that differ only in
+    their seed form an arm: with two or more arms, each arm's gain and its difference to the
+    baseline arm, paired by seed, with 95% intervals and paired t-tests."""
     c = svc.compare(_store(home), idents)
+    c["arms"] = svc.arms(c, baseline)
     if json_out:
         emit_json(c)
         return
@@ -164,6 +170,31 @@ def compare(idents: Annotated[list[str], typer.Argument(help="Two or more experi
     out_console.print(t)
     if not c["differs"]:
         out_console.print("[dim]the configs are identical[/]")
+    if len(c["arms"]) > 1:
+        out_console.print(_arms_table(c))
+
+
+def _estimate_text(e: dict) -> tuple[str, str]:
+    """(gain [95% CI], p) of one paired estimate, or the reason there is no interval."""
+    if e["mean"] is None:
+        return "-", e["why"] or "-"
+    ci = f" [{e['ci'][0]:+.3f}, {e['ci'][1]:+.3f}]" if e["ci"] else f" ({e['why']})"
+    return f"{e['mean']:+.3f}{ci}", "-" if e["p"] is None else f"{e['p']:.2g}"
+
+
+def _arms_table(c: dict) -> Table:
+    differs = [k for k in c["differs"] if not k.startswith(svc.NOT_THE_ARM)]
+    config = {e["id"]: e["config"] for e in c["experiments"]}
+    t = Table(title="arms (experiments differing only in their seed): gains paired by seed, 95% t-intervals, "
+                    "paired t-tests", box=box.SIMPLE_HEAD)
+    for col in ("arm", "seeds", "gain vs own scratch", "p", "vs baseline (NCA-side ppl)", "p"):
+        t.add_column(col, justify="left" if col in ("arm", "vs baseline (NCA-side ppl)", "gain vs own scratch") else "right")
+    for arm in c["arms"]:
+        first = config[arm["experiments"][0]]
+        label = " ".join(f"{k}={json.dumps(first.get(k))}" for k in differs) or arm["experiments"][0]
+        vs = ("baseline", "") if arm["baseline"] else _estimate_text(arm["vs_baseline"])
+        t.add_row(label, str(len(arm["seeds"])), *_estimate_text(arm["gain"]), *vs)
+    return t
 
 
 METRIC_LABEL = {"val_ppl": "validation perplexity", "val_loss": "validation loss", "train_loss": "training loss",

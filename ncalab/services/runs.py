@@ -102,6 +102,54 @@ def compare(store, idents: list[str]) -> dict:
     return {"experiments": cols, "keys": keys, "differs": differs}
 
 
+# keys that say where or how an experiment ran, not what it is: experiments that differ only in
+# these (and the seed) are seeds of one arm
+NOT_THE_ARM = ("seed", "runtime.", "eval.", "family", "name")
+
+
+def arms(compared: dict, baseline: str | None = None) -> list[dict]:
+    """The compared experiments grouped into arms (the same config but for the seed), each with
+    its gain over its own scratch runs paired by seed (95% t-interval, p), and its difference to
+    the baseline arm (the one holding experiment id `baseline`, else the first): the NCA-side
+    gain 1 - ppl / ppl_baseline paired by seed, its 95% t-interval and a paired t-test's p.
+    One seed, or no seed in common, gives the reason instead of an interval."""
+    import math
+
+    from ncalab.scaling.answers import paired_gain, paired_p_value
+
+    groups: dict[str, list[dict]] = {}
+    for e in compared["experiments"]:
+        key = json.dumps({k: v for k, v in e["config"].items() if not k.startswith(NOT_THE_ARM)}, sort_keys=True,
+                         default=str)
+        groups.setdefault(key, []).append(e)
+    arms_ = list(groups.values())
+    if baseline is not None and not any(e["id"] == baseline for arm in arms_ for e in arm):
+        raise NcalabError(f"--baseline {baseline} is not one of the compared experiments")
+    base = next((arm for arm in arms_ if any(e["id"] == baseline for e in arm)), arms_[0])
+
+    def by_seed(arm):
+        return {e["config"].get("seed"): e["results"] for e in arm if e["results"].get("ppl_nca")}
+
+    def estimate(warm: list[float], cold: list[float]) -> dict:
+        g = paired_gain(warm, cold)
+        return {"mean": g.value, "ci": None if g.lo is None else [g.lo, g.hi], "p": paired_p_value(warm, cold),
+                "why": g.reason}
+
+    out, base_seeds = [], by_seed(base)
+    for arm in arms_:
+        seeds = by_seed(arm)
+        own = [s for s, r in seeds.items() if r.get("ppl_scratch")]
+        common = sorted(set(seeds) & set(base_seeds), key=str)
+        row = {"experiments": [e["id"] for e in arm], "seeds": sorted(seeds, key=str), "baseline": arm is base,
+               "gain": estimate([math.log(seeds[s]["ppl_nca"]) for s in own],
+                                [math.log(seeds[s]["ppl_scratch"]) for s in own])}
+        if arm is not base:
+            row["vs_baseline"] = estimate([math.log(seeds[s]["ppl_nca"]) for s in common],
+                                          [math.log(base_seeds[s]["ppl_nca"]) for s in common])
+        out.append(row)
+    return out
+
+
 def curves(store, idents: list[str], metric: str = "val_ppl", x: str = "tokens") -> list[dict]:
     """One curve per run: an experiment id gives its NCA and scratch runs (stage 1 for NCA
     metrics that only stage 1 has), a run id gives that run."""
