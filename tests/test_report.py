@@ -116,6 +116,9 @@ def test_experiments_that_differ_only_in_seed_are_one_setting_even_from_an_early
     html = out.read_text()
     assert "2 experiments" in html and "2/2" in html  # one row: both seeds done
     assert re.search(r"[+-]\d\.\d{4} \[[+-]\d\.\d{4}, [+-]\d\.\d{4}\]", html)  # mean [± 2 SE]
+    # and the gain paired by seed, as `sweep show` gives it (95% t-interval over the two seeds)
+    assert "95% CI paired by seed" in html
+    assert len(re.findall(r"\[[+-]\d\.\d{4}, [+-]\d\.\d{4}\]", html)) >= 2
     assert "2 of the 3 seeds the rule needs" in html
     code, _, err = cli(capsys, "report", lab.old, "--out", tmp_path / "old.html", "--home", lab.home, "--no-frames")
     assert code == 0, err  # no runs, no compute, no in-context figures: it says what it lacks

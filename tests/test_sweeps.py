@@ -360,14 +360,14 @@ def test_the_paired_gain_and_p_value_match_scipy_and_one_seed_gives_none():
     import numpy as np
     from scipy import stats
 
-    from ncalab.services.sweeps import _paired
+    from ncalab.services.sweeps import paired_by_seed
 
     nca, scratch = [80.0, 92.0, 85.5, 90.1], [82.0, 91.0, 88.0, 93.3]
-    got = _paired([{"ppl_nca": a, "ppl_scratch": b} for a, b in zip(nca, scratch)])
+    got = paired_by_seed([{"ppl_nca": a, "ppl_scratch": b} for a, b in zip(nca, scratch)])
     gains = 1 - np.array(nca) / np.array(scratch)
     half = stats.t.ppf(0.975, 3) * gains.std(ddof=1) / 2
     assert got["gain_ci"] == pytest.approx([gains.mean() - half, gains.mean() + half], rel=1e-9)
     assert got["p_value"] == pytest.approx(stats.ttest_rel(np.log(nca), np.log(scratch)).pvalue, rel=1e-9)
-    one = _paired([{"ppl_nca": 80.0, "ppl_scratch": 82.0}])
+    one = paired_by_seed([{"ppl_nca": 80.0, "ppl_scratch": 82.0}])
     assert one["gain_ci"] is None and one["p_value"] is None and "one seed" in one["paired_note"]
     assert not math.isnan(got["p_value"]) and 0 < got["p_value"] < 1

@@ -194,9 +194,10 @@ def _answer(rep: R.Report, figures: Figures) -> str:
         met = '<span class="yes">met</span>' if v["met"] else '<span class="no">not met</span>'
         rows.append([escape(g.label) or "this experiment", f"{v['seeds']}/{len(g.members)}",
                      _mean(v["ppl_nca"], ".2f"), _mean(v["ppl_scratch"], ".2f"), _gain(v["gain"]),
-                     _speed(v["speedup"], v["seeds"]), f"{v['wins']}/{v['seeds']}", f"{met}: {escape(v['why'])}"])
-    head = ["setting", "seeds done", "ppl warm", "ppl scratch", "gain [mean ± 2 SE]", "speedup", "beat scratch",
-            "the rule"]
+                     *_paired(v.get("paired")), _speed(v["speedup"], v["seeds"]), f"{v['wins']}/{v['seeds']}",
+                     f"{met}: {escape(v['why'])}"])
+    head = ["setting", "seeds done", "ppl warm", "ppl scratch", "gain [mean ± 2 SE]", "95% CI paired by seed", "p",
+            "speedup", "beat scratch", "the rule"]
     fig = ""
     if len(rep.groups) > 1 or any(len(g.members) > 1 for g in rep.groups):
         fig = _figs(figures.svg(F.gain_figure, rep.groups, alt="gain of each setting",
@@ -267,6 +268,14 @@ def _mean(iv: dict, spec: str) -> str:
     if iv["mean"] is None:
         return "-"
     return _num(iv["mean"], spec) + ("" if iv["sd"] is None else f" ± {_num(iv['sd'], spec)}")
+
+
+def _paired(p: dict | None) -> tuple[str, str]:
+    """The gain's 95% t-interval paired by seed and the paired t-test's p, or why there is none."""
+    if not p or not p.get("gain_ci"):
+        return escape((p or {}).get("paired_note") or "-"), "-"
+    lo, hi = p["gain_ci"]
+    return f"[{lo:+.4f}, {hi:+.4f}]", "-" if p["p_value"] is None else f"{p['p_value']:.2g}"
 
 
 def _gain(iv: dict) -> str:

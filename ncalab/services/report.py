@@ -26,6 +26,7 @@ from ncalab.config.keys import flatten
 from ncalab.config.stored import stored_config, with_added
 from ncalab.errors import NcalabError
 from ncalab.experiment.summary import ExperimentSummary, StageCompute
+from ncalab.services.sweeps import paired_by_seed
 
 RULE = ("a warm start counts as helping only if it beats scratch on every seed, on at least 3 seeds (fresh ones, "
         "not used to choose the setting), and its mean gain is more than twice its standard error")
@@ -319,7 +320,9 @@ def verdict(summaries: list[ExperimentSummary]) -> dict:
     speed = interval([s.speedup for s in summaries if s.speedup])
     n, wins = gain["n"], sum(1 for s in summaries if s.gain > 0)
     out = {"gain": gain, "speedup": speed, "wins": wins, "seeds": n,
-           "ppl_nca": interval([s.ppl_nca for s in summaries]), "ppl_scratch": interval([s.ppl_scratch for s in summaries])}
+           "ppl_nca": interval([s.ppl_nca for s in summaries]), "ppl_scratch": interval([s.ppl_scratch for s in summaries]),
+           # the gain paired by seed, as `sweep show` gives it: 95% t-interval and a paired t-test
+           "paired": paired_by_seed([{"ppl_nca": s.ppl_nca, "ppl_scratch": s.ppl_scratch} for s in summaries])}
     if n == 0:
         return {**out, "met": False, "why": "no finished seed yet"}
     if n < MIN_SEEDS:

@@ -223,7 +223,7 @@ def table(store, sweep_id: str, reap_first: bool = True) -> dict:
         row = {**g, "seeds_done": len(sums), "seeds": len(g["experiments"])}
         for key in ("ppl_nca", "ppl_scratch", "gain", "speedup"):
             row[key], row[key + "_sd"] = _stats([s.get(key) for s in sums])
-        row.update(_paired(sums))
+        row.update(paired_by_seed(sums))
         row["speedup_n"] = sum(1 for s in sums if s.get("speedup") is not None)
         row["wins"] = sum(1 for s in sums if s.get("gain") is not None and s["gain"] > 0)
         row["gains"] = [s["gain"] for s in sums if s.get("gain") is not None]
@@ -238,7 +238,7 @@ def table(store, sweep_id: str, reap_first: bool = True) -> dict:
             "done": sum(r["seeds_done"] for r in rows), "created_at": sweep.created_at}
 
 
-def _paired(summaries: list[dict]) -> dict:
+def paired_by_seed(summaries: list[dict]) -> dict:
     """The gain paired by seed (each seed's warm arm against its own scratch run: same data, same
     order) with its 95% t-interval, and a paired t-test's p-value; for one seed, why there is none."""
     from ncalab.scaling.answers import paired_gain, paired_p_value
