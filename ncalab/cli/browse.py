@@ -146,9 +146,10 @@ def compare(idents: Annotated[list[str], typer.Argument(help="Two or more experi
                 "--baseline", help="The arm the others are compared with, by one of its experiment ids (default: the "
                                    "first id's arm).")] = None,
             json_out: JsonFlag = False) -> None:
-    """Configs and results side by side; differences highlighted. Experiments that differ only in
-    their seed form an arm: with two or more arms, each arm's gain and its difference to the
-    baseline arm, paired by seed, with 95% intervals and paired t-tests."""
+    """Configs and results side by side; differences highlighted.
+
+    Experiments that differ only in their seed form an arm: with two or more arms, each arm's gain and its difference to the baseline arm, paired by seed, with 95% intervals and paired t-tests.
+    """
     c = svc.compare(_store(home), idents)
     c["arms"] = svc.arms(c, baseline)
     if json_out:
