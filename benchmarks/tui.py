@@ -126,14 +126,10 @@ async def runs_open(home: str) -> float:
 
 
 def main() -> None:
-    from ncalab.store import RunStore
+    from startup import thousand_experiments  # benchmarks/startup.py, beside this script
 
     home = tempfile.mkdtemp(prefix="ncalab-tui-bench-")
-    store = RunStore(home)
-    for i in range(1000):
-        e = store.create_experiment("code", "tiny", i, {"model": {"d_model": 128}})
-        store.set_summary(e.id, {"ppl_nca": 100.0 + i % 7, "ppl_scratch": 95.0, "gain": -0.05, "speedup": None})
-        store.finish_experiment(e.id, "completed")
+    thousand_experiments(home)
     lazy = min(first_frame("lazy", home) for _ in range(3))
     eager = min(first_frame("eager", home) for _ in range(3))
     def best(run) -> float | None:

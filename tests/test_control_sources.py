@@ -40,7 +40,7 @@ def dyck_cfg(**sets):
 def test_ngram_samples_have_the_fitted_models_frequencies(order):
     cfg = apply_overrides(dyck_cfg(order=order), {"dyck": {"pairs": 2}})  # 4 tokens: every context frequent
     fit_on = SOURCES["dyck"].sequences(cfg, "train", 0, 200, 129)
-    model = NgramModel(order, 4).fit(fit_on)
+    model = NgramModel(order).fit(fit_on)
     rng = np.random.default_rng(0)
     samples = np.stack([model.sample(129, rng) for _ in range(400)])
     # the empirical next-token distribution after each frequent context, against the fitted one

@@ -73,8 +73,8 @@ class NgramModel:
     """Counts of each token after each context of order-1 tokens (-1 pads before a sequence's
     start, so the model also knows how sequences begin); sampling draws from those counts."""
 
-    def __init__(self, order: int, vocab_size: int):
-        self.order, self.vocab_size = order, vocab_size
+    def __init__(self, order: int):
+        self.order = order
         self.table: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = {}  # context -> (tokens, cumulative counts)
 
     def fit(self, seqs: np.ndarray) -> NgramModel:
@@ -177,7 +177,7 @@ class ControlSource:
         sequences an n-gram model is fitted on (called once, only by ngram)."""
         if self.kind == "shuffled":
             return lambda seqs: shuffle_tokens(seqs, cfg.seed)
-        model = NgramModel(self.section(cfg).order, self.vocab_size(cfg)).fit(fit())
+        model = NgramModel(self.section(cfg).order).fit(fit())
 
         def sample(seqs: np.ndarray) -> np.ndarray:
             return np.stack([model.sample(seqs.shape[1], np.random.default_rng(sequence_key(cfg.seed, s)))
