@@ -150,10 +150,10 @@ def cpu_name() -> str:
 
 def fitting_micro_batch(m, seq_len: int, limit: int) -> int:
     """The largest power-of-two micro-batch, up to `limit`, that ncalab's memory model
-    (experiment/plan.py: fp32 AdamW state, bf16 activations, logits) fits on GPU 0."""
+    (planning/memory.py: fp32 AdamW state, bf16 activations, logits) fits on GPU 0."""
     import torch
 
-    from ncalab.experiment.plan import HEADROOM, memory
+    from ncalab.planning.memory import HEADROOM, memory
     from ncalab.experiment.presets import resolve
     from ncalab.nca.config import NCAConfig
 

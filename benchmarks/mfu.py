@@ -1,7 +1,7 @@
 """Training throughput and model FLOPs utilisation (MFU) on one device.
 
 MFU = achieved FLOP/s / peak FLOP/s, with nanoGPT's estimate of the FLOPs per token
-(6N + 12·L·d·T; ncalab.experiment.compute) and the peak from a table of known GPUs (on a
+(6N + 12·L·d·T; ncalab.planning.compute) and the peak from a table of known GPUs (on a
 CPU, this CPU's measured matmul rate at the precision training uses: bf16 where it has bf16
 instructions, else fp32). Runs the Trainer as `ncalab run` does, on NCA
 stage-1 batches from the addressable stream through the background prefetcher, so
@@ -28,8 +28,8 @@ import time
 import torch
 
 from ncalab.config import ModelConfig
-from ncalab.experiment.compute import model_compute
-from ncalab.experiment.plan import GPUS
+from ncalab.planning.compute import model_compute
+from ncalab.planning.plan import GPUS
 from ncalab.nca.bands import DOMAIN_BANDS
 from ncalab.nca.config import NCAConfig
 from ncalab.nca.indexed import IndexedNCAStream

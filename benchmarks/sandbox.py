@@ -18,8 +18,8 @@ import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from ncalab.evals import humaneval, isolation
-from ncalab.evals.sandbox import run_python
+from ncalab.evaluation import humaneval, isolation
+from ncalab.evaluation.sandbox import available, run_python
 
 
 def per_program(programs: list[str], way: str, rounds: int) -> float:
@@ -51,7 +51,7 @@ def main() -> None:
                                if run_python("pass", timeout=20, isolation=w).passed]
     run_python(programs[0], isolation=isolation.NONE)  # warm the page cache
     seconds = {w: per_program(programs, w, args.rounds) for w in ways}
-    best = isolation.available()
+    best = available()
     workers = len(os.sched_getaffinity(0))
     spread = parallel(programs, best, workers)
     for w, s in seconds.items():

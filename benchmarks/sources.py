@@ -24,8 +24,8 @@ from pathlib import Path
 
 from ncalab.config import ExperimentConfig
 from ncalab.config.keys import apply_overrides
-from ncalab.experiment.reporting import SilentReporter
-from ncalab.experiment.sources import SOURCES
+from ncalab.reporting import SilentReporter
+from ncalab.sources.interface import SOURCES
 
 H100_TOKENS_PER_S = 45_000  # paper-scale training throughput per GPU the data must outrun
 DEFAULT_CORPUS = Path(__file__).resolve().parents[1] / "tests" / "data" / "wikitext2-valid-excerpt.txt"

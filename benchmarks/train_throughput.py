@@ -97,7 +97,7 @@ def ncalab_tokens_per_s(model, data, steps, warmup, placement, compile_: bool, m
 
 def cpu_micro_batch(args) -> int:
     """The micro-batch `ncalab run` takes on a CPU for this shape (0: the whole batch)."""
-    from ncalab.experiment.plan import cpu_micro_batch as choose
+    from ncalab.planning.memory import cpu_micro_batch as choose
     from ncalab.services.config import resolve_config
 
     cfg = resolve_config("code", "tiny", None, [f"model.n_layer={args.layers}", f"model.d_model={args.d_model}",

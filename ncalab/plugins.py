@@ -27,14 +27,14 @@ from importlib import metadata
 GROUP = "ncalab.sources"
 # name -> "module:attribute" of ncalab's own sources (the entry points of its pyproject.toml)
 BUILTIN = {
-    "nca": "ncalab.experiment.sources:NCA",
-    "dyck": "ncalab.experiment.sources:DYCK",
-    "shuffle_dyck": "ncalab.experiment.sources:SHUFFLE_DYCK",
-    "text": "ncalab.experiment.sources:TEXT",
-    "eca": "ncalab.experiment.eca_source:ECA",
-    "ww": "ncalab.experiment.ww_source:WW",
-    "shuffled": "ncalab.experiment.control_sources:SHUFFLED",  # controls that wrap any source
-    "ngram": "ncalab.experiment.control_sources:NGRAM",
+    "nca": "ncalab.sources.nca:NCA",
+    "dyck": "ncalab.sources.dyck:DYCK",
+    "shuffle_dyck": "ncalab.sources.dyck:SHUFFLE_DYCK",
+    "text": "ncalab.sources.text:TEXT",
+    "eca": "ncalab.sources.eca:ECA",
+    "ww": "ncalab.sources.ww:WW",
+    "shuffled": "ncalab.sources.controls:SHUFFLED",  # controls that wrap any source
+    "ngram": "ncalab.sources.controls:NGRAM",
 }
 # what an object needs to be a source (the rest of the interface is optional)
 REQUIRED = ("name", "label", "vocab_size", "reuse_settings", "open")

@@ -10,8 +10,8 @@ from hypothesis.extra.numpy import arrays
 
 from conftest import MICRO, cli
 from ncalab.config import ExperimentConfig, apply_overrides
-from ncalab.experiment.control_sources import NGRAM, SHUFFLED, NgramModel, shuffle_tokens
-from ncalab.experiment.sources import SOURCES
+from ncalab.sources.controls import NGRAM, SHUFFLED, NgramModel, shuffle_tokens
+from ncalab.sources.interface import SOURCES
 
 
 @settings(max_examples=60, deadline=None)

@@ -11,9 +11,9 @@ import pytest
 from conftest import BBL, GSM8K, MICRO, WIKITEXT, cli_json
 from ncalab.cli.main import main
 from ncalab.errors import NcalabError
-from ncalab.evals import bbl, gsm8k, humaneval
-from ncalab.evals.passk import pass_at_k
-from ncalab.experiment.reporting import SilentReporter
+from ncalab.evaluation import bbl, gsm8k, humaneval
+from ncalab.evaluation.passk import pass_at_k
+from ncalab.reporting import SilentReporter
 from ncalab.nca.tokens import IGNORE_INDEX
 from ncalab.store import RunStore
 from ncalab.train.batches import pack_examples, pack_groups
@@ -121,7 +121,7 @@ def test_gsm8k_paper_answers_are_the_last_word_before_the_end_token():
 @pytest.mark.parametrize("shots_from", ["test", "train"])
 def test_no_gsm8k_item_is_its_own_worked_example(shots_from):
     from ncalab.config import ExperimentConfig
-    from ncalab.experiment.evaluation import TASKS, _seed
+    from ncalab.evaluation.tasks import TASKS, item_seed
 
     cfg = ExperimentConfig()
     cfg.eval.gsm8k.data, cfg.eval.gsm8k.shots_from = str(GSM8K), shots_from
@@ -140,8 +140,8 @@ def test_no_gsm8k_item_is_its_own_worked_example(shots_from):
     assert gsm8k.pick_shots(test[0], [twin, test[0]], 3, random.Random(0)) == []
     if shots_from == "train":  # the gsm8k option keeps the shots ncalab drew before
         p = test[0]
-        assert gsm8k.pick_shots(p, train, 3, random.Random(_seed(cfg.seed, p.task_id))) == \
-            random.Random(_seed(cfg.seed, p.task_id)).sample(train, 3)
+        assert gsm8k.pick_shots(p, train, 3, random.Random(item_seed(cfg.seed, p.task_id))) == \
+            random.Random(item_seed(cfg.seed, p.task_id)).sample(train, 3)
 
 
 def test_paper_fine_tuning_sequences_hold_six_examples_the_last_their_own():
@@ -149,7 +149,8 @@ def test_paper_fine_tuning_sequences_hold_six_examples_the_last_their_own():
     on every example's answer and end token; an epoch has as many sequences as examples."""
     from ncalab.config import ExperimentConfig
     from ncalab.data.tokenizer import train_bpe
-    from ncalab.experiment.evaluation import TASKS, example_groups, fine_tune_rows
+    from ncalab.evaluation.tasks import TASKS
+    from ncalab.evaluation.stages import example_groups, fine_tune_rows
 
     cfg = ExperimentConfig()
     cfg.eval.gsm8k.data = str(GSM8K)
@@ -180,7 +181,7 @@ def test_fine_tuning_steps_are_epochs_times_sequences_over_the_batch():
     from types import SimpleNamespace
 
     from ncalab.config.sections import GSM8KSection
-    from ncalab.experiment.evaluation import fine_tune_spec
+    from ncalab.evaluation.stages import fine_tune_spec
 
     sec = GSM8KSection()
     assert (sec.batch_size, sec.pack, sec.epochs, sec.lr) == (512, 6, 10.0, 1e-5)
@@ -255,7 +256,7 @@ def test_bbl_difference_is_the_difference_of_the_scores_and_its_interval_covers_
     (true difference 0) on 3 tasks: 2 four-choice subtasks and 1 exact-match one."""
     from types import SimpleNamespace
 
-    from ncalab.experiment.evaluation import TASKS
+    from ncalab.evaluation.tasks import TASKS
 
     task = TASKS["bbl"]
     items = [SimpleNamespace(item=f"{s}/{i}", subtask=s, choices=c)
@@ -311,7 +312,7 @@ def test_bbl_scores_the_papers_tasks_that_have_100_training_examples():
 
 def test_bbl_fine_tunes_on_at_most_350_examples_of_each_task():
     from ncalab.config import ExperimentConfig
-    from ncalab.experiment.evaluation import TASKS
+    from ncalab.evaluation.tasks import TASKS
 
     cfg = ExperimentConfig()
     cfg.eval.bbl.data = str(BBL)
@@ -395,7 +396,7 @@ def _bigram(table):
 def test_logprob_scoring_picks_the_choice_the_model_scores_highest():
     import torch
 
-    from ncalab.experiment.evaluation import choice_logprobs
+    from ncalab.evaluation.sampling import choice_logprobs
 
     tok, prompt, options = _CharTok(), "Question:\nx?\n\nAnswer:\n", ["yes", "no", "maybe not"]
     table = torch.randn(32, 32, generator=torch.Generator().manual_seed(0))
@@ -427,7 +428,7 @@ def test_logprob_scoring_of_a_real_model_matches_its_unpadded_forward_pass():
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from ncalab.experiment.evaluation import choice_logprobs
+    from ncalab.evaluation.sampling import choice_logprobs
 
     torch.manual_seed(0)
     model = LlamaForCausalLM(LlamaConfig(vocab_size=32, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
@@ -460,7 +461,8 @@ def test_a_random_guesser_scores_zero_above_chance_at_every_k(choices):
     The paper's 1/C at every k leaves it at (1 - (1 - 1/C)^2 - 1/C) / (1 - 1/C) at pass@2:
     0.5 on two choices."""
     from ncalab.config import ExperimentConfig
-    from ncalab.experiment.evaluation import TASKS, per_item_pass
+    from ncalab.evaluation.tasks import TASKS
+    from ncalab.evaluation.passk import per_item_pass
 
     rows, task, cfg = _guesser_rows(choices), TASKS["bbl"], ExperimentConfig()
     assert cfg.eval.bbl.chance == "correct"
@@ -486,7 +488,8 @@ def test_bbl_items_with_no_answer_are_left_out_unless_the_papers_rule_counts_the
     from types import SimpleNamespace
 
     from ncalab.config import ExperimentConfig
-    from ncalab.experiment.evaluation import TASKS, per_item_pass
+    from ncalab.evaluation.tasks import TASKS
+    from ncalab.evaluation.passk import per_item_pass
 
     rows = [SimpleNamespace(item=f"a/{i}", subtask="a", choices=2, samples=1, correct=i % 2) for i in range(10)]
     rows += [SimpleNamespace(item=f"g/{i}", subtask="g", choices=0, samples=0, correct=0) for i in range(5)]
@@ -559,9 +562,9 @@ def test_bad_evaluations_are_one_line_errors_and_store_nothing(trained, capsys, 
 
 
 def test_require_isolation_where_there_is_none_refuses_and_stores_nothing(trained, capsys, monkeypatch):
-    from ncalab.evals import isolation
+    from ncalab.evaluation import isolation, sandbox
 
-    monkeypatch.setattr(isolation, "available", lambda: isolation.NONE)  # a machine without user namespaces
+    monkeypatch.setattr(sandbox, "available", lambda: isolation.NONE)  # a machine without user namespaces
     home, exp_id = trained
     store = RunStore(home)
     before = (store.get_experiment(exp_id).config_json, [r.id for r in store.runs_of(exp_id)])
@@ -574,7 +577,8 @@ def test_require_isolation_where_there_is_none_refuses_and_stores_nothing(traine
 
 def test_eval_tasks_end_to_end_with_limits(trained, capsys):
     home, exp_id = trained
-    from ncalab.evals.isolation import DESCRIPTIONS, available
+    from ncalab.evaluation.isolation import DESCRIPTIONS
+    from ncalab.evaluation.sandbox import available
 
     way = available()  # said before it starts (a warning where there is no isolation), stored with every item
     said = ("" if way != "none" else "warning: ") + f"running model-written code; each program under {DESCRIPTIONS[way]}"
@@ -700,7 +704,7 @@ class Recorder(SilentReporter):
         self.stages[name] = (total, unit)
 
     def progress(self, event):
-        from ncalab.experiment.reporting import EvaluationProgress
+        from ncalab.reporting import EvaluationProgress
 
         scored = isinstance(event, EvaluationProgress)
         m = {"samples": event.samples, "correct": event.correct} if scored else {"train_loss": event.train_loss}
@@ -709,7 +713,7 @@ class Recorder(SilentReporter):
 
 def test_the_job_log_counts_an_evaluation_in_items_and_correct_samples(capsys):
     from ncalab.services.worker import LogReporter
-    from ncalab.experiment.reporting import EvaluationProgress
+    from ncalab.reporting import EvaluationProgress
 
     log = LogReporter(every_s=0)
     log.stage("humaneval-nca", 20, unit="items")

@@ -186,7 +186,7 @@ def test_progress_reads_the_same_in_the_log_and_the_bars(capsys):
 
     from ncalab.services.worker import LogReporter
     from ncalab.cli.run import RichReporter
-    from ncalab.experiment.reporting import EvaluationProgress, TrainingProgress, progress_text
+    from ncalab.reporting import EvaluationProgress, TrainingProgress, progress_text
 
     events = [TrainingProgress("nca", 4096, 3.21, 5000.0, val_loss=2.0, val_ppl=7.39),
               TrainingProgress("stage1", 4096, 5.5, 4000.0, val_loss=5.0, val_ppl=148.4),

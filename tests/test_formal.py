@@ -7,7 +7,7 @@ import pytest
 from ncalab.config import ExperimentConfig
 from ncalab.data.dyck import DyckConfig, dyck_sequences, is_valid_prefix
 from ncalab.data.formal import WWSettings, hu_shuffle_dyck, ww_sequences
-from ncalab.experiment.sources import SOURCES
+from ncalab.sources.interface import SOURCES
 from ncalab.services.config import resolve_config
 
 

@@ -20,8 +20,8 @@ from ncalab.cli.main import main
 from ncalab.config import ExperimentConfig, apply_overrides
 from ncalab.config.keys import flatten
 from ncalab.errors import NcalabError
-from ncalab.experiment.sweep import apply_setting, parse_grid
-from ncalab.experiment.sweep import settings as grid_settings
+from ncalab.config.grid import apply_setting, parse_grid
+from ncalab.config.grid import settings as grid_settings
 from ncalab.nca.bands import Band, parse_band
 from ncalab.store import RunStore
 from ncalab.store.store import DB_NAME

@@ -13,7 +13,7 @@ import torch
 
 from ncalab.config import ModelConfig
 from ncalab.errors import NcalabError
-from ncalab.experiment import footprint
+from ncalab.planning import footprint
 from ncalab.jobs import allocation, control, oom, queue
 from ncalab.services.config import resolve_config
 from ncalab.store import RunStore

@@ -10,7 +10,7 @@ import torch
 from ncalab.cli.main import main
 from ncalab.config import ExperimentConfig
 from ncalab.experiment.reuse import run_keys
-from ncalab.experiment.sources import SOURCES
+from ncalab.sources.interface import SOURCES
 from ncalab.nca.bands import DOMAIN_BANDS
 from ncalab.nca.config import NCAConfig
 from ncalab.nca.corpus import CorpusSpec, NCACorpus, write_corpus

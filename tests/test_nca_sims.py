@@ -174,7 +174,7 @@ def test_spread_reuse_puts_a_rules_trajectories_a_bank_apart():
     """The paper's rule bank: each of R rules gives one fresh trajectory a pass (its epochs), so a
     rule recurs R sequences later, not next to itself."""
     from ncalab.config import ExperimentConfig
-    from ncalab.experiment.sources import rule_bank
+    from ncalab.sources.interface import rule_bank
     from ncalab.nca.indexed import IndexedNCAStream
 
     cfg = ExperimentConfig()

@@ -17,7 +17,7 @@ from ncalab.cli.main import main
 from ncalab.config import ExperimentConfig
 from ncalab.config.keys import apply_overrides
 from ncalab.errors import NcalabError
-from ncalab.experiment.sources import SOURCES
+from ncalab.sources.interface import SOURCES
 from ncalab.services.config import resolve_config
 
 HERE = Path(__file__).parent

@@ -1,4 +1,4 @@
-"""Model-written code under operating-system isolation (ncalab/evals/isolation.py, sandbox.py):
+"""Model-written code under operating-system isolation (ncalab/evaluation/isolation.py, sandbox.py):
 hostile programs tried under each way this machine offers, the harm checked from outside.
 
 Each program tries one harm; what is asserted is that the harm did not happen (a file outside
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from ncalab.errors import NcalabError
-from ncalab.evals import humaneval, isolation, sandbox
+from ncalab.evaluation import humaneval, isolation, sandbox
 
 WAYS = (isolation.BWRAP, isolation.UNSHARE)
 
@@ -142,7 +142,7 @@ def test_humaneval_scores_the_same_under_either_layer(way):
 
 
 def test_without_isolation_require_refuses_in_one_line_and_runs_nothing(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(isolation, "available", lambda: isolation.NONE)
+    monkeypatch.setattr(sandbox, "available", lambda: isolation.NONE)
     with pytest.raises(NcalabError, match="--require-isolation") as e:
         sandbox.resolve("auto", require=True)
     assert "\n" not in str(e.value)
@@ -154,7 +154,7 @@ def test_without_isolation_require_refuses_in_one_line_and_runs_nothing(tmp_path
 def test_a_program_dies_with_the_process_that_ran_it(way, tmp_path):
     """ncalab's process killed with -9 mid-program: the sandboxed program ends too."""
     script = (f"import os, sys\nsys.path.insert(0, {str(Path(__file__).parent.parent)!r})\n"
-              "from ncalab.evals.sandbox import run_python\n"
+              "from ncalab.evaluation.sandbox import run_python\n"
               f"run_python('while True:\\n    pass', timeout=60, isolation={way!r})\n")
     parent = subprocess.Popen([sys.executable, "-c", script])
     try:

@@ -9,15 +9,15 @@ import pytest
 from conftest import MICRO, WIKITEXT, cli_json
 from ncalab.cli.main import main
 from ncalab.config import STAGE1_SOURCES, ExperimentConfig, ModelConfig
-from ncalab.experiment.compute import model_compute
-from ncalab.experiment.sources import SOURCES, stage1_tokens
+from ncalab.planning.compute import model_compute
+from ncalab.sources.interface import SOURCES, stage1_tokens
 from ncalab.experiment.stages import PIPELINE
 from ncalab.nca.bands import DOMAIN_BANDS
 from ncalab.nca.config import NCAConfig
 from ncalab.services import sweeps
 from ncalab.services.config import resolve_config
 from ncalab.store import RunStore
-from ncalab.train.incontext import _compare, frame_accuracy, held_out_sequences
+from ncalab.evaluation.incontext import _compare, frame_accuracy, held_out_sequences
 from ncalab.train.model import build_model, count_params
 
 
@@ -89,7 +89,7 @@ def test_the_text_sample_is_what_stage_1_holds_out(tmp_path):
     """What the front ends show of the text source is its held-out text as stage 1 reads it: the
     same tokenizer, split and packing as the experiment's prepared data (made here with another
     budget and a cache of its own)."""
-    from ncalab.experiment import language
+    from ncalab.data import language
     from ncalab.services.source_samples import source_config
 
     cfg = source_config("text", sets=[f"stage1.corpus={WIKITEXT}", "data.vocab_size=512", "data.val_fraction=0.2"])

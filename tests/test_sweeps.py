@@ -11,7 +11,7 @@ import torch
 from conftest import MICRO, cli, cli_json, wait_until
 from ncalab.errors import NcalabError
 from ncalab.config import ModelConfig, TransferConfig
-from ncalab.experiment.sweep import parse_grid, setting_label, settings
+from ncalab.config.grid import parse_grid, setting_label, settings
 from ncalab.services import sweeps
 from ncalab.services.config import resolve_config
 from ncalab.services.experiments import execute

@@ -13,23 +13,19 @@ from rich.table import Table
 
 from ncalab.cli.common import Home, JsonFlag, emit_json, out_console
 from ncalab.config.keys import flatten
-from ncalab.display.tables import STATUS_STYLE
 from ncalab.display.summary import (
     as_summary, compute_table, downstream_table, gib, in_context_table, si, summary_table,
 )
+from ncalab.display.tables import STATUS_STYLE
 from ncalab.errors import NcalabError
 from ncalab.services import runs as svc
+from ncalab.services.runstore import open_store
 
 app = typer.Typer(help="Browse, compare, plot, export and tidy the runs in the store.", no_args_is_help=True)
 
 
 def _store(home):
-    from ncalab.jobs.queue import reap
-    from ncalab.store import RunStore
-
-    store = RunStore(home)
-    reap(store)  # a job that died is marked lost before anything is shown
-    return store
+    return open_store(home, reap=True)  # a job that died is marked lost before anything is shown
 
 
 def _fmt(v, spec=".3f", none="-"):
@@ -290,9 +286,9 @@ def cancel(ident: Annotated[str, typer.Argument(help="Experiment id.")], home: H
            wait: Annotated[float, typer.Option("--wait", help="Seconds to wait for the job to checkpoint and stop.")] = 120.0,
            json_out: JsonFlag = False) -> None:
     """Stop an experiment gracefully: its job writes a checkpoint, then the status is cancelled."""
-    from ncalab.jobs import control
+    from ncalab.services.jobs import cancel as stop
 
-    status = control.cancel(_store(home), ident, wait)
+    status = stop(_store(home), ident, wait)
     if json_out:
         emit_json({"experiment_id": ident, "status": status})
     else:
@@ -315,8 +311,8 @@ def resume(ident: Annotated[str, typer.Argument(help="Experiment id.")], home: H
 def tail(ident: Annotated[str, typer.Argument(help="Experiment id.")], home: Home = None,
          follow: Annotated[bool, typer.Option("--follow/--no-follow", help="Keep following until the job ends.")] = True) -> None:
     """Show an experiment's job log and follow it live until the job ends."""
-    from ncalab.jobs import control
+    from ncalab.services.jobs import follow_log
 
     store = _store(home)
-    for line in control.follow_log(store, svc.resolve_experiment(store, ident).id, follow):
+    for line in follow_log(store, svc.resolve_experiment(store, ident).id, follow):
         typer.echo(line, nl=False)

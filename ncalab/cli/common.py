@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from ncalab.errors import NcalabError
-from ncalab.nca.config import NCAConfig
+from ncalab.services.nca import NCAConfig
 
 err_console = Console(stderr=True)
 out_console = Console()
@@ -84,19 +84,12 @@ _NCA_FLAGS = frozenset(("height", "width", "alphabet", "patch", "temperature", "
 
 
 def nca_config(ctx: typer.Context, sets: list[str] | None = None) -> NCAConfig:
-    """The NCA settings of an `ncalab nca` command: defaults < --set nca.KEY=VALUE < the flags given.
-    The --set items go through the same keys as `ncalab run --set`; a key outside nca. is an error."""
-    from ncalab.config import ExperimentConfig, apply_overrides, parse_set
+    """The NCA settings of an `ncalab nca` command: defaults < --set nca.KEY=VALUE < the flags given
+    (ncalab.services.nca.nca_settings; here only which flags were given)."""
+    from ncalab.services.nca import nca_settings
 
-    items = list(sets or [])
-    for item in items:
-        key = item.split("=", 1)[0].strip()
-        if "=" in item and not key.startswith("nca."):
-            raise NcalabError(f"--set {key}: only nca.KEY=VALUE settings apply to the nca commands")
-    exp = ExperimentConfig(nca=NCAConfig())
-    apply_overrides(exp, parse_set(items, exp))
     given = {k: v for k, v in ctx.params.items() if k in _NCA_FLAGS and _given(ctx, k)}
-    return exp.nca.replace(**given)
+    return nca_settings(sets or [], given)
 
 
 def _given(ctx: typer.Context, param: str) -> bool:

@@ -77,9 +77,9 @@ def _resolve_targets(target: str, home) -> tuple[list[tuple[str, Path]], float |
     if p.is_dir():
         return [(str(p), p)], None
     from ncalab.services.experiments import config_of
-    from ncalab.store import RunStore
+    from ncalab.services.runstore import open_store
 
-    store = RunStore(home)
+    store = open_store(home)
     if target.startswith("e-"):
         exp = store.get_experiment(target)
         runs = [r for r in store.runs_of(exp.id) if r.kind in ("nca", "scratch")]
@@ -96,9 +96,9 @@ def _resolve_targets(target: str, home) -> tuple[list[tuple[str, Path]], float |
 def _in_context(target: str, device: str, sequences: int | None, home, json_out: bool) -> None:
     from ncalab.display.summary import in_context_label
     from ncalab.services.evaluation import in_context
-    from ncalab.store import RunStore
+    from ncalab.services.runstore import open_store
 
-    res = in_context(RunStore(home), target, device, sequences)
+    res = in_context(open_store(home), target, device, sequences)
     if json_out:
         emit_json(res)
         return
@@ -164,12 +164,12 @@ def _downstream(target: str, request: _Downstream, detach: bool, device: str, ho
     from ncalab.display.summary import downstream_table
     from ncalab.services.evaluation import add_evaluation
     from ncalab.services.launch import How, launch
-    from ncalab.store import RunStore
+    from ncalab.services.runstore import open_store
 
     tasks, sets = request.tasks, request.settings()
     if device != "auto":
         raise NcalabError("--device does not apply to downstream tasks: they run on the experiment's device")
-    store = RunStore(home)
+    store = open_store(home)
     exp, cfg = add_evaluation(store, target, tasks, sets, request.lm_eval_tasks)
     if request.allow_code_execution and "humaneval" in tasks:
         from ncalab.services.evaluation import code_sandbox

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 import os
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import click
@@ -47,10 +46,9 @@ def _root(
 ) -> None:
     quiet_third_party(verbose or verbose_requested())
     if store:
-        from ncalab.store.connection import STORE_ENV, store_url
+        from ncalab.services.runstore import use_store_url
 
-        store_url(Path("."), store)  # a malformed URL is one line now, before anything runs
-        os.environ[STORE_ENV] = store  # every store of this command and the jobs it starts
+        use_store_url(store)  # checked now; then every store of this command and the jobs it starts
     if ctx.invoked_subcommand is None:  # plain `ncalab`: the terminal lab
         from ncalab.tui.app import run_app
 
@@ -99,9 +97,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _masked(e: Exception) -> str:
     """An unexpected error's text, with any database password in it masked."""
-    from ncalab.store.connection import mask
+    from ncalab.services.runstore import masked
 
-    return mask(str(e))
+    return masked(str(e))
 
 
 def run() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -27,15 +26,11 @@ def match(
     """Measure a corpus with the bands' gzip statistic, beside random NCA rules, and recommend a band."""
     from ncalab.config import DataConfig
     from ncalab.services.match import match_corpus
-    from ncalab.store import default_home
+    from ncalab.services.runstore import cache_folder
 
     if vocab_size < 257:
         raise NcalabError(f"--vocab-size must be at least 257, got {vocab_size}")
-    cache = Path(home or default_home()) / "cache"
-    try:
-        cache.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise NcalabError(f"cannot create the cache folder {cache}: {e.strerror or e}; pass --home") from None
+    cache = cache_folder(home)
     data = DataConfig(corpus=corpus, tokenizer=tokenizer, vocab_size=vocab_size)
     res = match_corpus(data, cache, nca_config(ctx, set_), rules=rules, seed=seed, windows=windows)
     if json_out:

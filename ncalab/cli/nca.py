@@ -17,9 +17,7 @@ from ncalab.cli.common import (
     emit_json, err_console, nca_config, out_console,
 )
 from ncalab.display.grids import grid_text, palette
-from ncalab.errors import NcalabError
-from ncalab.nca.bands import DOMAIN_BANDS, domain_band, parse_band
-from ncalab.nca.config import NCAConfig
+from ncalab.services.nca import DOMAIN_BANDS, NCAConfig
 
 app = typer.Typer(help="Explore NCA rules and write NCA corpora.", no_args_is_help=True)
 _D = NCAConfig()
@@ -137,15 +135,13 @@ def generate(
     json_out: JsonFlag = False,
 ) -> None:
     """Write a band-filtered NCA corpus: memory-mappable shards plus a manifest."""
-    from ncalab.nca.corpus import CorpusSpec, write_corpus
+    from ncalab.services.nca import corpus_band, generate_corpus
 
-    if (domain is None) == (band is None):
-        raise NcalabError("give exactly one of --domain or --band")
-    the_band = domain_band(domain) if domain else parse_band(band)
+    the_band = corpus_band(domain, band)
     cfg = nca_config(ctx, set_)  # the NCA flags and --sims-per-rule, read from ctx
-    spec = CorpusSpec(cfg, the_band, tokens, seed, val_sequences=val_sequences, domain=domain)
+    what = {"val_sequences": val_sequences, "domain": domain, "force": force}
     if json_out:
-        res = write_corpus(out, spec, force=force)
+        res = generate_corpus(out, cfg, the_band, tokens, seed, **what)
         emit_json(res.to_dict())
         return
     cols = [TextColumn("[bold]generating"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} tokens"), TimeRemainingColumn()]
@@ -157,7 +153,7 @@ def generate(
         progress.update(task, completed=done, total=total)
 
     try:
-        res = write_corpus(out, spec, force=force, on_progress=on_progress)
+        res = generate_corpus(out, cfg, the_band, tokens, seed, **what, on_progress=on_progress)
     finally:
         progress.stop()
     out_console.print(
@@ -179,11 +175,9 @@ def export(
 
     The shards hold rule_seed, sim_seed, score and tokens; the README.md is the dataset card. `datasets.load_dataset("parquet", ...)` reads it, and `ncalab run --set stage1.corpus=OUT` trains stage 1 on it.
     """
-    from ncalab.nca.parquet import export_parquet
+    from ncalab.services.nca import export_corpus
 
-    if fmt != "parquet":
-        raise NcalabError(f"--format takes parquet, got {fmt!r}")
-    res = export_parquet(path, out, force=force)
+    res = export_corpus(path, out, fmt, force=force)
     if json_out:
         emit_json(res)
         return
@@ -199,12 +193,9 @@ def stats(
     json_out: JsonFlag = False,
 ) -> None:
     """Statistics of a written corpus."""
-    from ncalab.nca.analysis import corpus_statistics
-    from ncalab.nca.corpus import NCACorpus
+    from ncalab.services.nca import corpus_stats
 
-    if sample_n < 0:
-        raise NcalabError("--sample must not be negative")
-    res = corpus_statistics(NCACorpus(path, split), sample=sample_n)
+    res = corpus_stats(path, split, sample=sample_n)
     if json_out:
         emit_json(res)
         return

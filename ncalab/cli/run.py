@@ -9,7 +9,6 @@ import typer
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ncalab import plugins
 from ncalab.cli.common import (
     ConfigFile,
     Corpus,
@@ -36,13 +35,7 @@ from ncalab.cli.common import (
     scale_settings,
     track_setting,
 )
-from ncalab.errors import NcalabError
-from ncalab.experiment.reporting import SilentReporter, progress_text
-
-
-def stage_labels(source: str) -> dict[str, str]:
-    short = getattr(plugins.load(source), "label", source)
-    return {"stage1": f"stage 1  {short}", "nca": f"stage 2  {short}-init", "scratch": "stage 2  scratch"}
+from ncalab.services.progress import SilentReporter, progress_text, stage_labels
 
 
 class RichReporter:
@@ -101,9 +94,9 @@ def _progress_bars() -> Progress:
 def print_plan(cfg, gpu: str, mfu: float, json_out: bool) -> None:
     """Per stage: parameters, FLOPs, memory per GPU and time; refuse what cannot fit."""
     from ncalab.display.summary import si
-    from ncalab.experiment.plan import nearest_fit, stage_plans
+    from ncalab.services.plan import plan_stages, refuse_unfit
 
-    plans = stage_plans(cfg, gpu, mfu)
+    plans = plan_stages(cfg, gpu, mfu)
     if json_out:
         emit_json({"gpu": gpu, "mfu": mfu, "nproc": cfg.runtime.nproc, "parallel": cfg.runtime.parallel,
                    "stages": [p.to_dict() for p in plans]})
@@ -112,21 +105,31 @@ def print_plan(cfg, gpu: str, mfu: float, json_out: bool) -> None:
             t = Table(title=f"{p.stage}: {si(p.params)} parameters ({si(p.params_no_embeddings)} without embeddings), "
                             f"{si(p.flops_per_token)} FLOPs/token x {si(p.tokens)} tokens = {si(p.flops)} FLOPs; "
                             f"{p.hours:,.1f} h on {cfg.runtime.nproc} x {gpu} at MFU {mfu:g}")
-            where = "resident memory per process" if gpu == "cpu" else "memory per GPU"  # a CPU's plan: experiment/footprint.py
+            where = "resident memory per process" if gpu == "cpu" else "memory per GPU"  # a CPU's plan: planning/footprint.py
             t.add_column(f"{where} (micro-batch {p.micro_batch}, {cfg.runtime.parallel})")
             t.add_column("GiB", justify="right")
             for part, b in p.memory.items():
                 t.add_row(part, f"{b / 2**30:,.2f}")
             t.add_row("[bold]total[/]", f"[bold]{p.memory_total / 2**30:,.2f}[/]")
             out_console.print(t)
-    bad = [p for p in plans if not p.fits]
-    if bad and gpu == "cpu":
-        raise NcalabError(f"{bad[0].stage} needs {bad[0].memory_total / 2**30:,.1f} GiB resident per process, more than "
-                          "this machine has; a smaller micro_batch_size or model fits")
-    if bad:
-        near = nearest_fit(cfg, gpu, mfu)
-        raise NcalabError(f"{bad[0].stage} needs {bad[0].memory_total / 2**30:,.1f} GiB per GPU, more than a {gpu} has"
-                          + (f"; nearest that fits: {near}" if near else "; nothing up to 64 GPUs fits"))
+    refuse_unfit(cfg, plans, gpu, mfu)  # after the table: it shows what does not fit
+
+
+def print_explained(cfg) -> None:
+    """The keys and values --print-config prints, one a line, each with the help on its field
+    (ncalab.config.sections.option): `KEY = VALUE  # help`, the value as JSON."""
+    import json
+    import sys
+
+    from ncalab.config import flatten
+    from ncalab.config.keys import help_of
+
+    values = {key: json.dumps(v, ensure_ascii=False) for key, v in flatten(cfg.to_dict()).items()}
+    key_width, value_width = max(map(len, values)), min(24, max(map(len, values.values())))
+    for key, text in values.items():
+        note = help_of(cfg, key)
+        line = f"{key:<{key_width}} = {text:<{value_width}}  # {note}" if note else f"{key:<{key_width}} = {text}"
+        sys.stdout.write(line + "\n")
 
 
 def print_summary(s) -> None:
@@ -146,6 +149,7 @@ def run(
     config: ConfigFile = None, set_: Sets() = None, device: Device = None, name: Name("experiment") = None,
     home: Home = None,
     print_config: Annotated[bool, typer.Option("--print-config", help="Print the resolved config and exit.")] = False,
+    explain: Annotated[bool, typer.Option("--explain", help="Print the resolved config one setting a line, KEY = VALUE (as JSON) with its help after #, and exit.")] = False,
     detach: Detach() = False, max_jobs: MaxJobs = None, track: Track = None,
     nproc: NProc = None, executor: Executor = None, nodes: Nodes = None, gpus_per_node: GpusPerNode = None,
     partition: Partition = None, time_limit: TimeLimit = None, slurm_arg: SlurmArg = None,
@@ -161,6 +165,9 @@ def run(
                                                                 time_limit, slurm_arg)
     cfg = resolve_config(preset, scale, config, sets, corpus=corpus, seed=seed, tokenizer=tokenizer,
                          reinit=reinit, device=device, home=home)
+    if explain:
+        print_explained(cfg)
+        return
     if print_config:
         emit_json(cfg.to_dict())
         return
@@ -171,18 +178,18 @@ def run(
         detach = True  # several processes run under torchrun (or on a cluster), as a background job
         where = "on the cluster" if cfg.runtime.executor != "local" else "under torchrun"
         err_console.print(f"{cfg.runtime.world} processes: starting a background job {where}")
-    from ncalab.jobs import queue
+    from ncalab.services.jobs import log_path, set_max_jobs
     from ncalab.services.launch import How, launch
-    from ncalab.store import RunStore
+    from ncalab.services.runstore import open_store
 
-    store = RunStore(home)
+    store = open_store(home)
     if detach:
         if max_jobs is not None:
-            queue.set_max_jobs(store, max_jobs)
+            set_max_jobs(store, max_jobs)
         job = launch(cfg, store, How.BACKGROUND, name=name)
         if json_out:
             emit_json({"experiment_id": job.experiment_id, "status": job.status,
-                       "log": str(queue.log_path(store, job.experiment_id))})
+                       "log": str(log_path(store, job.experiment_id))})
         else:
             out_console.print(f"{job.experiment_id} {job.status}; follow it with `ncalab runs tail {job.experiment_id}`")
         return

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from ncalab.cli.common import Home, JsonFlag, emit_json, err_console, out_console
-from ncalab.errors import NcalabError
 
 app = typer.Typer(help="The run store's database: where it is, copy it to another one, back it up.",
                   no_args_is_help=True)
@@ -24,17 +22,14 @@ def _rows_line(fp: dict) -> str:
 @app.command()
 def info(home: Home = None, json_out: JsonFlag = False) -> None:
     """Which database the store is (never its password), its schema, and what it holds."""
-    from ncalab.store import RunStore
+    from ncalab.services.runstore import store_info
 
-    with RunStore(home) as store:
-        fp = store.fingerprint()
-        d = {"database": store.where, "backend": store.backend.name, "home": str(store.home),
-             "schema_version": store.get_meta("schema_version"), **fp}
+    d = store_info(home)
     if json_out:
         emit_json(d)
         return
     out_console.print(f"{d['backend']} {d['database']} (schema {d['schema_version']}); run folders in {d['home']}")
-    out_console.print(_rows_line(fp))
+    out_console.print(_rows_line(d))
 
 
 @app.command()
@@ -42,14 +37,9 @@ def copy(to: Annotated[str, typer.Option("--to", help="The database to copy into
                                                       "sqlite:///PATH or a file path. It must hold no store yet.")],
          home: Home = None, json_out: JsonFlag = False) -> None:
     """Copy every row of the store into another, empty database (SQLite to PostgreSQL and back), verified."""
-    from ncalab.store import RunStore
-    from ncalab.store.transfer import copy_store
+    from ncalab.services.runstore import copy_store_to
 
-    with RunStore(home) as store:
-        t = time.perf_counter()
-        result = copy_store(store, to)
-        result["seconds"] = round(time.perf_counter() - t, 2)
-        result["from"] = store.where
+    result, store_home = copy_store_to(home, to)
     if json_out:
         emit_json(result)
         return
@@ -57,31 +47,17 @@ def copy(to: Annotated[str, typer.Option("--to", help="The database to copy into
     if result["running"]:
         err_console.print(f"{result['running']} experiments were running: what they write from now on goes to "
                           "the source only")
-    out_console.print(f"to use it: NCALAB_STORE={result['to']} (the run folders stay in {store.home})")
+    out_console.print(f"to use it: NCALAB_STORE={result['to']} (the run folders stay in {store_home})")
 
 
 @app.command()
 def backup(path: Annotated[Path, typer.Argument(help="A new file for the copy, or a folder to put ncalab-<time>.db in.")],
            home: Home = None, json_out: JsonFlag = False) -> None:
     """A consistent copy of an SQLite store, taken while jobs write to it (SQLite's online backup), verified."""
-    from ncalab.store.backup import backup_sqlite
-    from ncalab.store.connection import default_home, store_url
+    from ncalab.services.runstore import backup_store
 
-    root = Path(home if home is not None else default_home()).expanduser().resolve()
-    url = store_url(root)
-    if url.get_backend_name() != "sqlite":
-        raise NcalabError("`ncalab store backup` copies an SQLite store; back up a PostgreSQL one with the server's "
-                          "pg_dump, or copy it to a file with `ncalab store copy --to PATH`")
-    db = Path(url.database)
-    if not db.is_file():
-        raise NcalabError(f"no run store at {db}")
-    dest = path.expanduser().resolve()
-    if dest.is_dir():
-        dest = dest / f"ncalab-{time.strftime('%Y%m%d-%H%M%S')}.db"
-    t = time.perf_counter()
-    fp = backup_sqlite(db, dest)
-    seconds = round(time.perf_counter() - t, 2)
+    d = backup_store(home, path)
     if json_out:
-        emit_json({"from": str(db), "to": str(dest), "seconds": seconds, **fp})
+        emit_json(d)
         return
-    out_console.print(f"backed up {db} to {dest} in {seconds} s, verified: {_rows_line(fp)}")
+    out_console.print(f"backed up {d['from']} to {d['to']} in {d['seconds']} s, verified: {_rows_line(d)}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
@@ -15,6 +15,9 @@ from ncalab.cli.common import (
     Preset, Scale, Sets, SlurmArg, TimeLimit, Track, emit_json, out_console, scale_settings, track_setting,
 )
 from ncalab.errors import NcalabError
+
+if TYPE_CHECKING:
+    from ncalab.store.interfaces import Store
 
 app = typer.Typer(help="Scaling studies: where would a stage-1 source start to help? A fitted law per arm, the "
                   "tokens a warm start saves or costs, and the crossover.")
@@ -57,9 +60,9 @@ def study(
     if ctx.invoked_subcommand is not None:
         return
     from ncalab.cli.sweep import _seed_list, _watch
-    from ncalab.jobs import queue
     from ncalab.services import study as svc
     from ncalab.services.config import resolve_config
+    from ncalab.services.jobs import set_max_jobs, start_members
 
     if not budgets:
         raise NcalabError("a study needs stage-2 budgets: --budgets D1,D2,... (e.g. 1M,2M,4M)")
@@ -71,12 +74,8 @@ def study(
                        _seed_list(seeds, seed_start), name)
     store = _store(home)
     if max_jobs is not None:
-        queue.set_max_jobs(store, max_jobs)
-    if base.runtime.executor != "local":  # the members go to the cluster together, as one job array
-        from ncalab.jobs import slurm
-
-        slurm.submit(store, made["experiments"], base, parallelism=max_jobs or 0)
-    queue.schedule(store)
+        set_max_jobs(store, max_jobs)
+    start_members(store, made["experiments"], base, max_jobs)  # on a cluster: one job array
     if not detach:
         _watch(store, made["study_id"], quiet=json_out)
     if json_out:
@@ -88,15 +87,14 @@ def study(
         _print_study(store, made["study_id"])
 
 
-def _print_study(store, study_id: str, at=(), ratio: float = 20.0, resamples: int = 1000) -> None:
+def _print_study(store: Store, study_id: str, at=(), ratio: float = 20.0, resamples: int = 1000) -> None:
     from ncalab.display.study import grid_table, study_renderables
-    from ncalab.scaling.answers import StudyInputError
     from ncalab.services import study as svc
 
     out_console.print(grid_table(svc.grid(store, study_id)))
     try:
         ans = svc.fit(store, [study_id], at=at, ratio=ratio, resamples=resamples)
-    except (StudyInputError, NcalabError) as e:  # nothing stored yet, or no arm to compare: the grid says it
+    except NcalabError as e:  # nothing stored yet, or no arm to compare: the grid says it
         out_console.print(f"no answers yet: {e}")
         return
     for r in study_renderables(ans):
@@ -127,14 +125,13 @@ def fit(
 ) -> None:
     """The answers: crossover, predictions at --at, each arm's law with intervals and its leave-one-out error, and the measured gains and D_T at the grid points."""
     from ncalab.display.study import study_renderables
-    from ncalab.scaling.answers import as_dict
     from ncalab.services import study as svc
 
     extra = [svc.read_points(p) for p in points or []]
     ans = svc.fit(_store(home) if study_ids else None, study_ids or [], at=svc.parse_at(at or []), ratio=ratio, resamples=resamples,
                   extra=extra)
     if json_out:
-        emit_json({"studies": study_ids or [], **as_dict(ans)})
+        emit_json({"studies": study_ids or [], **svc.answers_dict(ans)})
         return
     for r in study_renderables(ans):
         out_console.print(r)
@@ -177,14 +174,14 @@ def list_(home: Home = None, json_out: JsonFlag = False) -> None:
 @app.command("resume")
 def resume(study_id: StudyId, home: Home = None, json_out: JsonFlag = False) -> None:
     """Queue again the members that failed, were cancelled or were lost."""
-    from ncalab.jobs import queue
     from ncalab.services import study as svc
     from ncalab.services import sweeps
+    from ncalab.services.jobs import schedule
 
     store = _store(home)
     svc.spec_of(store, study_id)
     ids = sweeps.resume(store, study_id)
-    queue.schedule(store)
+    schedule(store)
     if json_out:
         emit_json({"study_id": study_id, "resumed": ids})
     else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
@@ -17,6 +17,9 @@ from ncalab.cli.common import (
 )
 from ncalab.display.tables import SWEEP_LEGEND, status_cell, sweep_table
 from ncalab.errors import NcalabError
+
+if TYPE_CHECKING:
+    from ncalab.store.interfaces import Store
 
 app = typer.Typer(help="Sweeps: run a grid of settings over seeds, as experiments grouped in the store.")
 
@@ -53,22 +56,18 @@ def sweep(
         return
     if not grid:
         raise NcalabError("a sweep needs at least one --grid KEY=V1,V2,... (see `ncalab sweep --help`)")
-    from ncalab.jobs import queue
     from ncalab.services import sweeps
     from ncalab.services.config import resolve_config
+    from ncalab.services.jobs import set_max_jobs, start_members
 
     sets = (set_ or []) + track_setting(track) + scale_settings(nproc, executor, nodes, gpus_per_node, partition,
                                                                 time_limit, slurm_arg)
     base = resolve_config(preset, scale, config, sets, corpus=corpus, device=device, home=home)
     store = _store(home)
     if max_jobs is not None:
-        queue.set_max_jobs(store, max_jobs)
+        set_max_jobs(store, max_jobs)
     made = sweeps.create(store, base, grid, _seed_list(seeds, seed_start), name, zipped=zipped)
-    if base.runtime.executor != "local":  # the members go to the cluster together, as one job array
-        from ncalab.jobs import slurm
-
-        slurm.submit(store, made["experiments"], base, parallelism=max_jobs or 0)
-    queue.schedule(store)
+    start_members(store, made["experiments"], base, max_jobs)  # on a cluster: one job array
     if not detach:
         _watch(store, made["sweep_id"], quiet=json_out)
     if json_out:
@@ -81,11 +80,11 @@ def sweep(
         print_table(sweeps.table(store, made["sweep_id"]))
 
 
-def _watch(store, sweep_id: str, quiet: bool = False) -> None:
+def _watch(store: Store, sweep_id: str, quiet: bool = False) -> None:
     """Progress until every member has ended (jobs run detached; Ctrl-C only stops watching)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ncalab.jobs.queue import reap
+    from ncalab.services.jobs import members_progress
 
     bar = Progress(TextColumn("sweep {task.fields[sid]}"), BarColumn(bar_width=30), MofNCompleteColumn(),
                    TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=err_console, disable=quiet)
@@ -93,18 +92,11 @@ def _watch(store, sweep_id: str, quiet: bool = False) -> None:
         with bar:
             task = bar.add_task("", total=None, sid=sweep_id, info="")
             while True:
-                reap(store)
-                exps = store.experiments_of_sweep(sweep_id)
-                ended = [e for e in exps if e.status not in ("queued", "running")]
-                running = [e for e in exps if e.status == "running"]
-                info = f"running: {running[0].name}" if running else ""
-                bar.update(task, total=len(exps), completed=len(ended), info=info)
-                if len(ended) == len(exps):
+                now = members_progress(store, sweep_id)  # also starts the queue when nothing runs
+                info = f"running: {now.running}" if now.running else ""
+                bar.update(task, total=now.total, completed=now.ended, info=info)
+                if now.done:
                     break
-                if not running:  # nothing running yet something queued: a slot freed without a start
-                    from ncalab.jobs.queue import schedule
-
-                    schedule(store)
                 time.sleep(2.0)
     except KeyboardInterrupt:
         err_console.print(f"stopped watching; the jobs go on. `ncalab sweep show {sweep_id}` shows the table")
@@ -196,8 +188,8 @@ def extend(
     home: Home = None, json_out: JsonFlag = False,
 ) -> None:
     """Add values to the swept keys or more seeds; what already exists is not run again."""
-    from ncalab.jobs import queue
     from ncalab.services import sweeps
+    from ncalab.services.jobs import schedule
 
     store = _store(home)
     have = store.get_sweep(sweep_id).spec["seeds"]
@@ -209,7 +201,7 @@ def extend(
     if not grid and not more:
         raise NcalabError("nothing to add: give --grid KEY=NEW_VALUES or a larger --seeds")
     made = sweeps.extend(store, sweep_id, grid or [], more)
-    queue.schedule(store)
+    schedule(store)
     if json_out:
         emit_json(made)
     else:
@@ -219,12 +211,12 @@ def extend(
 @app.command("resume")
 def resume(sweep_id: Annotated[str, typer.Argument(help="A sweep id (s-...).")], home: Home = None, json_out: JsonFlag = False) -> None:
     """Queue again the members that failed, were cancelled or were lost."""
-    from ncalab.jobs import queue
     from ncalab.services import sweeps
+    from ncalab.services.jobs import schedule
 
     store = _store(home)
     ids = sweeps.resume(store, sweep_id)
-    queue.schedule(store)
+    schedule(store)
     if json_out:
         emit_json({"sweep_id": sweep_id, "resumed": ids})
     else:

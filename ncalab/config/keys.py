@@ -43,6 +43,16 @@ def current(cfg: Any, key: str) -> Any:
     return node
 
 
+def help_of(cfg: Any, key: str) -> str:
+    """The help on a dotted key's field (its `help` metadata: sections.option), or '' where the
+    section keeps none (the engine's NCAConfig, a plugin's settings that do not)."""
+    section, _, name = key.rpartition(".")
+    node = current(cfg, section) if section else cfg
+    if not dataclasses.is_dataclass(node):
+        return ""
+    return next((f.metadata.get("help", "") for f in dataclasses.fields(node) if f.name == name), "")
+
+
 def lookup(tree: dict, key: str, default: Any = None) -> Any:
     """The value of a dotted key in a plain nested dict (a stored config), or default."""
     node: Any = tree
@@ -126,6 +136,8 @@ def _typed(where: str, value: Any, hint: Any) -> Any:
             return None
         rest = [a for a in args if a is not type(None)]
         return _typed(where, value, rest[0]) if len(rest) == 1 else value
+    if origin is typing.Literal:  # a choice: typed as its values are; which value is validate()'s to check
+        hint = type(args[0])
     if hint is bool:
         ok = isinstance(value, bool)
     elif hint is int:

@@ -10,10 +10,14 @@ import io
 import json
 import time
 from html import escape
+from typing import TYPE_CHECKING
 
 from ncalab.display import figures as F
 from ncalab.display.summary import sandbox_words, si
 from ncalab.services import report as R
+
+if TYPE_CHECKING:
+    from ncalab.store.interfaces import Store
 
 CSS = """
 *{box-sizing:border-box}
@@ -40,7 +44,7 @@ details summary{cursor:pointer;color:#1f4f82}
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
 
-def write_report(store, idents: list[str], out, frames: bool = True, background: bool = False) -> dict:
+def write_report(store: Store, idents: list[str], out, frames: bool = True, background: bool = False) -> dict:
     """Gather, render and write the report of ``idents`` from ``store`` (read, never written) to
     the HTML file ``out``; returns where it went, its size and what is not finished yet."""
     out = R.check_out(out, ("html", "htm"))  # before any work

@@ -134,7 +134,7 @@ def downstream_table(summary) -> Table | None:
 
 def sandbox_words(way: str) -> str:
     """What an isolation name stored with HumanEval's results means."""
-    from ncalab.evals.isolation import DESCRIPTIONS
+    from ncalab.evaluation.isolation import DESCRIPTIONS
 
     return ", ".join(DESCRIPTIONS.get(w.strip(), w) for w in way.split(","))
 

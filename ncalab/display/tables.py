@@ -5,9 +5,9 @@ from __future__ import annotations
 from rich import box
 from rich.table import Table
 
+from ncalab.config.grid import setting_label
 from ncalab.config.keys import short
 from ncalab.display.summary import si
-from ncalab.experiment.sweep import setting_label
 
 STATUS_STYLE = {"completed": "green", "running": "cyan", "queued": "blue", "failed": "red", "lost": "magenta", "cancelled": "yellow"}
 

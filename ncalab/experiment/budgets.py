@@ -18,9 +18,15 @@ from __future__ import annotations
 import dataclasses
 import shutil
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
+from ncalab.errors import Stopped
+from ncalab.train import checkpoint
 from ncalab.train.loop import StageSpec, branch_name
 from ncalab.train.schedule import decay_start
+
+if TYPE_CHECKING:
+    from ncalab.store.interfaces import StoreReader
 
 PREFIX = "budget_"  # budget_val_loss, budget_val_ppl, ... at the budget's tokens
 LOSS = PREFIX + "val_loss"
@@ -43,7 +49,7 @@ def points_at(values: dict, step: int, tokens: int, wall: float) -> list[dict]:
             for k, v in values.items() if k.startswith("val_")]
 
 
-def stored_budgets(store, run_id: str) -> set[int]:
+def stored_budgets(store: StoreReader, run_id: str) -> set[int]:
     """The budgets of a run whose result is stored."""
     tokens, _ = store.curve(run_id, LOSS)
     return set(tokens)
@@ -57,9 +63,6 @@ def run_branches(ctx, kind: str, run, spec: StageSpec, budgets, make_branch: Cal
     ``make_branch(tokens, checkpoint_dir, on_metrics)`` builds a trainer of the shorter budget
     (its model and batches fresh); it is restored from its own checkpoint when an earlier
     attempt left one, else branched from the longest run's checkpoint."""
-    from ncalab.experiment.pipeline import Stopped
-    from ncalab.train import checkpoint
-
     store = ctx.store
     folder = store.run_dir(run) / "checkpoints"
     done = stored_budgets(store, run.id)

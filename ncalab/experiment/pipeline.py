@@ -17,26 +17,35 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ncalab.config import ExperimentConfig
-from ncalab.errors import NcalabError
-from ncalab.experiment import cards, footprint, tracking
-from ncalab.experiment.language import LanguageData
+from ncalab.data.language import LanguageData
+from ncalab.errors import NcalabError, Stopped
+from ncalab.evaluation.passk import per_item_pass
+from ncalab.evaluation.stages import stages_for
+from ncalab.evaluation.tasks import ARMS, TASKS, ks
+from ncalab.experiment import tracking
+from ncalab.experiment.budgets import branch_points, run_branches, spec_for
 from ncalab.experiment.lazy import Lazy
-from ncalab.experiment.reporting import Reporter, SilentReporter, TrainingProgress
-from ncalab.experiment.stages import IN_CONTEXT_METRICS, MEASUREMENT, PIPELINE, STEP, TRAINING, Plan, TrainingStage
+from ncalab.experiment.stages import IN_CONTEXT_METRICS, PIPELINE
 from ncalab.experiment.summary import ExperimentSummary, StageCompute, compare, in_context_means
-from ncalab.store import FollowerStore
-from ncalab.train import checkpoint
+from ncalab.jobs.oom import verdict
+from ncalab.jobs.queue import is_dead
+from ncalab.jobs.slurm import REQUEUE
+from ncalab.planning import footprint
+from ncalab.planning.stage import MEASUREMENT, STEP, TRAINING, Plan, TrainingStage
+from ncalab.reporting import Reporter, SilentReporter, TrainingProgress
+from ncalab.store import FollowerStore, Run
+from ncalab.train import cards, checkpoint, memory
 from ncalab.train import device as devices
-from ncalab.train import memory
+from ncalab.train.batches import Prefetcher
 from ncalab.train.distributed import World, device_of
 from ncalab.train.loop import Trainer, TrainerOptions
+from ncalab.train.model import blank_like
 
-
-class Stopped(Exception):
-    """The job was asked to stop; the running stage has checkpointed (or had not started)."""
+if TYPE_CHECKING:
+    from ncalab.store.interfaces import Store
 
 
 @dataclass
@@ -44,7 +53,7 @@ class Context:
     """What the stages of one running experiment share."""
 
     cfg: ExperimentConfig
-    store: Any  # RunStore
+    store: Store  # the RunStore, or a FollowerStore in a distributed run's other processes
     exp_id: str
     runs: dict  # kind -> Run
     placement: devices.Placement
@@ -75,13 +84,13 @@ class Context:
         return value
 
 
-def cache_dir(store) -> Path:
+def cache_dir(store: Store) -> Path:
     d = Path(store.home) / "cache"
     d.mkdir(parents=True, exist_ok=True)
     return d
 
 
-def run(cfg: ExperimentConfig, store, exp_id: str, reporter: Reporter | None = None,
+def run(cfg: ExperimentConfig, store: Store, exp_id: str, reporter: Reporter | None = None,
         should_stop: Callable[[], bool] | None = None, world: World | None = None) -> ExperimentSummary | None:
     """Run (or continue) a claimed experiment with its typed config: completed stages are
     skipped, an interrupted one continues from its checkpoint. Returns the summary, or None
@@ -93,7 +102,7 @@ def run(cfg: ExperimentConfig, store, exp_id: str, reporter: Reporter | None = N
     stage, outcome = None, "failed"
     try:
         for stage in stages(cfg):
-            RUNNERS[stage.runs_as](ctx, stage)
+            _run_stage(ctx, stage)
         stage = None  # a failure from here on belongs to no stage's run
         summary = _finish(ctx)
         outcome = "completed"
@@ -112,7 +121,19 @@ def run(cfg: ExperimentConfig, store, exp_id: str, reporter: Reporter | None = N
         ctx.tracking.close(outcome)
 
 
-def _context(cfg: ExperimentConfig, store, exp_id: str, reporter: Reporter | None,
+def _run_stage(ctx: Context, stage) -> None:
+    """One stage, by its kind (planning/stage.py): a training stage fills its run with a trained
+    model (_train), a measurement fills its run with scores (_measure), a step computes what
+    later stages read (its own run method)."""
+    if stage.runs_as == TRAINING:
+        _train(ctx, stage)
+    elif stage.runs_as == MEASUREMENT:
+        _measure(ctx, stage)
+    else:
+        stage.run(ctx)
+
+
+def _context(cfg: ExperimentConfig, store: Store, exp_id: str, reporter: Reporter | None,
              should_stop: Callable[[], bool] | None, world: World) -> Context:
     """The device, threads and trackers of this process, and what its stages share; a process
     other than the main one gets a store that writes nothing."""
@@ -143,8 +164,6 @@ def _finish(ctx: Context) -> ExperimentSummary:
 def _record_end(ctx: Context, stage, e: BaseException) -> str:
     """The status an experiment ended by `e` (during `stage`, if one ran) gets in the store;
     returns it for the trackers. The caller raises `e` again."""
-    from ncalab.jobs.slurm import REQUEUE
-
     store, exp_id = ctx.store, ctx.exp_id
     # Slurm's time limit or a preemption: the requeued job continues it (submitit's signal
     # exits, or surfaces as another error when it lands inside compiled code)
@@ -158,7 +177,6 @@ def _record_end(ctx: Context, stage, e: BaseException) -> str:
     error = str(e) if isinstance(e, NcalabError) else f"{type(e).__name__}: {e}"
     status = "cancelled" if isinstance(e, KeyboardInterrupt) else "failed"
     if _peer_lost(ctx, e):  # torchrun ends the others when one process dies: resumable, like a kill
-        from ncalab.jobs.oom import verdict
 
         killed = verdict(store, exp_id)  # the one that died was killed for memory
         status, error = ("failed", killed) if killed else ("lost", f"a process of the job died ({error.splitlines()[0][:200]})")
@@ -186,8 +204,6 @@ _BROKEN_LINK = ("Connection reset by peer", "Connection closed by peer", "Broken
 def stages(cfg: ExperimentConfig) -> list:
     """Every stage of an experiment with this config: the fixed PIPELINE, then the downstream
     evaluations it asks for."""
-    from ncalab.experiment.evaluation import stages_for
-
     return [*PIPELINE, *stages_for(cfg)]
 
 
@@ -251,7 +267,6 @@ def _train(ctx: Context, stage: TrainingStage) -> None:
         stage.save(ctx, full, folder)
     ctx.world.barrier()
     if budgets:  # the shorter budgets' cooldowns, each from its branch checkpoint of this run
-        from ncalab.experiment.budgets import run_branches
 
         run_branches(ctx, stage.kind, run, plan.spec, budgets,
                      lambda tokens, where, ends: _branch_trainer(ctx, run, plan, tokens, where, ends,
@@ -269,8 +284,6 @@ def _trainer(ctx: Context, kind: str, run, plan: Plan, budgets=()) -> Trainer:
     """A trainer whose metrics and heartbeats go to the store, continued from the run's last
     checkpoint when there is one (points logged after it are dropped: they are logged again).
     It keeps a checkpoint where each shorter budget's cooldown starts."""
-    from ncalab.experiment.budgets import branch_points
-
     store, last_beat = ctx.store, [0.0]
 
     def progress(tokens: int, m: dict) -> None:
@@ -303,9 +316,6 @@ def _branch_trainer(ctx: Context, run, plan: Plan, tokens: int, where: Path, end
     shape (its weights come from the branch checkpoint), fresh batches of the same stream, its
     checkpoints in its own folder, and its evaluations handed to ``ends`` instead of the run's curve.
     Its heartbeats keep the run alive at the longest run's ``main`` (step, tokens), its progress."""
-    from ncalab.experiment.budgets import spec_for
-    from ncalab.train.model import blank_like
-
     store, last_beat = ctx.store, [0.0]
 
     def progress(done: int, m: dict) -> None:
@@ -320,7 +330,6 @@ def _branch_trainer(ctx: Context, run, plan: Plan, tokens: int, where: Path, end
 
 def _batches(ctx: Context, batches):
     if ctx.placement.device.type == "cuda":  # make the next batches while the GPU works
-        from ncalab.train.batches import Prefetcher
 
         return Prefetcher(batches)
     return batches
@@ -371,11 +380,14 @@ def _claim(ctx: Context, run, stage: TrainingStage):
 
 
 def _claim_here(ctx: Context, run, stage: TrainingStage):
-    from ncalab.jobs.queue import is_dead
-
     store, waited, pause = ctx.store, False, 0.5
     while True:
         got = store.claim_run(run.id, os.getpid(), socket.gethostname(), ctx.placement.label, lambda r: not is_dead(r))
+        if isinstance(got, Run):  # a completed twin: its result is taken
+            if stage.keeps_model and not (store.run_dir(got) / "model").is_dir():
+                store.start_run(run.id, os.getpid(), socket.gethostname(), ctx.placement.label)  # its model is gone
+                return None
+            return got
         if got == "train":
             return None
         if got == "wait":
@@ -386,19 +398,6 @@ def _claim_here(ctx: Context, run, stage: TrainingStage):
                 raise Stopped
             time.sleep(pause)  # soon at first (a sweep's twins often end within seconds), then every 5 s
             pause = min(pause * 1.5, 5.0)
-            continue
-        if stage.keeps_model and not (store.run_dir(got) / "model").is_dir():
-            store.start_run(run.id, os.getpid(), socket.gethostname(), ctx.placement.label)  # its model is gone
-            return None
-        return got
-
-
-def _step(ctx: Context, stage) -> None:
-    stage.run(ctx)
-
-
-# How each kind of stage is run (stages.STEP, TRAINING, MEASUREMENT).
-RUNNERS: dict[str, Callable[[Context, Any], None]] = {STEP: _step, TRAINING: _train, MEASUREMENT: _measure}
 
 
 def run_stages(cfg: ExperimentConfig) -> list:
@@ -421,7 +420,7 @@ def _link_tree(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst, copy_function=link)
 
 
-def summarise(store, exp_id: str, device: str, cfg: ExperimentConfig) -> ExperimentSummary:
+def summarise(store: Store, exp_id: str, device: str, cfg: ExperimentConfig) -> ExperimentSummary:
     exp = store.get_experiment(exp_id)
     runs = {r.kind: r for r in store.runs_of(exp_id)}
     cmp = compare(store.curve(runs["scratch"].id, "val_ppl"), store.curve(runs["nca"].id, "val_ppl"))
@@ -439,12 +438,10 @@ def summarise(store, exp_id: str, device: str, cfg: ExperimentConfig) -> Experim
         in_context=in_context_means(in_context), downstream=downstream(store, runs, cfg), **cmp)
 
 
-def downstream(store, runs: dict, cfg: ExperimentConfig) -> dict:
+def downstream(store: Store, runs: dict, cfg: ExperimentConfig) -> dict:
     """{task: {k: {nca, scratch, diff, ci, items}}} of the evaluations that have finished;
     diff = score(nca) - score(scratch) over the items both scored, with the half-width of its 95%
     interval (the task's own: over items for a mean, a bootstrap for BBL's normalised score)."""
-    from ncalab.experiment.evaluation import ARMS, TASKS, ks, per_item_pass
-
     out: dict = {}
     for name in cfg.eval.tasks:
         if name == "lm_eval":
@@ -452,13 +449,14 @@ def downstream(store, runs: dict, cfg: ExperimentConfig) -> dict:
             metrics = sorted(set().union(*rows.values())) if rows else []
             out["lm_eval"] = {m: {arm: rows[arm].get(m) for arm in rows} for m in metrics if m.startswith("lm_eval:")}
             continue
-        task, arms = TASKS[name], {arm: runs.get(f"{name}-{arm}") for arm in ARMS}
-        if any(r is None or r.status != "completed" for r in arms.values()):
+        task = TASKS[name]
+        arms = {arm: r for arm in ARMS if (r := runs.get(f"{name}-{arm}")) is not None and r.status == "completed"}
+        if len(arms) < len(ARMS):
             continue
         items = {arm: store.eval_items(r.id) for arm, r in arms.items()}
         # HumanEval: what the model-written programs ran under (stored with every item)
         sandboxes = sorted({json.loads(r.detail_json or "{}").get("sandbox") for arm in ARMS for r in items[arm]} - {None})
-        table = {}
+        table: dict[str, dict[str, Any]] = {}
         for k in ks(cfg, task):
             per = {arm: per_item_pass(items[arm], k) for arm in ARMS}
             common = set(per["nca"]) & set(per["scratch"])

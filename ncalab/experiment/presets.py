@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from ncalab.errors import NcalabError
 from ncalab.config import ExperimentConfig, apply_overrides
+from ncalab.errors import NcalabError
 from ncalab.nca.config import NCAConfig
+from ncalab.sources.families import load_families
 
 PRESETS = ("code", "math", "web")
 SCALES = ("tiny", "small", "paper")
@@ -75,8 +76,6 @@ _SCALES: dict[str, dict] = {
 def resolve(preset: str, scale: str, home=None) -> ExperimentConfig:
     """A built-in preset, or a saved rule family (its domain's preset with its band and NCA settings)."""
     if preset not in PRESETS:
-        from ncalab.experiment.families import load_families
-
         families = load_families(home)
         if preset not in families:
             names = list(PRESETS) + sorted(families)

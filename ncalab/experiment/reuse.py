@@ -18,7 +18,7 @@ import json
 import ncalab
 from ncalab.config import ExperimentConfig
 from ncalab.config.stored import without_added
-from ncalab.experiment.sources import SOURCES
+from ncalab.sources.interface import SOURCES
 
 EVALUATION_ONLY = ("icl_sequences",)
 # How the work is split (processes, micro-batches) changes floating-point rounding only, like

@@ -12,57 +12,27 @@ loads that model only if it is needed.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING
 
+from ncalab.data import language
+from ncalab.data.lm_data import TokenBatches, val_batches
 from ncalab.errors import NcalabError
-from ncalab.experiment.compute import ModelCompute, model_compute
-from ncalab.experiment.plan import micro_batch_for
-from ncalab.experiment.sources import SOURCES, stage1_tokens
+from ncalab.planning.compute import model_compute
+from ncalab.planning.memory import micro_batch_for
+from ncalab.planning.stage import STEP, TRAINING, Plan, Step, TrainingStage
+from ncalab.sources.interface import SOURCES, stage1_tokens
 from ncalab.train import checkpoint
+from ncalab.train.batches import LanguageBatches, language_validation
+from ncalab.train.cards import save_card
 from ncalab.train.loop import StageSpec
 from ncalab.train.model import build_model, count_params
+from ncalab.train.transfer import transfer
+
+if TYPE_CHECKING:
+    from ncalab.store.interfaces import Store
 
 IN_CONTEXT_METRICS = ("icl_", "dyck_validity")  # metric name prefixes the in-context step writes
-
-
-@dataclass
-class Plan:
-    """Everything a training stage needs, built only when the stage must really train."""
-
-    model: object
-    spec: StageSpec
-    batches: object
-    validation: list
-    compute: ModelCompute
-    micro_batch_size: int = 0  # sequences per forward pass in each process (0: its whole share)
-
-
-# How the runner runs a stage (ncalab.experiment.pipeline.RUNNERS): a step computes something
-# for later stages; a training stage fills its run with a trained model; a measurement fills
-# its run with scores. Training stages and measurements each own a run of the store.
-STEP, TRAINING, MEASUREMENT = "step", "training", "measurement"
-
-
-class TrainingStage(Protocol):
-    runs_as: str  # TRAINING
-    kind: str  # its run in the store
-    keeps_model: bool  # its saved model is needed by later stages (a reused twin must have one)
-
-    def total_tokens(self, cfg) -> int: ...
-    def budgets(self, cfg) -> list[int]: ...  # shorter budgets, each a cooldown branch (experiment/budgets.py)
-    def plan(self, ctx) -> Plan: ...
-    def save(self, ctx, model, folder: Path) -> None: ...
-    def trained(self, ctx, model) -> None: ...
-    def completed(self, ctx, folder: Path) -> None: ...
-
-
-class Step(Protocol):
-    runs_as: str  # STEP
-    name: str
-
-    def run(self, ctx) -> None: ...
 
 
 class LanguageData:
@@ -72,9 +42,6 @@ class LanguageData:
     name, runs_as = "language data", STEP
 
     def run(self, ctx) -> None:
-        from ncalab.data.lm_data import val_batches
-        from ncalab.experiment import language
-
         cfg, s2 = ctx.cfg, ctx.cfg.stage2
         lang = ctx.main_first(lambda: language.prepare(
             cfg.data.corpus, cfg.data, ctx.cache,
@@ -143,7 +110,7 @@ class InContext:
         log_in_context(store, run, ctx.stage1_model.get(), cfg, ctx.placement, log=ctx.log)
 
 
-def log_in_context(store, run, model, cfg, placement, log=None) -> list[dict]:
+def log_in_context(store: Store, run, model, cfg, placement, log=None) -> list[dict]:
     """Evaluate a stage-1 model in context and store the points in its run (replacing older ones);
     ``log(run, points)`` stores them instead when given (the pipeline's, which also mirrors them)."""
     model = model.to(placement.device)
@@ -169,8 +136,6 @@ class Transfer:
 
     @staticmethod
     def _build(ctx):
-        from ncalab.train.transfer import transfer
-
         cfg, t = ctx.cfg, ctx.cfg.transfer
         model, kept = transfer(ctx.stage1_model.get(), cfg.model, ctx.language.get().vocab_size, cfg.stage2.seq_len,
                                cfg.seed + 1, t, cfg.keeps_embeddings)
@@ -205,9 +170,6 @@ class LanguageTraining:
         return list(cfg.stage2.budgets)
 
     def plan(self, ctx) -> Plan:
-        from ncalab.data.lm_data import TokenBatches
-        from ncalab.train.batches import LanguageBatches, language_validation
-
         cfg, s2, lang = ctx.cfg, ctx.cfg.stage2, ctx.language.get()
         if self.warm:
             model, kept = ctx.warm_start.get()
@@ -224,8 +186,6 @@ class LanguageTraining:
                     micro_batch_for(ctx, "stage2", lang.vocab_size, s2.seq_len))
 
     def save(self, ctx, model, folder: Path) -> None:
-        from ncalab.experiment.cards import save_card
-
         checkpoint.save(folder, model)
         ctx.language.get().tokenizer.save_pretrained(folder)
         save_card(ctx, self.kind, folder)  # README.md: what push_to_hub publishes

@@ -27,11 +27,14 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ncalab.config.keys import flatten
 from ncalab.config.stored import stored_config
 from ncalab.errors import NcalabError
+
+if TYPE_CHECKING:
+    from ncalab.store.interfaces import Store, StoreReader
 
 EXTRA = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}  # pip extra of each tracker
 LABEL = {"tensorboard": "TensorBoard", "mlflow": "MLflow", "wandb": "W&B"}
@@ -295,7 +298,7 @@ TRACKER_TYPES: dict[str, Callable[[Destination], Tracker]] = {
     "tensorboard": TensorBoardTracker, "mlflow": MlflowTracker, "wandb": WandbTracker}
 
 
-def destination(store, exp_id: str, track_dir: str | None = None) -> Destination:
+def destination(store: StoreReader, exp_id: str, track_dir: str | None = None) -> Destination:
     exp = store.get_experiment(exp_id)
     tags = {"preset": exp.preset, "scale": exp.scale, "seed": exp.seed}
     return Destination(exp_id, Path(store.home) / "experiments" / exp_id, Path(store.home),
@@ -420,14 +423,14 @@ class Mirror:
         self._warn(f"{LABEL[name]} {what} ({_reason(e)}); not mirroring there, the run store keeps every point")
 
 
-def start(cfg, store, exp_id: str, note: Callable[[str], None]) -> Mirror:
+def start(cfg, store: Store, exp_id: str, note: Callable[[str], None]) -> Mirror:
     """The mirror of an experiment with this config (one that does nothing without runtime.track)."""
     names = list(dict.fromkeys(cfg.runtime.track))
     dest = destination(store, exp_id, cfg.runtime.track_dir) if names else None
     return Mirror(names, dest, note)
 
 
-def export(store, exp_ids: list[str], fmt: str, out: Path | None = None) -> list[str]:
+def export(store: StoreReader, exp_ids: list[str], fmt: str, out: Path | None = None) -> list[str]:
     """Write stored experiments to a tracker (tensorboard: under ``out``; mlflow: ``out``/mlflow.db
     or MLFLOW_TRACKING_URI); returns where. Errors are NcalabErrors (this is no background mirror)."""
     if fmt not in TRACKER_TYPES:

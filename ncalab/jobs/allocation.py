@@ -14,8 +14,12 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ncalab.errors import NcalabError
+
+if TYPE_CHECKING:
+    from ncalab.store.interfaces import StoreReader
 
 LIVE_VIEW_S = 15.0  # a live view that has not touched its marker for this long is gone
 MEMORY_ENV = "NCALAB_MEMORY"  # the memory the queue may fill (e.g. 12G); default: what is free plus what its jobs hold
@@ -64,7 +68,7 @@ def mark_live_view(home: Path, playing: bool = True) -> None:
         pass  # a read-only store: the view simply does not count
 
 
-def threads_for(store, nproc: int = 1, starting: bool = False) -> int:
+def threads_for(store: StoreReader, nproc: int = 1, starting: bool = False) -> int:
     """CPU threads per process for a job now: the cores shared by every consumer (the job
     processes computing on this machine, of any store: jobs/machine.py; plus this store's live
     views; `starting` counts a job about to start that has not registered yet)."""
@@ -80,7 +84,7 @@ def default_max_jobs() -> int:
     return gpus() or cores()
 
 
-def free_gpus(store, want: int) -> list[int] | None:
+def free_gpus(store: StoreReader, want: int) -> list[int] | None:
     """GPU indices no running job holds (from what each recorded when it started), or None."""
     total = gpus()
     if total == 0 or want == 0:
@@ -151,7 +155,7 @@ class ThreadGovernor:
     def __init__(self, home: Path, nproc: int = 1):
         self.home, self.nproc, self.current = home, nproc, 0
 
-    def adjust(self, store) -> int:
+    def adjust(self, store: StoreReader) -> int:
         """Ask for this job's share now; the training thread takes it before its next step (torch
         and numba keep thread counts per calling thread, so setting them here, in the governor's
         own thread, would change nothing for the thread that trains). Called on the main thread

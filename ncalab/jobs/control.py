@@ -5,12 +5,16 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from ncalab.errors import NcalabError
 from ncalab.jobs import queue
 
+if TYPE_CHECKING:
+    from ncalab.store.interfaces import Store, StoreReader
 
-def cancel(store, exp_id: str, wait: float = 120.0) -> str:
+
+def cancel(store: Store, exp_id: str, wait: float = 120.0) -> str:
     exp = store.get_experiment(exp_id)
     if exp.status == "queued":
         from ncalab.jobs import slurm
@@ -33,7 +37,7 @@ def cancel(store, exp_id: str, wait: float = 120.0) -> str:
     return queue.wait_until(store, exp_id, ("cancelled", "completed", "failed", "lost"), wait)
 
 
-def requeue(store, exp_id: str) -> None:
+def requeue(store: Store, exp_id: str) -> None:
     """Put a cancelled, failed or lost experiment back in the queue (services.launch.resume
     then starts it); refused for one that completed, runs or has an unreadable checkpoint."""
     exp = store.get_experiment(exp_id)
@@ -46,7 +50,7 @@ def requeue(store, exp_id: str) -> None:
     store.set_meta(f"slurm:{exp_id}", "")  # a cluster experiment is submitted again
 
 
-def check_checkpoints(store, exp_id: str) -> None:
+def check_checkpoints(store: StoreReader, exp_id: str) -> None:
     """Refuse, before anything is queued, a checkpoint the job could not resume from: one that
     would run code when loaded (a pickle planted in a shared run folder) or a damaged one."""
     from ncalab.train import checkpoint
@@ -58,7 +62,7 @@ def check_checkpoints(store, exp_id: str) -> None:
                 checkpoint.check_readable(found)
 
 
-def follow_log(store, exp_id: str, follow: bool = True, poll: float = 0.5) -> Iterator[str]:
+def follow_log(store: Store, exp_id: str, follow: bool = True, poll: float = 0.5) -> Iterator[str]:
     """Lines of the job log; with ``follow``, new lines until the experiment is no longer
     queued or running."""
     path = queue.log_path(store, exp_id)

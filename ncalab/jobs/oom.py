@@ -12,6 +12,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ncalab.store.interfaces import Store, StoreReader
 
 COUNTER_ENV = "NCALAB_OOM_COUNTER"  # a file to read the count from instead (a cgroup mounted elsewhere; tests)
 
@@ -53,7 +57,7 @@ def kills(path: Path | None) -> int | None:
     return None
 
 
-def record(store, exp_id: str, peak: float) -> None:
+def record(store: Store, exp_id: str, peak: float) -> None:
     """The job's heartbeat: the kill count of its cgroup now, and the most memory it has held."""
     path = counter_file()
     count = kills(path)
@@ -61,7 +65,7 @@ def record(store, exp_id: str, peak: float) -> None:
         store.set_meta(f"memory:{exp_id}", f"{path}\t{count}\t{int(peak)}")
 
 
-def verdict(store, exp_id: str) -> str | None:
+def verdict(store: StoreReader, exp_id: str) -> str | None:
     """The error of a job that vanished after its cgroup's kill count rose past what its last
     heartbeat saw (it was killed for memory), else None."""
     mark = store.get_meta(f"memory:{exp_id}")

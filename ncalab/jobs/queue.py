@@ -12,10 +12,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ncalab.config.stored import stored_runtime
 from ncalab.errors import NcalabError
 from ncalab.jobs.entry import WORKER_MODULE
+
+if TYPE_CHECKING:
+    from ncalab.store.interfaces import Store, StoreReader
 
 # A job writes a heartbeat every HEARTBEAT_S; one silent for STALE_S is presumed gone when its
 # process cannot be checked (another host).
@@ -29,12 +33,12 @@ def default_max_jobs() -> int:
     return by_machine()
 
 
-def max_jobs(store) -> int:
+def max_jobs(store: StoreReader) -> int:
     v = store.get_meta("max_jobs")
     return int(v) if v else default_max_jobs()
 
 
-def set_max_jobs(store, n: int) -> None:
+def set_max_jobs(store: Store, n: int) -> None:
     if n < 1:
         raise NcalabError(f"--max-jobs must be at least 1, got {n}")
     store.set_meta("max_jobs", str(n))
@@ -65,7 +69,7 @@ def is_dead(exp, now: float | None = None) -> bool:
     return exp.heartbeat_at is None or now - exp.heartbeat_at > STALE_S
 
 
-def reap(store) -> list[str]:
+def reap(store: Store) -> list[str]:
     """Mark running experiments whose job is gone as lost (and their running runs), or failed
     when it was killed for memory (jobs/oom.py). A read-only store (the TUI's reader) leaves
     that to its owner's writer, which reaps on a timer."""
@@ -89,11 +93,11 @@ def reap(store) -> list[str]:
     return lost
 
 
-def log_path(store, exp_id: str) -> Path:
+def log_path(store: StoreReader, exp_id: str) -> Path:
     return Path(store.home) / "experiments" / exp_id / "job.log"
 
 
-def spawn(store, exp_id: str) -> int:
+def spawn(store: Store, exp_id: str) -> int:
     """Start the job process for an experiment, detached from this terminal; returns its pid.
     An experiment with runtime.nproc > 1 starts under torchrun (torch's own elastic launcher),
     on GPUs no other job holds."""
@@ -132,12 +136,12 @@ def _started_at(pid: int) -> float:
         return 0.0
 
 
-def started(store, exp_id: str) -> None:
+def started(store: Store, exp_id: str) -> None:
     """The job started for this experiment has claimed it, or given up: forget it was starting."""
     store.set_meta(f"spawned:{exp_id}", "")
 
 
-def _starting(store, exp) -> bool:
+def _starting(store: StoreReader, exp) -> bool:
     """A job was started for this queued experiment and is still alive, not yet claiming it
     (importing torch takes seconds, far longer on a loaded machine)."""
     mark = store.get_meta(f"spawned:{exp.id}")
@@ -150,7 +154,7 @@ def _starting(store, exp) -> bool:
         return False
 
 
-def _nproc(store, exp_id: str) -> int:
+def _nproc(store: StoreReader, exp_id: str) -> int:
     return stored_runtime(store.get_experiment(exp_id).config).nproc
 
 
@@ -166,7 +170,7 @@ def signal_job(pid: int, sig: int) -> None:
     os.kill(pid, sig)
 
 
-def schedule(store) -> list[str]:
+def schedule(store: Store) -> list[str]:
     """Start queued experiments, oldest first, while slots are free and the next one's expected
     peak memory fits beside the running jobs (allocation.MemoryLedger). Several processes may
     call this at once: a job claims its experiment atomically, so none runs twice."""
@@ -193,11 +197,11 @@ def schedule(store) -> list[str]:
     return started
 
 
-def expected_memory(store, exp) -> float:
-    """Bytes the job of a stored experiment is expected to hold at its peak (experiment.footprint)."""
+def expected_memory(store: StoreReader, exp) -> float:
+    """Bytes the job of a stored experiment is expected to hold at its peak (planning/footprint.py)."""
     from ncalab.config.stored import stored_config
-    from ncalab.experiment.footprint import expected_peak
     from ncalab.jobs.allocation import gpus
+    from ncalab.planning.footprint import expected_peak
 
     cfg = stored_config(exp.config)
     try:
@@ -206,7 +210,7 @@ def expected_memory(store, exp) -> float:
         return 0.0
 
 
-def start(store, exp_id: str) -> str:
+def start(store: Store, exp_id: str) -> str:
     """Start what the queue's free slots allow; "running" if this experiment's job started
     now, else "queued" (it starts when a slot frees)."""
     return "running" if exp_id in schedule(store) else "queued"
@@ -216,7 +220,7 @@ def _executor(exp) -> str:
     return stored_runtime(exp.config).executor
 
 
-def _submit_to_cluster(store, exps) -> None:
+def _submit_to_cluster(store: Store, exps) -> None:
     """Queued cluster experiments without a live Slurm job get one (a sweep's members submit
     together, as one job array, when they are created)."""
     from ncalab.jobs import slurm
@@ -228,7 +232,7 @@ def _submit_to_cluster(store, exps) -> None:
             slurm.submit(store, [exp.id], stored_config(exp.config))
 
 
-def wait_until(store, exp_id: str, statuses: tuple[str, ...], timeout: float) -> str:
+def wait_until(store: Store, exp_id: str, statuses: tuple[str, ...], timeout: float) -> str:
     """Poll until the experiment's status is one of ``statuses``; returns the status."""
     end = time.time() + timeout
     while True:

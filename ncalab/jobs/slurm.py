@@ -20,9 +20,13 @@ import re
 import shutil
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ncalab.errors import NcalabError
 from ncalab.jobs.entry import WORKER_MODULE
+
+if TYPE_CHECKING:
+    from ncalab.store.interfaces import Store, StoreReader
 
 EXECUTORS = ("local", "slurm", "submitit-local")
 # File systems shared over a network: SQLite's locks do not hold across the nodes that mount them.
@@ -103,7 +107,7 @@ def filesystem_of(path: Path, mounts: Path | None = None) -> str | None:
     return best[1]
 
 
-def check_store(store) -> None:
+def check_store(store: Store) -> None:
     """Refuse a cluster's jobs an SQLite store on a network file system: its locks do not hold
     there, so two nodes could both claim one experiment or corrupt the file. Any other store
     (PostgreSQL, or SQLite on a local disk, one node) goes ahead."""
@@ -124,7 +128,7 @@ def check_available(executor: str) -> None:
         raise NcalabError("--executor slurm needs Slurm's sbatch on PATH (run it on the cluster's login node)")
 
 
-def executor_for(store, cfg, name: str):
+def executor_for(store: Store, cfg, name: str):
     submitit = _submitit()
     r = cfg.runtime
     folder = Path(store.home) / "slurm"
@@ -141,7 +145,7 @@ def executor_for(store, cfg, name: str):
     return ex
 
 
-def submit(store, exp_ids: list[str], cfg, parallelism: int = 0) -> list[str]:
+def submit(store: Store, exp_ids: list[str], cfg, parallelism: int = 0) -> list[str]:
     """Submit experiments (several: one job array); returns the Slurm job ids, stored with them."""
     if cfg.runtime.executor == "slurm":
         check_store(store)  # before anything is submitted
@@ -158,13 +162,13 @@ def submit(store, exp_ids: list[str], cfg, parallelism: int = 0) -> list[str]:
     return [job.job_id for job in jobs]
 
 
-def job_of(store, exp_id: str) -> tuple[str, str] | None:
+def job_of(store: StoreReader, exp_id: str) -> tuple[str, str] | None:
     """(executor, Slurm job id) of an experiment submitted through submitit, or None."""
     v = store.get_meta(f"slurm:{exp_id}")
     return tuple(v.split(":", 1)) if v else None
 
 
-def cancel(store, exp_id: str) -> None:
+def cancel(store: Store, exp_id: str) -> None:
     """scancel through submitit (the local executor: its process group)."""
     executor, job_id = job_of(store, exp_id)
     submitit = _submitit()
@@ -181,7 +185,7 @@ def cancel(store, exp_id: str) -> None:
             pass
 
 
-def state(store, exp_id: str) -> str | None:
+def state(store: StoreReader, exp_id: str) -> str | None:
     """Slurm's state of the experiment's job (PENDING, RUNNING, COMPLETED, FAILED, ...)."""
     found = job_of(store, exp_id)
     if found is None or found[0] != "slurm":

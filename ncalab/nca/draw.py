@@ -18,6 +18,7 @@ from ncalab.nca.engine import RuleBatch
 from ncalab.nca.seeds import rule_seeds
 from ncalab.nca.stream import patch_tokens, score_window
 
+
 @dataclass
 class Rollout:
     rule_seed: int

@@ -15,7 +15,6 @@ from ncalab.nca.config import NCAConfig
 from ncalab.nca.rules import make_rules, rule_arrays
 from ncalab.nca.simulate import _TAG_STEP, Simulator, initial_states, neighbour_index
 
-
 # Pair tables hold C*C rows per pair of neighbours: worth it while they stay small.
 PAIR_MAX_ALPHABET = 16
 

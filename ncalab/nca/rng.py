@@ -7,7 +7,6 @@ and lets us draw noise for only the few cells that need it.
 
 from __future__ import annotations
 
-
 import torch
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TypedDict, Unpack
 
-from ncalab.errors import NcalabError
 from ncalab.config import ExperimentConfig, apply_overrides, load_config_file, parse_set
+from ncalab.errors import NcalabError
 from ncalab.experiment.presets import resolve
 
 
@@ -20,7 +21,7 @@ class Flags(TypedDict, total=False):
     device: str | None
 
 
-def resolve_config(preset: str, scale: str, config_file: Path | None = None, sets: list[str] = (), *,
+def resolve_config(preset: str, scale: str, config_file: Path | None = None, sets: Sequence[str] = (), *,
                    home=None, **flags: Unpack[Flags]) -> ExperimentConfig:
     """preset+scale defaults < config file < --set < dedicated flags; then validated."""
     unknown = set(flags) - set(Flags.__annotations__)
@@ -84,13 +85,13 @@ def _matched_band(cfg: ExperimentConfig, home) -> list[float]:
 
 
 def _apply_flags(cfg: ExperimentConfig, flags: Flags) -> None:
-    if flags.get("corpus") is not None:
-        cfg.data.corpus = flags["corpus"]
-    if flags.get("seed") is not None:
-        cfg.seed = flags["seed"]
-    if flags.get("tokenizer") is not None:
-        cfg.data.tokenizer = flags["tokenizer"]
-    if flags.get("reinit") is not None:
-        cfg.transfer.reinit = [p.strip() for p in flags["reinit"].split(",") if p.strip()]
-    if flags.get("device") is not None:
-        cfg.runtime.device = flags["device"]
+    if (corpus := flags.get("corpus")) is not None:
+        cfg.data.corpus = corpus
+    if (seed := flags.get("seed")) is not None:
+        cfg.seed = seed
+    if (tokenizer := flags.get("tokenizer")) is not None:
+        cfg.data.tokenizer = tokenizer
+    if (reinit := flags.get("reinit")) is not None:
+        cfg.transfer.reinit = [p.strip() for p in reinit.split(",") if p.strip()]  # type: ignore[misc]  # checked by validate
+    if (device := flags.get("device")) is not None:
+        cfg.runtime.device = device

@@ -3,13 +3,18 @@ corpus, and the in-context evaluation of a stage-1 model."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ncalab.errors import NcalabError
 from ncalab.train import checkpoint
 from ncalab.train import device as devices
 from ncalab.train.batches import language_validation
+
+if TYPE_CHECKING:
+    from ncalab.store.interfaces import Store
 
 
 def _eval_tokens(corpus, tok, split: str, val_fraction: float, max_tokens: int):
@@ -19,7 +24,9 @@ def _eval_tokens(corpus, tok, split: str, val_fraction: float, max_tokens: int):
     from ncalab.data.corpora import is_validation
 
     eos = tok.eos_token_id if tok.eos_token_id is not None else 0
-    out, n, batch = [], 0, []
+    out: list = []
+    batch: list = []
+    n = 0
 
     def flush():
         nonlocal n
@@ -84,13 +91,13 @@ def evaluate_checkpoint(path: Path, text: CorpusText, device: str = "auto", dtyp
             "tokens": int(sum(w[:, 1:].numel() for w in windows)), "loss": res["val_loss"], "ppl": res["val_ppl"]}
 
 
-def in_context(store, ident: str, device: str = "auto", sequences: int | None = None) -> dict:
+def in_context(store: Store, ident: str, device: str = "auto", sequences: int | None = None) -> dict:
     """The in-context evaluation of an experiment's stage-1 model (NCA: next-frame accuracy per
     frame; Dyck: conditional validity), stored with its stage-1 run and returned."""
-    from ncalab.experiment.sources import SOURCES
     from ncalab.experiment.stages import log_in_context
     from ncalab.services.experiments import config_of
     from ncalab.services.runs import resolve_experiment
+    from ncalab.sources.interface import SOURCES
 
     exp = resolve_experiment(store, ident)
     cfg = config_of(exp)
@@ -102,7 +109,7 @@ def in_context(store, ident: str, device: str = "auto", sequences: int | None = 
         cfg.stage1.icl_sequences = 16
     run = next((r for r in store.runs_of(exp.id) if r.kind == "stage1"), None)
     folder = store.run_dir(run) / "model" if run is not None else None
-    if folder is None or not (folder / "config.json").exists():
+    if run is None or folder is None or not (folder / "config.json").exists():
         raise NcalabError(f"experiment {exp.id} has no finished stage-1 model yet")
     if not SOURCES[cfg.stage1.source].in_context:
         raise NcalabError(f"stage 1 of {exp.id} trained on {cfg.stage1.source}, which has no in-context evaluation")
@@ -112,12 +119,13 @@ def in_context(store, ident: str, device: str = "auto", sequences: int | None = 
             "sequences": cfg.stage1.icl_sequences, "points": points}
 
 
-def add_evaluation(store, ident: str, tasks: list[str], sets: list[str] = (), lm_eval: list[str] = ()):
+def add_evaluation(store: Store, ident: str, tasks: list[str], sets: Sequence[str] = (), lm_eval: Sequence[str] = ()):
     """Add downstream evaluation stages to an experiment whose language models are trained, and
     queue it (the pipeline skips what is done). Returns (experiment, typed config). Nothing is
     stored when the request cannot run. A task evaluated before with other settings starts over."""
     from ncalab.config import apply_overrides, parse_set
-    from ncalab.experiment.evaluation import ARMS, stages_for
+    from ncalab.evaluation.stages import stages_for
+    from ncalab.evaluation.tasks import ARMS
     from ncalab.services.experiments import check_evaluations, config_of
     from ncalab.services.runs import resolve_experiment
 
@@ -138,7 +146,7 @@ def add_evaluation(store, ident: str, tasks: list[str], sets: list[str] = (), lm
     apply_overrides(cfg, parse_set(list(sets), cfg))
     if lm_eval:
         cfg.eval.lm_eval = list(lm_eval)
-    cfg.eval.tasks = list(dict.fromkeys([*cfg.eval.tasks, *tasks]))
+    cfg.eval.tasks = list(dict.fromkeys([*cfg.eval.tasks, *tasks]))  # type: ignore[list-item]  # validate checks the names
     cfg.validate()
     check_evaluations(cfg)
     changed = _changed_tasks(old, cfg)
@@ -179,8 +187,8 @@ def _empty(folder: Path) -> None:
 def code_sandbox(cfg) -> tuple[bool, str]:
     """Whether HumanEval's programs get operating-system isolation on this machine, and the
     words for what they run under (said before an evaluation starts)."""
-    from ncalab.evals.isolation import DESCRIPTIONS, NONE
-    from ncalab.experiment.evaluation import TASKS
+    from ncalab.evaluation.isolation import DESCRIPTIONS, NONE
+    from ncalab.evaluation.tasks import HUMANEVAL
 
-    way = TASKS["humaneval"].sandbox(cfg)
+    way = HUMANEVAL.sandbox(cfg)
     return way != NONE, DESCRIPTIONS[way]

@@ -13,22 +13,26 @@ import json
 import os
 import socket
 import threading
+from typing import TYPE_CHECKING
 
 from ncalab.config import ExperimentConfig
 from ncalab.config.stored import stored_config
 from ncalab.errors import NcalabError
 from ncalab.experiment import pipeline
-from ncalab.experiment.reporting import Reporter, SilentReporter
 from ncalab.experiment.reuse import run_keys
 from ncalab.experiment.summary import ExperimentSummary
 from ncalab.jobs import machine
 from ncalab.jobs.allocation import ThreadGovernor
+from ncalab.reporting import Reporter, SilentReporter
 from ncalab.train import device as devices
+
+if TYPE_CHECKING:
+    from ncalab.store.interfaces import Store
 
 __all__ = ["Reporter", "SilentReporter", "check", "config_of", "execute", "run_here", "submit"]
 
 
-def submit(cfg: ExperimentConfig, store, name: str | None = None, sweep_id: str | None = None):
+def submit(cfg: ExperimentConfig, store: Store, name: str | None = None, sweep_id: str | None = None):
     """Validate and record an experiment and its runs, all queued; returns the experiment.
     Nothing is stored when anything about it cannot work."""
     placement = check(cfg)
@@ -42,7 +46,7 @@ def submit(cfg: ExperimentConfig, store, name: str | None = None, sweep_id: str 
     return exp
 
 
-def check_store_for(cfg: ExperimentConfig, store) -> None:
+def check_store_for(cfg: ExperimentConfig, store: Store) -> None:
     """A Slurm job needs a store every node can lock: refused before anything is stored or submitted."""
     if cfg.runtime.executor == "slurm":
         from ncalab.jobs import slurm
@@ -59,7 +63,7 @@ def check(cfg: ExperimentConfig):
     from ncalab.data.corpora import open_corpus
 
     open_corpus(cfg.data.corpus)  # a missing or unreachable corpus fails before anything is stored
-    if cfg.stage1.source == "text":
+    if cfg.stage1.source == "text" and cfg.stage1.corpus:  # validate has refused the text source without one
         open_corpus(cfg.stage1.corpus)
     check_evaluations(cfg)
     return placement
@@ -83,14 +87,14 @@ def check_processes(cfg: ExperimentConfig) -> None:
 
 def check_evaluations(cfg: ExperimentConfig) -> None:
     """Every evaluation the config asks for can run: its data is there, its code may run."""
-    from ncalab.experiment.evaluation import TASKS
+    from ncalab.evaluation.tasks import TASKS
 
     for name in cfg.eval.tasks:
         if name in TASKS:
             TASKS[name].check_ready(cfg)
 
 
-def run_here(cfg: ExperimentConfig, store, exp_id: str, reporter: Reporter | None = None) -> ExperimentSummary:
+def run_here(cfg: ExperimentConfig, store: Store, exp_id: str, reporter: Reporter | None = None) -> ExperimentSummary:
     """Claim a stored experiment and run it in this process, sharing the cores with the
     detached jobs beside it; a stop is an error that says how to continue."""
     if not store.claim_experiment(exp_id, os.getpid(), socket.gethostname()):
@@ -116,7 +120,7 @@ def config_of(exp) -> ExperimentConfig:
     return stored_config(json.loads(exp.config_json))
 
 
-def execute(store, exp_id: str, reporter: Reporter | None = None, should_stop=None,
+def execute(store: Store, exp_id: str, reporter: Reporter | None = None, should_stop=None,
             world=None) -> ExperimentSummary | None:
     """Run (or continue) a stored, claimed experiment: what a background job does (each of
     its processes, under torchrun)."""

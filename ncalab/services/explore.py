@@ -47,3 +47,25 @@ def complexity_survey(n_rules: int, seed: int, cfg: NCAConfig) -> dict:
         "bands": bin_fractions(scores),
         "mean": float(scores.mean()),
     }
+
+
+def start_rule(seed: int, cfg: NCAConfig) -> RuleBatch:
+    """Rule `seed` running alone, at its first recorded frame (after the burn-in): Explore's live view."""
+    batch = RuleBatch([seed], [seed], cfg)
+    batch.frames(1)
+    return batch
+
+
+def band_rules(cfg: NCAConfig, band, stream: int, shown: int, survey: int) -> tuple[RuleBatch | None, np.ndarray, int]:
+    """Families' gallery: `survey` rules of random stream `stream` scored (the histogram), and the
+    first `shown` of them in `band` running side by side at their first recorded frame. Returns
+    (the running batch, None when none is in the band; every surveyed score; how many run)."""
+    rules = RuleDraw(cfg, band, stream)
+    rules.score_more(survey)
+    inside: list = []
+    while len(inside) < min(shown, rules.in_band_count):
+        inside.append(rules.next().rule_seed)
+    batch = RuleBatch(inside, inside, cfg) if inside else None
+    if batch is not None:
+        batch.frames(1)
+    return batch, np.asarray(rules.scores), len(inside)

@@ -7,11 +7,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from ncalab.config import ExperimentConfig
-from ncalab.experiment.reporting import Reporter
 from ncalab.experiment.summary import ExperimentSummary
+from ncalab.reporting import Reporter
 from ncalab.services.experiments import config_of, run_here, submit
+
+if TYPE_CHECKING:
+    from ncalab.store.interfaces import Store
 
 
 class How(str, Enum):
@@ -29,7 +33,7 @@ class Launched:
     summary: ExperimentSummary | None = None  # when it ran here
 
 
-def launch(cfg: ExperimentConfig, store, how: How = How.BACKGROUND, *, name: str | None = None,
+def launch(cfg: ExperimentConfig, store: Store, how: How = How.BACKGROUND, *, name: str | None = None,
            sweep_id: str | None = None, experiment_id: str | None = None,
            reporter: Reporter | None = None) -> Launched:
     """Record `cfg` as a new experiment (nothing is stored if it cannot run), or take the stored
@@ -44,7 +48,7 @@ def launch(cfg: ExperimentConfig, store, how: How = How.BACKGROUND, *, name: str
     return Launched(exp_id, queue.start(store, exp_id))
 
 
-def resume(store, exp_id: str, how: How = How.BACKGROUND) -> Launched:
+def resume(store: Store, exp_id: str, how: How = How.BACKGROUND) -> Launched:
     """Continue a cancelled, failed or lost experiment from its last checkpoints, with the
     config it was stored with."""
     from ncalab.jobs import control

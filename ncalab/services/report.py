@@ -18,6 +18,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,6 +28,9 @@ from ncalab.config.stored import stored_config, with_added
 from ncalab.errors import NcalabError
 from ncalab.experiment.summary import ExperimentSummary, StageCompute
 from ncalab.services.sweeps import paired_by_seed
+
+if TYPE_CHECKING:
+    from ncalab.store.interfaces import Store, StoreReader
 
 RULE = ("a warm start counts as helping only if it beats scratch on every seed, on at least 3 seeds (fresh ones, "
         "not used to choose the setting), and its mean gain is more than twice its standard error")
@@ -162,7 +166,7 @@ def _snapshot(src: Path, dst: Path) -> None:
 
 # ---- gathering -----------------------------------------------------------------------------------
 
-def gather(store, idents: list[str], frames: bool = True, background: bool = False) -> Report:
+def gather(store: Store, idents: list[str], frames: bool = True, background: bool = False) -> Report:
     """The report of one sweep (an s- id) or of experiments (e- ids; a run id stands for its
     experiment). ``frames`` draws a few of the NCA rules stage 1 trained on (``background``: in
     a forked process, collected by Report.wait_strip)."""
@@ -180,7 +184,7 @@ def gather(store, idents: list[str], frames: bool = True, background: bool = Fal
     return rep
 
 
-def _experiments_report(store, idents: list[str]) -> Report:
+def _experiments_report(store: Store, idents: list[str]) -> Report:
     from ncalab.services.runs import resolve_experiment
 
     exps = list({e.id: e for e in (resolve_experiment(store, i) for i in idents)}.values())
@@ -199,7 +203,7 @@ def _experiments_report(store, idents: list[str]) -> Report:
                   swept=swept, source=source_of(members[0].config))
 
 
-def _sweep_report(store, sweep_id: str) -> Report:
+def _sweep_report(store: Store, sweep_id: str) -> Report:
     from ncalab.services import sweeps
 
     tab = sweeps.table(store, sweep_id, reap_first=False)
@@ -220,7 +224,7 @@ def _sweep_report(store, sweep_id: str) -> Report:
     return rep
 
 
-def members_of(store, exps) -> list[Member]:
+def members_of(store: Store, exps) -> list[Member]:
     """Each experiment's curves, in-context figures, compute and summary, as stored now (every
     curve of every experiment read in one query)."""
     runs_of = [{r.kind: r for r in store.runs_of(e.id)} for e in exps]
@@ -228,7 +232,7 @@ def members_of(store, exps) -> list[Member]:
     return [_member(store, e, runs, points) for e, runs in zip(exps, runs_of)]
 
 
-def _member(store, exp, runs: dict, points: dict) -> Member:
+def _member(store: Store, exp, runs: dict, points: dict) -> Member:
     def tokens_curve(kind: str, name: str) -> tuple[list, list]:
         _, tokens, values = points.get((runs[kind].id, name), ([], [], []))
         return tokens, values
@@ -267,12 +271,12 @@ def _key(v) -> str:
 
 
 def _label(setting: dict) -> str:
-    from ncalab.experiment.sweep import setting_label
+    from ncalab.config.grid import setting_label
 
     return setting_label(setting) if setting else ""
 
 
-def _config_part(tree: dict, store) -> dict:
+def _config_part(tree: dict, store: StoreReader) -> dict:
     """The flat config and the keys where it differs from its preset's defaults. Only keys the
     experiment stored count: a setting added since it ran is shown at the value it ran with, not
     flagged as a change."""
@@ -339,14 +343,14 @@ def verdict(summaries: list[ExperimentSummary]) -> dict:
 def spread(curves: list[tuple[list, list]]) -> tuple[list, list, list | None, list | None]:
     """Mean and range over curves, on the x of the longest; a curve counts only where it has
     points (a seed still running adds to the start only)."""
-    curves = [(np.asarray(x, float), np.asarray(y, float)) for x, y in curves if len(x)]
-    if not curves:
+    arrays = [(np.asarray(x, float), np.asarray(y, float)) for x, y in curves if len(x)]
+    if not arrays:
         return [], [], None, None
-    if len(curves) == 1:
-        return curves[0][0].tolist(), curves[0][1].tolist(), None, None
-    xs = max((c[0] for c in curves), key=len)
-    ys = np.full((len(curves), len(xs)), np.nan)
-    for i, (x, y) in enumerate(curves):
+    if len(arrays) == 1:
+        return arrays[0][0].tolist(), arrays[0][1].tolist(), None, None
+    xs = max((c[0] for c in arrays), key=len)
+    ys = np.full((len(arrays), len(xs)), np.nan)
+    for i, (x, y) in enumerate(arrays):
         inside = xs <= x[-1] + 1e-9
         ys[i, inside] = np.interp(xs[inside], x, y)
     with np.errstate(all="ignore"), _quiet_nan():

@@ -11,10 +11,14 @@ import json
 import shutil
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ncalab.config.keys import flatten
 from ncalab.config.stored import with_added
 from ncalab.errors import NcalabError
+
+if TYPE_CHECKING:
+    from ncalab.store.interfaces import Store, StoreReader
 
 SUMMARY_KEYS = ("ppl_nca", "ppl_scratch", "gain", "speedup")
 # What each comparison cost, from the summary's compute accounting.
@@ -57,7 +61,7 @@ def experiment_row(exp) -> dict:
     }
 
 
-def list_rows(store, status: str | None = None, preset: str | None = None) -> list[dict]:
+def list_rows(store: StoreReader, status: str | None = None, preset: str | None = None) -> list[dict]:
     from ncalab.store import STATUSES
 
     if status is not None and status not in STATUSES:
@@ -65,14 +69,14 @@ def list_rows(store, status: str | None = None, preset: str | None = None) -> li
     return [experiment_row(e) for e in store.list_experiments(status=status, preset=preset)]
 
 
-def resolve_experiment(store, ident: str):
+def resolve_experiment(store: StoreReader, ident: str):
     """An experiment by its id, or by the id of one of its runs."""
     if ident.startswith("r-"):
         return store.get_experiment(store.get_run(ident).experiment_id)
     return store.get_experiment(ident)
 
 
-def details(store, ident: str) -> dict:
+def details(store: StoreReader, ident: str) -> dict:
     exp = resolve_experiment(store, ident)
     runs = []
     for r in store.runs_of(exp.id):
@@ -88,7 +92,7 @@ def details(store, ident: str) -> dict:
 
 
 
-def compare(store, idents: list[str]) -> dict:
+def compare(store: StoreReader, idents: list[str]) -> dict:
     """Configs and results side by side; ``differs`` lists the keys whose values differ."""
     if len(idents) < 2:
         raise NcalabError("compare needs at least two ids")
@@ -150,7 +154,7 @@ def arms(compared: dict, baseline: str | None = None) -> list[dict]:
     return out
 
 
-def curves(store, idents: list[str], metric: str = "val_ppl", x: str = "tokens") -> list[dict]:
+def curves(store: Store, idents: list[str], metric: str = "val_ppl", x: str = "tokens") -> list[dict]:
     """One curve per run: an experiment id gives its NCA and scratch runs (stage 1 for NCA
     metrics that only stage 1 has), a run id gives that run."""
     if x not in ("tokens", "step", "time"):
@@ -179,7 +183,7 @@ def curves(store, idents: list[str], metric: str = "val_ppl", x: str = "tokens")
 TRACKER_FORMATS = ("tensorboard", "mlflow")  # `runs export` writes these through ncalab.experiment.tracking
 
 
-def export(store, idents: list[str], fmt: str) -> str:
+def export(store: Store, idents: list[str], fmt: str) -> str:
     """Every metric point of the given experiments or runs, as CSV or JSON text."""
     if fmt not in ("csv", "json"):
         raise NcalabError(f"--format must be csv or json (or {' or '.join(TRACKER_FORMATS)}), got {fmt!r}")
@@ -199,7 +203,7 @@ def export(store, idents: list[str], fmt: str) -> str:
     return buf.getvalue()
 
 
-def export_to_tracker(store, idents: list[str], fmt: str, out: Path | None = None) -> list[str]:
+def export_to_tracker(store: Store, idents: list[str], fmt: str, out: Path | None = None) -> list[str]:
     """Write whole experiments (a run id stands for its experiment) to TensorBoard event files
     (under ``out``, default each experiment's tensorboard folder) or to MLflow (``out``/mlflow.db,
     default MLFLOW_TRACKING_URI or the store's mlflow.db); returns where each went."""
@@ -220,7 +224,7 @@ def write_text(path: Path, text: str) -> None:
         raise NcalabError(f"cannot write {path}: {e.strerror or e}") from None
 
 
-def remove(store, ident: str) -> list[Path]:
+def remove(store: Store, ident: str) -> list[Path]:
     """Delete an experiment (rows, then folders). Refused while any of its runs is running."""
     exp = resolve_experiment(store, ident)
     running = [r.id for r in store.runs_of(exp.id) if r.status in ("running",)]

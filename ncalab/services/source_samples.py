@@ -5,7 +5,9 @@ the statistics it defines and its 2-D grid where it has one (docs/sources.md).""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -33,12 +35,12 @@ class SourceView:
     note: str = ""
 
 
-def source_config(name: str, seed: int = SAMPLE_SEED, sets: list[str] = ()) -> ExperimentConfig:
+def source_config(name: str, seed: int = SAMPLE_SEED, sets: Sequence[str] = ()) -> ExperimentConfig:
     """The default config with stage 1 on `name`, the source's own `sample_settings` (what it is
     shown with, e.g. the text source's corpus) and `sets` (e.g. ["eca.rule_class=3"]), validated."""
     from ncalab.config import apply_overrides, parse_set
 
-    source = plugins.load(name)
+    source: Any = plugins.load(name)  # a source's optional parts are read with getattr
     cfg = ExperimentConfig()
     cfg.seed = seed
     cfg.stage1.source = name
@@ -53,7 +55,7 @@ def _failed(name: str, label: str, error: Exception) -> SourceView:
 
 def fixed_sample(name: str, count: int = 2, seed: int = SAMPLE_SEED) -> SourceView:
     """The source's sample of `count` sequences at its defaults and `seed`: the same every time."""
-    source = plugins.load(name)
+    source: Any = plugins.load(name)  # a source's optional parts are read with getattr
     if source is None:
         return SourceView(name, name, note="broken plugin: left out")
     label = getattr(source, "label", name)
@@ -83,14 +85,15 @@ class SourceFeed:
     gives) is read at any index; any other is sampled once (FEED_BLOCK sequences) and cycled.
     """
 
-    def __init__(self, name: str, seed: int = SAMPLE_SEED, sets: list[str] = ()):
-        self.source = plugins.load(name)
-        if self.source is None:
+    def __init__(self, name: str, seed: int = SAMPLE_SEED, sets: Sequence[str] = ()):
+        source: Any = plugins.load(name)  # its optional parts are read with getattr
+        if source is None:
             raise NcalabError(f"no source {name!r} loads (see `ncalab sources`)")
+        self.source = source
         self.name, self.label = name, getattr(self.source, "label", name)
         self.cfg = source_config(name, seed, sets)
         self.index = 0
-        self._block = None
+        self._block: Any = None  # the source's sample of FEED_BLOCK sequences, once drawn
         self.vocab_size = self.source.vocab_size(self.cfg)
 
     def next(self) -> SourceView:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, is_dataclass
+from typing import Any
 
 from ncalab import plugins
 from ncalab.config import ExperimentConfig
@@ -15,13 +16,14 @@ def describe(with_sample: bool = True) -> list[dict]:
     """One dict per source that loads (a broken plugin is left out with one warning line)."""
     rows = []
     for name, entry in sorted(plugins.entries().items()):
-        source = plugins.load(name)
+        source: Any = plugins.load(name)  # a source's optional parts are read with getattr
         if source is None:
             continue
-        row = {"name": name, "origin": entry.origin, "label": getattr(source, "label", name), "target": entry.target,
-               "settings_key": None, "settings": {}, "vocab_size": None, "sample": None, "stats": {}, "note": ""}
+        row: dict[str, Any] = {"name": name, "origin": entry.origin, "label": getattr(source, "label", name),
+                               "target": entry.target, "settings_key": None, "settings": {}, "vocab_size": None,
+                               "sample": None, "stats": {}, "note": ""}
         kind = getattr(source, "settings", None)
-        if kind is not None and is_dataclass(kind):
+        if isinstance(kind, type) and is_dataclass(kind):
             row["settings_key"] = getattr(source, "settings_key", name)
             row["settings"] = asdict(kind())
         try:
@@ -66,12 +68,15 @@ def choices() -> tuple[list[Choice], dict[str, str]]:
     (the registry has printed one warning line for each)."""
     out = []
     for name, entry in sorted(plugins.entries().items()):
-        source = plugins.load(name)
+        source: Any = plugins.load(name)  # a source's optional parts are read with getattr
         if source is None:
             continue
         kind = getattr(source, "settings", None)
-        key = getattr(source, "settings_key", name) if kind is not None and is_dataclass(kind) else None
-        out.append(Choice(name, getattr(source, "label", name), entry.origin, key, asdict(kind()) if key else {}))
+        if isinstance(kind, type) and is_dataclass(kind):
+            key, defaults = getattr(source, "settings_key", name), asdict(kind())
+        else:
+            key, defaults = None, {}
+        out.append(Choice(name, getattr(source, "label", name), entry.origin, key, defaults))
     return out, plugins.broken()
 
 

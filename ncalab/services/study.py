@@ -15,18 +15,23 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ncalab import plugins
 from ncalab.config import ExperimentConfig
+from ncalab.config.grid import apply_setting, parse_grid, settings
 from ncalab.config.keys import lookup
 from ncalab.config.stored import stored_config
 from ncalab.errors import NcalabError
 from ncalab.experiment.budgets import LOSS
-from ncalab.experiment.compute import model_compute
-from ncalab.experiment.sweep import apply_setting, parse_grid, settings
+from ncalab.planning.compute import model_compute
 from ncalab.scaling.answers import StudyAnswers, StudyPoint, answers
 from ncalab.train.schedule import warmup_steps
+
+if TYPE_CHECKING:
+    from ncalab.store.interfaces import Store
 
 SCRATCH, MATCHED = "scratch", "matched_scale"
 SOURCE_KEYS = ("stage1.source", "stage1.tokens", "transfer.control")
@@ -75,7 +80,8 @@ def _tokens(text: str, what: str) -> int:
 def parse_arms(text: str, base: ExperimentConfig, matched_scale: bool) -> list[Arm]:
     """'nca,dyck:2e6' -> the sources' arms (each with its stage-1 budget, the base's by default),
     then the matched-scale control of the first source."""
-    known, arms = plugins.names(), []
+    known = plugins.names()
+    arms: list[Arm] = []
     for part in (p.strip() for p in text.split(",")):
         if not part:
             continue
@@ -123,7 +129,7 @@ def study_base(base: ExperimentConfig, budgets: list[int]) -> ExperimentConfig:
     return cfg.validate()
 
 
-def declare(store, base: ExperimentConfig, size_items: list[str], budgets: list[int], arms: list[Arm],
+def declare(store: Store, base: ExperimentConfig, size_items: list[str], budgets: list[int], arms: list[Arm],
             seeds: list[int], name: str | None = None) -> dict:
     """Store a study and queue its members (nothing is stored if any member cannot run)."""
     from ncalab.services import sweeps
@@ -141,7 +147,7 @@ def declare(store, base: ExperimentConfig, size_items: list[str], budgets: list[
     return {**made, "study_id": made["sweep_id"]}
 
 
-def spec_of(store, study_id: str) -> dict:
+def spec_of(store: Store, study_id: str) -> dict:
     """The sweep spec of a study; a plain sweep is refused in one line."""
     spec = store.get_sweep(study_id).spec
     if "study" not in spec:
@@ -159,7 +165,7 @@ def size_of(cfg: ExperimentConfig) -> int:
     return model_compute(cfg.model, cfg.data.vocab_size, cfg.stage2.seq_len).params_no_embeddings
 
 
-def points(store, study_id: str) -> list[StudyPoint]:
+def points(store: Store, study_id: str) -> list[StudyPoint]:
     """Every stored (arm, N, D, seed, loss) of the study, scratch once per (N, D, seed) however
     many members share it; a budget appears once its run has stored it."""
     spec_of(store, study_id)
@@ -176,7 +182,7 @@ def points(store, study_id: str) -> list[StudyPoint]:
     return sorted(out.values(), key=lambda p: (p.arm, p.n, p.d, p.seed))
 
 
-def grid(store, study_id: str, reap_first: bool = True) -> dict:
+def grid(store: Store, study_id: str, reap_first: bool = True) -> dict:
     """The declared grid with what is stored: for each arm, size and budget the losses of the
     seeds stored so far. ``reap_first=False`` only reads (the TUI's and a report's read-only store)."""
     from ncalab.jobs.queue import reap
@@ -203,7 +209,7 @@ def grid(store, study_id: str, reap_first: bool = True) -> dict:
             "status": status}
 
 
-def export(store, study_id: str) -> dict:
+def export(store: Store, study_id: str) -> dict:
     """A study's points with what makes them comparable, as plain data: `ncalab study export`
     writes it, and `study fit --points` pools it with a store's studies (a GPU's with a CPU's)."""
     spec = spec_of(store, study_id)
@@ -232,8 +238,8 @@ def read_points(path) -> dict:
     return data
 
 
-def fit(store, study_ids: list[str], at: list[tuple[float, float]] = (), ratio: float = 20.0,
-        resamples: int = 1000, seed: int = 0, extra: list[dict] = ()) -> StudyAnswers:
+def fit(store: Store, study_ids: list[str], at: Sequence[tuple[float, float]] = (), ratio: float = 20.0,
+        resamples: int = 1000, seed: int = 0, extra: Sequence[dict] = ()) -> StudyAnswers:
     """The answers from the points of one study, or several pooled, with ``extra`` exported
     ones (a GPU study extending a CPU one's range): all must share the corpus, tokenizer and
     stage-2 settings but the budgets, or their losses cannot share one law."""
@@ -283,7 +289,7 @@ def study_label(spec: dict) -> str:
                        count(len(study["arms"]) + 1, "arm"), count(len(spec["seeds"]), "seed")])  # + scratch
 
 
-def list_studies(store) -> list[dict]:
+def list_studies(store: Store) -> list[dict]:
     """Every study, newest first, as `sweep list` rows with the study's own grid label."""
     from ncalab.services import sweeps
 
@@ -317,7 +323,7 @@ def transfer_curves(ans: StudyAnswers, points: int = 40, beyond: float = 1000.0)
     return out
 
 
-def report_part(store, study_id: str, resamples: int = 1000) -> dict:
+def report_part(store: Store, study_id: str, resamples: int = 1000) -> dict:
     """What a report shows of a study: its grid, and its answers with the D_T curves, or the
     one line saying why there are none yet. Only reads the store."""
     part: dict = {"grid": grid(store, study_id, reap_first=False), "answers": None, "reason": None, "curves": []}
@@ -328,3 +334,10 @@ def report_part(store, study_id: str, resamples: int = 1000) -> dict:
         return part
     part["curves"] = transfer_curves(part["answers"])
     return part
+
+
+def answers_dict(ans: StudyAnswers) -> dict:
+    """The answers as JSON (`ncalab study fit --json`): crossover, predictions, laws and gains."""
+    from ncalab.scaling.answers import as_dict
+
+    return as_dict(ans)

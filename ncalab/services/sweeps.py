@@ -11,13 +11,19 @@ from __future__ import annotations
 import json
 import math
 import statistics
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from ncalab.errors import NcalabError
-from ncalab.services.runs import compute_results
 from ncalab.config import ExperimentConfig
+from ncalab.config.grid import apply_setting, parse_grid, setting_id, setting_label, settings
 from ncalab.config.keys import lookup, short
 from ncalab.config.stored import stored_config
-from ncalab.experiment.sweep import apply_setting, parse_grid, setting_id, setting_label, settings
+from ncalab.errors import NcalabError
+from ncalab.services.runs import compute_results
+
+if TYPE_CHECKING:
+    from ncalab.store import Experiment
+    from ncalab.store.interfaces import Store, StoreReader
 
 ACTIVE = ("queued", "running")
 RESUMABLE = ("failed", "cancelled", "lost")
@@ -31,7 +37,7 @@ def _settings(spec: dict) -> list[dict]:
     return settings(spec["grid"], zipped=spec.get("zip", False))
 
 
-def _members(store, sweep_id: str, grid: dict[str, list]) -> dict[tuple[str, int], object]:
+def _members(store: StoreReader, sweep_id: str, grid: dict[str, list]) -> dict[tuple[str, int], Experiment]:
     """{(setting id, seed): experiment} of the sweep."""
     out = {}
     for exp in store.experiments_of_sweep(sweep_id):
@@ -43,7 +49,7 @@ def _setting_of(config: dict, grid: dict[str, list]) -> dict:
     return {key: lookup(config, key) for key in grid}
 
 
-def _submit_missing(store, sweep, spec: dict) -> list[str]:
+def _submit_missing(store: Store, sweep, spec: dict) -> list[str]:
     """Queue every (setting, seed) of the spec the sweep lacks; returns the new experiment ids."""
     from ncalab.services.launch import How, launch
 
@@ -56,7 +62,7 @@ def _submit_missing(store, sweep, spec: dict) -> list[str]:
     return [launch(cfg, store, How.QUEUED, name=setting_label(s), sweep_id=sweep.id).experiment_id for s, cfg in cfgs]
 
 
-def create(store, base: ExperimentConfig, grid_items: list[str], seeds: list[int], name: str | None = None,
+def create(store: Store, base: ExperimentConfig, grid_items: list[str], seeds: list[int], name: str | None = None,
            zipped: bool = False) -> dict:
     """Store a sweep and queue its members (nothing is stored if any member is invalid).
     ``zipped`` pairs the grids' values position by position instead of taking their product."""
@@ -66,7 +72,7 @@ def create(store, base: ExperimentConfig, grid_items: list[str], seeds: list[int
     return create_grid(store, base, grid, seeds, name, zipped=zipped)
 
 
-def create_grid(store, base: ExperimentConfig, grid: dict[str, list], seeds: list[int], name: str | None = None,
+def create_grid(store: Store, base: ExperimentConfig, grid: dict[str, list], seeds: list[int], name: str | None = None,
                 zipped: bool = False, extra: dict | None = None) -> dict:
     """`create` for a grid already typed ({key: [values]}); ``extra`` is kept in the sweep's spec
     (a study's declaration)."""
@@ -106,7 +112,7 @@ def _check_seeds(seeds: list[int]) -> None:
         raise NcalabError("the seeds of a sweep must be distinct")
 
 
-def extend(store, sweep_id: str, grid_items: list[str] = (), seeds: list[int] = ()) -> dict:
+def extend(store: Store, sweep_id: str, grid_items: Sequence[str] = (), seeds: Sequence[int] = ()) -> dict:
     """Add values to the swept keys and/or seeds; only the members that do not exist yet run."""
     sweep = store.get_sweep(sweep_id)
     spec = sweep.spec
@@ -138,7 +144,7 @@ def _extend_zipped(sweep_id: str, grid: dict[str, list], more: dict[str, list]) 
     return {k: vs + [s[k] for s in new] for k, vs in grid.items()}
 
 
-def resume(store, sweep_id: str) -> list[str]:
+def resume(store: Store, sweep_id: str) -> list[str]:
     """Queue again the members that failed, were cancelled or were lost."""
     from ncalab.jobs.queue import reap
     from ncalab.services.launch import resume as launch_again
@@ -153,7 +159,7 @@ def resume(store, sweep_id: str) -> list[str]:
     return out
 
 
-def cancel(store, sweep_id: str, wait: float = 120.0) -> list[str]:
+def cancel(store: Store, sweep_id: str, wait: float = 120.0) -> list[str]:
     """Stop a sweep: queued members are cancelled first (so no freed slot starts one), then
     running ones stop gracefully at a checkpoint. `resume` queues them all again."""
     from ncalab.jobs import control
@@ -172,7 +178,7 @@ def cancel(store, sweep_id: str, wait: float = 120.0) -> list[str]:
     return queued + running
 
 
-def remove(store, sweep_id: str) -> list[str]:
+def remove(store: Store, sweep_id: str) -> list[str]:
     """Delete a sweep and its experiments (refused while one runs: cancel it first).
     Runs of other experiments that reused a result here keep their copies."""
     from ncalab.services.runs import remove as remove_experiment
@@ -195,7 +201,7 @@ def _stats(values: list[float]) -> tuple[float | None, float | None]:
     return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else None)
 
 
-def table(store, sweep_id: str, reap_first: bool = True) -> dict:
+def table(store: Store, sweep_id: str, reap_first: bool = True) -> dict:
     """One row per setting: mean and sd over seeds of ppl_nca, ppl_scratch, gain, speedup, and
     in how many seeds NCA beat scratch; sorted by mean gain, best first (marked ``best``).
     ``reap_first=False`` only reads (a report from a read-only store)."""
@@ -253,7 +259,7 @@ def paired_by_seed(summaries: list[dict]) -> dict:
             "paired_note": g.reason}
 
 
-def list_sweeps(store) -> list[dict]:
+def list_sweeps(store: StoreReader) -> list[dict]:
     out = []
     for sw in store.list_sweeps():
         exps = store.experiments_of_sweep(sw.id)

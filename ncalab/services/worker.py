@@ -19,14 +19,18 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ncalab.config.stored import stored_config
 from ncalab.errors import NcalabError
-from ncalab.experiment.reporting import SilentReporter, progress_text
-from ncalab.jobs import queue
-from ncalab.jobs import machine
+from ncalab.jobs import machine, queue
 from ncalab.jobs.allocation import ThreadGovernor
+from ncalab.reporting import Reporter, SilentReporter, progress_text
 from ncalab.store import RunStore
+
+if TYPE_CHECKING:
+    from ncalab.store.interfaces import Store
+    from ncalab.train.distributed import World
 
 
 class LogReporter:
@@ -64,9 +68,9 @@ class JobSession:
 
     store: RunStore
     exp_id: str
-    world: object  # ncalab.train.distributed.World
+    world: World
     stop: threading.Event
-    log: object  # a Reporter
+    log: Reporter
     threads_note: str
 
 
@@ -99,7 +103,7 @@ def job_session(home: str, exp_id: str, world) -> Iterator[JobSession | None]:
         _start_waiting(store, world, log)
 
 
-def _claim(store, exp_id: str, world) -> bool:
+def _claim(store: Store, exp_id: str, world) -> bool:
     if not world.main:
         return False
     launcher = os.getppid() if world.distributed else os.getpid()  # what cancel signals and reap watches
@@ -130,7 +134,7 @@ def _beat(home: str, exp_id: str, stop: threading.Event) -> None:
         note_memory()
 
 
-def _start_waiting(store, world, log) -> None:
+def _start_waiting(store: Store, world, log) -> None:
     try:
         if world.main:
             queue.schedule(store)  # free slot: start whatever waits

@@ -9,22 +9,22 @@ import inspect as inspect_
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Self
 from urllib.parse import quote
 
-from sqlalchemy import URL, Connection, Engine, event, inspect, make_url, select, text, update
+from sqlalchemy import URL, Connection, CursorResult, Engine, Result, event, inspect, make_url, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError, SQLAlchemyError
-from sqlmodel import Session, SQLModel, create_engine
+from sqlmodel import Session, SQLModel, col, create_engine
 
 from ncalab.errors import NcalabError
 from ncalab.store.backup import damaged, fingerprint
 from ncalab.store.migrations import SCHEMA_VERSION, migrate
-from ncalab.store.schema import TABLES, StoreMeta, new_id
+from ncalab.store.schema import TABLES, Experiment, Run, StoreMeta, Sweep, new_id
 
 DB_NAME = "ncalab.db"
 STORE_ENV = "NCALAB_STORE"  # a database URL; unset: the SQLite file DB_NAME in the home folder
@@ -114,7 +114,7 @@ def store_url(home: Path, url: str | URL | None = None) -> URL:
 def store_exists(home: Path) -> bool:
     """Whether there is a store to read: its SQLite file, or a database server (always there)."""
     url = store_url(home)
-    return url.get_backend_name() != "sqlite" or Path(url.database).is_file()
+    return url.get_backend_name() != "sqlite" or Path(url.database or "").is_file()
 
 
 def describe(url: URL) -> str:
@@ -124,11 +124,18 @@ def describe(url: URL) -> str:
     return url.render_as_string(hide_password=True)
 
 
+def rowcount(result: Result[Any]) -> int:
+    """Rows an UPDATE or DELETE touched (its result is a CursorResult; Session.execute's type
+    hint says only Result)."""
+    assert isinstance(result, CursorResult)
+    return result.rowcount
+
+
 class Backend:
     """SQLite: WAL, ``BEGIN IMMEDIATE`` for writes, ``busy_timeout``, the file's rowid."""
 
     name = "sqlite"
-    insert = staticmethod(sqlite_insert)  # INSERT ... ON CONFLICT DO UPDATE (same API on both)
+    insert: Callable[[Any], Any] = staticmethod(sqlite_insert)  # INSERT ... ON CONFLICT DO UPDATE (same API on both)
 
     def engine(self, url: URL, readonly: bool) -> Engine:
         if readonly:  # SQLite's own read-only mode (a URI), so not even a stray write can happen
@@ -184,7 +191,7 @@ class PostgresBackend(Backend):
     raced), waiting up to ``LOCK_WAIT_S``; reads are plain READ COMMITTED snapshots and never wait."""
 
     name = "postgresql"
-    insert = staticmethod(pg_insert)
+    insert: Callable[[Any], Any] = staticmethod(pg_insert)
 
     def engine(self, url: URL, readonly: bool) -> Engine:
         options = f"-c lock_timeout={LOCK_WAIT_S * 1000}"
@@ -272,7 +279,7 @@ class StoreConnection:
         self.url = store_url(self.home, url)
         self.backend = backend_for(self.url)
         # The SQLite file (None on a server): backups, damage checks and messages name it.
-        self.db_path = Path(self.url.database) if self.backend.name == "sqlite" else None
+        self.db_path = Path(self.url.database or "") if self.backend.name == "sqlite" else None
         self.where = describe(self.url)  # for messages: never the password
         if readonly and self.db_path is not None and not self.db_path.is_file():
             raise NcalabError(f"no run store at {self.home} yet")
@@ -334,7 +341,7 @@ class StoreConnection:
     def _read_version(conn: Connection) -> int | None:
         if not inspect(conn).has_table(StoreMeta.__tablename__):
             return None  # a fresh database
-        raw = conn.execute(select(StoreMeta.value).where(StoreMeta.key == "schema_version")).scalar()
+        raw = conn.execute(select(col(StoreMeta.value)).where(col(StoreMeta.key) == "schema_version")).scalar()
         try:
             return None if raw is None else int(raw)
         except ValueError:
@@ -434,11 +441,11 @@ class StoreConnection:
         with self._conn() as conn:
             return fingerprint(conn.exec_driver_sql)
 
-    def _update(self, model: type[SQLModel], id_: str, what: str, **values: Any) -> None:
+    def _update(self, model: type[Experiment] | type[Run] | type[Sweep], id_: str, what: str, **values: Any) -> None:
         """One UPDATE by primary key, no read first (heartbeats are frequent)."""
         with self._write() as s:
-            result = s.execute(update(model).where(model.id == id_).values(**values))
-            if result.rowcount == 0:
+            result = s.execute(update(model).where(col(model.id) == id_).values(**values))
+            if rowcount(result) == 0:
                 raise NcalabError(f"no {what} with id {id_}")
 
     def _dispose(self) -> None:

@@ -7,9 +7,10 @@ import time
 from pathlib import Path
 
 from sqlalchemy import delete, func, literal_column, select, update
+from sqlmodel import col
 
 from ncalab.errors import NcalabError
-from ncalab.store.connection import StoreConnection, fresh_id, get_row
+from ncalab.store.connection import StoreConnection, fresh_id, get_row, rowcount
 from ncalab.store.schema import FINAL_STATUSES, STATUSES, EvalItem, Experiment, LatestMetric, MetricPoint, Run
 
 
@@ -65,11 +66,11 @@ class ExperimentsMixin(StoreConnection):
         self, status: str | None = None, preset: str | None = None, limit: int | None = None
     ) -> list[Experiment]:
         """Newest first; rowid breaks ties between experiments created in the same instant."""
-        q = select(Experiment).order_by(Experiment.created_at.desc(), literal_column("rowid").desc())
+        q = select(Experiment).order_by(col(Experiment.created_at).desc(), literal_column("rowid").desc())
         if status is not None:
-            q = q.where(Experiment.status == status)
+            q = q.where(col(Experiment.status) == status)
         if preset is not None:
-            q = q.where(Experiment.preset == preset)
+            q = q.where(col(Experiment.preset) == preset)
         if limit is not None:
             q = q.limit(limit)
         with self._read() as s:
@@ -83,35 +84,35 @@ class ExperimentsMixin(StoreConnection):
         now = time.time()
         with self._write() as s:
             if max_running is not None:
-                running = s.execute(select(func.count()).select_from(Experiment).where(Experiment.status == "running")).scalar()
+                running = s.execute(select(func.count()).select_from(Experiment).where(col(Experiment.status) == "running")).scalar() or 0
                 if running >= max_running:
                     return False
             res = s.execute(
-                update(Experiment).where(Experiment.id == exp_id, Experiment.status == "queued").values(
+                update(Experiment).where(col(Experiment.id) == exp_id, col(Experiment.status) == "queued").values(
                     status="running", pid=pid, host=host, heartbeat_at=now, error=None, finished_at=None,
-                    started_at=func.coalesce(Experiment.started_at, now)))
-            return res.rowcount == 1
+                    started_at=func.coalesce(col(Experiment.started_at), now)))
+            return rowcount(res) == 1
 
     def touch_experiment(self, exp_id: str) -> None:
         with self._write() as s:
-            s.execute(update(Experiment).where(Experiment.id == exp_id).values(heartbeat_at=time.time()))
+            s.execute(update(Experiment).where(col(Experiment.id) == exp_id).values(heartbeat_at=time.time()))
 
     def finish_experiment(self, exp_id: str, status: str, error: str | None = None) -> None:
         if status not in FINAL_STATUSES:
             raise NcalabError(f"not a final status: {status!r}")
         with self._write() as s:
-            s.execute(update(Experiment).where(Experiment.id == exp_id).values(
+            s.execute(update(Experiment).where(col(Experiment.id) == exp_id).values(
                 status=status, error=error, finished_at=time.time(), pid=None))
             if status != "completed":  # runs left mid-way share the experiment's fate
-                s.execute(update(Run).where(Run.experiment_id == exp_id, Run.status.in_(("running", "queued"))).values(
+                s.execute(update(Run).where(col(Run.experiment_id) == exp_id, col(Run.status).in_(("running", "queued"))).values(
                     status=status, finished_at=time.time(), pid=None))
 
     def requeue_experiment(self, exp_id: str) -> None:
         """Back to the queue: the experiment and every run that did not complete."""
         with self._write() as s:
-            s.execute(update(Experiment).where(Experiment.id == exp_id).values(
+            s.execute(update(Experiment).where(col(Experiment.id) == exp_id).values(
                 status="queued", error=None, finished_at=None, pid=None))
-            s.execute(update(Run).where(Run.experiment_id == exp_id, Run.status != "completed").values(
+            s.execute(update(Run).where(col(Run.experiment_id) == exp_id, col(Run.status) != "completed").values(
                 status="queued", error=None, finished_at=None, pid=None))
 
     def delete_experiment(self, exp_id: str) -> list[Path]:
@@ -119,13 +120,13 @@ class ExperimentsMixin(StoreConnection):
         folders for the caller to delete (files go only after the rows are gone)."""
         with self._write() as s:
             get_row(s, Experiment, exp_id, "experiment")
-            runs = s.execute(select(Run).where(Run.experiment_id == exp_id)).scalars().all()
+            runs = s.execute(select(Run).where(col(Run.experiment_id) == exp_id)).scalars().all()
             ids = [r.id for r in runs]
             folders = [self.home / r.folder for r in runs]
             if ids:
-                s.execute(delete(EvalItem).where(EvalItem.run_id.in_(ids)))
-                s.execute(delete(MetricPoint).where(MetricPoint.run_id.in_(ids)))
-                s.execute(delete(LatestMetric).where(LatestMetric.run_id.in_(ids)))
-                s.execute(delete(Run).where(Run.id.in_(ids)))
-            s.execute(delete(Experiment).where(Experiment.id == exp_id))
+                s.execute(delete(EvalItem).where(col(EvalItem.run_id).in_(ids)))
+                s.execute(delete(MetricPoint).where(col(MetricPoint.run_id).in_(ids)))
+                s.execute(delete(LatestMetric).where(col(LatestMetric.run_id).in_(ids)))
+                s.execute(delete(Run).where(col(Run.id).in_(ids)))
+            s.execute(delete(Experiment).where(col(Experiment.id) == exp_id))
         return folders

@@ -117,3 +117,9 @@ class StoreWriter(Protocol):
 
     # meta
     def set_meta(self, key: str, value: str) -> None: ...
+
+
+@runtime_checkable
+class Store(StoreReader, StoreWriter, Protocol):
+    """Both faces: what the runner, a job and the commands that change the store hold (the
+    RunStore, or in a distributed run's other processes the FollowerStore that writes nothing)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from sqlalchemy import delete, literal_column, select
+from sqlmodel import col
 
 from ncalab.store.connection import StoreConnection, get_row
 from ncalab.store.schema import EvalItem, Run
@@ -24,8 +25,8 @@ class ItemsMixin(StoreConnection):
 
     def eval_items(self, run_id: str) -> list[EvalItem]:
         with self._read() as s:
-            return list(s.scalars(select(EvalItem).where(EvalItem.run_id == run_id).order_by(literal_column("rowid"))))
+            return list(s.scalars(select(EvalItem).where(col(EvalItem.run_id) == run_id).order_by(literal_column("rowid"))))
 
     def delete_eval_items(self, run_id: str) -> None:
         with self._write() as s:
-            s.execute(delete(EvalItem).where(EvalItem.run_id == run_id))
+            s.execute(delete(EvalItem).where(col(EvalItem.run_id) == run_id))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import select
+from sqlmodel import col
 
 from ncalab.store.connection import StoreConnection
 from ncalab.store.schema import StoreMeta
@@ -13,7 +14,7 @@ class MetaMixin(StoreConnection):
 
     def get_meta(self, key: str) -> str | None:
         with self._conn() as conn:
-            return conn.execute(select(StoreMeta.value).where(StoreMeta.key == key)).scalar()
+            return conn.execute(select(col(StoreMeta.value)).where(col(StoreMeta.key) == key)).scalar()
 
     def set_meta(self, key: str, value: str) -> None:
         with self._write() as s:

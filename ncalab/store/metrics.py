@@ -7,9 +7,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import delete, or_, select, text
+from sqlmodel import col
 
 from ncalab.store.connection import StoreConnection, get_row
-from ncalab.store.schema import LatestMetric, MetricPoint, Run
+from ncalab.store.schema import LatestMetric, MetricPoint, Run, table_of
 
 
 def _nan_to_none(x: float) -> float | None:
@@ -31,7 +32,7 @@ class MetricsMixin(StoreConnection):
 
     def log_metrics(self, run_id: str, points: Iterable[Mapping[str, Any]]) -> None:
         """Insert a batch of points (dicts: name, step, tokens, wall_time, value) in one transaction."""
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "run_id": run_id, "name": str(p["name"]), "step": int(p["step"]), "tokens": int(p["tokens"]),
                 "wall_time": float(p["wall_time"]), "value": _nan_to_none(p["value"]),
@@ -50,26 +51,26 @@ class MetricsMixin(StoreConnection):
             index_elements=["run_id", "name"],
             set_={c: upsert.excluded[c] for c in ("value", "step", "tokens", "wall_time")},
             # Keep the stored one if it is further along (e.g. a late batch from before a resume).
-            where=upsert.excluded.tokens >= LatestMetric.tokens,
+            where=upsert.excluded.tokens >= col(LatestMetric.tokens),
         )
         with self._write() as s:
             get_row(s, Run, run_id, "run")
-            s.execute(MetricPoint.__table__.insert(), rows)  # executemany: one statement, many rows
+            s.execute(table_of(MetricPoint).insert(), rows)  # executemany: one statement, many rows
             s.execute(upsert, list(newest.values()))
 
     def metrics(self, run_id: str, name: str | None = None) -> list[MetricPoint]:
-        q = select(MetricPoint).where(MetricPoint.run_id == run_id)
+        q = select(MetricPoint).where(col(MetricPoint.run_id) == run_id)
         if name is not None:
-            q = q.where(MetricPoint.name == name)
+            q = q.where(col(MetricPoint.name) == name)
         with self._read() as s:
-            return list(s.scalars(q.order_by(MetricPoint.tokens, MetricPoint.id)))
+            return list(s.scalars(q.order_by(col(MetricPoint.tokens), col(MetricPoint.id))))
 
     def curve(self, run_id: str, name: str) -> tuple[list[int], list[float]]:
         """(tokens, values) of one metric in token order; two columns, no ORM objects, so it stays fast."""
         q = (
-            select(MetricPoint.tokens, MetricPoint.value)
-            .where(MetricPoint.run_id == run_id, MetricPoint.name == name)
-            .order_by(MetricPoint.tokens, MetricPoint.id)
+            select(col(MetricPoint.tokens), col(MetricPoint.value))
+            .where(col(MetricPoint.run_id) == run_id, col(MetricPoint.name) == name)
+            .order_by(col(MetricPoint.tokens), col(MetricPoint.id))
         )
         with self._conn() as conn:
             rows = conn.execute(q).all()
@@ -83,12 +84,12 @@ class MetricsMixin(StoreConnection):
         run_ids, names, prefixes = list(run_ids), list(names), list(prefixes)
         if not run_ids or not (names or prefixes):
             return {}
-        wanted = [MetricPoint.name.in_(names)] if names else []
-        wanted += [MetricPoint.name.like(_escape_like(p) + "%", escape="\\") for p in prefixes]
+        wanted = [col(MetricPoint.name).in_(names)] if names else []
+        wanted += [col(MetricPoint.name).like(_escape_like(p) + "%", escape="\\") for p in prefixes]
         q = (
-            select(MetricPoint.run_id, MetricPoint.name, MetricPoint.step, MetricPoint.tokens, MetricPoint.value)
-            .where(MetricPoint.run_id.in_(run_ids), or_(*wanted))
-            .order_by(MetricPoint.run_id, MetricPoint.name, MetricPoint.tokens, MetricPoint.id)
+            select(col(MetricPoint.run_id), col(MetricPoint.name), col(MetricPoint.step), col(MetricPoint.tokens), col(MetricPoint.value))
+            .where(col(MetricPoint.run_id).in_(run_ids), or_(*wanted))
+            .order_by(col(MetricPoint.run_id), col(MetricPoint.name), col(MetricPoint.tokens), col(MetricPoint.id))
         )
         out: dict[tuple[str, str], tuple[list[int], list[int], list[float]]] = {}
         with self._conn() as conn:
@@ -101,7 +102,7 @@ class MetricsMixin(StoreConnection):
 
     def latest_metrics(self, run_id: str) -> dict[str, float]:
         with self._conn() as conn:
-            rows = conn.execute(select(LatestMetric.name, LatestMetric.value).where(LatestMetric.run_id == run_id))
+            rows = conn.execute(select(col(LatestMetric.name), col(LatestMetric.value)).where(col(LatestMetric.run_id) == run_id))
             return {name: _none_to_nan(value) for name, value in rows}
 
     def delete_metrics_named(self, run_id: str, prefixes: tuple[str, ...]) -> None:
@@ -110,13 +111,13 @@ class MetricsMixin(StoreConnection):
             for prefix in prefixes:
                 like = _escape_like(prefix) + "%"
                 for table in (MetricPoint, LatestMetric):
-                    s.execute(delete(table).where(table.run_id == run_id, table.name.like(like, escape="\\")))
+                    s.execute(delete(table).where(col(table.run_id) == run_id, col(table.name).like(like, escape="\\")))
 
     def delete_metrics_after(self, run_id: str, tokens: int) -> None:
         """Drop the points past ``tokens`` (resuming from a checkpoint) and rebuild that run's LatestMetric."""
         with self._write() as s:
-            s.execute(delete(MetricPoint).where(MetricPoint.run_id == run_id, MetricPoint.tokens > int(tokens)))
-            s.execute(delete(LatestMetric).where(LatestMetric.run_id == run_id))
+            s.execute(delete(MetricPoint).where(col(MetricPoint.run_id) == run_id, col(MetricPoint.tokens) > int(tokens)))
+            s.execute(delete(LatestMetric).where(col(LatestMetric.run_id) == run_id))
             # Per name, the point with the most tokens (the latest id on a tie), found through the index.
             s.execute(
                 text(

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from sqlalchemy import delete, literal_column, select, text, update
+from sqlmodel import col
 
 import ncalab
 from ncalab.errors import NcalabError
@@ -73,7 +74,7 @@ class RunsMixin(StoreConnection):
 
     def runs_of(self, exp_id: str) -> list[Run]:
         with self._read() as s:
-            q = select(Run).where(Run.experiment_id == exp_id).order_by(Run.created_at, literal_column("rowid"))
+            q = select(Run).where(col(Run.experiment_id) == exp_id).order_by(col(Run.created_at), literal_column("rowid"))
             return list(s.scalars(q))
 
     # ---- reuse of identical runs ----------------------------------------------------------------
@@ -89,9 +90,9 @@ class RunsMixin(StoreConnection):
         with self._write() as s:
             run = get_row(s, Run, run_id, "run")
             if run.reuse_key:
-                twins = s.execute(select(Run).where(Run.reuse_key == run.reuse_key, Run.id != run_id,
-                                                    Run.status.in_(("completed", "running")))
-                                  .order_by(Run.finished_at)).scalars().all()
+                twins = s.execute(select(Run).where(col(Run.reuse_key) == run.reuse_key, col(Run.id) != run_id,
+                                                    col(Run.status).in_(("completed", "running")))
+                                  .order_by(col(Run.finished_at))).scalars().all()
                 done = [t for t in twins if t.status == "completed"]
                 if done:
                     return done[0]
@@ -107,13 +108,13 @@ class RunsMixin(StoreConnection):
         now = time.time()
         with self._write() as s:
             args = {"dst": run_id, "src": source.id}
-            s.execute(delete(MetricPoint).where(MetricPoint.run_id == run_id))
-            s.execute(delete(LatestMetric).where(LatestMetric.run_id == run_id))
+            s.execute(delete(MetricPoint).where(col(MetricPoint.run_id) == run_id))
+            s.execute(delete(LatestMetric).where(col(LatestMetric.run_id) == run_id))
             s.execute(text("INSERT INTO metric_points (run_id, name, step, tokens, wall_time, value) "
                            "SELECT :dst, name, step, tokens, wall_time, value FROM metric_points WHERE run_id = :src"), args)
             s.execute(text("INSERT INTO latest_metrics (run_id, name, value, step, tokens, wall_time) "
                            "SELECT :dst, name, value, step, tokens, wall_time FROM latest_metrics WHERE run_id = :src"), args)
-            s.execute(update(Run).where(Run.id == run_id).values(
+            s.execute(update(Run).where(col(Run.id) == run_id).values(
                 status="completed", source_run_id=source.id, step=source.step, tokens=source.tokens,
                 device=source.device, started_at=now, finished_at=now, heartbeat_at=now, pid=None, error=None))
 
@@ -122,6 +123,6 @@ class RunsMixin(StoreConnection):
         with self._write() as s:
             get_row(s, Run, run_id, "run")
             for table in (EvalItem, MetricPoint, LatestMetric):
-                s.execute(delete(table).where(table.run_id == run_id))
-            s.execute(update(Run).where(Run.id == run_id).values(status="queued", error=None, finished_at=None, pid=None,
+                s.execute(delete(table).where(col(table.run_id) == run_id))
+            s.execute(update(Run).where(col(Run.id) == run_id).values(status="queued", error=None, finished_at=None, pid=None,
                                                                step=0, tokens=0, source_run_id=None))

@@ -11,7 +11,7 @@ import re
 import uuid
 from typing import Any
 
-from sqlalchemy import BigInteger, Index, Integer
+from sqlalchemy import BigInteger, Index, Integer, Table
 from sqlmodel import Field, SQLModel
 
 STATUSES = ("queued", "running", "completed", "failed", "cancelled", "lost")
@@ -161,5 +161,9 @@ class StoreMeta(SQLModel, table=True):
     value: str
 
 
-TABLES = [Experiment.__table__, Run.__table__, MetricPoint.__table__, LatestMetric.__table__, Sweep.__table__,
-          StoreMeta.__table__, EvalItem.__table__]
+def table_of(model: type[SQLModel]) -> Table:
+    """The table of a table model (SQLModel gives each one; its type hints do not say so)."""
+    return SQLModel.metadata.tables[str(model.__tablename__)]
+
+
+TABLES = [table_of(m) for m in (Experiment, Run, MetricPoint, LatestMetric, Sweep, StoreMeta, EvalItem)]

@@ -6,6 +6,7 @@ import json
 import time
 
 from sqlalchemy import delete, literal_column, select, update
+from sqlmodel import col
 
 from ncalab.store.connection import StoreConnection, fresh_id, get_row
 from ncalab.store.schema import Experiment, Sweep
@@ -30,18 +31,18 @@ class SweepsMixin(StoreConnection):
 
     def list_sweeps(self) -> list[Sweep]:
         with self._read() as s:
-            return list(s.scalars(select(Sweep).order_by(Sweep.created_at.desc(), literal_column("rowid").desc())))
+            return list(s.scalars(select(Sweep).order_by(col(Sweep.created_at).desc(), literal_column("rowid").desc())))
 
     def experiments_of_sweep(self, sweep_id: str) -> list[Experiment]:
         """Oldest first: the order the sweep queued them."""
         with self._read() as s:
-            q = select(Experiment).where(Experiment.sweep_id == sweep_id).order_by(
-                Experiment.created_at, literal_column("rowid"))
+            q = select(Experiment).where(col(Experiment.sweep_id) == sweep_id).order_by(
+                col(Experiment.created_at), literal_column("rowid"))
             return list(s.scalars(q))
 
     def delete_sweep(self, sweep_id: str) -> None:
         """Forget a sweep; experiments still pointing to it are kept, ungrouped."""
         with self._write() as s:
             get_row(s, Sweep, sweep_id, "sweep")
-            s.execute(update(Experiment).where(Experiment.sweep_id == sweep_id).values(sweep_id=None))
-            s.execute(delete(Sweep).where(Sweep.id == sweep_id))
+            s.execute(update(Experiment).where(col(Experiment.sweep_id) == sweep_id).values(sweep_id=None))
+            s.execute(delete(Sweep).where(col(Sweep.id) == sweep_id))

@@ -5,8 +5,9 @@ points' checksum before it is committed. Run folders stay where they are (the ho
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import URL, Connection, Table, literal_column, select
+from sqlalchemy import URL, ColumnElement, Connection, Table, literal_column, select
 
 from ncalab.errors import NcalabError
 from ncalab.store.backup import TABLE_ORDER, fingerprint
@@ -26,7 +27,7 @@ def destination_url(home: Path, to: str) -> URL:
 def _open_empty(home: Path, url: URL) -> StoreConnection:
     """The destination, opened (its schema made) only if it holds no store yet: a copy never
     overwrites or merges."""
-    if url.get_backend_name() == "sqlite" and Path(url.database).exists():
+    if url.get_backend_name() == "sqlite" and Path(url.database or "").exists():
         StoreConnection(home, readonly=True, url=url).close()  # refuses a file that is not a store
     dst = StoreConnection(home, url=url)
     with dst._conn() as c:
@@ -41,7 +42,8 @@ def _open_empty(home: Path, url: URL) -> StoreConnection:
 
 def _copy_table(read: Connection, write: Connection, table: Table, insert) -> None:
     # Insertion order is kept (rowid), so listings break ties the same way in the copy.
-    order = [literal_column("rowid")] if table.name in ORDERED_TABLES else list(table.primary_key.columns)
+    order: list[ColumnElement[Any]] = ([literal_column("rowid")] if table.name in ORDERED_TABLES
+                                       else list(table.primary_key.columns))
     result = read.execution_options(stream_results=True, yield_per=5000).execute(select(*table.columns).order_by(*order))
     for part in result.partitions():
         rows = [dict(r._mapping) for r in part]
@@ -73,4 +75,4 @@ def copy_store(src: StoreConnection, to: str) -> dict:
             running = read.exec_driver_sql("SELECT count(*) FROM experiments WHERE status = 'running'").scalar()
     finally:
         dst.close()
-    return {**want, "to": describe(url), "running": int(running)}
+    return {**want, "to": describe(url), "running": int(running or 0)}

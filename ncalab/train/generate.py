@@ -7,11 +7,10 @@ of re-reading the prompt every step (what the paper's evaluation code does).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
-
-import inspect
 
 import torch
 

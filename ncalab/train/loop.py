@@ -12,9 +12,9 @@ from pathlib import Path
 import torch
 
 from ncalab.errors import NcalabError
+from ncalab.nca.tokens import IGNORE_INDEX
 from ncalab.train import checkpoint
 from ncalab.train.device import Placement, apply_requested_threads
-from ncalab.nca.tokens import IGNORE_INDEX
 from ncalab.train.distributed import Parallel, World
 from ncalab.train.evaluate import evaluate, loss_sum
 from ncalab.train.schedule import lr_factor, warmup_steps

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from textual import work
+from textual import on, work
 from textual.app import App
 from textual.binding import Binding
+from textual.message import Message
 
 from ncalab.tui.commands import NcalabCommands, first_launch, load_keymap, mark_welcomed
+from ncalab.tui.messages import Notice
 from ncalab.tui.screens.explore import ExploreScreen
 from ncalab.tui.stores import REAP_EVERY_S, AppStores
 
@@ -28,6 +30,13 @@ def _later(module: str, name: str):
 
 
 class NcalabApp(App):
+    class RunsPrefetched(Message):
+        """The runs list, read while the user looks at Explore (Runs shows it when it opens)."""
+
+        def __init__(self, rows: list[dict]) -> None:
+            super().__init__()
+            self.rows = rows
+
     TITLE = "ncalab"
     SUB_TITLE = "NCA pre-pre-training lab"
     CSS_PATH = Path(__file__).with_name("ncalab.tcss")
@@ -86,17 +95,27 @@ class NcalabApp(App):
         The first query also compiles SQLAlchemy's statements (about 0.2 s); done here, Runs
         opens with its table already filled and refreshes it a moment later.
         """
-        import ncalab.jobs.queue  # noqa: F401
         from ncalab.errors import NcalabError
+        from ncalab.services.live import load_job_queue
         from ncalab.services.runs import list_rows
 
+        load_job_queue()
         try:
             self.stores.reap()
             store = self.stores.reader()
             if store is not None:
-                self.prefetched_runs = list_rows(store)
+                self.post_message(self.RunsPrefetched(list_rows(store)))
         except NcalabError:
             pass  # Runs explains a store it cannot open when it is opened
+
+    @on(RunsPrefetched)
+    def runs_prefetched(self, message: RunsPrefetched) -> None:
+        self.prefetched_runs = message.rows
+
+    @on(Notice)
+    def notice(self, message: Notice) -> None:
+        """A worker's line for the user, from whichever screen (it bubbles up here)."""
+        self.notify(message.text, severity=message.severity, timeout=message.timeout)
 
     @work(thread=True, exclusive=True, group="reap")
     def reap_jobs(self) -> None:

@@ -28,16 +28,16 @@ class AppStores:
 
     @property
     def home(self) -> Path:
-        from ncalab.store.store import default_home
+        from ncalab.services.runstore import home_folder
 
-        return Path(self._home if self._home is not None else default_home()).expanduser().resolve()
+        return home_folder(self._home).expanduser().resolve()
 
     def exists(self) -> bool:
         """Whether anything has created the store yet (the app never creates it by looking); a
         database server (NCALAB_STORE) is always there."""
         if self.home.exists() and not self.home.is_dir():
             raise NcalabError(f"{self.home} is not a folder")
-        from ncalab.store.connection import store_exists
+        from ncalab.services.live import store_exists
 
         return store_exists(self.home)
 
@@ -47,11 +47,12 @@ class AppStores:
             if self._reader is None:
                 if self.closed or not self.exists():
                     return None
-                from ncalab.store import RunStore
+                from ncalab.services.live import open_reader
+                from ncalab.services.runstore import open_store
 
                 if self._writer is None:  # once: an older store is upgraded before it is read
-                    self._writer = RunStore(self.home)
-                self._reader = RunStore(self.home, readonly=True)
+                    self._writer = open_store(self.home)
+                self._reader = open_reader(self.home)
             return self._reader
 
     def writer(self):
@@ -60,18 +61,18 @@ class AppStores:
             if self.closed:
                 raise NcalabError("the app is closing")
             if self._writer is None:
-                from ncalab.store import RunStore
+                from ncalab.services.runstore import open_store
 
-                self._writer = RunStore(self.home)
+                self._writer = open_store(self.home)
             return self._writer
 
     def reap(self) -> list[str]:
         """Mark running experiments whose job is gone as lost (nothing to do without a store)."""
         if not self.exists():
             return []
-        from ncalab.jobs.queue import reap
+        from ncalab.services.live import reap_lost
 
-        return reap(self.writer())
+        return reap_lost(self.writer())
 
     def close(self) -> None:
         with self._lock:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ncalab.experiment.sequence_source import SequenceSource
+from ncalab.sources.sequence import SequenceSource
 
 
 @dataclass

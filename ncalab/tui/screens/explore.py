@@ -4,9 +4,8 @@ Rules come from the default domain's band (code, 0.3-0.4), as stage 1 trains on 
 draws the next one, `b` switches to any random rule and back, and the band's share of random
 rules stays on screen (most rules settle into a still or near-still grid).
 
-The source field runs any other registered stage-1 source live instead (widgets.source_view):
-ECA as its space-time diagram, the Dyck languages and ww as depth profiles, each with the
-statistics its sample defines; `n` then shows its next sequence.
+The source field runs any other registered stage-1 source live instead: that mode is
+explore_source.py's; this module hands it the field's changes and the source view's messages.
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ import threading
 import time
 from collections import deque
 from typing import TYPE_CHECKING
+
 from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
@@ -26,9 +26,9 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, Label, Select, Sparkline, Static
 from textual.worker import get_current_worker
 
-from ncalab.display.source_views import stat_text
 from ncalab.errors import NcalabError
 from ncalab.tui.latest import LatestOnly
+from ncalab.tui.screens.explore_source import SourceMode, SourcePicker
 from ncalab.tui.text import Pairs, share_line
 from ncalab.tui.widgets.grid_view import GridView
 from ncalab.tui.widgets.nav_bar import NavBar
@@ -59,13 +59,6 @@ class ExploreScreen(Screen):
         def __init__(self, view: int, step: int, stats) -> None:
             super().__init__()
             self.view, self.step, self.stats = view, step, stats
-
-    class SourcesListed(Message):
-        """The registered sources' (name, label) pairs, for the source field."""
-
-        def __init__(self, names: list[tuple[str, str]]) -> None:
-            super().__init__()
-            self.names = names
 
     AUTO_FOCUS = ""  # nothing focused: keys drive the simulation; click or tab into a field to edit it
     BINDINGS = [
@@ -103,12 +96,25 @@ class ExploreScreen(Screen):
         self.window_stats: tuple[int, dict] | None = None  # (step, statistics) of the newest window scored
         self.scorer: LatestOnly | None = None
         self._stats_lines = -1  # lines the statistics took when last drawn
-        self.source = "nca"  # the stage-1 source on screen: NCA rules, or another source's sequences
-        self.source_sample = None  # the other source's sample on screen (services.source_samples.SourceView)
-        self.source_names: list[str] = []  # the registered sources, once listed
+        self.source_mode = SourceMode(self)  # NCA rules on screen, or another source's sequences
+
+    @property
+    def source(self) -> str:
+        """The stage-1 source on screen ("nca": the rule view)."""
+        return self.source_mode.name
+
+    @property
+    def source_sample(self):
+        """The other source's sample on screen (services.source_samples.SourceView), or None."""
+        return self.source_mode.sample
+
+    @property
+    def source_names(self) -> list[str]:
+        """The registered sources, once listed."""
+        return self.query_one(SourcePicker).names
 
     def compose(self) -> ComposeResult:
-        from ncalab.nca.bands import domain_band
+        from ncalab.services.nca import domain_band
 
         if self.stream is None:
             self.stream = getattr(self.app, "seed", None)
@@ -122,9 +128,7 @@ class ExploreScreen(Screen):
                 yield GridView(id="grid")
                 yield SourceView(id="source-view")
             with VerticalScroll(id="side"):
-                with Horizontal(classes="field"):
-                    yield Label("source")
-                    yield Select([("nca  NCA", "nca")], value="nca", allow_blank=False, compact=True, id="source")
+                yield SourcePicker()
                 yield Static("", id="stats")
                 yield Static("", id="draw-info", classes="nca-only")
                 yield Label("score of the last 10 frames, over time", id="spark-label", classes="nca-only")
@@ -152,11 +156,11 @@ class ExploreScreen(Screen):
         # torch and numba load in the draw's worker, and the sources' entry points in theirs: both
         # start once the first frame is drawn (a thread importing holds the lock that drawing needs)
         self.call_after_refresh(self.action_new_rule)
-        self.call_after_refresh(self.list_sources)
+        self.call_after_refresh(self.query_one(SourcePicker).list_sources)
 
     # -- settings ------------------------------------------------------------------------------
     def _read_cfg(self):
-        from ncalab.nca.config import NCAConfig
+        from ncalab.services.nca import NCAConfig
 
         parts = self.query_one("#shape", Input).value.split()
         samp = self.query_one("#sampling", Input).value.split()
@@ -182,11 +186,11 @@ class ExploreScreen(Screen):
     # -- drawing rules -------------------------------------------------------------------------
     def action_next_sequence(self) -> None:
         """Another source's next sequence, at once."""
-        self.query_one("#source-view", SourceView).skip()
+        self.source_mode.view.skip()
 
     def action_new_rule(self) -> None:
         """The next rule of the stream: in the band, or any (b switches)."""
-        if self.source != "nca":
+        if self.source_mode.active:
             self.action_next_sequence()
             return
         try:
@@ -200,7 +204,7 @@ class ExploreScreen(Screen):
 
     @work(thread=True, exclusive=True, group="explore-draw")
     def draw(self, cfg, in_band: bool, request: int) -> None:
-        from ncalab.services.explore import RuleDraw
+        from ncalab.services.explore import RuleDraw, start_rule
 
         with self._drawing:
             if self.drawer is None or self.drawer.cfg != cfg:  # new settings: a new count of the share
@@ -210,7 +214,7 @@ class ExploreScreen(Screen):
             except NcalabError as e:
                 message = self.RuleDrawn(request, error=str(e))
             else:
-                batch = self.start_batch(drawn.rule_seed, cfg)
+                batch = start_rule(drawn.rule_seed, cfg)
                 message = self.RuleDrawn(request, drawn.rule_seed, drawn.score, cfg, batch)
         if not get_current_worker().is_cancelled:  # a newer draw replaced this one: it shows instead
             self.post_message(message)
@@ -235,14 +239,6 @@ class ExploreScreen(Screen):
                 return self.app.get_key_display(active.binding)
         return "?"
 
-    @staticmethod
-    def start_batch(seed: int, cfg):
-        from ncalab.nca.engine import RuleBatch
-
-        batch = RuleBatch([seed], [seed], cfg)
-        batch.frames(1)  # the first recorded frame, after the burn-in
-        return batch
-
     def load_rule(self) -> None:
         """Run the rule typed in the seed field (with the typed settings)."""
         try:
@@ -250,10 +246,10 @@ class ExploreScreen(Screen):
         except NcalabError as e:
             self._say(f"[red]{e}[/]")
             return
-        from ncalab.services.explore import rule_score
+        from ncalab.services.explore import rule_score, start_rule
 
         self.draw_request += 1  # a draw still under way would replace the typed rule: it is stale now
-        self._show_rule(seed, rule_score(seed, cfg), cfg, self.start_batch(seed, cfg))
+        self._show_rule(seed, rule_score(seed, cfg), cfg, start_rule(seed, cfg))
 
     def _show_rule(self, seed: int, score: float, cfg, batch) -> None:
         self._say("")
@@ -271,7 +267,7 @@ class ExploreScreen(Screen):
 
     def show_rule_title(self) -> None:
         cfg = self.cfg
-        if self.source != "nca":
+        if self.source_mode.active:
             return  # another source's title is on screen
         self.query_one("#rule-title", Label).update(
             f"rule {self.seed}\n{cfg.height}x{cfg.width}  {cfg.alphabet} colours  patch {cfg.patch}" if cfg else "")
@@ -337,8 +333,8 @@ class ExploreScreen(Screen):
             self._late_draw.stop()
             self._late_draw = None
         self._shown_at = time.monotonic()
-        if self.source != "nca":
-            self.show_source_stats()
+        if self.source_mode.active:
+            self.query_one("#stats", Static).update(self.source_mode.stats(self.playing, self.fps))
             return
         if self.cfg is None:
             return
@@ -365,21 +361,21 @@ class ExploreScreen(Screen):
 
     def tick(self) -> None:
         if self.playing:
-            if self.source == "nca":
-                self.advance()
+            if self.source_mode.active:
+                self.source_mode.view.advance()
             else:
-                self.query_one("#source-view", SourceView).advance()
+                self.advance()
 
     @work(thread=True, exclusive=True, group="live-mark")
     def mark_live(self) -> None:
-        from ncalab.jobs.allocation import mark_live_view
+        from ncalab.services.live import mark_live_view
 
         with self.live_lock:  # a mark never lands after the screen has closed and removed it
             if not self.closed:
                 mark_live_view(self.app.stores.home, self.playing)
 
     def on_unmount(self) -> None:
-        from ncalab.jobs.allocation import mark_live_view
+        from ncalab.services.live import mark_live_view
 
         if self.scorer is not None:
             self.scorer.close()
@@ -397,14 +393,14 @@ class ExploreScreen(Screen):
 
     def action_step(self) -> None:
         self.playing = False
-        if self.source == "nca":
-            self.advance()
-        else:
-            self.query_one("#source-view", SourceView).advance()
+        if self.source_mode.active:
+            self.source_mode.view.advance()
             self.update_stats()
+        else:
+            self.advance()
 
     def action_toggle_band(self) -> None:
-        if self.source != "nca":
+        if self.source_mode.active:
             return  # a band is NCA's
         self.in_band = not self.in_band
         self.show_draw_info()
@@ -422,73 +418,32 @@ class ExploreScreen(Screen):
     def action_slower(self) -> None:
         self._set_fps(self.fps / 1.5)
 
-    # -- any other stage-1 source ----------------------------------------------------------------
-    @work(thread=True, exclusive=True, group="explore-sources")
-    def list_sources(self) -> None:
-        from ncalab.services.sources import choices
-
-        listed, _ = choices()  # a broken plugin is left out (Launch says so)
-        self.post_message(self.SourcesListed([(c.name, c.label) for c in listed]))
-
-    @on(SourcesListed)
-    def sources_listed(self, message: SourcesListed) -> None:
-        self.source_names = [n for n, _ in message.names]
-        picker = self.query_one("#source", Select)
-        with self.prevent(Select.Changed):  # the options are new, the choice is not
-            picker.set_options([(f"{n}  {label}", n) for n, label in message.names])
-            picker.value = self.source
-
+    # -- any other stage-1 source: explore_source.SourceMode's -----------------------------------
     @on(Select.Changed, "#source")
     def source_changed(self, event: Select.Changed) -> None:
-        if event.value == self.source or event.value == Select.BLANK:
+        if event.value == self.source_mode.name or event.value == Select.BLANK:
             return
-        self.source = event.value
-        self.set_class(self.source != "nca", "-source")
-        self.refresh_bindings()
-        self.source_sample = None
-        view = self.query_one("#source-view", SourceView)
-        if self.source == "nca":
-            view.stop()
-            self.show_rule_title()
-            self._say("")
-            self.update_stats()
-            return
-        self.query_one("#rule-title", Label).update(f"{escape(self.source)}: reading its sequences ...")
+        self.source_mode.switch(event.value, int(self.stream % 2**31))
+        self.show_rule_title()  # back to NCA: the rule's title again
         self._say("")
         self.update_stats()
-        view.start(self.source, int(self.stream % 2**31))
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         if action in ("toggle_band", "new_rule"):  # rules and their band are NCA's
-            return self.source == "nca"
+            return not self.source_mode.active
         if action == "next_sequence":
-            return self.source != "nca"
+            return self.source_mode.active
         return True
 
     @on(SourceView.SampleShown)
     def sample_shown(self, message: SourceView.SampleShown) -> None:
-        v = message.view
-        if v.name != self.source:
-            return  # shown before the source changed: stale
-        self.source_sample = v
-        what = {"grid": "space-time diagram", "profile": "depth over position", "tokens": "tokens"}
-        self.query_one("#rule-title", Label).update(
-            f"{escape(v.name)}  {escape(v.label)}\nsequence {v.index}: {what[SourceView.kind_of(v)]}")
-        self.update_stats()
+        if self.source_mode.shown(message.view):
+            self.update_stats()
 
     @on(SourceView.Failed)
     def source_failed(self, message: SourceView.Failed) -> None:
-        self.query_one("#rule-title", Label).update(f"{escape(self.source)}: nothing to show")
+        self.source_mode.failed()
         self._say(f"[red]{escape(message.error)}[/]")
-
-    def show_source_stats(self) -> None:
-        """The statistics the source's sample defines, of the sequence that came on screen last."""
-        p = Pairs().add("playing" if self.playing else "paused", f"{self.fps:g} fps")
-        v = self.source_sample
-        if v is not None:
-            p.add(f"[b]{escape(v.name)} sequence {v.index}[/]")
-            p.add(*[f"{escape(str(k))} {escape(stat_text(x))}" for k, x in v.stats.items()])
-        self.query_one("#stats", Static).update(p)
 
     @on(Input.Submitted)
     def settings_submitted(self) -> None:

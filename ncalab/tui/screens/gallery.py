@@ -80,8 +80,7 @@ class GalleryScreen(Screen):
         self.action_draw()
 
     def settings(self):
-        from ncalab.nca.bands import Band, domain_band
-        from ncalab.nca.config import NCAConfig
+        from ncalab.services.nca import Band, NCAConfig, domain_band
 
         domain = self.query_one("#domain", Select).value
         try:
@@ -95,7 +94,7 @@ class GalleryScreen(Screen):
     @on(Select.Changed, "#domain")
     def domain_changed(self, event: Select.Changed) -> None:
         if event.value != "custom":
-            from ncalab.nca.bands import domain_band
+            from ncalab.services.nca import domain_band
 
             b = domain_band(event.value)
             self.query_one("#band", Input).value = f"{b.lo:g} {b.hi:g}"
@@ -120,21 +119,14 @@ class GalleryScreen(Screen):
 
     @work(thread=True, exclusive=True, group="gallery-draw")
     def draw(self, band, cfg, request: int) -> None:
-        from ncalab.nca.engine import RuleBatch
-        from ncalab.services.explore import RuleDraw
+        from ncalab.services.explore import band_rules
 
         fixed = getattr(self.app, "draw_seed", None)  # tests and snapshots draw the same rules
         stream = fixed if fixed is not None else int(np.random.default_rng().integers(0, 2**31))
-        rules = RuleDraw(cfg, band, stream)
-        rules.score_more(SURVEY)  # the histogram's rules; the first in band are shown
-        inside = []
-        while len(inside) < min(N_SHOWN, rules.in_band_count):
-            inside.append(rules.next().rule_seed)
-        batch = RuleBatch(inside, inside, cfg) if inside else None
-        if batch is not None:
-            batch.frames(1)
+        # SURVEY rules for the histogram; the first N_SHOWN in the band run side by side
+        batch, scores, found = band_rules(cfg, band, stream, N_SHOWN, SURVEY)
         if not get_current_worker().is_cancelled:  # a newer draw replaced this one: it shows instead
-            self.post_message(self.RulesDrawn(request, batch, np.asarray(rules.scores), band, cfg, len(inside)))
+            self.post_message(self.RulesDrawn(request, batch, scores, band, cfg, found))
 
     @on(RulesDrawn)
     def rules_drawn(self, message: RulesDrawn) -> None:
@@ -163,7 +155,7 @@ class GalleryScreen(Screen):
 
     @on(Button.Pressed, "#save")
     def save(self) -> None:
-        from ncalab.experiment.families import save_family
+        from ncalab.services.families import save_family
 
         msg = self.query_one("#gallery-message", Label)
         try:

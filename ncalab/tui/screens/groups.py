@@ -6,6 +6,7 @@ from __future__ import annotations
 from textual import work
 
 from ncalab.errors import NcalabError
+from ncalab.tui.messages import Notice, StoreWritten
 from ncalab.tui.widgets.run_table import RunTable
 
 # Id, progress and status first (never cut); the grid and the name shorten or give way.
@@ -60,7 +61,12 @@ class GroupListScreen:
             else:
                 ids = sweeps.resume(store, group)
                 msg = f"{len(ids)} experiments queued again" if ids else "nothing to resume"
-            self.app.call_from_thread(self.notify, f"{group}: {msg}")
+            self.post_message(Notice(f"{group}: {msg}"))
         except NcalabError as e:
-            self.app.call_from_thread(self.notify, str(e), severity="error")
+            self.post_message(Notice(str(e), severity="error"))
+        self.post_message(StoreWritten(group, what))
+
+    def on_store_written(self, message: StoreWritten) -> None:
+        """The list again, after a cancel or resume (handled by name: Textual registers `@on`
+        handlers only in its own classes, and this mixin is not one)."""
         self.action_refresh()

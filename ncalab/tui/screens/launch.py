@@ -6,6 +6,8 @@ whose placeholders are the defaults, and a field filled in goes into the config 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
@@ -17,14 +19,18 @@ from textual.widgets import Button, Footer, Input, Label, Select, Static
 from textual.worker import get_current_worker
 
 from ncalab.errors import NcalabError
+from ncalab.tui.messages import Notice
 from ncalab.tui.text import Pairs
 from ncalab.tui.widgets.nav_bar import NavBar
+
+if TYPE_CHECKING:
+    from ncalab.store.interfaces import StoreReader
 
 PRESETS = ("code", "math", "web")
 SCALES = ("tiny", "small", "paper")
 
 
-def _estimate(store, cfg) -> str:
+def _estimate(store: StoreReader, cfg) -> str:
     """Time on this machine from the speed of earlier stages with the same model shape."""
     from ncalab.config.keys import flatten
 
@@ -62,6 +68,13 @@ class LaunchScreen(Screen):
             super().__init__()
             self.choices, self.broken = choices, broken
 
+    class Launched(Message):
+        """A job started in the background: experiment ``exp_id``, now ``status``."""
+
+        def __init__(self, exp_id: str, status: str) -> None:
+            super().__init__()
+            self.exp_id, self.status = exp_id, status
+
     BINDINGS = [Binding("ctrl+s", "start", "Start in background", id="launch.start")]
 
     def __init__(self, **kwargs):
@@ -96,7 +109,7 @@ class LaunchScreen(Screen):
         yield Footer()
 
     def _presets(self) -> list[str]:
-        from ncalab.experiment.families import preset_names
+        from ncalab.services.families import preset_names
 
         try:
             return preset_names(getattr(self.app, "home", None))
@@ -244,7 +257,11 @@ class LaunchScreen(Screen):
             store = self.app.stores.writer()  # the first launch creates the store
             job = launch(cfg, store, How.BACKGROUND)
         except NcalabError as e:
-            self.app.call_from_thread(self.notify, str(e), severity="error")
+            self.post_message(Notice(str(e), severity="error"))
             return
-        self.app.call_from_thread(self.notify, f"{job.experiment_id} {job.status}")
-        self.app.call_from_thread(self.app.switch_mode, "runs")
+        self.post_message(self.Launched(job.experiment_id, job.status))
+
+    @on(Launched)
+    def launched(self, message: Launched) -> None:
+        self.notify(f"{message.exp_id} {message.status}")
+        self.app.switch_mode("runs")  # where the new job shows

@@ -13,9 +13,11 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 from textual.worker import get_current_worker
 
+from ncalab.config.keys import flatten
 from ncalab.display.summary import compute_lines
 from ncalab.errors import NcalabError
-from ncalab.config.keys import flatten
+from ncalab.tui.messages import Notice, StoreWritten
+from ncalab.tui.reports import write_report_in_background
 from ncalab.tui.screens.confirm import ConfirmScreen
 from ncalab.tui.text import Pairs
 from ncalab.tui.widgets.nav_bar import NavBar
@@ -47,29 +49,6 @@ def _took(s) -> str:
 
 def _count(v) -> str:
     return f"{int(v):,}" if isinstance(v, (int, float)) else str(v)
-
-
-def write_report_in_background(screen: Screen, ident: str) -> None:
-    """`ncalab report IDENT --out report-IDENT.html` from the app's read-only store, in a worker;
-    a notification says where it went (or why it could not be written)."""
-
-    def work_() -> None:
-        from pathlib import Path
-
-        from ncalab.display.report_html import write_report
-
-        try:
-            store = screen.app.stores.reader()
-            if store is None:
-                raise NcalabError("no run store yet")
-            made = write_report(store, [ident], Path(f"report-{ident}.html"))
-            note = " (not finished: it shows what exists)" if made["unfinished"] else ""
-            screen.app.call_from_thread(screen.notify, f"report of {ident}{note}: {made['out']}", timeout=12)
-        except NcalabError as e:
-            screen.app.call_from_thread(screen.notify, str(e), severity="error")
-
-    screen.notify(f"writing the report of {ident}...")
-    screen.run_worker(work_, thread=True, group="report", exclusive=False)
 
 
 def plot_text(curves: list[dict], width: int, height: int) -> Text:
@@ -119,6 +98,14 @@ def details_text(d: dict) -> Pairs:
 
 
 class RunsScreen(Screen):
+    class RowsLoaded(Message):
+        """The store's experiments as table rows, read in a worker (``error``: the store could not
+        be read, and why)."""
+
+        def __init__(self, rows: list[dict], error: str | None) -> None:
+            super().__init__()
+            self.rows, self.error = rows, error
+
     class DetailsLoaded(Message):
         """One experiment's details, curves and log tail, loaded in a worker for ``exp_id``
         (``details`` None: ``curves`` says why they could not be read)."""
@@ -181,7 +168,11 @@ class RunsScreen(Screen):
             error = None
         except NcalabError as e:
             rows, error = [], str(e)
-        self.app.call_from_thread(self._show_rows, rows, error)
+        self.post_message(self.RowsLoaded(rows, error))
+
+    @on(RowsLoaded)
+    def rows_loaded(self, message: RowsLoaded) -> None:
+        self._show_rows(message.rows, message.error)
 
     def _show_rows(self, rows: list[dict] | None, error: str | None) -> None:
         table = self.query_one(RunTable)
@@ -228,8 +219,8 @@ class RunsScreen(Screen):
 
     @work(thread=True, exclusive=True, group="runs-details")
     def load_details(self, exp_id: str) -> None:
-        from ncalab.jobs.control import follow_log
         from ncalab.services import runs as svc
+        from ncalab.services.jobs import follow_log
 
         try:
             store = self._reader()
@@ -269,16 +260,16 @@ class RunsScreen(Screen):
 
     @work(thread=True, group="runs-control")
     def run_control(self, what: str, exp_id: str) -> None:
-        from ncalab.jobs import control
+        from ncalab.services.jobs import cancel
         from ncalab.services.launch import resume
 
         try:
             store = self.app.stores.writer()
-            status = control.cancel(store, exp_id, 60) if what == "cancel" else resume(store, exp_id).status
-            self.app.call_from_thread(self.notify, f"{exp_id}: {status}")
+            status = cancel(store, exp_id, 60) if what == "cancel" else resume(store, exp_id).status
+            self.post_message(Notice(f"{exp_id}: {status}"))
         except NcalabError as e:
-            self.app.call_from_thread(self.notify, str(e), severity="error")
-        self.action_refresh()
+            self.post_message(Notice(str(e), severity="error"))
+        self.post_message(StoreWritten(exp_id, what))
 
     def action_cancel(self) -> None:
         self._control("cancel")
@@ -328,15 +319,19 @@ class RunsScreen(Screen):
         try:
             self.app.stores.writer().tag(exp_id, tag)
         except NcalabError as e:
-            self.app.call_from_thread(self.notify, str(e), severity="error")
-        self.action_refresh()
-        self.app.call_from_thread(self._details_again, exp_id)  # the tag shows in its details
+            self.post_message(Notice(str(e), severity="error"))
+        self.post_message(StoreWritten(exp_id, "tag"))
 
-    def _details_again(self, exp_id: str) -> None:
-        """Reload the details of ``exp_id`` if it is still selected (else: the newer selection's
-        load is under way, and a load of ``exp_id`` would cancel it)."""
-        if exp_id == self.selected:
-            self.load_details(exp_id)
+    @on(StoreWritten)
+    def store_written(self, message: StoreWritten) -> None:
+        """The table again, after a write; a deleted experiment is no longer marked, and a tagged
+        one's details are loaded again if it is still selected (else: the newer selection's load is
+        under way, and a load of the tagged one would cancel it)."""
+        if message.what == "delete":
+            self.marked.discard(message.ident)
+        self.action_refresh()
+        if message.what == "tag" and message.ident == self.selected:
+            self.load_details(message.ident)  # the tag shows in its details
 
     def action_delete(self) -> None:
         if self.selected is None:
@@ -355,11 +350,10 @@ class RunsScreen(Screen):
 
         try:
             remove(self.app.stores.writer(), exp_id)
-            self.app.call_from_thread(self.notify, f"deleted {exp_id}")
+            self.post_message(Notice(f"deleted {exp_id}"))
         except NcalabError as e:
-            self.app.call_from_thread(self.notify, str(e), severity="error")
-        self.marked.discard(exp_id)
-        self.action_refresh()
+            self.post_message(Notice(str(e), severity="error"))
+        self.post_message(StoreWritten(exp_id, "delete"))
 
     def action_resume(self) -> None:
         self._control("resume")

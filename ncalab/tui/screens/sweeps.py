@@ -15,6 +15,7 @@ from textual.widgets import Footer, Static
 from textual.worker import get_current_worker
 
 from ncalab.errors import NcalabError
+from ncalab.tui.reports import write_report_in_background
 from ncalab.tui.screens.groups import SHORTENED, GroupListScreen
 from ncalab.tui.widgets.nav_bar import NavBar
 from ncalab.tui.widgets.run_table import RunTable
@@ -125,8 +126,6 @@ class SweepsScreen(GroupListScreen, Screen):
 
     def action_report(self) -> None:
         """Write the selected sweep's HTML report into the current folder (never the store)."""
-        from ncalab.tui.screens.runs import write_report_in_background
-
         shown = self.selected or (self.sweeps[0]["sweep_id"] if self.sweeps else None)  # the table on screen
         if shown is not None:
             write_report_in_background(self, shown)

@@ -15,9 +15,9 @@ import copy
 import itertools
 import json
 
-from ncalab.errors import NcalabError
 from ncalab.config import ExperimentConfig, apply_overrides, parse_set
 from ncalab.config.keys import leaf, nest
+from ncalab.errors import NcalabError
 
 
 def parse_grid(items: list[str], base: ExperimentConfig, zipped: bool = False) -> dict[str, list]:

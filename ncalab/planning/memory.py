@@ -1,5 +1,4 @@
-"""A plan before spending money: what each training stage of an experiment will cost on the
-chosen hardware (parameters, FLOPs, memory per GPU, time at a stated MFU), and whether it fits.
+"""The memory model of a training stage: what it holds per GPU, and the micro-batch that fits.
 
 Memory per GPU (bytes, P = parameters, n = processes, b = micro-batch, T = sequence, d = width,
 L = layers, h = heads, V = vocabulary), with fp32 master weights and AdamW:
@@ -10,60 +9,21 @@ L = layers, h = heads, V = vocabulary), with fp32 master weights and AdamW:
   their fp32 loss: b·T·V·(2 + 4 + 4), or only a chunk of positions' worth where one process
   trains an uncompiled model (train/headloss.py).
 
-On a CPU the plan is of resident memory instead (experiment/footprint.py).
+On a CPU the plan is of resident memory instead (planning/footprint.py).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 from ncalab.config import ExperimentConfig
-from ncalab.errors import NcalabError
-from ncalab.experiment.compute import model_compute
-from ncalab.experiment.sources import SOURCES, stage1_tokens
+from ncalab.planning.compute import model_compute
+from ncalab.sources.interface import SOURCES, stage1_tokens
 
 GIB = 1 << 30
-# Dense bf16 peak (FLOP/s) and memory (GiB) of known GPUs; "cpu" is measured when asked for.
-GPUS = {
-    "h100": (989e12, 80), "h200": (989e12, 141), "a100": (312e12, 80), "a100-40gb": (312e12, 40),
-    "l40s": (362e12, 48), "a10": (125e12, 24), "rtx4090": (165e12, 24), "v100": (125e12, 32),
-}
 HEADROOM = 0.9  # of the GPU's memory a plan may use (the CUDA context, fragmentation)
 # On a CPU, what one forward pass keeps for its backward pass at most: a larger share of the
 # batch runs in micro-batches (measured at the same speed; the tiny stage 1 kept 0.55 GB whole).
 CPU_ACTIVATIONS = 160 << 20
 CPU_ACTIVATION_BYTES = 128  # per layer, position and unit of width: transformers' Llama in fp32, measured
-
-
-@dataclass
-class StagePlan:
-    stage: str
-    params: int
-    params_no_embeddings: int
-    flops_per_token: int
-    tokens: int
-    flops: float
-    micro_batch: int
-    memory: dict  # component -> bytes per GPU
-    fits: bool
-    hours: float  # at the stated MFU
-
-    @property
-    def memory_total(self) -> float:
-        return float(sum(self.memory.values()))
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "memory_total": self.memory_total}
-
-
-def peak_flops(gpu: str) -> float:
-    if gpu == "cpu":
-        from ncalab.train.device import measured_matmul_flops
-
-        return measured_matmul_flops()
-    if gpu not in GPUS:
-        raise NcalabError(f"unknown GPU {gpu!r}; choose one of {', '.join(GPUS)} or cpu")
-    return GPUS[gpu][0]
 
 
 def memory(cfg: ExperimentConfig, vocab: int, seq_len: int, micro: int) -> dict:
@@ -91,41 +51,16 @@ def logit_positions(cfg: ExperimentConfig, vocab: int, positions: int) -> int:
 def stage_shapes(cfg: ExperimentConfig) -> list[tuple[str, object, int, int, int]]:
     """(name, config section, vocabulary, sequence length, tokens) of each training stage of
     stage 1 and stage 2 (both arms of stage 2 have one shape)."""
-    text = _language_vocab(cfg)
+    text = language_vocab(cfg)
     vocab1 = text if cfg.stage1.source == "text" else SOURCES[cfg.stage1.source].vocab_size(cfg)
     return [("stage1", cfg.stage1, vocab1, cfg.stage1_seq_len, stage1_tokens(cfg)),
             ("stage2 (each arm)", cfg.stage2, text, cfg.stage2.seq_len, cfg.stage2.tokens)]
 
 
-def stage_plans(cfg: ExperimentConfig, gpu: str, mfu: float) -> list[StagePlan]:
-    """One plan per training stage of stage 1 and stage 2 (each arm of stage 2 costs the same)."""
-    if not 0 < mfu <= 1:
-        raise NcalabError(f"--mfu must be in (0, 1], got {mfu}")
-    from ncalab.experiment import footprint
-
-    peak = peak_flops(gpu)
-    capacity = GPUS[gpu][1] * GIB * HEADROOM if gpu in GPUS else footprint.machine_memory()
-    n = cfg.runtime.nproc
-    plans = []
-    for name, section, vocab, length, tokens in stage_shapes(cfg):
-        c = model_compute(cfg.model, vocab, length)
-        key = name.split()[0]
-        if gpu == "cpu":
-            micro = section.micro_batch_size or cpu_micro_batch(cfg, key, length)
-            mem = footprint.resident(cfg, vocab, length, micro)
-        else:
-            micro = section.micro_batch_size or (largest_micro_batch(cfg, key, vocab, length, capacity) or 1)
-            mem = memory(cfg, vocab, length, micro)
-        flops = float(c.flops_per_token) * tokens
-        plans.append(StagePlan(name, c.params, c.params_no_embeddings, c.flops_per_token, tokens, flops, micro, mem,
-                               sum(mem.values()) <= capacity, flops / (n * peak * mfu) / 3600))
-    return plans
-
-
 KNOWN_TOKENIZERS = {"gpt2": 50257, "openai-community/gpt2": 50257}
 
 
-def _language_vocab(cfg: ExperimentConfig) -> int:
+def language_vocab(cfg: ExperimentConfig) -> int:
     """The language vocabulary, without loading anything (a plan works offline): a BPE of
     data.vocab_size, or a known tokenizer's size."""
     return KNOWN_TOKENIZERS.get(cfg.data.tokenizer or "", cfg.data.vocab_size)
@@ -174,37 +109,3 @@ def micro_batch_for(ctx, section_name: str, vocab: int, seq_len: int) -> int:
     ctx.reporter.note(f"{section_name}: micro-batch {micro} of {share} sequences per process "
                       f"(the largest that fits {capacity / GIB:.0f} GiB; set {section_name}.micro_batch_size to choose)")
     return micro
-
-
-def nearest_fit(cfg: ExperimentConfig, gpu: str, mfu: float) -> str | None:
-    """The nearest configuration that fits, in the order a user would try: smaller
-    micro-batches, then FSDP, then more processes. None when nothing up to 64 GPUs fits."""
-    import copy
-
-    capacity = GPUS[gpu][1] * GIB * HEADROOM if gpu in GPUS else float("inf")
-    text = _language_vocab(cfg)
-    vocab1 = text if cfg.stage1.source == "text" else SOURCES[cfg.stage1.source].vocab_size(cfg)
-    shapes = {"stage1": (vocab1, cfg.stage1_seq_len), "stage2": (text, cfg.stage2.seq_len)}
-
-    def micro_sets(c: ExperimentConfig) -> list[str] | None:
-        out = []
-        for name, (vocab, length) in shapes.items():
-            micro = largest_micro_batch(c, name, vocab, length, capacity)
-            if micro is None:
-                return None
-            if micro != (getattr(c, name).micro_batch_size or getattr(c, name).batch_size // c.runtime.nproc):
-                out.append(f"--set {name}.micro_batch_size={micro}")
-        return out
-
-    for parallel in dict.fromkeys([cfg.runtime.parallel, "fsdp"]):
-        for n in (cfg.runtime.nproc, *(k for k in (2, 4, 8, 16, 32, 64) if k > cfg.runtime.nproc)):
-            c = copy.deepcopy(cfg)
-            c.runtime.nproc, c.runtime.parallel = n, parallel if n > 1 else cfg.runtime.parallel
-            if any(getattr(c, s).batch_size % n for s in shapes):
-                continue
-            sets = micro_sets(c)
-            if sets is not None:
-                extra = ([f"--nproc {n}"] if n != cfg.runtime.nproc else []) + \
-                        ([f"--set runtime.parallel={parallel}"] if c.runtime.parallel != cfg.runtime.parallel else [])
-                return " ".join(extra + sets) or None
-    return None

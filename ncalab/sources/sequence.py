@@ -8,22 +8,13 @@ whole interface and a plugin package built on this class (tests/plugin_source/).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from ncalab.config import ExperimentConfig
-
-
-@dataclass
-class SourceSample:
-    """What a front end shows of a source: a few sequences, the source's own statistics of them
-    and, where the source has one, a 2-D picture (the ECA's space-time grid of the first)."""
-
-    sequences: np.ndarray  # (count, length) token ids
-    stats: dict = field(default_factory=dict)  # name -> number or short text, the source's choice
-    grid: np.ndarray | None = None  # (rows, columns) of small integers, or None
+from ncalab.sources.interface import SourceSample, Stage1Data
 
 
 class SequenceSource:
@@ -54,7 +45,6 @@ class SequenceSource:
         return lambda start, count: self.sequences(cfg, split, start, count, length)
 
     def open(self, cfg: ExperimentConfig, cache: Path, note: Callable[[str], None], world=None):
-        from ncalab.experiment.sources import Stage1Data
         from ncalab.train.batches import IndexedBatches, fixed_batches
 
         s1 = cfg.stage1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ncalab.data.formal import WWSettings, ww_sequences
-from ncalab.experiment.sequence_source import SequenceSource
+from ncalab.sources.sequence import SequenceSource
 
 
 class WWSource(SequenceSource):

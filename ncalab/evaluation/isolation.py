@@ -17,11 +17,9 @@ sandbox's own guard is all there is (see sandbox.py).
 
 from __future__ import annotations
 
-import functools
 import os
 import platform
 import shutil
-import subprocess
 import sys
 
 BWRAP, UNSHARE, NONE = "bubblewrap", "unshare", "none"
@@ -141,28 +139,3 @@ def jail_spec(root: str, tmp_mb: int) -> str:
 
     return json.dumps({"root": root, "roots": system_roots(), "links": top_links(), "tmp_bytes": tmp_mb << 20,
                        "pivot_root": PIVOT_ROOT.get(platform.machine(), 155)})
-
-
-@functools.cache
-def available() -> str:
-    """The isolation this machine gives: BWRAP, UNSHARE or NONE, probed once per process by
-    running a program that must not see a file the parent has just written."""
-    if sys.platform != "linux":
-        return NONE
-    import tempfile
-
-    from ncalab.evals.sandbox import run_python
-
-    with tempfile.TemporaryDirectory(prefix="ncalab-probe-") as folder:
-        marker = os.path.join(os.path.realpath(folder), "outside")
-        open(marker, "w").close()
-        probe = f"import os, sys\nsys.exit(3 if os.path.exists({marker!r}) else 0)"
-        for way, tool in ((BWRAP, "bwrap"), (UNSHARE, "unshare")):
-            if shutil.which(tool) is None:
-                continue
-            try:
-                if run_python(probe, timeout=10, isolation=way).passed:
-                    return way
-            except (OSError, subprocess.SubprocessError):
-                continue
-    return NONE

@@ -19,10 +19,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import TYPE_CHECKING
 
 from ncalab.config import ExperimentConfig
-from ncalab.experiment.compute import model_compute
-from ncalab.experiment.plan import CPU_ACTIVATION_BYTES, cpu_micro_batch, logit_positions, stage_shapes
+from ncalab.planning.compute import model_compute
+from ncalab.planning.memory import CPU_ACTIVATION_BYTES, cpu_micro_batch, logit_positions, stage_shapes
+
+if TYPE_CHECKING:
+    from ncalab.store.interfaces import Store, StoreReader
 
 MIB = 1 << 20
 PROCESS_BYTES = 560 * MIB  # measured: imports and the engine's compiled kernels, before any model
@@ -69,7 +73,7 @@ def shape_key(cfg: ExperimentConfig) -> str:
     return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def remember(store, cfg: ExperimentConfig, peak: float) -> None:
+def remember(store: Store, cfg: ExperimentConfig, peak: float) -> None:
     """Keep the largest resident peak seen for this shape (the queue's guess for the next)."""
     key = f"peak:{shape_key(cfg)}"
     known = store.get_meta(key)
@@ -77,7 +81,7 @@ def remember(store, cfg: ExperimentConfig, peak: float) -> None:
         store.set_meta(key, str(int(peak)))
 
 
-def expected_peak(store, cfg: ExperimentConfig, on_gpu: bool = False) -> float:
+def expected_peak(store: StoreReader, cfg: ExperimentConfig, on_gpu: bool = False) -> float:
     """What a job of this config will hold at its peak: the largest peak stored for its shape,
     else the prediction."""
     known = store.get_meta(f"peak:{shape_key(cfg)}")

@@ -1,6 +1,6 @@
 """Running model-written Python in a separate process, in two layers.
 
-The outer layer is the operating system's, where the machine has it (ncalab.evals.isolation):
+The outer layer is the operating system's, where the machine has it (ncalab.evaluation.isolation):
 fresh namespaces with no network, a PID space of its own, and a file system holding only the
 interpreter and the system's libraries, read-only, with a private /tmp; the user's files are
 not there to read. The inner layer runs in every case: the child installs resource limits and
@@ -16,7 +16,9 @@ every Outcome, and `--require-isolation` refuses to run without the outer one.
 
 from __future__ import annotations
 
+import functools
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,7 +26,8 @@ import tempfile
 from dataclasses import dataclass
 
 from ncalab.errors import NcalabError
-from ncalab.evals.isolation import NONE
+from ncalab.evaluation import isolation as iso
+from ncalab.evaluation.isolation import NONE
 
 _GUARD = r'''
 import os, resource, sys
@@ -71,14 +74,33 @@ class Outcome:
     isolation: str = NONE  # the operating-system layer it ran under (isolation.BWRAP, UNSHARE or NONE)
 
 
+@functools.cache
+def available() -> str:
+    """The isolation this machine gives: BWRAP, UNSHARE or NONE, probed once per process by
+    running a program that must not see a file the parent has just written."""
+    if sys.platform != "linux":
+        return NONE
+    with tempfile.TemporaryDirectory(prefix="ncalab-probe-") as folder:
+        marker = os.path.join(os.path.realpath(folder), "outside")
+        open(marker, "w").close()
+        probe = f"import os, sys\nsys.exit(3 if os.path.exists({marker!r}) else 0)"
+        for way, tool in ((iso.BWRAP, "bwrap"), (iso.UNSHARE, "unshare")):
+            if shutil.which(tool) is None:
+                continue
+            try:
+                if run_python(probe, timeout=10, isolation=way).passed:
+                    return way
+            except (OSError, subprocess.SubprocessError):
+                continue
+    return NONE
+
+
 def resolve(isolation: str = "auto", require: bool = False) -> str:
     """The isolation to run under: ``auto`` takes the best this machine has. ``require``
     refuses (one line) where there is none, instead of running with the inner layer alone."""
-    from ncalab.evals.isolation import DESCRIPTIONS, available
-
     way = available() if isolation == "auto" else isolation
-    if way not in DESCRIPTIONS:
-        raise NcalabError(f"unknown isolation {isolation!r}; expected auto or one of {', '.join(DESCRIPTIONS)}")
+    if way not in iso.DESCRIPTIONS:
+        raise NcalabError(f"unknown isolation {isolation!r}; expected auto or one of {', '.join(iso.DESCRIPTIONS)}")
     if require and way == NONE:
         raise NcalabError("--require-isolation: this machine gives no operating-system isolation (neither bubblewrap "
                           "nor unshare can make user namespaces here); nothing was run")
@@ -89,8 +111,6 @@ def run_python(program: str, timeout: float = 3.0, memory_mb: int = 1024, max_fi
                isolation: str = "auto") -> Outcome:
     """Run ``program`` in a fresh interpreter with its own temporary folder, under ``isolation``
     (see resolve); passed when it exits 0."""
-    from ncalab.evals import isolation as iso
-
     way = resolve(isolation)
     tmp_mb = max(64, 4 * max_file_mb)  # the private /tmp: every file it writes together
     with tempfile.TemporaryDirectory(prefix="ncalab-exec-") as folder:

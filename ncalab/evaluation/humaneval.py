@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ncalab.errors import NcalabError
-from ncalab.evals.sandbox import Outcome, run_python
+from ncalab.evaluation.sandbox import Outcome, run_python
 
 # A completion ends where the next top-level statement would begin (the paper's stops).
 STOPS = ("\nclass ", "\ndef ", "\nif __name__", "\nprint(")

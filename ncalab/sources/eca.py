@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ncalab.data.eca import ECASettings, decode_rows, eca_sequences, sequence_rules
-from ncalab.experiment.sequence_source import SequenceSource
+from ncalab.sources.sequence import SequenceSource
 
 
 class ECASource(SequenceSource):

@@ -39,3 +39,7 @@ def paired_difference(a: Sequence[float], b: Sequence[float]) -> tuple[float, fl
     if len(a) != len(b):
         raise NcalabError(f"paired scores need the same items ({len(a)} and {len(b)})")
     return mean_interval([x - y for x, y in zip(a, b)])
+
+
+def per_item_pass(rows, k: int) -> dict[str, float]:
+    return {r.item: pass_at_k(r.samples, r.correct, k) for r in rows if r.samples >= k}

@@ -22,8 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ncalab.errors import NcalabError
-from ncalab.experiment.sequence_source import SourceSample
-from ncalab.experiment.sources import SOURCES, Stage1Data
+from ncalab.sources.interface import SOURCES, SourceSample, Stage1Data
 
 IGNORE = -100  # a masked target (the trainer's ignore index)
 WRAPPERS = ("shuffled", "ngram")
