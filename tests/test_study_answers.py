@@ -8,6 +8,7 @@ resamples (not the default 1,000) to keep the file short; the study is answered 
 """
 
 import io
+import json
 import math
 
 import numpy as np
@@ -18,7 +19,9 @@ from rich.table import Table
 from ncalab.display.study import LAWS_TITLE, study_renderables, tokens
 from ncalab.errors import NcalabError
 from ncalab.scaling import Law
-from ncalab.scaling.answers import ONE_SEED, StudyPoint, answers, compare, crossover_for, fit_arms, paired_gain, predict
+from ncalab.scaling.answers import (
+    ONE_SEED, StudyPoint, answers, as_dict, compare, crossover_for, fit_arms, paired_gain, predict,
+)
 
 TRUE = Law(E=1.8, A=60.0, alpha=0.30, B=80.0, beta=0.28)
 K = 2.0  # the nca arm is worth K times its data: D_T = (K - 1) D
@@ -214,3 +217,13 @@ def test_a_resample_with_no_number_widens_the_interval_instead_of_being_forgotte
     # more than the tail's share undefined: neither end can be stated
     many = _percentile(0.0, np.where(np.arange(100) % 10 == 0, np.nan, values))
     assert many.lo == -math.inf and many.hi == math.inf and many.value == 0.0
+
+
+def test_the_answers_as_json_are_plain_data(study):
+    """`study fit --json` writes every answer, crossovers and extrapolation flags included, as
+    plain JSON (no numpy scalar may reach the encoder)."""
+    _, ans = study
+    data = json.loads(json.dumps(as_dict(ans)))
+    crossings = [p["crossover"] for p in data["pairs"] if "extrapolated" in p["crossover"]]
+    assert crossings and all(type(c["extrapolated"]) is bool for c in crossings)
+    assert all(type(q["extrapolated"]) is bool for p in data["pairs"] for q in p["predictions"])

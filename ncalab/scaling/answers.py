@@ -396,7 +396,9 @@ def answers(points: Iterable[StudyPoint], *, sources: Sequence[str] | None = Non
 
 
 def _plain(x):
-    """JSON-safe: numpy scalars as floats, infinities and NaN as strings, tuples as lists."""
+    """JSON-safe: numpy scalars as Python ones, infinities and NaN as strings, tuples as lists."""
+    if isinstance(x, np.bool_):  # a comparison of numpy numbers (whether a crossover is extrapolated)
+        return bool(x)
     if isinstance(x, dict):
         return {str(k): _plain(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
