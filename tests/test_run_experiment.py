@@ -54,6 +54,9 @@ def test_without_transfer_the_nca_run_is_the_scratch_run(tmp_path, capsys, code_
     (["run", "--set", "stage9.lr=1"], "unknown config key"),
     (["run", "--set", "stage2.schedule=wsd", "--set", "stage2.decay=0"], "stage2.decay is the share of the steps"),
     (["run", "--set", "stage2.schedule=linear"], "stage2.schedule must be one of paper, cosine, constant, wsd"),
+    (["run", "--set", "model.n_head=0"], "model.n_head must be positive"),  # not a division by zero
+    (["run", "--set", "stage1.band=0.3,0.4,0.5"], "stage1.band takes two numbers"),
+    (["run", "--set", "stage1.band=0.3"], "stage1.band"),
     (["eval", "r-00000000", "--corpus", "python-stdlib"], "no run"),
     (["eval", "/no/such/checkpoint", "--corpus", "python-stdlib"], "neither a checkpoint"),
 ])

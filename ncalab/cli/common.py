@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from ncalab.errors import NcalabError
-from ncalab.services.nca import NCAConfig
+from ncalab.services.nca import NCAConfig, nca_settings
 
 err_console = Console(stderr=True)
 out_console = Console()
@@ -86,8 +86,6 @@ _NCA_FLAGS = frozenset(("height", "width", "alphabet", "patch", "temperature", "
 def nca_config(ctx: typer.Context, sets: list[str] | None = None) -> NCAConfig:
     """The NCA settings of an `ncalab nca` command: defaults < --set nca.KEY=VALUE < the flags given
     (ncalab.services.nca.nca_settings; here only which flags were given)."""
-    from ncalab.services.nca import nca_settings
-
     given = {k: v for k, v in ctx.params.items() if k in _NCA_FLAGS and _given(ctx, k)}
     return nca_settings(sets or [], given)
 

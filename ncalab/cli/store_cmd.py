@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from ncalab.cli.common import Home, JsonFlag, emit_json, err_console, out_console
+from ncalab.services.runstore import backup_store, copy_store_to, store_info
 
 app = typer.Typer(help="The run store's database: where it is, copy it to another one, back it up.",
                   no_args_is_help=True)
@@ -22,8 +23,6 @@ def _rows_line(fp: dict) -> str:
 @app.command()
 def info(home: Home = None, json_out: JsonFlag = False) -> None:
     """Which database the store is (never its password), its schema, and what it holds."""
-    from ncalab.services.runstore import store_info
-
     d = store_info(home)
     if json_out:
         emit_json(d)
@@ -37,8 +36,6 @@ def copy(to: Annotated[str, typer.Option("--to", help="The database to copy into
                                                       "sqlite:///PATH or a file path. It must hold no store yet.")],
          home: Home = None, json_out: JsonFlag = False) -> None:
     """Copy every row of the store into another, empty database (SQLite to PostgreSQL and back), verified."""
-    from ncalab.services.runstore import copy_store_to
-
     result, store_home = copy_store_to(home, to)
     if json_out:
         emit_json(result)
@@ -54,8 +51,6 @@ def copy(to: Annotated[str, typer.Option("--to", help="The database to copy into
 def backup(path: Annotated[Path, typer.Argument(help="A new file for the copy, or a folder to put ncalab-<time>.db in.")],
            home: Home = None, json_out: JsonFlag = False) -> None:
     """A consistent copy of an SQLite store, taken while jobs write to it (SQLite's online backup), verified."""
-    from ncalab.services.runstore import backup_store
-
     d = backup_store(home, path)
     if json_out:
         emit_json(d)

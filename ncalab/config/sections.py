@@ -145,7 +145,7 @@ class ModelConfig:
     attention_dropout: float = option(default=0.0, help="dropout of the attention weights, in [0, 1) (the paper: 0.1)")
 
     def validate(self) -> None:
-        _positive(self, "model", "n_layer")
+        _positive(self, "model", "n_layer", "d_model", "n_head", "mlp_mult")
         if self.d_model % self.n_head:
             raise NcalabError(f"model.d_model {self.d_model} is not divisible by model.n_head {self.n_head}")
         if not 0 <= self.attention_dropout < 1:
@@ -546,6 +546,8 @@ class ExperimentConfig:
     # -- derived ---------------------------------------------------------------------------
     def band(self) -> Band:
         b = self.stage1.band
+        if b and len(b) != 2:
+            raise NcalabError(f"stage1.band takes two numbers [lo, hi], got {list(b)}")
         return Band(float(b[0]), float(b[1])) if b else domain_band(self.preset)
 
     @property

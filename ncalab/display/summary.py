@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich import box
 from rich.table import Table
 
+from ncalab.evaluation.isolation import DESCRIPTIONS
 from ncalab.experiment.summary import ExperimentSummary
 
 STAGE_LABEL = {"stage1": "stage 1", "nca": "stage 2, warm-started", "scratch": "stage 2, scratch"}
@@ -134,8 +135,6 @@ def downstream_table(summary) -> Table | None:
 
 def sandbox_words(way: str) -> str:
     """What an isolation name stored with HumanEval's results means."""
-    from ncalab.evaluation.isolation import DESCRIPTIONS
-
     return ", ".join(DESCRIPTIONS.get(w.strip(), w) for w in way.split(","))
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ncalab.data.dyck import continuation_validity
 from ncalab.errors import NcalabError
 from ncalab.nca.bands import REPORT_BINS, Band
 from ncalab.nca.config import NCAConfig
@@ -94,8 +95,6 @@ def nca_in_context(model, cfg: NCAConfig, band: Band, seed: int, n: int, placeme
 @torch.no_grad()
 def dyck_validity(model, dyck_cfg, seqs: np.ndarray, placement, batch_size: int = 16) -> list[dict]:
     """Fraction of greedy next-token predictions, given the true prefix, that keep it valid."""
-    from ncalab.data.dyck import continuation_validity
-
     was_training = model.training
     model.eval()
     valid, total = 0, 0

@@ -10,14 +10,13 @@ from contextlib import nullcontext
 import torch
 
 from ncalab.evaluation.tasks import Item
+from ncalab.train.generate import Sampling, _pad_left, generate
 
 
 @torch.no_grad()
 def sample(model, tok, item: Item, sec, seed: int, placement, batch: int = 64) -> list[str]:
     """`sec.samples` completions of one item (temperature and top-p of the task's protocol), the
     prompt cut from the left to leave room for `sec.max_tokens` within the model's context."""
-    from ncalab.train.generate import Sampling, generate
-
     ids = tok(item.prompt, add_special_tokens=False)["input_ids"]
     context = model.config.max_position_embeddings
     new = min(sec.max_tokens, max(1, context // 2))
@@ -48,8 +47,6 @@ def choice_logprobs(model, tok, prompt: str, options: Sequence[str], placement=N
     positions as in decoding) so that every row ends at the last column and only the last
     columns' logits are needed. Prompt and option are tokenized apart, as fine-tuning reads
     them; the prompt is cut from the left to leave room for the longest option."""
-    from ncalab.train.generate import _pad_left
-
     ids = tok(prompt, add_special_tokens=False)["input_ids"]
     opts = [list(tok(o, add_special_tokens=False)["input_ids"]) for o in options]
     pad = tok.eos_token_id if tok.eos_token_id is not None else 0

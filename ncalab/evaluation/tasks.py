@@ -13,8 +13,11 @@ from typing import Protocol
 
 import numpy as np
 
+from ncalab.config.sections import BBLSection
 from ncalab.errors import NcalabError
-from ncalab.evaluation import passk
+from ncalab.evaluation import bbl, gsm8k, humaneval, passk
+from ncalab.evaluation.isolation import DESCRIPTIONS
+from ncalab.evaluation.sandbox import resolve
 
 ARMS = ("nca", "scratch")  # the language models every task evaluates
 
@@ -82,15 +85,11 @@ class GSM8K(MeanOverItems):
         self._load(cfg)
 
     def _load(self, cfg):
-        from ncalab.evaluation import gsm8k
-
         return gsm8k.load(cfg.eval.gsm8k.data)
 
     def items(self, cfg, end: str = "<|endoftext|>") -> list[Item]:
         """Every test item (up to eval.gsm8k.limit) with its worked examples: drawn, per item and
         seed, from the split eval.gsm8k.shots_from names (never the item itself)."""
-        from ncalab.evaluation import gsm8k
-
         sec = cfg.eval.gsm8k
         train, test = self._load(cfg)
         pool, fmt = (test if sec.shots_from == "test" else train), sec.format
@@ -103,8 +102,6 @@ class GSM8K(MeanOverItems):
         return out
 
     def examples(self, cfg) -> list[tuple[str, str]]:
-        from ncalab.evaluation import gsm8k
-
         train, _ = self._load(cfg)
         return [gsm8k.example_text(p, cfg.eval.gsm8k.format) for p in _limited(train, cfg.eval.gsm8k.limit * 10)]
 
@@ -123,24 +120,16 @@ class HumanEval(MeanOverItems):
 
     def sandbox(self, cfg) -> str:
         """The operating-system isolation its programs run under (evals/sandbox.resolve)."""
-        from ncalab.evaluation.sandbox import resolve
-
         sec = cfg.eval.humaneval
         return resolve(sec.isolation, sec.require_isolation)
 
     def notes(self, cfg) -> list[str]:
-        from ncalab.evaluation.isolation import DESCRIPTIONS
-
         return [f"each program runs under {DESCRIPTIONS[self.sandbox(cfg)]}"]
 
     def _problems(self, cfg):
-        from ncalab.evaluation import humaneval
-
         return humaneval.load_problems(cfg.eval.humaneval.data)
 
     def items(self, cfg, end: str = "<|endoftext|>") -> list[Item]:
-        from ncalab.evaluation import humaneval
-
         timeout, way = cfg.eval.humaneval.timeout, self.sandbox(cfg)
         return [Item(p.task_id, "humaneval", p.prompt,
                      lambda text, p=p: humaneval.check(p, text, timeout, way).passed,
@@ -163,8 +152,6 @@ class BBL:
         self._subtasks(cfg)
 
     def _selection(self, cfg):
-        from ncalab.evaluation import bbl
-
         sec = cfg.eval.bbl
         return bbl.select(sec.data, sec.tasks, sec.min_train, sec.format)
 
@@ -183,8 +170,6 @@ class BBL:
         return notes
 
     def items(self, cfg, end: str = "<|endoftext|>") -> list[Item]:
-        from ncalab.evaluation import bbl
-
         cap = cfg.eval.bbl.limit or cfg.eval.bbl.max_per_task
         out = []
         for sub in self._subtasks(cfg):
@@ -195,8 +180,6 @@ class BBL:
 
     def examples(self, cfg) -> list[tuple[str, str]]:
         """Each task's training items, at most eval.bbl.max_train_per_task of them (the paper: 350)."""
-        from ncalab.evaluation import bbl
-
         sec = cfg.eval.bbl
         picked = bbl.training_examples(self._subtasks(cfg), sec.max_train_per_task, sec.limit * 10 if sec.limit else None)
         return [(it.prompt, it.answer + it.end) for it in picked]
@@ -204,8 +187,6 @@ class BBL:
     def score(self, per_item, items, k: int = 1, cfg=None) -> float:
         """Mean over tasks of the mean over their subtasks (chance-normalised on choice tasks).
         With eval.bbl.unanswered = paper, items with no answer form one more task that passes."""
-        from ncalab.evaluation import bbl
-
         rule, unanswered = _bbl_rules(cfg)
         by_sub: dict[str, list] = {}
         for it in items:
@@ -227,8 +208,6 @@ class BBL:
         is not a mean of item figures: the difference is that of the two scores, and its interval
         comes from a paired bootstrap that resamples items within each subtask (seeded, so the
         figure is the same every time it is shown)."""
-        from ncalab.evaluation import bbl
-
         rule, unanswered = _bbl_rules(cfg)
         by_sub: dict[str, list] = {}
         for it in items:
@@ -254,8 +233,6 @@ class BBL:
 
 def _bbl_rules(cfg) -> tuple[str, str]:
     """(chance rule, treatment of unanswered items) of an evaluation's config (its defaults without one)."""
-    from ncalab.config.sections import BBLSection
-
     sec = cfg.eval.bbl if cfg is not None else BBLSection()
     return sec.chance, sec.unanswered
 

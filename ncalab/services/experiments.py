@@ -17,11 +17,13 @@ from typing import TYPE_CHECKING
 
 from ncalab.config import ExperimentConfig
 from ncalab.config.stored import stored_config
+from ncalab.data.corpora import open_corpus
 from ncalab.errors import NcalabError
+from ncalab.evaluation.tasks import TASKS
 from ncalab.experiment import pipeline
 from ncalab.experiment.reuse import run_keys
 from ncalab.experiment.summary import ExperimentSummary
-from ncalab.jobs import machine
+from ncalab.jobs import allocation, machine, slurm
 from ncalab.jobs.allocation import ThreadGovernor
 from ncalab.reporting import Reporter, SilentReporter
 from ncalab.train import device as devices
@@ -49,8 +51,6 @@ def submit(cfg: ExperimentConfig, store: Store, name: str | None = None, sweep_i
 def check_store_for(cfg: ExperimentConfig, store: Store) -> None:
     """A Slurm job needs a store every node can lock: refused before anything is stored or submitted."""
     if cfg.runtime.executor == "slurm":
-        from ncalab.jobs import slurm
-
         slurm.check_store(store)
 
 
@@ -60,7 +60,6 @@ def check(cfg: ExperimentConfig):
     cfg.stage1.stream = cfg.nca_stream  # fixed now: a resumed run reads the same stream on any number of processes
     check_processes(cfg)
     placement = devices.choose(cfg.runtime.device, cfg.runtime.dtype)  # an impossible device fails now, not in the job
-    from ncalab.data.corpora import open_corpus
 
     open_corpus(cfg.data.corpus)  # a missing or unreachable corpus fails before anything is stored
     if cfg.stage1.source == "text" and cfg.stage1.corpus:  # validate has refused the text source without one
@@ -72,8 +71,6 @@ def check(cfg: ExperimentConfig):
 def check_processes(cfg: ExperimentConfig) -> None:
     """Processes this machine can run (one per GPU, or CPU processes up to the cores), or a
     cluster this machine can submit to."""
-    from ncalab.jobs import allocation, slurm
-
     r = cfg.runtime
     if r.executor != "local":
         slurm.check_available(r.executor)
@@ -87,8 +84,6 @@ def check_processes(cfg: ExperimentConfig) -> None:
 
 def check_evaluations(cfg: ExperimentConfig) -> None:
     """Every evaluation the config asks for can run: its data is there, its code may run."""
-    from ncalab.evaluation.tasks import TASKS
-
     for name in cfg.eval.tasks:
         if name in TASKS:
             TASKS[name].check_ready(cfg)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from ncalab.config import ExperimentConfig
 from ncalab.experiment.summary import ExperimentSummary
+from ncalab.jobs import control, queue
 from ncalab.reporting import Reporter
 from ncalab.services.experiments import config_of, run_here, submit
 
@@ -38,8 +39,6 @@ def launch(cfg: ExperimentConfig, store: Store, how: How = How.BACKGROUND, *, na
            reporter: Reporter | None = None) -> Launched:
     """Record `cfg` as a new experiment (nothing is stored if it cannot run), or take the stored
     `experiment_id` (an evaluation added to one, a resume), and start it as `how` says."""
-    from ncalab.jobs import queue
-
     exp_id = experiment_id or submit(cfg, store, name, sweep_id).id
     if how is How.HERE:
         return Launched(exp_id, "completed", run_here(cfg, store, exp_id, reporter))
@@ -51,8 +50,6 @@ def launch(cfg: ExperimentConfig, store: Store, how: How = How.BACKGROUND, *, na
 def resume(store: Store, exp_id: str, how: How = How.BACKGROUND) -> Launched:
     """Continue a cancelled, failed or lost experiment from its last checkpoints, with the
     config it was stored with."""
-    from ncalab.jobs import control
-
     cfg = config_of(store.get_experiment(exp_id)).validate()  # e.g. its source plugin uninstalled: one line, nothing changed
     control.requeue(store, exp_id)
     return launch(cfg, store, how, experiment_id=exp_id)

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ncalab import plugins
-from ncalab.config import ExperimentConfig
+from ncalab.config import ExperimentConfig, apply_overrides, parse_set
 from ncalab.errors import NcalabError
 
 SAMPLE_SEED = 0  # the seed of the fixed samples
@@ -38,8 +38,6 @@ class SourceView:
 def source_config(name: str, seed: int = SAMPLE_SEED, sets: Sequence[str] = ()) -> ExperimentConfig:
     """The default config with stage 1 on `name`, the source's own `sample_settings` (what it is
     shown with, e.g. the text source's corpus) and `sets` (e.g. ["eca.rule_class=3"]), validated."""
-    from ncalab.config import apply_overrides, parse_set
-
     source: Any = plugins.load(name)  # a source's optional parts are read with getattr
     cfg = ExperimentConfig()
     cfg.seed = seed

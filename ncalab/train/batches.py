@@ -10,11 +10,12 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from ncalab.data.lm_data import take_in_epochs
 from ncalab.errors import NcalabError
 from ncalab.nca.bands import Band
 from ncalab.nca.config import NCAConfig
 from ncalab.nca.stream import FilteredSource
-from ncalab.nca.tokens import make_example
+from ncalab.nca.tokens import IGNORE_INDEX, make_example
 
 
 class NCABatches:
@@ -186,8 +187,6 @@ class RowBatches:
         self.epoch, self.index = 0, 0
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
-        from ncalab.data.lm_data import take_in_epochs
-
         def order_of(epoch: int) -> np.ndarray:
             return np.random.default_rng((self.seed, epoch)).permutation(len(self.inputs))
 
@@ -210,8 +209,6 @@ def pack_examples(examples: list[tuple[list[int], list[int]]], length: int, eos:
     """Pack (prompt ids, answer ids) examples into rows of `length` inputs and targets, several
     examples per row, an end token after each answer; only answer tokens (and their end token)
     are targets, so the loss never covers prompts. An example longer than a row is cut."""
-    from ncalab.nca.tokens import IGNORE_INDEX
-
     rows_in, rows_tg = [], []
     seq: list[int] = []
     mask: list[bool] = []
@@ -246,8 +243,6 @@ def pack_groups(groups: list[list[tuple[list[int], list[int]]]], length: int, eo
     """One row of `length` inputs and targets per group of (prompt ids, answer ids) examples,
     in the group's order, an end token after each answer; only answer tokens (and their end
     tokens) are targets. A group longer than a row is cut at the row's end."""
-    from ncalab.nca.tokens import IGNORE_INDEX
-
     if not groups:
         raise NcalabError("no fine-tuning examples")
     inputs = np.full((len(groups), length + 1), pad, dtype=np.int64)

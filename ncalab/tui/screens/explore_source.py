@@ -18,6 +18,7 @@ from textual.screen import Screen
 from textual.widgets import Label, Select
 
 from ncalab.display.source_views import stat_text
+from ncalab.services.sources import choices
 from ncalab.tui.text import Pairs
 from ncalab.tui.widgets.source_view import SourceView
 
@@ -45,8 +46,6 @@ class SourcePicker(Horizontal):
 
     @work(thread=True, exclusive=True, group="explore-sources")
     def list_sources(self) -> None:
-        from ncalab.services.sources import choices
-
         listed, _ = choices()  # a broken plugin is left out (Launch says so)
         self.post_message(self.Listed([(c.name, c.label) for c in listed]))
 
