@@ -35,6 +35,18 @@ def test_list_show_compare(capsys, store_home):
     assert code == 0 and "seed" in out
 
 
+def test_home_before_the_command_is_the_store_of_the_command_and_of_the_lab(capsys, store_home, tmp_path,
+                                                                          monkeypatch):
+    """`ncalab --home DIR CMD` reads DIR as `CMD --home DIR` does; a command's own --home wins."""
+    home, ids = store_home
+    monkeypatch.delenv("NCALAB_HOME", raising=False)  # what the product sets is undone after the test
+    monkeypatch.chdir(tmp_path)  # ./runs here is empty: only --home can find the experiments
+    rows = cli_json(capsys, "--home", str(home), "runs", "list")["experiments"]
+    assert {r["id"] for r in rows} == set(ids)
+    empty = tmp_path / "empty"
+    assert cli_json(capsys, "--home", str(home), "runs", "list", "--home", str(empty))["experiments"] == []
+
+
 def test_every_stage_stores_its_peak_memory_and_show_and_compare_print_it(capsys, store_home):
     home, ids = store_home
     d = cli_json(capsys, "runs", "show", ids[0], "--home", str(home))

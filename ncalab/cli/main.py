@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import os
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import click
@@ -43,8 +44,13 @@ def _root(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", help="Also show other libraries' progress bars, log lines and warnings (off: only ncalab's own output).")] = False,
     store: Annotated[str | None, typer.Option("--store", envvar="NCALAB_STORE", show_envvar=False, help="The run store's database URL, e.g. postgresql+psycopg://USER@HOST/DB (default: SQLite in the home folder).")] = None,
+    home: Annotated[Path | None, typer.Option("--home", help="Run store folder of the terminal lab and of the command that follows (default $NCALAB_HOME, else ./runs).")] = None,
 ) -> None:
     quiet_third_party(verbose or verbose_requested())
+    if home is not None:
+        from ncalab.services.runstore import use_home
+
+        use_home(home)  # before the command parses its own --home, whose default is NCALAB_HOME
     if store:
         from ncalab.services.runstore import use_store_url
 

@@ -53,6 +53,12 @@ def use_store_url(url: str) -> None:
     os.environ[STORE_ENV] = url
 
 
+def use_home(home: Path) -> None:
+    """`ncalab --home DIR`: the run store folder of the TUI and of every command this process
+    runs (a command's own --home still wins), as NCALAB_HOME would set it."""
+    os.environ["NCALAB_HOME"] = str(Path(home).expanduser())
+
+
 def masked(text: str) -> str:
     """A text with any database password in it masked (an unexpected error's, before it is shown)."""
     from ncalab.store.connection import mask
