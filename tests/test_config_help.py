@@ -16,8 +16,8 @@ from ncalab.errors import NcalabError
 
 
 def _keys() -> list[str]:
-    """Every key of the default config but the engine's NCA settings (NCAConfig keeps no help)."""
-    return [k for k in flatten(ExperimentConfig().to_dict()) if not k.startswith("nca.")]
+    """Every key of the default config, the engine's NCA settings included."""
+    return list(flatten(ExperimentConfig().to_dict()))
 
 
 def _choices(cfg, prefix: str = ""):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ncalab.errors import NcalabError
 
@@ -17,25 +17,25 @@ HIDDEN_2 = 16  # channels of the first 1x1 convolution
 
 @dataclass(frozen=True)
 class NCAConfig:
-    height: int = 12
-    width: int = 12
-    alphabet: int = 10
-    patch: int = 2
-    temperature: float = 1e-4
-    identity_bias: float = 0.0
-    burn_in: int = 10
-    dt: int = 1
+    height: int = field(default=12, metadata={"help": "grid rows (the paper: 12)"})
+    width: int = field(default=12, metadata={"help": "grid columns (the paper: 12)"})
+    alphabet: int = field(default=10, metadata={"help": "cell states, shown as colours (2-255; the paper: 10)"})
+    patch: int = field(default=2, metadata={"help": "a token is one patch x patch block of cells (the paper: 2)"})
+    temperature: float = field(default=1e-4, metadata={"help": "softmax temperature T of a step (paper: 1e-4)"})
+    identity_bias: float = field(default=0.0, metadata={"help": "added to the logit of a cell's own state (paper: 0)"})
+    burn_in: int = field(default=10, metadata={"help": "steps run before the first recorded frame (paper: 10)"})
+    dt: int = field(default=1, metadata={"help": "steps between recorded frames (the paper: 1)"})
     # The authors' code wrap-pads the colour axis too (C+2 input channels); see spec section 1.
-    channel_wrap: bool = True
-    seq_len: int = 1024
-    min_grid: int = 1
-    score_frames: int = 10
+    channel_wrap: bool = field(default=True, metadata={"help": "wrap-pad the colour axis too, as the authors' code"})
+    seq_len: int = field(default=1024, metadata={"help": "tokens of a stage-1 sequence, every source (paper: 1024)"})
+    min_grid: int = field(default=1, metadata={"help": "first frames whose targets carry no loss (paper: 1)"})
+    score_frames: int = field(default=10, metadata={"help": "frames a rule's gzip score is taken over (paper: 10)"})
     # Trajectories drawn from each accepted training rule (the paper's code banks 10 per rule):
     # the scored one plus sims_per_rule - 1 from other initial states. Validation: always one.
-    sims_per_rule: int = 1
+    sims_per_rule: int = field(default=1, metadata={"help": "trajectories drawn from each accepted training rule"})
     # The paper trains on trajectories from fresh initial states of a rule that passed the filter
     # (its utils/nca.py draws new simulations), not on the trajectory the rule was scored on.
-    fresh_trajectories: bool = True
+    fresh_trajectories: bool = field(default=True, metadata={"help": "train on new trajectories, not the scored one"})
 
     def __post_init__(self) -> None:
         self.validate()
