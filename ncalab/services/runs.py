@@ -61,6 +61,27 @@ def experiment_row(exp) -> dict:
     }
 
 
+def training_estimate(store: StoreReader | None, cfg) -> str:
+    """Time on this machine from the speed of earlier stages with the same model shape (the
+    Launch screen shows it beside the budgets)."""
+    if store is None:
+        return "no finished run of this model shape yet: no estimate"
+    shape = (cfg.model.n_layer, cfg.model.d_model, cfg.model.n_head)
+    speeds: dict[str, list[float]] = {}
+    for exp in store.list_experiments(status="completed", limit=50):
+        c = flatten(exp.config)
+        if (c.get("model.n_layer"), c.get("model.d_model"), c.get("model.n_head")) != shape:
+            continue
+        for k, v in (exp.summary or {}).get("tokens_per_s", {}).items():
+            if v:
+                speeds.setdefault(k, []).append(v)
+    if not all(k in speeds for k in ("stage1", "nca", "scratch")):
+        return "no finished run of this model shape yet: no estimate"
+    med = {k: sorted(v)[len(v) // 2] for k, v in speeds.items()}
+    seconds = cfg.stage1.tokens / med["stage1"] + cfg.stage2.tokens / med["nca"] + cfg.stage2.tokens / med["scratch"]
+    return f"about {seconds / 60:.0f} min of training on this machine (from {len(speeds['stage1'])} earlier runs)"
+
+
 def list_rows(store: StoreReader, status: str | None = None, preset: str | None = None) -> list[dict]:
     from ncalab.store import STATUSES
 

@@ -6,8 +6,6 @@ whose placeholders are the defaults, and a field filled in goes into the config 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
@@ -19,37 +17,13 @@ from textual.widgets import Button, Footer, Input, Label, Select, Static
 from textual.worker import get_current_worker
 
 from ncalab.errors import NcalabError
+from ncalab.services.runs import training_estimate
 from ncalab.tui.messages import Notice
 from ncalab.tui.text import Pairs
 from ncalab.tui.widgets.nav_bar import NavBar
 
-if TYPE_CHECKING:
-    from ncalab.store.interfaces import StoreReader
-
 PRESETS = ("code", "math", "web")
 SCALES = ("tiny", "small", "paper")
-
-
-def _estimate(store: StoreReader, cfg) -> str:
-    """Time on this machine from the speed of earlier stages with the same model shape."""
-    from ncalab.config.keys import flatten
-
-    if store is None:
-        return "no finished run of this model shape yet: no estimate"
-    shape = (cfg.model.n_layer, cfg.model.d_model, cfg.model.n_head)
-    speeds: dict[str, list[float]] = {}
-    for exp in store.list_experiments(status="completed", limit=50):
-        c = flatten(exp.config)
-        if (c.get("model.n_layer"), c.get("model.d_model"), c.get("model.n_head")) != shape:
-            continue
-        for k, v in (exp.summary or {}).get("tokens_per_s", {}).items():
-            if v:
-                speeds.setdefault(k, []).append(v)
-    if not all(k in speeds for k in ("stage1", "nca", "scratch")):
-        return "no finished run of this model shape yet: no estimate"
-    med = {k: sorted(v)[len(v) // 2] for k, v in speeds.items()}
-    seconds = cfg.stage1.tokens / med["stage1"] + cfg.stage2.tokens / med["nca"] + cfg.stage2.tokens / med["scratch"]
-    return f"about {seconds / 60:.0f} min of training on this machine (from {len(speeds['stage1'])} earlier runs)"
 
 
 class LaunchScreen(Screen):
@@ -210,7 +184,7 @@ class LaunchScreen(Screen):
     def show_info(self, request: int) -> None:
         try:
             cfg = self._config()
-            est = _estimate(self.app.stores.reader(), cfg)
+            est = training_estimate(self.app.stores.reader(), cfg)
             m = cfg.model
             text = (Pairs().add(f"[b]{cfg.preset} / {cfg.scale}[/b]", f"seed {cfg.seed}")
                     .add(f"model: {m.n_layer} layers", f"width {m.d_model}", f"{m.n_head} heads")
