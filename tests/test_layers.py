@@ -57,6 +57,18 @@ def test_no_import_runs_from_a_lower_layer_to_a_higher_one():
     assert not wrong, "\n".join(wrong)
 
 
+def _imported_names(path: Path):
+    """Each name a module imports, in full: `from ncalab.store import RunStore` is
+    ncalab.store.RunStore, `from ncalab import plugins` ncalab.plugins."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for alias in node.names:
+                yield f"{node.module}.{alias.name}", node.lineno
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name, node.lineno
+
+
 def _module_graph() -> dict[str, set[str]]:
     """Each ncalab module -> the ncalab modules it imports (`from ncalab.pkg import module`
     counts as importing that module)."""
@@ -66,13 +78,8 @@ def _module_graph() -> dict[str, set[str]]:
         names[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
     graph = {}
     for name, path in names.items():
-        tree = ast.parse(path.read_text())
-        out = set()
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and node.module.startswith("ncalab"):
-                out |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in names else node.module for a in node.names}
-            elif isinstance(node, ast.Import):
-                out |= {a.name for a in node.names if a.name in names}
+        # a name imported from a module (ncalab.store.RunStore) is an import of that module
+        out = {imported if imported in names else imported.rpartition(".")[0] for imported, _ in _imported_names(path)}
         graph[name] = {m for m in out if m in names and m != name}
     return graph
 
@@ -133,18 +140,6 @@ FRONT_END_MAY_IMPORT = ("ncalab.services", "ncalab.display", "ncalab.errors", "n
                         "ncalab.store.interfaces", "ncalab.__version__")
 # `ncalab` without a command opens the TUI: the CLI's entry point is the one door between the two.
 FRONT_END_DOORS = {"cli": ("ncalab.tui.app",)}
-
-
-def _imported_names(path: Path):
-    """Each name a module imports, in full: `from ncalab.store import RunStore` is
-    ncalab.store.RunStore, `from ncalab import plugins` ncalab.plugins."""
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            for alias in node.names:
-                yield f"{node.module}.{alias.name}", node.lineno
-        elif isinstance(node, ast.Import):
-            for alias in node.names:
-                yield alias.name, node.lineno
 
 
 def _below_the_services(front_end: str, path: Path) -> list[str]:
