@@ -2,12 +2,16 @@
 
 import csv
 import json
+import socket
+import sqlite3
 
 import pytest
-
 from conftest import MICRO, cli, cli_json, copy_lab
+
 from ncalab.cli.main import main
-from ncalab.store import RunStore
+from ncalab.services import runs as svc
+from ncalab.store import RunStore, quick
+from ncalab.store.location import DB_NAME
 
 
 @pytest.fixture(scope="module")
@@ -177,3 +181,47 @@ def test_compare_groups_seeds_into_arms_and_pairs_them_by_seed(tmp_path, capsys)
     assert one["vs_baseline"]["ci"] is None and "one seed" in one["vs_baseline"]["why"]
     code, _, err = cli(capsys, "runs", "compare", *ids["base"], "--home", str(tmp_path), "--baseline", "e-00000000")
     assert code != 0 and "not one of the compared" in err and len(err.strip().splitlines()) == 1
+
+
+def _listed(home, **filters):
+    return [{k: v for k, v in row.items() if k != "duration_s"} for row in svc.listing(home, **filters)]
+
+
+def test_the_quick_listing_reads_what_the_store_lists(tmp_path):
+    """`runs list` reads the SQLite file without the ORM (store/quick.py): the same rows, in the
+    same order (ties of created_at by insertion), under every filter, as the store's own listing."""
+    with RunStore(tmp_path) as store:
+        for i, (preset, status) in enumerate([("code", "completed"), ("web", "failed"), ("code", "cancelled"),
+                                              ("code", "completed"), ("web", "queued")]):
+            e = store.create_experiment(preset, "tiny", i, {"seed": i}, name=f"n{i}")
+            if i % 2:
+                store.tag(e.id, "a")
+            store.set_summary(e.id, {"ppl_nca": 100.0 + i, "ppl_scratch": 99.0, "gain": -0.01 * i, "speedup": None})
+            if status != "queued":
+                store.finish_experiment(e.id, status)
+    with sqlite3.connect(tmp_path / DB_NAME) as db:  # experiments created in the same instant
+        db.execute("UPDATE experiments SET created_at = 1000.0")
+    with RunStore(tmp_path) as store:
+        for filters in ({}, {"status": "completed"}, {"preset": "web"}, {"status": "completed", "preset": "code"}):
+            want = [{k: v for k, v in row.items() if k != "duration_s"} for row in svc.list_rows(store, **filters)]
+            assert quick.list_experiments(tmp_path, **filters) is not None
+            assert _listed(tmp_path, **filters) == want and want
+        assert [r["id"] for r in _listed(tmp_path)] == [e.id for e in store.list_experiments()]
+
+
+def test_the_quick_listing_leaves_to_the_store_what_it_cannot_read(tmp_path, monkeypatch):
+    """A dead job to mark lost, another schema version or a PostgreSQL URL: the store is opened,
+    which marks, upgrades or connects as it always did."""
+    with RunStore(tmp_path) as store:
+        e = store.create_experiment("code", "tiny", 0, {})
+        assert store.claim_experiment(e.id, pid=2**22 + 12345, host=socket.gethostname())
+    assert quick.list_experiments(tmp_path)[0].status == "running"
+    assert _listed(tmp_path)[0]["status"] == "lost"  # the dead job was marked before it was shown
+    with sqlite3.connect(tmp_path / DB_NAME) as db:
+        db.execute("UPDATE store_meta SET value = '3' WHERE key = 'schema_version'")
+    assert quick.list_experiments(tmp_path) is None
+    assert _listed(tmp_path)[0]["id"] == e.id
+    assert quick.list_experiments(tmp_path) is not None  # the store upgraded it
+    assert quick.list_experiments(tmp_path / "nowhere") is None
+    monkeypatch.setenv("NCALAB_STORE", "postgresql://u@h/db")
+    assert quick.list_experiments(tmp_path) is None

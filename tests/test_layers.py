@@ -172,11 +172,16 @@ def test_the_front_end_check_sees_a_wrong_import(tmp_path):
 
 def test_the_quick_commands_import_nothing_heavy(tmp_path):
     """`ncalab --help`, `--version` and `runs list` start in a fraction of a second: none of them
-    may import torch, numpy, transformers, numba, scipy or matplotlib (each costs 0.1-2 s)."""
+    may import torch, numpy, transformers, numba, scipy, matplotlib or, listing a store it need
+    not write to, SQLAlchemy (each costs 0.1-2 s)."""
     import subprocess
     import sys
 
-    heavy = ("torch", "numpy", "transformers", "numba", "scipy", "matplotlib")
+    from ncalab.store.store import RunStore
+
+    with RunStore(tmp_path / "h") as store:  # a store with something to list, and no job to mark lost
+        store.finish_experiment(store.create_experiment("code", "tiny", 0, {}).id, "completed")
+    heavy = ("torch", "numpy", "transformers", "numba", "scipy", "matplotlib", "sqlalchemy")
     for args in (["--help"], ["--version"], ["runs", "list", "--home", str(tmp_path / "h")]):
         code = ("import contextlib, io, sys\nfrom ncalab.cli.main import main\n"
                 f"with contextlib.redirect_stdout(io.StringIO()):\n    main({args!r})\n"

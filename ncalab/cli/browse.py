@@ -61,7 +61,7 @@ def list_(
     """Experiments, newest first, with their results."""
     if limit is not None and limit < 0:
         raise NcalabError(f"--limit takes 0 (all) or a positive number, not {limit}")
-    rows = svc.list_rows(_store(home), status, preset)
+    rows = svc.listing(home, status, preset)
     if json_out:
         emit_json({"experiments": rows[:limit] if limit else rows})
         return

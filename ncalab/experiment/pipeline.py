@@ -36,7 +36,8 @@ from ncalab.jobs.slurm import REQUEUE
 from ncalab.planning import footprint
 from ncalab.planning.stage import MEASUREMENT, STEP, TRAINING, Plan, TrainingStage
 from ncalab.reporting import Reporter, SilentReporter, TrainingProgress
-from ncalab.store import FollowerStore, Run
+from ncalab.store.follower import FollowerStore
+from ncalab.store.schema import Run
 from ncalab.train import cards, checkpoint, memory
 from ncalab.train import device as devices
 from ncalab.train.batches import Prefetcher

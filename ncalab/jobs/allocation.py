@@ -175,7 +175,7 @@ class ThreadGovernor:
         """Adjust now and then every few seconds until `stop` (a threading.Event) is set."""
         import threading
 
-        from ncalab.store import RunStore
+        from ncalab.store.store import RunStore
 
         def loop():
             store = RunStore(self.home)

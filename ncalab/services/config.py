@@ -75,7 +75,7 @@ def _matched_band(cfg: ExperimentConfig, home) -> list[float]:
     """stage1.band=match: the band `ncalab match` recommends for the stage-2 corpus, read with the
     stage-2 tokenizer (trained and cached in the store's cache, where the run will find it)."""
     from ncalab.services.match import recommended_band
-    from ncalab.store import default_home
+    from ncalab.store.location import default_home
 
     if cfg.stage1.source != "nca":
         raise NcalabError(f"stage1.band=match picks an NCA band; stage1.source is {cfg.stage1.source}")

@@ -27,7 +27,7 @@ def store_exists(home: Path) -> bool:
 def open_reader(home: Path):
     """The store at `home` read-only (SQLite read-only, no schema transaction, a pool of reused
     connections): what a view that re-reads every few seconds reads through."""
-    from ncalab.store import RunStore
+    from ncalab.store.store import RunStore
 
     return RunStore(home, readonly=True)
 

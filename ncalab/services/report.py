@@ -131,7 +131,8 @@ class Report:
 def open_store(home):
     """The store at ``home``, read-only. A store of an older schema is not upgraded: a snapshot
     of it is taken into a temporary folder and the snapshot is upgraded and read instead."""
-    from ncalab.store import RunStore, default_home
+    from ncalab.store.store import RunStore
+    from ncalab.store.location import default_home
 
     home = Path(home if home is not None else default_home()).expanduser()
     try:

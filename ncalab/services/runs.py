@@ -16,6 +16,10 @@ from typing import TYPE_CHECKING
 from ncalab.config.keys import flatten
 from ncalab.config.stored import with_added
 from ncalab.errors import NcalabError
+from ncalab.jobs.queue import is_dead
+from ncalab.services.runstore import home_folder, open_store
+from ncalab.store.names import STATUSES
+from ncalab.store.quick import list_experiments
 
 if TYPE_CHECKING:
     from ncalab.store.interfaces import Store, StoreReader
@@ -83,11 +87,24 @@ def training_estimate(store: StoreReader | None, cfg) -> str:
 
 
 def list_rows(store: StoreReader, status: str | None = None, preset: str | None = None) -> list[dict]:
-    from ncalab.store import STATUSES
+    _check_status(status)
+    return [experiment_row(e) for e in store.list_experiments(status=status, preset=preset)]
 
+
+def listing(home: Path | str | None, status: str | None = None, preset: str | None = None) -> list[dict]:
+    """`ncalab runs list`: the rows of list_rows, read straight from the SQLite file where the
+    store needs nothing written first (store/quick.py); else through the store, which also marks
+    dead jobs lost (a running experiment whose process is gone sends it there)."""
+    _check_status(status)
+    quick = list_experiments(home_folder(home), status=status, preset=preset)
+    if quick is None or any(e.status == "running" and is_dead(e) for e in quick):
+        return list_rows(open_store(home, reap=True), status, preset)
+    return [experiment_row(e) for e in quick]
+
+
+def _check_status(status: str | None) -> None:
     if status is not None and status not in STATUSES:
         raise NcalabError(f"unknown status {status!r}; choose one of {', '.join(STATUSES)}")
-    return [experiment_row(e) for e in store.list_experiments(status=status, preset=preset)]
 
 
 def resolve_experiment(store: StoreReader, ident: str):

@@ -12,12 +12,13 @@ import time
 from pathlib import Path
 
 from ncalab.errors import NcalabError
+from ncalab.store.location import STORE_ENV, default_home
 
 
 def open_store(home: Path | str | None = None, *, reap: bool = False):
     """The run store of `home` (default: $NCALAB_HOME, else ./runs); with `reap`, jobs that died
     are marked lost first, so what is shown next is true."""
-    from ncalab.store import RunStore
+    from ncalab.store.store import RunStore
 
     store = RunStore(home)
     if reap:
@@ -29,8 +30,6 @@ def open_store(home: Path | str | None = None, *, reap: bool = False):
 
 def home_folder(home: Path | str | None = None) -> Path:
     """The folder a `--home` stands for (default: $NCALAB_HOME, else ./runs), as given."""
-    from ncalab.store.connection import default_home
-
     return Path(home if home is not None else default_home())
 
 
@@ -47,7 +46,7 @@ def cache_folder(home: Path | str | None = None) -> Path:
 def use_store_url(url: str) -> None:
     """`--store URL`: checked now (a malformed URL is one line before anything runs), then the
     store of every command and job this process starts."""
-    from ncalab.store.connection import STORE_ENV, store_url
+    from ncalab.store.connection import store_url
 
     store_url(Path("."), url)
     os.environ[STORE_ENV] = url

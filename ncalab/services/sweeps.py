@@ -22,7 +22,7 @@ from ncalab.errors import NcalabError
 from ncalab.services.runs import compute_results
 
 if TYPE_CHECKING:
-    from ncalab.store import Experiment
+    from ncalab.store.schema import Experiment
     from ncalab.store.interfaces import Store, StoreReader
 
 ACTIVE = ("queued", "running")

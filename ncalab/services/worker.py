@@ -26,7 +26,7 @@ from ncalab.errors import NcalabError
 from ncalab.jobs import machine, queue
 from ncalab.jobs.allocation import ThreadGovernor
 from ncalab.reporting import Reporter, SilentReporter, progress_text
-from ncalab.store import RunStore
+from ncalab.store.store import RunStore
 
 if TYPE_CHECKING:
     from ncalab.store.interfaces import Store

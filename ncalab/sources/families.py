@@ -21,7 +21,7 @@ _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 
 
 def _path(home) -> Path:
-    from ncalab.store import default_home
+    from ncalab.store.location import default_home
 
     return Path(home if home is not None else default_home()) / "families.json"
 

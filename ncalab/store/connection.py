@@ -23,11 +23,10 @@ from sqlmodel import Session, SQLModel, col, create_engine
 
 from ncalab.errors import NcalabError
 from ncalab.store.backup import damaged, fingerprint
+from ncalab.store.location import DB_NAME, STORE_ENV, default_home
 from ncalab.store.migrations import SCHEMA_VERSION, migrate
 from ncalab.store.schema import TABLES, Experiment, Run, StoreMeta, Sweep, new_id
 
-DB_NAME = "ncalab.db"
-STORE_ENV = "NCALAB_STORE"  # a database URL; unset: the SQLite file DB_NAME in the home folder
 _IMMEDIATE = "ncalab_immediate"  # execution option that marks the write engine
 _XID = "ncalab_xid"  # a server's id of the connection's write transaction (connection info)
 LOCK_WAIT_S = 30  # how long a connection waits for a lock before it gives up
@@ -76,11 +75,6 @@ def retry_operations(cls: type) -> type:
         if not name.startswith("_") and inspect_.isfunction(value) and name != "close":
             setattr(cls, name, retried(value))
     return cls
-
-
-def default_home() -> Path:
-    """``$NCALAB_HOME``, else ``./runs`` (relative to the current directory)."""
-    return Path(os.environ.get("NCALAB_HOME") or "runs")
 
 
 _PASSWORD = re.compile(r"(://[^:/@\s]*:)([^@\s]*)(@)")

@@ -11,7 +11,8 @@ from sqlmodel import col
 
 from ncalab.errors import NcalabError
 from ncalab.store.connection import StoreConnection, fresh_id, get_row, rowcount
-from ncalab.store.schema import FINAL_STATUSES, STATUSES, EvalItem, Experiment, LatestMetric, MetricPoint, Run
+from ncalab.store.names import FINAL_STATUSES, STATUSES
+from ncalab.store.schema import EvalItem, Experiment, LatestMetric, MetricPoint, Run
 
 
 class ExperimentsMixin(StoreConnection):

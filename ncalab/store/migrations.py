@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-
-from sqlalchemy import Connection
+from typing import TYPE_CHECKING
 
 from ncalab.errors import NcalabError
+
+if TYPE_CHECKING:  # the version alone is read without the ORM (store/quick.py)
+    from sqlalchemy import Connection
 
 SCHEMA_VERSION = 4
 

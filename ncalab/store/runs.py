@@ -12,16 +12,8 @@ from sqlmodel import col
 import ncalab
 from ncalab.errors import NcalabError
 from ncalab.store.connection import StoreConnection, fresh_id, get_row
-from ncalab.store.schema import (
-    FINAL_STATUSES,
-    RUN_KIND,
-    RUN_KINDS,
-    EvalItem,
-    Experiment,
-    LatestMetric,
-    MetricPoint,
-    Run,
-)
+from ncalab.store.names import FINAL_STATUSES, RUN_KIND, RUN_KINDS
+from ncalab.store.schema import EvalItem, Experiment, LatestMetric, MetricPoint, Run
 
 
 class RunsMixin(StoreConnection):

@@ -7,18 +7,12 @@ Times are unix floats (``time.time()``).
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from typing import Any
 
 from sqlalchemy import BigInteger, Index, Integer, Table
 from sqlmodel import Field, SQLModel
 
-STATUSES = ("queued", "running", "completed", "failed", "cancelled", "lost")
-FINAL_STATUSES = ("completed", "failed", "cancelled", "lost")
-RUN_KINDS = ("stage1", "nca", "scratch")  # the training runs of every experiment
-# Later stages add runs named after them: "<task>-ft-<arm>" (fine-tuning), "<task>-<arm>" (evaluation).
-RUN_KIND = re.compile(r"^[a-z0-9_]+(-ft)?-(nca|scratch)$")
 # 64-bit integers for counts that outgrow 2**31 at paper scale (tokens) on PostgreSQL; SQLite's
 # INTEGER is 64-bit already, and only INTEGER makes its primary key the rowid (autoincrement).
 BIG = BigInteger().with_variant(Integer(), "sqlite")

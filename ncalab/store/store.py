@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from ncalab.store.connection import DB_NAME, StoreConnection, default_home, retry_operations
+from ncalab.store.connection import StoreConnection, retry_operations
 from ncalab.store.experiments import ExperimentsMixin
 from ncalab.store.items import ItemsMixin
+from ncalab.store.location import DB_NAME, default_home
 from ncalab.store.meta import MetaMixin
 from ncalab.store.metrics import MetricsMixin
 from ncalab.store.migrations import MIGRATIONS, SCHEMA_VERSION
