@@ -33,6 +33,13 @@ BUILTIN = {
     "text": "ncalab.sources.text:TEXT",
     "eca": "ncalab.sources.eca:ECA",
     "ww": "ncalab.sources.ww:WW",
+    "identity": "ncalab.sources.procedural:IDENTITY",  # the procedural tasks of Jiang et al. 2026
+    "reverse": "ncalab.sources.procedural:REVERSE",
+    "sort": "ncalab.sources.procedural:SORT",
+    "set": "ncalab.sources.procedural:SET",
+    "union": "ncalab.sources.procedural:UNION",
+    "delete": "ncalab.sources.procedural:DELETE",
+    "stack": "ncalab.sources.procedural:STACK",
     "shuffled": "ncalab.sources.controls:SHUFFLED",  # controls that wrap any source
     "ngram": "ncalab.sources.controls:NGRAM",
 }

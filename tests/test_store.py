@@ -382,6 +382,8 @@ def _writes(f: FollowerStore, w: SimpleNamespace) -> dict:
         "delete_metrics_after": lambda: f.delete_metrics_after(w.run.id, 0),
         "add_eval_item": lambda: f.add_eval_item(w.run.id, "q2", "sub", samples=1, correct=1),
         "delete_eval_items": lambda: f.delete_eval_items(w.run.id),
+        "replace_eval_items": lambda: f.replace_eval_items(w.run.id, ["sub"], [{"item": "q3", "subtask": "sub", "samples": 1,
+                                                                                "correct": 0}]),
         "create_sweep": lambda: f.create_sweep({"axis": [3]}),
         "set_sweep_spec": lambda: f.set_sweep_spec(w.sweep, {}),
         "delete_sweep": lambda: f.delete_sweep(w.sweep),

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from ncalab.cli.common import Home, JsonFlag, emit_json, out_console
 from ncalab.config.keys import flatten
+from ncalab.display.probes import probes_table, stored_models
 from ncalab.display.summary import (
     as_summary, compute_table, downstream_table, gib, in_context_table, si, summary_table,
 )
@@ -122,6 +123,9 @@ def show(ident: Annotated[str, typer.Argument(help="Experiment or run id.")], ho
                   gib(m.get("stage_peak_rss_bytes"), unit=False),
                   *([gib(m.get("stage_peak_device_bytes"), unit=False)] if gpu else []))
     out_console.print(t)
+    probes = probes_table(stored_models(d["runs"]))
+    if probes is not None:
+        out_console.print(probes)
     devices = {r["device"] for r in d["runs"] if r["device"]}
     if devices:
         out_console.print(f"device: {', '.join(sorted(devices))}")

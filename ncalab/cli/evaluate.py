@@ -18,6 +18,10 @@ def eval_(
     corpus: Annotated[str | None, typer.Option("--corpus", help="Perplexity on this corpus: python-stdlib, a local path, or hf:NAME[:CONFIG].")] = None,
     icl: Annotated[bool, typer.Option("--icl", help="In-context evaluation of the stage-1 model (NCA: next-frame accuracy per frame; Dyck: valid next tokens), stored with its run.")] = False,
     sequences: Annotated[int | None, typer.Option("--sequences", help="Held-out sequences for --icl (default: the run's stage1.icl_sequences, else 16).")] = None,
+    probes: Annotated[bool, typer.Option("--probes", help="Skill probes (recall, copy, brackets, addition) of the stage-1 model and both language models at the start and end of stage 2, stored with their runs.")] = False,
+    probe: Annotated[list[str] | None, typer.Option("--probe", help="Which probes for --probes (repeatable; default: all).")] = None,
+    items: Annotated[int | None, typer.Option("--items", help="Held-out items per probe and model for --probes (default: the run's eval.probes.items).")] = None,
+    length: Annotated[int | None, typer.Option("--length", help="Tokens per probe item (default: each probe's own; it must fit every model's context).")] = None,
     task: Annotated[list[str] | None, typer.Option("--task", help="Downstream task of both language models: gsm8k, humaneval or bbl (repeatable).")] = None,
     data: Annotated[Path | None, typer.Option("--data", help="The task's data (GSM8K .jsonl or folder, HumanEval .jsonl, BIG-bench Lite folder).")] = None,
     samples: Annotated[int | None, typer.Option("--samples", help="Samples per item (paper: 32 GSM8K, 64 HumanEval and BBL).")] = None,
@@ -36,16 +40,21 @@ def eval_(
     home: Annotated[Path | None, typer.Option("--home", envvar="NCALAB_HOME")] = None,
     json_out: JsonFlag = False,
 ) -> None:
-    """Evaluate trained models: perplexity, in-context accuracy or downstream tasks.
+    """Evaluate trained models: perplexity, in-context accuracy, skill probes or downstream tasks.
 
-    Perplexity of the language models on any corpus (--corpus), the stage-1 model in context (--icl), or downstream tasks (--task, --lm-eval).
+    Perplexity of the language models on any corpus (--corpus), the stage-1 model in context (--icl), skill probes of every model (--probes), or downstream tasks (--task, --lm-eval).
     """
     from ncalab.services.evaluation import CorpusText, evaluate_checkpoint
 
     tasks = [t for item in (task or []) for t in item.split(",") if t.strip()] + (["lm_eval"] if lm_eval else [])
-    if sum([icl, corpus is not None, bool(tasks)]) != 1:
-        raise NcalabError("say what to evaluate: --corpus CORPUS (perplexity), --icl (the stage-1 model in context) "
-                          "or --task TASK / --lm-eval TASKS (downstream)")
+    probes = probes or bool(probe)  # naming a probe asks for probes
+    if sum([icl, corpus is not None, bool(tasks), probes]) != 1:
+        raise NcalabError("say what to evaluate: --corpus CORPUS (perplexity), --icl (the stage-1 model in context), "
+                          "--probes (skill probes) or --task TASK / --lm-eval TASKS (downstream)")
+    if probes:
+        names = [n.strip() for item in (probe or []) for n in item.split(",") if n.strip()]
+        _probes(target, names, items, length, device, home, json_out)
+        return
     if tasks:
         request = _Downstream(tasks, data, samples, k, limit, allow_code_execution, lm_eval, set_ or [],
                               require_isolation)
@@ -113,6 +122,23 @@ def _in_context(target: str, device: str, sequences: int | None, home, json_out:
     for name, vals in by_name.items():
         t.add_row(in_context_label(name).replace(" (mean over frames)", ""), *[f"{vals[f]:.3f}" if f in vals else "-" for f in frames])
     out_console.print(t)
+
+
+def _probes(target: str, names: list[str], items: int | None, length: int | None, device: str, home,
+            json_out: bool) -> None:
+    from ncalab.cli.common import err_console
+    from ncalab.display.probes import probes_table
+    from ncalab.services.evaluation import probes
+    from ncalab.services.runstore import open_store
+
+    res = probes(open_store(home), target, names, items, length, device,
+                 note=lambda text: None if json_out else err_console.print(text, soft_wrap=True))
+    if json_out:
+        emit_json(res)
+        return
+    out_console.print(probes_table(res["models"], title=f"{res['experiment_id']}: skill probes, {res['items']} items each"))
+    if res["skipped"]:
+        out_console.print(f"not probed (not trained yet): {', '.join(res['skipped'])}")
 
 
 @dataclass(frozen=True)

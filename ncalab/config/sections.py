@@ -66,6 +66,8 @@ Embeddings = Literal["reinit", "paper"]
 # Downstream tasks (spec section 7) and lm-evaluation-harness.
 EvalTask = Literal["gsm8k", "humaneval", "bbl", "lm_eval"]
 Isolation = Literal["auto", "bubblewrap", "unshare", "none"]  # ncalab.evaluation.isolation
+# Skill probes (ncalab.evaluation.probes.PROBES): context recall, copying, bracket matching, addition.
+ProbeName = Literal["recall", "copy", "brackets", "addition"]
 # How GSM8K examples are written (paper: "Final Answer: N", the paper's code; gsm8k: "#### N"),
 # and which split the prompts' worked examples come from (test: the paper's; never the item).
 GSM8KFormat = Literal["paper", "gsm8k"]
@@ -98,6 +100,7 @@ SCHEDULES = get_args(Schedule)
 REUSE_CHOICES = get_args(Reuse)
 EMBEDDING_CHOICES = get_args(Embeddings)
 EVAL_TASKS = get_args(EvalTask)
+PROBE_NAMES = get_args(ProbeName)
 ISOLATIONS = get_args(Isolation)
 GSM8K_FORMATS = get_args(GSM8KFormat)
 GSM8K_SHOTS_FROM = get_args(GSM8KShotsFrom)
@@ -496,6 +499,25 @@ class BBLSection:
 
 
 @section
+class ProbesSection:
+    """Skill probes (evaluation/probes.py): the stage-1 model after stage 1, and both language
+    models at the start and the end of stage 2, on held-out synthetic items, without training."""
+
+    names: list[ProbeName] = option(default=[],
+                                    help="probes run after stage 2: any of recall, copy, brackets, addition")
+    items: int = option(default=64, help="held-out items per probe and model")
+    length: int = option(default=0, help="tokens per item; 0 = each probe's own (recall fills the model's context)")
+
+    def validate(self) -> None:
+        bad = [n for n in self.names if n not in PROBE_NAMES]
+        if bad:
+            raise NcalabError(f"unknown probe {bad[0]!r}; choose from {', '.join(PROBE_NAMES)}")
+        if self.items <= 0 or self.length < 0:
+            raise NcalabError(f"eval.probes.items must be positive and eval.probes.length >= 0, "
+                              f"got {self.items} and {self.length}")
+
+
+@section
 class EvalConfig:
     """Downstream evaluation of both language models (stages after stage 2)."""
 
@@ -507,8 +529,10 @@ class EvalConfig:
     gsm8k: GSM8KSection = field(default_factory=GSM8KSection)
     humaneval: HumanEvalSection = field(default_factory=HumanEvalSection)
     bbl: BBLSection = field(default_factory=BBLSection)
+    probes: ProbesSection = field(default_factory=ProbesSection)
 
     def validate(self) -> None:
+        self.probes.validate()
         bad = [t for t in self.tasks if t not in EVAL_TASKS]
         if bad:
             raise NcalabError(f"unknown evaluation task {bad[0]!r}; choose from gsm8k, humaneval, bbl (or --lm-eval TASK)")

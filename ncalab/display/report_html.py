@@ -13,6 +13,7 @@ from html import escape
 from typing import TYPE_CHECKING
 
 from ncalab.display import figures as F
+from ncalab.display import probes as P
 from ncalab.display.summary import sandbox_words, si
 from ncalab.services import report as R
 
@@ -83,7 +84,7 @@ def render(rep: R.Report) -> str:
     """The whole page for a report."""
     figures = Figures()
     body = [_header(rep), _study(rep, figures), _answer(rep, figures), _curves(rep, figures), _stage1(rep, figures), _compute(rep),
-            _downstream(rep, figures), _members(rep), _config(rep), _footer(rep)]
+            _probes(rep), _downstream(rep, figures), _members(rep), _config(rep), _footer(rep)]
     return figures.drawn_into(f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -373,6 +374,26 @@ def _compute(rep: R.Report) -> str:
                                           "wall", "device"], rows)
             + f'<p class="sub">{note}FLOPs = 6N + 12·L·d·T per token; wall: the stage from start to end, device: '
               "time in training steps.</p>")
+
+
+def _probes(rep: R.Report) -> str:
+    """Each experiment's skill probes: every model's score with its chance level (nothing when none
+    were run)."""
+    parts = []
+    for g in rep.groups:
+        for m in g.members:
+            head, rows = P.html_rows(P.stored_models(m.probes))
+            if rows:
+                who = " ".join(x for x in (g.label, f"seed {m.seed}") if x) if len(rep.members) > 1 else ""
+                parts.append((f"<h3>{escape(who)}</h3>" if who else "")
+                             + _table([escape(h) for h in head], [[escape(c) for c in r] for r in rows]))
+    if not parts:
+        return ""
+    return ("<h2>Skill probes</h2>" + "".join(parts)
+            + '<p class="sub">Held-out synthetic items, no training: per-token accuracy at the answers (the argmax over '
+              "the answer alphabet) and, where an item has several answer tokens, the share of items with all of them "
+              "right (exact); chance is a uniform guess over that alphabet. Stage 1 after stage 1; both language models "
+              "at the start (the transferred and the fresh model) and the end of stage 2.</p>")
 
 
 def _avg(vals):

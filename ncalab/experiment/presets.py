@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ncalab.config import ExperimentConfig, apply_overrides
+from ncalab.config.sections import PROBE_NAMES
 from ncalab.errors import NcalabError
 from ncalab.nca.config import NCAConfig
 from ncalab.sources.families import load_families
@@ -43,7 +44,9 @@ _SCALES: dict[str, dict] = {
         "stage1": {"tokens": 1_000_000, "lr": 1e-3, "batch_size": 16, "val_sequences": 32, "schedule": "paper"},
         "stage2": {"tokens": 2_000_000, "lr": 1e-3, "batch_size": 16, "seq_len": 256, "eval_tokens": 65_536},
         "data": {"vocab_size": 4096},
-        "eval": {"gsm8k": SHORT_CONTEXT_GSM8K},
+        # every skill probe on the five models: about 1% of the experiment's training time here
+        # (measured, docs/evaluation.md); an option (eval.probes.names) at the larger scales
+        "eval": {"gsm8k": SHORT_CONTEXT_GSM8K, "probes": {"names": list(PROBE_NAMES)}},
     },
     # One GPU, an afternoon.
     "small": {

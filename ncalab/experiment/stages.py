@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from ncalab.data import language
 from ncalab.data.lm_data import TokenBatches, val_batches
 from ncalab.errors import NcalabError
+from ncalab.experiment.probing import Probes
 from ncalab.planning.compute import model_compute
 from ncalab.planning.memory import micro_batch_for
 from ncalab.planning.stage import STEP, TRAINING, Plan, Step, TrainingStage
@@ -205,4 +206,5 @@ PIPELINE: tuple[TrainingStage | Step, ...] = (
     Transfer(),
     LanguageTraining("nca", warm=True),
     LanguageTraining("scratch", warm=False),
+    Probes(),  # the skill probes of eval.probes: the stage-1 model and both arms at the start and end of stage 2
 )

@@ -119,6 +119,45 @@ def in_context(store: Store, ident: str, device: str = "auto", sequences: int | 
             "sequences": cfg.stage1.icl_sequences, "points": points}
 
 
+def probes(store: Store, ident: str, names: Sequence[str] = (), items: int | None = None, length: int | None = None,
+           device: str = "auto", note=lambda text: None) -> dict:
+    """The skill probes of a stored experiment's models (the stage-1 model, both language models
+    at the start and end of stage 2), stored with their runs, replacing earlier scores of the same
+    probes, and returned. Default: every probe, the experiment's eval.probes items. Nothing is
+    stored when a probe is unknown or an asked length does not fit a model's context."""
+    from ncalab.evaluation.probes import PROBES
+    from ncalab.experiment import probing
+    from ncalab.services.experiments import config_of
+    from ncalab.services.runs import resolve_experiment
+
+    exp = resolve_experiment(store, ident)
+    cfg = config_of(exp)
+    names = list(dict.fromkeys(names)) or list(PROBES)
+    n = cfg.eval.probes.items if items is None else items
+    if n <= 0:
+        raise NcalabError(f"--items must be positive, got {n}")
+    if length is not None and length <= 0:
+        raise NcalabError(f"--length must be positive, got {length}")
+    probing.check(names, length, probing.contexts(cfg))
+    runs = {r.kind: r for r in store.runs_of(exp.id)}
+    targets, missing = probing.subjects(store, runs, cfg)
+    if not targets:
+        raise NcalabError(f"experiment {exp.id} has no finished model to probe yet")
+    placement = devices.choose(device, cfg.runtime.dtype)
+    results = probing.probe_all(targets, names, cfg, placement, n, length, note)
+    probing.store_results(store, results)
+    return {"experiment_id": exp.id, "probes": names, "items": n, "skipped": missing,
+            "models": [{"kind": s.kind, "when": s.when, "run_id": s.run.id,
+                        "scores": {sc.probe: _probe_row(sc) for sc in scores}} for s, scores in results]}
+
+
+def _probe_row(sc) -> dict:
+    if sc.not_applicable:
+        return {"not_applicable": sc.not_applicable}
+    return {"acc": sc.accuracy, "exact": sc.exact, "chance": sc.chance, "chance_exact": sc.chance_exact,
+            "alphabet": sc.alphabet, "length": sc.length, "items": len(sc.items)}
+
+
 def add_evaluation(store: Store, ident: str, tasks: list[str], sets: Sequence[str] = (), lm_eval: Sequence[str] = ()):
     """Add downstream evaluation stages to an experiment whose language models are trained, and
     queue it (the pipeline skips what is done). Returns (experiment, typed config). Nothing is

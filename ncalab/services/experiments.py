@@ -87,6 +87,10 @@ def check_evaluations(cfg: ExperimentConfig) -> None:
     for name in cfg.eval.tasks:
         if name in TASKS:
             TASKS[name].check_ready(cfg)
+    if cfg.eval.probes.names:  # an asked item length fits both stages' contexts
+        from ncalab.experiment.probing import check, contexts
+
+        check(cfg.eval.probes.names, cfg.eval.probes.length or None, contexts(cfg))
 
 
 def run_here(cfg: ExperimentConfig, store: Store, exp_id: str, reporter: Reporter | None = None) -> ExperimentSummary:

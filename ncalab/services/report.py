@@ -39,6 +39,7 @@ MIN_SEEDS = 3
 _NOT_SETTING = ("seed", "runtime.", "eval.")
 ARMS = ("nca", "scratch")
 ICL_PREFIXES = ("icl_", "dyck_")  # the in-context metrics of a stage-1 run
+PROBE_PREFIX = "probe:"  # the skill probes of the stage-1 run and both arms (experiment/probing.py)
 
 
 @dataclass
@@ -58,6 +59,7 @@ class Member:
     heartbeat_at: float | None = None
     error: str | None = None
     stage1_model: Path | None = None  # its stage-1 run's model folder (with rules.npz since stage 1 keeps it)
+    probes: list[dict] = field(default_factory=list)  # runs' skill probe metrics: {kind, latest_metrics} (display.probes)
 
 
 @dataclass
@@ -229,7 +231,8 @@ def members_of(store: Store, exps) -> list[Member]:
     """Each experiment's curves, in-context figures, compute and summary, as stored now (every
     curve of every experiment read in one query)."""
     runs_of = [{r.kind: r for r in store.runs_of(e.id)} for e in exps]
-    points = store.series([r.id for runs in runs_of for r in runs.values()], ("val_ppl", "val_loss"), ICL_PREFIXES)
+    points = store.series([r.id for runs in runs_of for r in runs.values()], ("val_ppl", "val_loss"),
+                          (*ICL_PREFIXES, PROBE_PREFIX))
     return [_member(store, e, runs, points) for e, runs in zip(exps, runs_of)]
 
 
@@ -255,10 +258,16 @@ def _member(store: Store, exp, runs: dict, points: dict) -> Member:
                 compute[kind] = c
     run_rows = [{"kind": r.kind, "status": r.status, "tokens": r.tokens, "total_tokens": r.total_tokens,
                  "error": r.error} for r in runs.values()]
+    by_id = {r.id: r.kind for r in runs.values()}
+    probes: dict[str, dict[str, float]] = {}  # each run's last stored value of every probe metric
+    for (run_id, name), (_, _, values) in points.items():
+        if run_id in by_id and name.startswith(PROBE_PREFIX) and values:
+            probes.setdefault(by_id[run_id], {})[name] = values[-1]
     return Member(exp.id, exp.name, exp.seed, exp.status, with_added(exp.config), summary, run_rows,
                   {k: v for k, v in curves.items() if v[0]}, icl, compute,
                   getattr(exp, "heartbeat_at", None), getattr(exp, "error", None),
-                  store.run_dir(runs["stage1"]) / "model" if "stage1" in runs else None)
+                  store.run_dir(runs["stage1"]) / "model" if "stage1" in runs else None,
+                  [{"kind": k, "latest_metrics": m} for k, m in probes.items()])
 
 
 def _setting_keys(flat: dict) -> dict:

@@ -152,6 +152,9 @@ class FollowerStore:
     def delete_eval_items(self, run_id: str) -> None:
         pass
 
+    def replace_eval_items(self, run_id: str, subtasks: list[str], rows: list[dict]) -> None:
+        pass
+
     def create_sweep(self, spec: dict, name: str | None = None) -> Sweep:
         raise _main_only("creates sweeps")
 

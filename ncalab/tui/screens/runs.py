@@ -14,6 +14,7 @@ from textual.widgets import Footer, Input, Static
 from textual.worker import get_current_worker
 
 from ncalab.config.keys import flatten
+from ncalab.display.probes import probe_rows, stored_models
 from ncalab.display.summary import compute_lines
 from ncalab.errors import NcalabError
 from ncalab.tui.messages import Notice, StoreWritten
@@ -76,6 +77,8 @@ def details_text(d: dict) -> Pairs:
         p.add(*(escape(line) for line in lines if line not in flops))  # in-context figures, flowed
     for r in d["runs"]:
         p.add(f"{r['kind']} {r['status']} {r['tokens']:,}/{r['total_tokens']:,}")
+    for row in probe_rows(stored_models(d["runs"])):  # skill probes, each with its chance level
+        p.add(*(escape(item) for item in row))
     if d["tags"]:
         p.add("tags " + escape(", ".join(d["tags"])))
     c = flatten(d["config"])  # tolerate configs written by other versions
