@@ -81,3 +81,52 @@ def test_a_wsd_cooldown_branch_is_the_shorter_run_bit_for_bit(tmp_path):
     assert long_lrs[-1] == pytest.approx(3e-4) and long_lrs[12:] == sorted(long_lrs[12:], reverse=True)
     # and the branch is not where the long run went on to
     assert any(not torch.equal(a, b) for a, b in zip(long.model.state_dict().values(), branch.model.state_dict().values()))
+
+
+def test_the_training_pass_attention_and_optimizer_defaults():
+    """bf16 autocast on a CPU trains with eager attention (measured faster there than sdpa's bf16
+    kernel), fp32 and GPUs keep the model's own; the switch holds only inside the training pass;
+    one CPU process takes the fused AdamW."""
+    from ncalab.config import ModelConfig
+    from ncalab.train.device import Placement
+    from ncalab.train.loop import attention_as, train_attention
+    from ncalab.train.model import build_model
+
+    cpu = torch.device("cpu")
+    assert train_attention("auto", Placement(cpu, torch.bfloat16)) == "eager"
+    assert train_attention("auto", Placement(cpu, None)) is None
+    assert train_attention("auto", Placement(torch.device("cuda"), torch.bfloat16)) is None
+    assert train_attention("sdpa", Placement(cpu, torch.bfloat16)) == "sdpa"
+    model = build_model(ModelConfig(n_layer=1, d_model=32, n_head=2), 50, 16, seed=0)
+    x = torch.randint(0, 50, (2, 16), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        sdpa = model(input_ids=x).logits
+        with attention_as(model, "eager"):
+            assert model.config._attn_implementation == "eager"
+            eager = model(input_ids=x).logits
+    assert model.config._attn_implementation == "sdpa"
+    assert torch.allclose(eager, sdpa, rtol=1e-5, atol=1e-6)
+    tr, _ = tiny_nca_trainer(None)
+    assert all(g["fused"] for g in tr.optimizer.param_groups)
+
+
+@pytest.mark.slow
+def test_the_compiled_loop_trains_the_model_the_eager_loop_trains(tmp_path):
+    """runtime.compile on a CPU compiles the body and the head loss's chunks (the loss stays
+    chunked): three steps land where the eager loop's do, within test_distributed's float
+    tolerance (measured: weights 5e-6 apart at most, losses 1e-6)."""
+    from ncalab.train.loop import TrainerOptions
+
+    eager, eager_points = tiny_nca_trainer(None, steps=3)
+    compiled, compiled_points = tiny_nca_trainer(None, steps=3)
+    compiled_points.clear()  # a Trainer of its own: the same model, spec, data and placement, compiled
+    compiled = type(compiled)(compiled.model, compiled.spec, compiled.placement, compiled.batches, [],
+                              TrainerOptions(on_metrics=compiled_points.extend, compile=True))
+    assert compiled.body is not None and compiled.chunk_fn is not None and compiled.forward_model is compiled.model
+    eager.run()
+    compiled.run()
+    diffs = {n: float((a - b).abs().max()) for (n, a), b in zip(eager.model.state_dict().items(),
+                                                                compiled.model.state_dict().values())}
+    loss = [[p["value"] for p in pts if p["name"] == "train_loss"] for pts in (eager_points, compiled_points)]
+    assert max(diffs.values()) < 1e-4  # float tolerance, as test_distributed's (reductions in another order)
+    assert loss[1] == pytest.approx(loss[0], abs=1e-5)

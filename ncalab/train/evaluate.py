@@ -11,11 +11,13 @@ from ncalab.nca.tokens import IGNORE_INDEX
 from ncalab.train.headloss import chunked_loss_sum, splits_head
 
 
-def loss_sum(model, inputs: torch.Tensor, targets: torch.Tensor, chunked: bool = True) -> tuple[torch.Tensor, int]:
+def loss_sum(model, inputs: torch.Tensor, targets: torch.Tensor, chunked: bool = True, body=None,
+             chunk_fn=None) -> tuple[torch.Tensor, int]:
     """Summed cross-entropy over the non-ignored targets, and their count. `chunked`: without
-    the full logits where the model allows it (train/headloss.py), to keep memory down."""
+    the full logits where the model allows it (train/headloss.py), to keep memory down;
+    `body` and `chunk_fn`: compiled parts for the chunked way (headloss.chunked_loss_sum)."""
     if chunked and splits_head(model):
-        return chunked_loss_sum(model, inputs, targets), int((targets != IGNORE_INDEX).sum())
+        return chunked_loss_sum(model, inputs, targets, body, chunk_fn), int((targets != IGNORE_INDEX).sum())
     logits = model(input_ids=inputs).logits
     loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
                            ignore_index=IGNORE_INDEX, reduction="sum")

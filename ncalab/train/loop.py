@@ -3,6 +3,7 @@ bf16 autocast where supported, evaluations at token intervals, metrics to a call
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from ncalab.train import checkpoint
 from ncalab.train.device import Placement, apply_requested_threads
 from ncalab.train.distributed import Parallel, World
 from ncalab.train.evaluate import evaluate, loss_sum
+from ncalab.train.headloss import splits_head
 from ncalab.train.schedule import lr_factor, warmup_steps
 
 
@@ -62,13 +64,14 @@ class StageSpec:
         return marks | {self.steps}
 
 
-def make_optimizer(model, spec: StageSpec, placement: Placement):
+def make_optimizer(model, spec: StageSpec, placement: Placement, fused: bool | None = None):
     """AdamW (Adam when weight decay is 0, as in the paper's stage 1) and the stage's schedule.
 
     Weight decay on matrices only; norms and (none here) biases are left alone. Parameters
     named in ``spec.transferred`` form their own groups so they can learn at
     ``spec.transferred_lr_scale`` times the rate, and stay frozen (rate 0) for the first
     ``spec.freeze_steps`` steps, then warm up again over the stage's warm-up length.
+    ``fused``: torch's fused AdamW kernel (None: on CUDA only).
     """
     base = lr_factor(spec.schedule, spec.steps, spec.warmup, spec.min_lr_ratio, spec.decay)
     warm = max(1, warmup_steps(spec.steps, spec.warmup))
@@ -89,9 +92,37 @@ def make_optimizer(model, spec: StageSpec, placement: Placement):
             if params:
                 groups.append({"params": params, "weight_decay": spec.weight_decay if decays else 0.0})
                 lambdas.append(transferred if is_transferred else base)
-    fused = placement.device.type == "cuda"
+    if fused is None:
+        fused = placement.device.type == "cuda"
     optimizer = torch.optim.AdamW(groups, lr=spec.lr, betas=(0.9, spec.beta2), eps=1e-8, fused=fused)
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
+
+
+def train_attention(choice: str, placement: Placement) -> str | None:
+    """The attention implementation of the training forward pass; None: the model's own.
+
+    Measured at the tiny shape (benchmarks/train_throughput.py, docs/benchmarks.md#training):
+    under bf16 autocast on a CPU, transformers' eager attention (bf16 matrix products) beat
+    torch's sdpa kernel, whose bf16 backward pass is slower than its fp32 one; in fp32 sdpa
+    is as fast or faster, and keeps no T x T scores."""
+    if choice != "auto":
+        return choice
+    return "eager" if placement.device.type == "cpu" and placement.amp_dtype is not None else None
+
+
+@contextlib.contextmanager
+def attention_as(model, implementation: str | None):
+    """The model's attention implementation set to ``implementation`` inside (None: unchanged)."""
+    config = getattr(model, "config", None)
+    before = getattr(config, "_attn_implementation", None)
+    if implementation is None or config is None or implementation == before:
+        yield
+        return
+    config._attn_implementation = implementation
+    try:
+        yield
+    finally:
+        config._attn_implementation = before
 
 
 def branch_name(step: int) -> str:
@@ -109,7 +140,16 @@ class TrainerOptions:
     checkpoint_dir: Path | None = None
     checkpoint_every_s: float = 0.0  # also checkpoint this often (a cluster may end the job); 0: at evaluations only
     should_stop: Callable[[], bool] = lambda: False
+    # torch.compile: one process on a CPU compiles the model's body and the head loss's chunks
+    # (the loss stays chunked); elsewhere the whole model as the loop calls it (full logits)
     compile: bool = False
+    # the attention kernel of the training forward pass (evaluation and generation keep the
+    # model's own): "auto" (eager under bf16 autocast on a CPU, where it measured faster than
+    # sdpa, else the model's own), or a transformers attention implementation ("sdpa", "eager")
+    attention: str = "auto"
+    # torch's fused AdamW kernel; None: on CUDA, and on a CPU in one process (measured a little
+    # faster than the per-tensor loop there; within 1e-6 of it after 20 steps)
+    fused_optimizer: bool | None = None
     world: World = field(default_factory=World)
     parallel: str = "ddp"  # ddp | fsdp across the world's processes
     micro_batch_size: int = 0  # sequences per forward pass; 0 = the process's whole share
@@ -136,8 +176,15 @@ class Trainer:
         self.model.train()
         # the model as the loop runs it: itself, or wrapped for DDP / FSDP2 across processes
         self.parallel = Parallel(self.model, self.world, opts.parallel, placement.amp_dtype)
-        self.forward_model = torch.compile(self.parallel.module) if opts.compile else self.parallel.module
         self.micro_batch_size, self.chunked_loss = opts.micro_batch_size, opts.chunked_loss
+        self.forward_model, self.body, self.chunk_fn = self.parallel.module, None, None
+        if opts.compile and self._compiles_parts():
+            from ncalab.train.headloss import compiled_chunk_fn
+
+            self.body, self.chunk_fn = torch.compile(self.model.model, dynamic=False), compiled_chunk_fn()
+        elif opts.compile:
+            self.forward_model = torch.compile(self.parallel.module)
+        self.attention = train_attention(opts.attention, placement)
         self.data_seconds = 0.0  # time spent waiting for batches
         self.checkpoint_every_s = opts.checkpoint_every_s
         self.batches, self.val_batches = batches, val_batches
@@ -145,12 +192,21 @@ class Trainer:
         self.checkpoint_dir = opts.checkpoint_dir
         self.should_stop = opts.should_stop
         self.branch_steps = opts.branch_steps
-        self.optimizer, self.scheduler = make_optimizer(self.model, spec, placement)
+        fused = opts.fused_optimizer
+        if fused is None:
+            fused = placement.device.type == "cuda" or (placement.device.type == "cpu" and not self.world.distributed)
+        self.optimizer, self.scheduler = make_optimizer(self.model, spec, placement, fused)
         self.step = 0
         self.tokens = 0
         self.train_seconds = 0.0
         self.wall_offset = 0.0  # wall time of the runs before a resume, so time curves continue
         self.stopped = False
+
+    def _compiles_parts(self) -> bool:
+        """Whether torch.compile takes the body and the head loss's chunks apart (one process on
+        a CPU, chunked loss, a model that splits its head) instead of the whole model."""
+        return (self.placement.device.type == "cpu" and self.parallel.module is self.model and self.chunked_loss
+                and splits_head(self.model))
 
     def _eval(self, wall: float) -> dict:
         # every process evaluates every held-out batch (FSDP's forward needs them all in step)
@@ -174,8 +230,8 @@ class Trainer:
             with self.parallel.sync(last_micro_step=j == len(starts) - 1):
                 mi = inputs[i : i + micro].to(dev, non_blocking=True)
                 mt = targets[i : i + micro].to(dev, non_blocking=True)
-                with self.placement.autocast():
-                    loss_total, _ = loss_sum(self.forward_model, mi, mt, self.chunked_loss)
+                with self.placement.autocast(), attention_as(self.model, self.attention):
+                    loss_total, _ = loss_sum(self.forward_model, mi, mt, self.chunked_loss, self.body, self.chunk_fn)
                 loss = loss_total / max(count, 1)
                 (loss * scale if scale != 1.0 else loss).backward()
             total = loss.detach() if total is None else total + loss.detach()
