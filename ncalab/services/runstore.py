@@ -1,8 +1,9 @@
 """The run store as the front ends reach it: open it for a `--home`, say which database it is,
 copy it to another database, back it up.
 
-Every import of the store happens inside a function: `ncalab --help` loads this module and
-must stay quick (SQLAlchemy alone costs a tenth of a second).
+The store's ORM is imported inside the functions that open it: `ncalab --help` loads this
+module and must stay quick (SQLAlchemy alone costs a tenth of a second); store/location.py, which
+says where a store lives, imports nothing heavy.
 """
 
 from __future__ import annotations
