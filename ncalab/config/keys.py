@@ -164,8 +164,16 @@ def _show(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def parse_value(text: str, current_value: Any) -> Any:
-    """A --set value, typed like the setting it replaces."""
+def parse_value(text: str, current_value: Any, choices: tuple[str, ...] = ()) -> Any:
+    """A --set value, typed like the setting it replaces. ``choices``: the named values of a
+    setting that is also a bool (runtime.compile: true, false or "auto")."""
+    if choices:
+        if text in choices:
+            return text
+        try:
+            return parse_value(text, True)
+        except NcalabError:
+            raise NcalabError(f"expected true, false or {' or '.join(choices)}, got {text!r}") from None
     if isinstance(current_value, bool):
         if text.lower() in ("1", "true", "yes", "on"):
             return True
@@ -209,6 +217,19 @@ def _is_number(text: str) -> bool:
         return False
 
 
+def _named_choices(cfg: Any, key: str) -> tuple[str, ...]:
+    """The named values of a setting typed `bool | Literal[...]`, else ()."""
+    parent, _, name = key.rpartition(".")
+    section = current(cfg, parent) if parent else cfg
+    if not dataclasses.is_dataclass(section):
+        return ()
+    hint = _hints(type(section)).get(name)
+    args = typing.get_args(hint) if typing.get_origin(hint) in (types.UnionType, typing.Union) else ()
+    if bool not in args:
+        return ()
+    return tuple(v for a in args if typing.get_origin(a) is typing.Literal for v in typing.get_args(a))
+
+
 def parse_set(items: list[str], cfg: Any) -> dict:
     """['stage1.lr=3e-4', 'nca.alphabet=2'] -> nested dict, typed by the current values."""
     out: dict = {}
@@ -220,7 +241,7 @@ def parse_set(items: list[str], cfg: Any) -> dict:
         if dataclasses.is_dataclass(cur) or isinstance(cur, dict):
             raise NcalabError(f"--set {key}: {key} is a section; set one of its keys, e.g. {key}.{next(iter(_fields(cur) or cur), 'KEY')}=...")
         try:
-            value = parse_value(text, cur)
+            value = parse_value(text, cur, _named_choices(cfg, key))
         except NcalabError as e:
             raise NcalabError(f"--set {key}: {e}") from None
         merge_into(out, nest(key, value))

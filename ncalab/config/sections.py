@@ -339,7 +339,9 @@ class DataConfig:
 class RuntimeConfig:
     device: str = option(default="auto", help="auto | cpu | cuda | cuda:N")
     dtype: DType = option(default="auto", help="auto (bf16 where supported) | bf16 | fp32")
-    compile: bool = option(default=False, help="torch.compile the model")
+    compile: bool | Literal["auto"] = option(
+        default="auto", help="torch.compile the training loop: true | false | auto (one CPU process with bf16 "
+                             "instructions and a C++ compiler, in stages of >= 1M tokens: where it was measured to pay)")
     threads: int = option(default=0, help="CPU threads for torch; 0 = all cores")
     nproc: int = option(default=1, help="processes (GPUs) per node: torchrun on this node, or Slurm tasks per node")
     parallel: Parallel = option(default="ddp",
@@ -377,6 +379,8 @@ class RuntimeConfig:
                               "use --nproc N (or leave runtime.parallel at ddp)")
         if self.dtype not in get_args(DType):
             raise NcalabError(f"runtime.dtype must be auto, bf16 or fp32, got {self.dtype!r}")
+        if not isinstance(self.compile, bool) and self.compile != "auto":
+            raise NcalabError(f"runtime.compile must be true, false or auto, got {self.compile!r}")
         bad = [t for t in self.track if t not in TRACKERS]
         if bad:
             raise NcalabError(f"unknown tracker {bad[0]!r}; --track takes {', '.join(TRACKERS)}")

@@ -42,6 +42,7 @@ from ncalab.store.schema import Run
 from ncalab.train import cards, checkpoint, memory
 from ncalab.train import device as devices
 from ncalab.train.batches import Prefetcher
+from ncalab.train.compiling import compiles
 from ncalab.train.distributed import World, device_of
 from ncalab.train.loop import Trainer, TrainerOptions
 from ncalab.train.model import blank_like
@@ -297,6 +298,8 @@ def _trainer(ctx: Context, kind: str, run, plan: Plan, budgets=()) -> Trainer:
     trainer = Trainer(plan.model, plan.spec, ctx.placement, _batches(ctx, plan.batches), plan.validation,
                       _options(ctx, plan, on_metrics=lambda pts: ctx.log(run, pts), on_progress=progress,
                                checkpoint_dir=ckpt, branch_steps=frozenset(branch_points(plan.spec, budgets).values())))
+    if ctx.cfg.runtime.compile == "auto" and _compiles(ctx, plan):
+        ctx.reporter.note(f"{kind}: compiled (runtime.compile=auto); its first steps wait for the compiler")
     found = checkpoint.find(ckpt / "last")  # where an interrupted save may have left it, too
     if found is not None:
         trainer.restore(found)
@@ -338,8 +341,17 @@ def _batches(ctx: Context, batches):
 def _options(ctx: Context, plan: Plan, **given) -> TrainerOptions:
     rt = ctx.cfg.runtime
     return TrainerOptions(checkpoint_every_s=rt.checkpoint_minutes * 60, should_stop=ctx.should_stop,
-                          compile=rt.compile, world=ctx.world, parallel=rt.parallel,
-                          micro_batch_size=plan.micro_batch_size, **given)
+                          compile=_compiles(ctx, plan), compile_fallback=_uncompiled(ctx) if rt.compile == "auto" else None,
+                          world=ctx.world, parallel=rt.parallel, micro_batch_size=plan.micro_batch_size, **given)
+
+
+def _uncompiled(ctx: Context) -> Callable[[str], None]:
+    return lambda why: ctx.reporter.note(f"compiling failed, training uncompiled (runtime.compile=auto): {why}")
+
+
+def _compiles(ctx: Context, plan: Plan) -> bool:
+    """runtime.compile for this stage: true, false, or "auto" resolved (train/compiling.py)."""
+    return compiles(ctx.cfg.runtime.compile, ctx.placement, ctx.world.size, plan.spec.total_tokens)
 
 
 def _end_points(trainer: Trainer, result: dict, plan: Plan) -> list[dict]:

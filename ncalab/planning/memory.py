@@ -42,8 +42,9 @@ def memory(cfg: ExperimentConfig, vocab: int, seq_len: int, micro: int) -> dict:
 
 def logit_positions(cfg: ExperimentConfig, vocab: int, positions: int) -> int:
     """Positions whose logits exist at once: a chunk of them where the loss is computed in
-    chunks (one process, not compiled: train/headloss.py), else all of a micro-batch's."""
-    if cfg.runtime.world == 1 and not cfg.runtime.compile:
+    chunks (one process, not compiled or compiled by "auto", which compiles the chunks apart on
+    a CPU only: train/headloss.py), else all of a micro-batch's."""
+    if cfg.runtime.world == 1 and cfg.runtime.compile is not True:
         return min(positions, chunk_positions(vocab))
     return positions
 

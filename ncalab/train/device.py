@@ -40,7 +40,7 @@ def _cpu_bf16_works() -> bool:
         return False
 
 
-def _cpu_has_native_bf16() -> bool:
+def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX). Without it torch
     emulates bf16 matmuls, measured 45x slower than fp32 on an AVX2 EPYC, so `auto` then
     trains in fp32."""
@@ -69,7 +69,7 @@ def choose(device: str = "auto", dtype: str = "auto") -> Placement:
         if dtype == "bf16" and not ok:
             raise NcalabError(f"bf16 is not supported on {dev}; use --set runtime.dtype=fp32")
         # auto: bf16 where it is fast (GPUs, CPUs with bf16 instructions); explicit bf16 anywhere it works
-        fast = dev.type == "cuda" or dtype == "bf16" or _cpu_has_native_bf16()
+        fast = dev.type == "cuda" or dtype == "bf16" or cpu_has_native_bf16()
         amp = torch.bfloat16 if ok and fast else None
     return Placement(dev, amp)
 

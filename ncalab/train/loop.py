@@ -144,6 +144,9 @@ class TrainerOptions:
     # torch.compile: one process on a CPU compiles the model's body and the head loss's chunks
     # (the loss stays chunked); elsewhere the whole model as the loop calls it (full logits)
     compile: bool = False
+    # where compiling fails at the first step: train uncompiled and tell this callback why
+    # (runtime.compile=auto, which must never cost a run); None: the failure ends the stage
+    compile_fallback: Callable[[str], None] | None = None
     # the attention kernel of the training forward pass (evaluation and generation keep the
     # model's own): "auto" (eager under bf16 autocast on a CPU, where it measured faster than
     # sdpa, else the model's own), or a transformers attention implementation ("sdpa", "eager")
@@ -183,6 +186,7 @@ class Trainer:
             self.body, self.chunk_fn = torch.compile(self.model.model, dynamic=False), compiled_chunk_fn()
         elif opts.compile:
             self.forward_model = torch.compile(self.parallel.module)
+        self.compile_fallback = opts.compile_fallback if opts.compile else None
         self.attention = train_attention(opts.attention, placement)
         self.data_seconds = 0.0  # time spent waiting for batches
         self.checkpoint_every_s = opts.checkpoint_every_s
@@ -235,6 +239,22 @@ class Trainer:
                 (loss * scale if scale != 1.0 else loss).backward()
             total = loss.detach() if total is None else total + loss.detach()
         return self.world.sum(float(total))
+
+    def _first_step(self, inputs: torch.Tensor, targets: torch.Tensor, dev) -> float:
+        """The first step of a loop compiled by "auto": where the compiler fails (no toolchain
+        it can use, an unsupported platform), the step is taken again uncompiled, and so are
+        the rest."""
+        fallback, self.compile_fallback = self.compile_fallback, None
+        try:
+            return self._step(inputs, targets, dev)
+        except (NcalabError, KeyboardInterrupt):
+            raise
+        except Exception as e:  # noqa: BLE001 - torch.compile's failures have no common public type
+            self.optimizer.zero_grad(set_to_none=True)
+            self.forward_model, self.body, self.chunk_fn = self.parallel.module, None, None
+            assert fallback is not None
+            fallback(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:200])
+            return self._step(inputs, targets, dev)
 
     def save(self, path: Path) -> None:
         extra = {"step": self.step, "tokens": self.tokens, "data": self.batches.state_dict(),
@@ -319,7 +339,7 @@ class Trainer:
             t0 = time.perf_counter()
             inputs, targets = self.batches.next()  # this process's share of the global batch
             self.data_seconds += time.perf_counter() - t0
-            loss_v = self._step(inputs, targets, dev)
+            loss_v = self._first_step(inputs, targets, dev) if self.compile_fallback else self._step(inputs, targets, dev)
             if spec.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), spec.grad_clip)
             lr = self.scheduler.get_last_lr()[0]
