@@ -13,7 +13,7 @@ from pathlib import Path
 import ncalab
 
 LAYERS = {
-    "errors": 0, "durable": 0, "plugins": 0, "reporting": 0, "nca": 0, "data": 0, "store": 0, "config": 0,
+    "errors": 0, "lazy": 0, "durable": 0, "plugins": 0, "reporting": 0, "nca": 0, "data": 0, "store": 0, "config": 0,
     "scaling": 0,
     "train": 1,
     "sources": 2, "evaluation": 2, "planning": 2,
@@ -135,9 +135,10 @@ def test_the_check_sees_a_wrong_import(tmp_path):
 # What a front end may import: the services do the work, display draws it, and the errors, the
 # config types and the store's interfaces are the words they share. Everything below the services
 # (the store itself, the queue, the engine, the planner, ...) is reached through a service.
+# ncalab.lazy is a third-party library imported late (numpy for a widget's drawing), not a layer's work.
 FRONT_ENDS = ("cli", "tui")
 FRONT_END_MAY_IMPORT = ("ncalab.services", "ncalab.display", "ncalab.errors", "ncalab.config",
-                        "ncalab.store.interfaces", "ncalab.__version__")
+                        "ncalab.store.interfaces", "ncalab.__version__", "ncalab.lazy")
 # `ncalab` without a command opens the TUI: the CLI's entry point is the one door between the two.
 FRONT_END_DOORS = {"cli": ("ncalab.tui.app",)}
 
@@ -182,9 +183,134 @@ def test_the_quick_commands_import_nothing_heavy(tmp_path):
     with RunStore(tmp_path / "h") as store:  # a store with something to list, and no job to mark lost
         store.finish_experiment(store.create_experiment("code", "tiny", 0, {}).id, "completed")
     heavy = ("torch", "numpy", "transformers", "numba", "scipy", "matplotlib", "sqlalchemy")
-    for args in (["--help"], ["--version"], ["runs", "list", "--home", str(tmp_path / "h")]):
+    commands = tuple(f"ncalab.cli.{m}" for m in ("browse", "evaluate", "match", "nca", "report", "run", "sources",
+                                                  "store_cmd", "study", "sweep"))
+    for args, may_load in ((["--help"], ()), (["--version"], ()),
+                           (["runs", "list", "--home", str(tmp_path / "h")], ("ncalab.cli.browse",))):
         code = ("import contextlib, io, sys\nfrom ncalab.cli.main import main\n"
                 f"with contextlib.redirect_stdout(io.StringIO()):\n    main({args!r})\n"
-                f"print(sorted(m for m in {heavy!r} if m in sys.modules))")
+                f"print(sorted(m for m in {heavy!r} if m in sys.modules))\n"
+                f"print(sorted(m for m in {commands!r} if m in sys.modules))")
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
-        assert out.stdout.strip().splitlines()[-1] == "[]", (args, out.stdout, out.stderr)
+        libraries, modules = out.stdout.strip().splitlines()[-2:]
+        assert libraries == "[]", (args, out.stdout, out.stderr)
+        # the root's help lists the sub-commands from its table: only the command that runs is imported
+        assert modules == repr(sorted(may_load)), (args, out.stdout, out.stderr)
+
+
+def test_the_root_help_lines_are_the_commands_own():
+    """`ncalab --help` lists each sub-command by the line in cli/main.py's table, without importing
+    it: the line is the first paragraph of the command's own help."""
+    from ncalab.cli.main import COMMANDS, load_command
+
+    for name, (_, _, line) in COMMANDS.items():
+        command = load_command(name)
+        assert command.name == name and (command.help or "").split("\n\n")[0] == line, name
+
+
+# Where an import of ncalab's own modules may sit inside a function (module -> why): every other
+# one is at its module's top. The heavy third-party libraries come late through ncalab/lazy.py.
+LOCAL_IMPORTS_ALLOWED: dict[str, str] = {
+    "ncalab.cli.main": "`ncalab` alone opens the TUI: its modules (textual, 0.2 s) load only then",
+    "ncalab.cli.browse": "`runs list` is one of its commands: plot, report, jobs and launch load their services "
+                         "(matplotlib, torch, SQLAlchemy) when they run",
+    "ncalab.services.runstore": "the quick commands' way to the store: the ORM (SQLAlchemy) loads when a store is opened",
+    "ncalab.jobs.queue": "reached from the store's quick path: placing a job (torch, SQLAlchemy) loads when one is placed",
+    "ncalab.services.nca": "every command's options (cli/common) use its settings: the NCA engine (torch, numba) "
+                           "loads when a rule is run",
+    "ncalab.services.runs": "`runs list`: the scaling law (SciPy) loads when an estimate is fitted",
+    "ncalab.tui.app": "the TUI's first frame: the runs list and the queue load in a worker after it",
+    "ncalab.services.live": "the TUI's first frame: the store and the queue (SQLAlchemy, torch) load in a worker after it",
+    "ncalab.tui.screens.explore": "the TUI's first frame: the NCA engine (torch, numba) loads when a rule is drawn",
+}
+
+
+def _local_own_imports(path: Path):
+    """`line: module` of each import of an ncalab module made inside a function's body."""
+    def walk(node, in_function):
+        for child in ast.iter_child_nodes(node):
+            if in_function and isinstance(child, ast.ImportFrom) and child.module and child.level == 0:
+                if child.module.split(".")[0] == "ncalab":
+                    yield f"{child.lineno}: {child.module}"
+            elif in_function and isinstance(child, ast.ImportFrom) and child.level:
+                yield f"{child.lineno}: {'.' * child.level}{child.module or ','.join(a.name for a in child.names)}"
+            elif in_function and isinstance(child, ast.Import):
+                yield from (f"{child.lineno}: {a.name}" for a in child.names if a.name.split(".")[0] == "ncalab")
+            yield from walk(child, in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)))
+    yield from walk(ast.parse(path.read_text()), False)
+
+
+def test_ncalab_modules_are_imported_at_the_top():
+    wrong = []
+    for path in sorted(ROOT.rglob("*.py")):
+        name = ".".join(path.relative_to(ROOT.parent).with_suffix("").parts)
+        if name not in LOCAL_IMPORTS_ALLOWED:
+            wrong += [f"{path.relative_to(ROOT)}:{w}" for w in _local_own_imports(path)]
+    assert not wrong, "import ncalab's modules at the top of the module (ncalab/lazy.py for heavy libraries):\n" + \
+        "\n".join(wrong)
+
+
+def test_the_top_import_check_sees_a_local_import(tmp_path):
+    mod = tmp_path / "mod.py"
+    mod.write_text("import json\nfrom ncalab.errors import NcalabError\n\n\ndef f():\n    import numpy\n"
+                   "    from ncalab.store import RunStore\n\n\nclass A:\n    async def g(self):\n"
+                   "        if self:\n            import ncalab.jobs.queue\n        from . import x\n")
+    assert list(_local_own_imports(mod)) == ["7: ncalab.store", "13: ncalab.jobs.queue", "14: .x"]
+    assert set(LOCAL_IMPORTS_ALLOWED) <= {".".join(p.relative_to(ROOT.parent).with_suffix("").parts)
+                                          for p in ROOT.rglob("*.py")}
+
+
+# Where a library of ncalab/lazy.py's HEAVY may still be imported inside a function (`module: what it
+# imports` -> why). Everywhere else a heavy library comes through the stand-ins of ncalab.lazy, or at
+# the top of a module that needs it while it is being imported (which the quick commands never import).
+HEAVY_LOCAL_IMPORTS_ALLOWED: dict[str, str] = {
+    "ncalab.experiment.tracking: torch.utils.tensorboard": "an optional extra (tensorboard): _need checks it is "
+                                                           "installed first and says how to install it",
+    "ncalab.experiment.tracking: mlflow.entities": "an optional extra (mlflow), checked by _need the same way",
+    "ncalab.experiment.tracking: mlflow.tracking": "an optional extra (mlflow), checked by _need the same way",
+    "ncalab.train.distributed: torch.distributed.fsdp": "FSDP2 exists from torch 2.6 (ncalab runs on 2.4): imported "
+                                                        "when a model is sharded",
+    "ncalab.train.headloss: torch.distributed.fsdp": "FSDP2 again: a torch without it takes the unsharded path",
+}
+
+
+def _local_heavy_imports(path: Path):
+    """`line: module` of each import of a HEAVY library (by its top-level package) inside a function's body."""
+    from ncalab.lazy import HEAVY
+
+    heavy = {name.split(".")[0] for name in HEAVY}
+    for function in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for node in ast.walk(function):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            else:
+                continue
+            yield from (f"{node.lineno}: {name}" for name in names if name.split(".")[0] in heavy)
+
+
+def test_heavy_libraries_are_imported_through_ncalab_lazy():
+    wrong, seen = [], set()
+    for path in sorted(ROOT.rglob("*.py")):
+        name = ".".join(path.relative_to(ROOT.parent).with_suffix("").parts)
+        for found in dict.fromkeys(_local_heavy_imports(path)):  # a nested function's import is walked twice
+            key = f"{name}: {found.split(': ', 1)[1]}"
+            if key in HEAVY_LOCAL_IMPORTS_ALLOWED:
+                seen.add(key)
+            else:
+                wrong.append(f"{path.relative_to(ROOT)}:{found}")
+    assert not wrong, "heavy libraries come through `from ncalab.lazy import ...` at the module's top " \
+        "(add a stand-in there if one is missing):\n" + "\n".join(wrong)
+    assert seen == set(HEAVY_LOCAL_IMPORTS_ALLOWED), f"allowed but no longer made: {set(HEAVY_LOCAL_IMPORTS_ALLOWED) - seen}"
+
+
+def test_the_heavy_import_check_sees_a_local_import(tmp_path):
+    mod = tmp_path / "mod.py"
+    mod.write_text("import numpy as np\nfrom ncalab.lazy import torch\n\n\ndef f():\n    import json\n"
+                   "    import numpy.linalg\n    from transformers import AutoTokenizer\n\n\nclass A:\n"
+                   "    async def g(self):\n        from matplotlib.figure import Figure\n        import ncalab.store\n")
+    assert list(dict.fromkeys(_local_heavy_imports(mod))) == ["7: numpy.linalg", "8: transformers",
+                                                               "13: matplotlib.figure"]

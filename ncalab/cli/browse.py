@@ -15,7 +15,13 @@ from ncalab.cli.common import Home, JsonFlag, emit_json, out_console
 from ncalab.config.keys import flatten
 from ncalab.display.probes import probes_table, stored_models
 from ncalab.display.summary import (
-    as_summary, compute_table, downstream_table, gib, in_context_table, si, summary_table,
+    as_summary,
+    compute_table,
+    downstream_table,
+    gib,
+    in_context_table,
+    si,
+    summary_table,
 )
 from ncalab.display.tables import STATUS_STYLE
 from ncalab.errors import NcalabError
@@ -211,8 +217,10 @@ def plot(idents: Annotated[list[str], typer.Argument(help="Experiment or run ids
          home: Home = None, json_out: JsonFlag = False) -> None:
     """Curves in the terminal (or a figure file); an experiment overlays its NCA and scratch runs."""
     if out is not None:
-        from ncalab.display.figures import PLOT_FORMATS
-        from ncalab.services.report import check_out
+        from ncalab.display.figures import (  # late: keeps torch, SQLAlchemy, numpy out of the quick commands
+            PLOT_FORMATS,
+        )
+        from ncalab.services.report import check_out  # late: keeps torch, SQLAlchemy, numpy out of the quick commands
 
         out = check_out(out, PLOT_FORMATS)  # before any work
     cs = svc.curves(_store(home), idents, metric, x)
@@ -222,15 +230,18 @@ def plot(idents: Annotated[list[str], typer.Argument(help="Experiment or run ids
     if json_out:
         emit_json({"metric": metric, "x": x, "curves": cs})
         return
-    from ncalab.display.plots import curves_plot
+    from ncalab.display.plots import curves_plot  # late: keeps torch, SQLAlchemy, numpy out of the quick commands
 
     print(curves_plot(cs, min(out_console.width, 120), 24, xlabel=x, log_y=metric.endswith("ppl"),
                       title=f"{metric} against {x}", theme="pro"))
 
 
 def _plot_file(cs: list[dict], metric: str, x: str, out: Path, one: bool) -> None:
-    from ncalab.display.figures import curves_figure, save_figure
-    from ncalab.services.report import Series
+    from ncalab.display.figures import (  # late: keeps torch, SQLAlchemy, numpy out of the quick commands
+        curves_figure,
+        save_figure,
+    )
+    from ncalab.services.report import Series  # late: keeps torch, SQLAlchemy, numpy out of the quick commands
 
     # one experiment: its scratch run dashed in grey, as in the report
     series = [Series(c["label"], c["x"], c["y"], kind="scratch" if one and c["label"].endswith("/scratch") else "")
@@ -290,7 +301,7 @@ def cancel(ident: Annotated[str, typer.Argument(help="Experiment id.")], home: H
            wait: Annotated[float, typer.Option("--wait", help="Seconds to wait for the job to checkpoint and stop.")] = 120.0,
            json_out: JsonFlag = False) -> None:
     """Stop an experiment gracefully: its job writes a checkpoint, then the status is cancelled."""
-    from ncalab.services.jobs import cancel as stop
+    from ncalab.services.jobs import cancel as stop  # late: keeps torch, SQLAlchemy, numpy out of the quick commands
 
     status = stop(_store(home), ident, wait)
     if json_out:
@@ -302,7 +313,9 @@ def cancel(ident: Annotated[str, typer.Argument(help="Experiment id.")], home: H
 @app.command()
 def resume(ident: Annotated[str, typer.Argument(help="Experiment id.")], home: Home = None, json_out: JsonFlag = False) -> None:
     """Continue a cancelled, failed or lost experiment from its last checkpoints (in the background)."""
-    from ncalab.services.launch import resume as launch_again
+    from ncalab.services.launch import (  # late: keeps torch, SQLAlchemy, numpy out of the quick commands
+        resume as launch_again,
+    )
 
     status = launch_again(_store(home), ident).status
     if json_out:
@@ -315,7 +328,7 @@ def resume(ident: Annotated[str, typer.Argument(help="Experiment id.")], home: H
 def tail(ident: Annotated[str, typer.Argument(help="Experiment id.")], home: Home = None,
          follow: Annotated[bool, typer.Option("--follow/--no-follow", help="Keep following until the job ends.")] = True) -> None:
     """Show an experiment's job log and follow it live until the job ends."""
-    from ncalab.services.jobs import follow_log
+    from ncalab.services.jobs import follow_log  # late: keeps torch, SQLAlchemy, numpy out of the quick commands
 
     store = _store(home)
     for line in follow_log(store, svc.resolve_experiment(store, ident).id, follow):

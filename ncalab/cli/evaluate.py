@@ -9,8 +9,15 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ncalab.cli.common import JsonFlag, emit_json, out_console
+from ncalab.cli.common import JsonFlag, emit_json, err_console, out_console
+from ncalab.cli.run import foreground_reporter
+from ncalab.display.probes import probes_table
+from ncalab.display.summary import downstream_table, in_context_label
 from ncalab.errors import NcalabError
+from ncalab.services.evaluation import CorpusText, add_evaluation, code_sandbox, evaluate_checkpoint, in_context, probes
+from ncalab.services.experiments import config_of
+from ncalab.services.launch import How, launch
+from ncalab.services.runstore import open_store
 
 
 def eval_(
@@ -44,8 +51,6 @@ def eval_(
 
     Perplexity of the language models on any corpus (--corpus), the stage-1 model in context (--icl), skill probes of every model (--probes), or downstream tasks (--task, --lm-eval).
     """
-    from ncalab.services.evaluation import CorpusText, evaluate_checkpoint
-
     tasks = [t for item in (task or []) for t in item.split(",") if t.strip()] + (["lm_eval"] if lm_eval else [])
     probes = probes or bool(probe)  # naming a probe asks for probes
     if sum([icl, corpus is not None, bool(tasks), probes]) != 1:
@@ -85,8 +90,6 @@ def _resolve_targets(target: str, home) -> tuple[list[tuple[str, Path]], float |
     p = Path(target)
     if p.is_dir():
         return [(str(p), p)], None
-    from ncalab.services.experiments import config_of
-    from ncalab.services.runstore import open_store
 
     store = open_store(home)
     if target.startswith("e-"):
@@ -103,10 +106,6 @@ def _resolve_targets(target: str, home) -> tuple[list[tuple[str, Path]], float |
 
 
 def _in_context(target: str, device: str, sequences: int | None, home, json_out: bool) -> None:
-    from ncalab.display.summary import in_context_label
-    from ncalab.services.evaluation import in_context
-    from ncalab.services.runstore import open_store
-
     res = in_context(open_store(home), target, device, sequences)
     if json_out:
         emit_json(res)
@@ -126,11 +125,6 @@ def _in_context(target: str, device: str, sequences: int | None, home, json_out:
 
 def _probes(target: str, names: list[str], items: int | None, length: int | None, device: str, home,
             json_out: bool) -> None:
-    from ncalab.cli.common import err_console
-    from ncalab.display.probes import probes_table
-    from ncalab.services.evaluation import probes
-    from ncalab.services.runstore import open_store
-
     res = probes(open_store(home), target, names, items, length, device,
                  note=lambda text: None if json_out else err_console.print(text, soft_wrap=True))
     if json_out:
@@ -186,20 +180,12 @@ class _Downstream:
 
 
 def _downstream(target: str, request: _Downstream, detach: bool, device: str, home, json_out: bool) -> None:
-    from ncalab.cli.common import err_console
-    from ncalab.display.summary import downstream_table
-    from ncalab.services.evaluation import add_evaluation
-    from ncalab.services.launch import How, launch
-    from ncalab.services.runstore import open_store
-
     tasks, sets = request.tasks, request.settings()
     if device != "auto":
         raise NcalabError("--device does not apply to downstream tasks: they run on the experiment's device")
     store = open_store(home)
     exp, cfg = add_evaluation(store, target, tasks, sets, request.lm_eval_tasks)
     if request.allow_code_execution and "humaneval" in tasks:
-        from ncalab.services.evaluation import code_sandbox
-
         isolated, words = code_sandbox(cfg)
         err_console.print(f"{'' if isolated else 'warning: '}running model-written code; each program under {words}"
                           + ("" if isolated else " (--require-isolation refuses instead)"), soft_wrap=True)
@@ -210,7 +196,6 @@ def _downstream(target: str, request: _Downstream, detach: bool, device: str, ho
         else:
             out_console.print(f"{exp.id} {job.status}: evaluating {', '.join(tasks)}; follow it with `ncalab runs tail {exp.id}`")
         return
-    from ncalab.cli.run import foreground_reporter
 
     with foreground_reporter(json_out, cfg.stage1.source) as reporter:  # items as they are scored
         summary = launch(cfg, store, How.HERE, experiment_id=exp.id, reporter=reporter).summary

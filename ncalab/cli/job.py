@@ -8,6 +8,7 @@ import argparse
 import sys
 
 from ncalab.cli.quiet import quiet_third_party, verbose_requested
+from ncalab.services.worker import run_job
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,7 +17,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("experiment")
     args = ap.parse_args(argv)
     quiet_third_party(verbose_requested())  # the log keeps ncalab's lines only, unless --verbose started it
-    from ncalab.services.worker import run_job
 
     return run_job(args.home, args.experiment)
 

@@ -3,33 +3,119 @@
 from __future__ import annotations
 
 import gc
+import importlib
 import os
 import sys
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import click
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 from ncalab import __version__
-from ncalab.cli import browse, evaluate, match, nca, report, run, sources, store_cmd, study, sweep
 from ncalab.cli.quiet import quiet_third_party, verbose_requested
 from ncalab.errors import NcalabError
+from ncalab.services.runstore import masked, use_home, use_store_url
+
+# The sub-commands: name -> (module, its Typer app or command function, the help line `ncalab
+# --help` shows). A command's module is imported only when it runs or shows its own help, so the
+# quick commands import none of them; tests/test_layers.py checks each line against the command's.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "run": ("ncalab.cli.run", "run",
+            "Run one experiment: NCA pre-pre-training, transfer, language pre-training and the scratch baseline."),
+    "eval": ("ncalab.cli.evaluate", "eval_",
+             "Evaluate trained models: perplexity, in-context accuracy, skill probes or downstream tasks."),
+    "match": ("ncalab.cli.match", "match",
+              "Measure a corpus with the bands' gzip statistic, beside random NCA rules, and recommend a band."),
+    "report": ("ncalab.cli.report", "report", "Write one self-contained HTML report of experiments or a sweep."),
+    "sources": ("ncalab.cli.sources", "sources",
+                "List the stage-1 sources, built-in and plugins, with their settings and a sample."),
+    "nca": ("ncalab.cli.nca", "app", "Explore NCA rules and write NCA corpora."),
+    "runs": ("ncalab.cli.browse", "app", "Browse, compare, plot, export and tidy the runs in the store."),
+    "sweep": ("ncalab.cli.sweep", "app",
+              "Sweeps: run a grid of settings over seeds, as experiments grouped in the store."),
+    "study": ("ncalab.cli.study", "app",
+              ("Scaling studies: where would a stage-1 source start to help? A fitted law per arm, the tokens a "
+               "warm start saves or costs, and the crossover.")),
+    "store": ("ncalab.cli.store_cmd", "app", "The run store's database: where it is, copy it to another one, back it up."),
+}
+
+
+def load_command(name: str) -> click.Command:
+    """The click command of one sub-command, made by Typer as `app.command(name)` or
+    `app.add_typer(..., name=name)` on the root would make it."""
+    module, attribute, _ = COMMANDS[name]
+    target = getattr(importlib.import_module(module), attribute)
+    holder = typer.Typer(add_completion=False)
+    if not isinstance(target, typer.Typer):
+        holder.command(name)(target)
+        return typer.main.get_command(holder)  # one command: Typer makes it, not a group
+    holder.add_typer(target, name=name)
+    group = typer.main.get_command(holder)
+    assert isinstance(group, TyperGroup)
+    return group.commands[name]
+
+
+class _LazyCommands(MutableMapping[str, click.Command]):
+    """The root group's sub-commands by name, each made when first looked up."""
+
+    def __init__(self) -> None:
+        self._made: dict[str, click.Command] = {}
+
+    def __getitem__(self, name: str) -> click.Command:
+        if name not in self._made:
+            if name not in COMMANDS:
+                raise KeyError(name)
+            self._made[name] = load_command(name)
+        return self._made[name]
+
+    def __setitem__(self, name: str, command: click.Command) -> None:
+        self._made[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        del self._made[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([*COMMANDS, *(n for n in self._made if n not in COMMANDS)])
+
+    def __len__(self) -> int:
+        return len(set(COMMANDS) | set(self._made))
+
+
+_LISTING = "ncalab.listing_commands"  # set in the context while the root's help lists the commands
+
+
+class LazyGroup(TyperGroup):
+    """The root command: its sub-commands come from COMMANDS, imported when one is run; its
+    help lists them by the help lines there, importing none."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        self.commands = _LazyCommands()
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)  # the names alone (TyperGroup's reads every command)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if ctx.meta.get(_LISTING) and cmd_name in COMMANDS:
+            return TyperCommand(name=cmd_name, help=COMMANDS[cmd_name][2])  # only its name and help are read
+        return super().get_command(ctx, cmd_name)
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        ctx.meta[_LISTING] = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            ctx.meta[_LISTING] = False
+
 
 app = typer.Typer(
+    cls=LazyGroup,
     help="ncalab: a terminal lab for NCA pre-pre-training of language models. Without a command: the TUI.",
     pretty_exceptions_enable=False, add_completion=False,
 )
-app.add_typer(nca.app, name="nca")
-app.command("run")(run.run)
-app.command("eval")(evaluate.eval_)
-app.command("match")(match.match)
-app.add_typer(browse.app, name="runs")
-app.add_typer(sweep.app, name="sweep")
-app.add_typer(study.app, name="study")
-app.add_typer(store_cmd.app, name="store")
-app.command("report")(report.report)
-app.command("sources")(sources.sources)
 
 
 def _version(value: bool) -> None:
@@ -48,15 +134,11 @@ def _root(
 ) -> None:
     quiet_third_party(verbose or verbose_requested())
     if home is not None:
-        from ncalab.services.runstore import use_home
-
         use_home(home)  # before the command parses its own --home, whose default is NCALAB_HOME
     if store:
-        from ncalab.services.runstore import use_store_url
-
         use_store_url(store)  # checked now; then every store of this command and the jobs it starts
     if ctx.invoked_subcommand is None:  # plain `ncalab`: the terminal lab
-        from ncalab.tui.app import run_app
+        from ncalab.tui.app import run_app  # the TUI's module only when it opens: textual is 0.2 s of start-up
 
         run_app()
 
@@ -103,8 +185,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _masked(e: Exception) -> str:
     """An unexpected error's text, with any database password in it masked."""
-    from ncalab.services.runstore import masked
-
     return masked(str(e))
 
 

@@ -8,7 +8,11 @@ import typer
 from rich.table import Table
 
 from ncalab.cli.common import Home, JsonFlag, NCASets, emit_json, nca_config, out_console
+from ncalab.config import DataConfig
+from ncalab.display.plots import distributions_plot
 from ncalab.errors import NcalabError
+from ncalab.services.match import match_corpus
+from ncalab.services.runstore import cache_folder
 
 _STUDIED = ("0.0-0.3", "0.3-0.4", "0.4-0.5", "0.5-1.0")
 
@@ -24,10 +28,6 @@ def match(
     set_: NCASets = None, home: Home = None, json_out: JsonFlag = False,
 ) -> None:
     """Measure a corpus with the bands' gzip statistic, beside random NCA rules, and recommend a band."""
-    from ncalab.config import DataConfig
-    from ncalab.services.match import match_corpus
-    from ncalab.services.runstore import cache_folder
-
     if vocab_size < 257:
         raise NcalabError(f"--vocab-size must be at least 257, got {vocab_size}")
     cache = cache_folder(home)
@@ -44,8 +44,6 @@ def _row(name: str, s: dict) -> list[str]:
 
 
 def _print(res: dict) -> None:
-    from ncalab.display.plots import distributions_plot
-
     st, band = res["statistic"], res["band"]
     out_console.print(f"[bold]{res['corpus']}[/]: {res['windows']:,} windows of {res['window']} tokens "
                       f"({res['tokens']:,} tokens, tokenizer {res['tokenizer']})")

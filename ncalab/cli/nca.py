@@ -13,11 +13,28 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from ncalab.cli.common import (
-    Alphabet, BurnIn, ChannelWrap, Dt, Height, IdentityBias, JsonFlag, NCASets, Patch, SeqLen, Temperature, Width,
-    emit_json, err_console, nca_config, out_console,
+    Alphabet,
+    BurnIn,
+    ChannelWrap,
+    Dt,
+    Height,
+    IdentityBias,
+    JsonFlag,
+    NCASets,
+    Patch,
+    SeqLen,
+    Temperature,
+    Width,
+    emit_json,
+    err_console,
+    nca_config,
+    out_console,
 )
+from ncalab.display.figures import ROLLOUT_FORMATS, save_rollout
 from ncalab.display.grids import grid_text, palette
-from ncalab.services.nca import DOMAIN_BANDS, NCAConfig
+from ncalab.services.explore import complexity_survey, sample_rollout
+from ncalab.services.nca import DOMAIN_BANDS, NCAConfig, corpus_band, corpus_stats, export_corpus, generate_corpus
+from ncalab.services.report import check_out
 
 app = typer.Typer(help="Explore NCA rules and write NCA corpora.", no_args_is_help=True)
 _D = NCAConfig()
@@ -39,18 +56,11 @@ def sample(
     json_out: JsonFlag = False,
 ) -> None:
     """Show one rule's rollout in colour, with its complexity score and statistics."""
-    from ncalab.services.explore import sample_rollout
-
     cfg = nca_config(ctx, set_)  # the NCA flags, read from ctx
     if out is not None:
-        from ncalab.display.figures import ROLLOUT_FORMATS
-        from ncalab.services.report import check_out
-
         out = check_out(out, ROLLOUT_FORMATS)  # before any work
     ro = sample_rollout(seed, cfg, steps, sim_seed)
     if out is not None:
-        from ncalab.display.figures import save_rollout
-
         written = save_rollout(ro.frames, cfg.alphabet, out, fps)
         if json_out:
             emit_json({**ro.to_dict(with_frames=False), "out": str(written)})
@@ -93,8 +103,6 @@ def complexity(
     json_out: JsonFlag = False,
 ) -> None:
     """Score random rules: deciles of the gzip score and the fraction in each band."""
-    from ncalab.services.explore import complexity_survey
-
     cfg = nca_config(ctx, set_)  # the NCA flags, read from ctx
     t0 = time.perf_counter()
     res = complexity_survey(rules, seed, cfg)
@@ -135,8 +143,6 @@ def generate(
     json_out: JsonFlag = False,
 ) -> None:
     """Write a band-filtered NCA corpus: memory-mappable shards plus a manifest."""
-    from ncalab.services.nca import corpus_band, generate_corpus
-
     the_band = corpus_band(domain, band)
     cfg = nca_config(ctx, set_)  # the NCA flags and --sims-per-rule, read from ctx
     what = {"val_sequences": val_sequences, "domain": domain, "force": force}
@@ -175,8 +181,6 @@ def export(
 
     The shards hold rule_seed, sim_seed, score and tokens; the README.md is the dataset card. `datasets.load_dataset("parquet", ...)` reads it, and `ncalab run --set stage1.corpus=OUT` trains stage 1 on it.
     """
-    from ncalab.services.nca import export_corpus
-
     res = export_corpus(path, out, fmt, force=force)
     if json_out:
         emit_json(res)
@@ -193,8 +197,6 @@ def stats(
     json_out: JsonFlag = False,
 ) -> None:
     """Statistics of a written corpus."""
-    from ncalab.services.nca import corpus_stats
-
     res = corpus_stats(path, split, sample=sample_n)
     if json_out:
         emit_json(res)

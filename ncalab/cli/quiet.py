@@ -13,6 +13,8 @@ import os
 import sys
 import warnings
 
+from ncalab.lazy import datasets, transformers
+
 VERBOSE_ENV = "NCALAB_VERBOSE"
 _QUIET_ENV = {
     "TRANSFORMERS_VERBOSITY": "error",
@@ -37,13 +39,9 @@ def quiet_third_party(verbose: bool = False) -> None:
     for key, value in _QUIET_ENV.items():
         os.environ.setdefault(key, value)  # a value the user set stays
     if "transformers" in sys.modules:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
+        transformers.utils.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
     if "datasets" in sys.modules:
-        import datasets
-
         datasets.utils.logging.set_verbosity_error()
         datasets.disable_progress_bars()
     if "huggingface_hub" in sys.modules:

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from ncalab.cli.common import Home, JsonFlag, emit_json, out_console
+from ncalab.display.report_html import write_report_at
 
 
 def report(
@@ -22,8 +23,6 @@ def report(
 
     The answer first (gain, speedup, the sweeps' rule), then curves, stage 1, compute, downstream and config, from the run store alone (it never writes to the store).
     """
-    from ncalab.display.report_html import write_report_at
-
     start = time.perf_counter()
     made = write_report_at(home, idents, out, frames=frames)  # checks the path before any work
     seconds = time.perf_counter() - start

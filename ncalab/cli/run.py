@@ -35,7 +35,15 @@ from ncalab.cli.common import (
     scale_settings,
     track_setting,
 )
+from ncalab.config import flatten
+from ncalab.config.keys import help_of
+from ncalab.display.summary import compute_table, downstream_table, in_context_table, si, summary_table
+from ncalab.services.config import resolve_config
+from ncalab.services.jobs import log_path, set_max_jobs
+from ncalab.services.launch import How, launch
+from ncalab.services.plan import plan_stages, refuse_unfit
 from ncalab.services.progress import SilentReporter, progress_text, stage_labels
+from ncalab.services.runstore import open_store
 
 
 class RichReporter:
@@ -93,9 +101,6 @@ def _progress_bars() -> Progress:
 
 def print_plan(cfg, gpu: str, mfu: float, json_out: bool) -> None:
     """Per stage: parameters, FLOPs, memory per GPU and time; refuse what cannot fit."""
-    from ncalab.display.summary import si
-    from ncalab.services.plan import plan_stages, refuse_unfit
-
     plans = plan_stages(cfg, gpu, mfu)
     if json_out:
         emit_json({"gpu": gpu, "mfu": mfu, "nproc": cfg.runtime.nproc, "parallel": cfg.runtime.parallel,
@@ -121,9 +126,6 @@ def print_explained(cfg) -> None:
     import json
     import sys
 
-    from ncalab.config import flatten
-    from ncalab.config.keys import help_of
-
     values = {key: json.dumps(v, ensure_ascii=False) for key, v in flatten(cfg.to_dict()).items()}
     key_width, value_width = max(map(len, values)), min(24, max(map(len, values.values())))
     for key, text in values.items():
@@ -133,8 +135,6 @@ def print_explained(cfg) -> None:
 
 
 def print_summary(s) -> None:
-    from ncalab.display.summary import compute_table, downstream_table, in_context_table, summary_table
-
     out_console.print(summary_table(s))
     for table in (in_context_table(s), compute_table(s), downstream_table(s)):
         if table is not None:
@@ -159,8 +159,6 @@ def run(
     json_out: JsonFlag = False,
 ) -> None:
     """Run one experiment: NCA pre-pre-training, transfer, language pre-training and the scratch baseline."""
-    from ncalab.services.config import resolve_config
-
     sets = (set_ or []) + track_setting(track) + scale_settings(nproc, executor, nodes, gpus_per_node, partition,
                                                                 time_limit, slurm_arg)
     cfg = resolve_config(preset, scale, config, sets, corpus=corpus, seed=seed, tokenizer=tokenizer,
@@ -178,9 +176,6 @@ def run(
         detach = True  # several processes run under torchrun (or on a cluster), as a background job
         where = "on the cluster" if cfg.runtime.executor != "local" else "under torchrun"
         err_console.print(f"{cfg.runtime.world} processes: starting a background job {where}")
-    from ncalab.services.jobs import log_path, set_max_jobs
-    from ncalab.services.launch import How, launch
-    from ncalab.services.runstore import open_store
 
     store = open_store(home)
     if detach:

@@ -11,10 +11,39 @@ from rich.table import Table
 
 from ncalab.cli.browse import _store
 from ncalab.cli.common import (
-    ConfigFile, Corpus, Detach, Device, Executor, GpusPerNode, Home, JsonFlag, MaxJobs, Name, Nodes, NProc, Partition,
-    Preset, Scale, Sets, SlurmArg, TimeLimit, Track, emit_json, out_console, scale_settings, track_setting,
+    ConfigFile,
+    Corpus,
+    Detach,
+    Device,
+    Executor,
+    GpusPerNode,
+    Home,
+    JsonFlag,
+    MaxJobs,
+    Name,
+    Nodes,
+    NProc,
+    Partition,
+    Preset,
+    Scale,
+    Sets,
+    SlurmArg,
+    TimeLimit,
+    Track,
+    emit_json,
+    out_console,
+    scale_settings,
+    track_setting,
 )
+from ncalab.cli.sweep import _seed_list, _watch
+from ncalab.display.study import grid_table, study_renderables
+from ncalab.display.tables import status_cell
 from ncalab.errors import NcalabError
+from ncalab.services import study as svc
+from ncalab.services import sweeps
+from ncalab.services.config import resolve_config
+from ncalab.services.jobs import schedule, set_max_jobs, start_members
+from ncalab.services.report import write_bytes
 
 if TYPE_CHECKING:
     from ncalab.store.interfaces import Store
@@ -59,10 +88,6 @@ def study(
     Without --detach it shows progress until the study ends; Ctrl-C stops watching, not the jobs."""
     if ctx.invoked_subcommand is not None:
         return
-    from ncalab.cli.sweep import _seed_list, _watch
-    from ncalab.services import study as svc
-    from ncalab.services.config import resolve_config
-    from ncalab.services.jobs import set_max_jobs, start_members
 
     if not budgets:
         raise NcalabError("a study needs stage-2 budgets: --budgets D1,D2,... (e.g. 1M,2M,4M)")
@@ -88,9 +113,6 @@ def study(
 
 
 def _print_study(store: Store, study_id: str, at=(), ratio: float = 20.0, resamples: int = 1000) -> None:
-    from ncalab.display.study import grid_table, study_renderables
-    from ncalab.services import study as svc
-
     out_console.print(grid_table(svc.grid(store, study_id)))
     try:
         ans = svc.fit(store, [study_id], at=at, ratio=ratio, resamples=resamples)
@@ -105,8 +127,6 @@ def _print_study(store: Store, study_id: str, at=(), ratio: float = 20.0, resamp
 def show(study_id: StudyId, at: At = None, ratio: Ratio = 20.0, resamples: Resamples = 1000,
          home: Home = None, json_out: JsonFlag = False) -> None:
     """The study's grid (mean loss over the seeds stored so far), then its answers."""
-    from ncalab.services import study as svc
-
     store = _store(home)
     if json_out:
         emit_json(svc.grid(store, study_id))
@@ -124,9 +144,6 @@ def fit(
     home: Home = None, json_out: JsonFlag = False,
 ) -> None:
     """The answers: crossover, predictions at --at, each arm's law with intervals and its leave-one-out error, and the measured gains and D_T at the grid points."""
-    from ncalab.display.study import study_renderables
-    from ncalab.services import study as svc
-
     extra = [svc.read_points(p) for p in points or []]
     ans = svc.fit(_store(home) if study_ids else None, study_ids or [], at=svc.parse_at(at or []), ratio=ratio, resamples=resamples,
                   extra=extra)
@@ -143,9 +160,6 @@ def export(study_id: StudyId, out: Annotated[Path, typer.Option("--out", help="T
     """Write the study's points and what makes them comparable, for `study fit --points` elsewhere."""
     import json
 
-    from ncalab.services import study as svc
-    from ncalab.services.report import write_bytes
-
     data = svc.export(_store(home), study_id)
     write_bytes(out, (json.dumps(data, indent=1) + "\n").encode())
     out_console.print(f"wrote {out}: {len(data['points'])} points of study {study_id}")
@@ -154,9 +168,6 @@ def export(study_id: StudyId, out: Annotated[Path, typer.Option("--out", help="T
 @app.command("list")
 def list_(home: Home = None, json_out: JsonFlag = False) -> None:
     """Every study, newest first."""
-    from ncalab.display.tables import status_cell
-    from ncalab.services import study as svc
-
     rows = svc.list_studies(_store(home))
     if json_out:
         emit_json({"studies": rows})
@@ -174,10 +185,6 @@ def list_(home: Home = None, json_out: JsonFlag = False) -> None:
 @app.command("resume")
 def resume(study_id: StudyId, home: Home = None, json_out: JsonFlag = False) -> None:
     """Queue again the members that failed, were cancelled or were lost."""
-    from ncalab.services import study as svc
-    from ncalab.services import sweeps
-    from ncalab.services.jobs import schedule
-
     store = _store(home)
     svc.spec_of(store, study_id)
     ids = sweeps.resume(store, study_id)
@@ -194,9 +201,6 @@ def cancel(study_id: StudyId, wait: Annotated[float, typer.Option(
         "--wait", help="Seconds to wait for each running job to checkpoint and stop.")] = 120.0,
            home: Home = None, json_out: JsonFlag = False) -> None:
     """Stop a study: queued members are cancelled, running ones stop at a checkpoint (`resume` continues)."""
-    from ncalab.services import study as svc
-    from ncalab.services import sweeps
-
     store = _store(home)
     svc.spec_of(store, study_id)
     ids = sweeps.cancel(store, study_id, wait)

@@ -12,11 +12,39 @@ from rich.table import Table
 
 from ncalab.cli.browse import _store
 from ncalab.cli.common import (
-    ConfigFile, Corpus, Detach, Device, Executor, GpusPerNode, Home, JsonFlag, MaxJobs, Name, Nodes, NProc, Partition,
-    Preset, Scale, Sets, SlurmArg, TimeLimit, Track, emit_json, err_console, out_console, scale_settings, track_setting,
+    ConfigFile,
+    Corpus,
+    Detach,
+    Device,
+    Executor,
+    GpusPerNode,
+    Home,
+    JsonFlag,
+    MaxJobs,
+    Name,
+    Nodes,
+    NProc,
+    Partition,
+    Preset,
+    Scale,
+    Sets,
+    SlurmArg,
+    TimeLimit,
+    Track,
+    emit_json,
+    err_console,
+    out_console,
+    scale_settings,
+    track_setting,
 )
+from ncalab.display.figures import PLOT_FORMATS, gain_by_key_figure, save_figure
+from ncalab.display.plots import gain_plot
 from ncalab.display.tables import SWEEP_LEGEND, status_cell, sweep_table
 from ncalab.errors import NcalabError
+from ncalab.services import sweeps
+from ncalab.services.config import resolve_config
+from ncalab.services.jobs import members_progress, schedule, set_max_jobs, start_members
+from ncalab.services.report import check_out
 
 if TYPE_CHECKING:
     from ncalab.store.interfaces import Store
@@ -56,9 +84,6 @@ def sweep(
         return
     if not grid:
         raise NcalabError("a sweep needs at least one --grid KEY=V1,V2,... (see `ncalab sweep --help`)")
-    from ncalab.services import sweeps
-    from ncalab.services.config import resolve_config
-    from ncalab.services.jobs import set_max_jobs, start_members
 
     sets = (set_ or []) + track_setting(track) + scale_settings(nproc, executor, nodes, gpus_per_node, partition,
                                                                 time_limit, slurm_arg)
@@ -83,8 +108,6 @@ def sweep(
 def _watch(store: Store, sweep_id: str, quiet: bool = False) -> None:
     """Progress until every member has ended (jobs run detached; Ctrl-C only stops watching)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from ncalab.services.jobs import members_progress
 
     bar = Progress(TextColumn("sweep {task.fields[sid]}"), BarColumn(bar_width=30), MofNCompleteColumn(),
                    TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=err_console, disable=quiet)
@@ -111,8 +134,6 @@ def print_table(tab: dict) -> None:
 @app.command("show")
 def show(sweep_id: Annotated[str, typer.Argument(help="A sweep id (s-...).")], home: Home = None, json_out: JsonFlag = False) -> None:
     """One row per setting: mean ± sd of ppl_nca, ppl_scratch, gain and speedup; best first."""
-    from ncalab.services import sweeps
-
     tab = sweeps.table(_store(home), sweep_id)
     if json_out:
         emit_json(tab)
@@ -123,8 +144,6 @@ def show(sweep_id: Annotated[str, typer.Argument(help="A sweep id (s-...).")], h
 @app.command("list")
 def list_(home: Home = None, json_out: JsonFlag = False) -> None:
     """Every sweep, newest first."""
-    from ncalab.services import sweeps
-
     rows = sweeps.list_sweeps(_store(home))
     if json_out:
         emit_json({"sweeps": rows})
@@ -151,20 +170,12 @@ def plot(
     home: Home = None, json_out: JsonFlag = False,
 ) -> None:
     """Gain against one swept key, in the terminal or as a figure file (mean over seeds, and every seed)."""
-    from ncalab.display.plots import gain_plot
-    from ncalab.services import sweeps
-
     if out is not None:
-        from ncalab.display.figures import PLOT_FORMATS
-        from ncalab.services.report import check_out
-
         out = check_out(out, PLOT_FORMATS)  # before any work
     tab = sweeps.table(_store(home), sweep_id)
     key = key or next(iter(tab["grid"]))
     points = sweeps.gain_by_key(tab, key)
     if out is not None:
-        from ncalab.display.figures import gain_by_key_figure, save_figure
-
         fig = gain_by_key_figure(tab, key, title=f"sweep {sweep_id}")
         if fig is None:
             raise NcalabError(f"sweep {sweep_id} has no completed experiments yet")
@@ -188,9 +199,6 @@ def extend(
     home: Home = None, json_out: JsonFlag = False,
 ) -> None:
     """Add values to the swept keys or more seeds; what already exists is not run again."""
-    from ncalab.services import sweeps
-    from ncalab.services.jobs import schedule
-
     store = _store(home)
     have = store.get_sweep(sweep_id).spec["seeds"]
     more: list[int] = []
@@ -211,9 +219,6 @@ def extend(
 @app.command("resume")
 def resume(sweep_id: Annotated[str, typer.Argument(help="A sweep id (s-...).")], home: Home = None, json_out: JsonFlag = False) -> None:
     """Queue again the members that failed, were cancelled or were lost."""
-    from ncalab.services import sweeps
-    from ncalab.services.jobs import schedule
-
     store = _store(home)
     ids = sweeps.resume(store, sweep_id)
     schedule(store)
@@ -230,8 +235,6 @@ def cancel(
     home: Home = None, json_out: JsonFlag = False,
 ) -> None:
     """Stop a sweep: queued members are cancelled, running ones stop at a checkpoint (`resume` continues)."""
-    from ncalab.services import sweeps
-
     ids = sweeps.cancel(_store(home), sweep_id, wait)
     if json_out:
         emit_json({"sweep_id": sweep_id, "cancelled": ids})
@@ -247,8 +250,6 @@ def rm(
     home: Home = None,
 ) -> None:
     """Delete a sweep, its experiments, their metrics and files (asks first)."""
-    from ncalab.services import sweeps
-
     store = _store(home)
     n = len(store.experiments_of_sweep(store.get_sweep(sweep_id).id))
     if not yes and not typer.confirm(f"delete sweep {sweep_id} and its {n} experiments with their files?"):

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ncalab.errors import NcalabError
+from ncalab.lazy import datasets
 
 DEFAULT_CORPORA = {
     "code": "python-stdlib",
@@ -193,8 +194,6 @@ def _local_corpus(spec: str, cache_dir) -> Corpus:
 def _datasets_cache(cache_dir):
     """Yield (cache folder, keep_in_memory): our own cache if given, else a temporary folder that is
     removed afterwards (the data then lives in memory). Progress bars are silenced meanwhile."""
-    import datasets
-
     bars_were_on = not datasets.are_progress_bars_disabled()
     verbosity = datasets.logging.get_verbosity()
     datasets.disable_progress_bars()
@@ -217,8 +216,6 @@ def _datasets_cache(cache_dir):
 
 
 def _load(builder: str, files: list[Path], cache: str, in_memory: bool, **kw):
-    import datasets
-
     try:
         return datasets.load_dataset(builder, data_files=[str(f) for f in files], split="train",
                                      cache_dir=cache, keep_in_memory=in_memory, **kw)
@@ -274,8 +271,6 @@ def _hub_corpus(spec: str) -> Corpus:
         raise NcalabError(offline_msg)
 
     def stream():
-        import datasets
-
         return datasets.load_dataset(name, config, split="train", streaming=True)
 
     try:  # open and read one record now, so a missing network fails here and not mid-training

@@ -11,6 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from ncalab.config import DataConfig
+from ncalab.data.corpora import open_corpus
+from ncalab.data.lm_data import build_token_arrays
+from ncalab.data.tokenizer import get_tokenizer
 
 
 @dataclass
@@ -29,10 +32,6 @@ def prepare(corpus_spec: str, data: DataConfig, cache: Path, train_tokens: int, 
     """``corpus_spec`` read with the experiment's tokenizer settings and held-out fraction
     (``data``; its own corpus is stage 2's). ``tokenizer_corpus``: read this corpus with the BPE
     trained on another one (a text source that shares stage 2's vocabulary)."""
-    from ncalab.data.corpora import open_corpus
-    from ncalab.data.lm_data import build_token_arrays
-    from ncalab.data.tokenizer import get_tokenizer
-
     corpus = open_corpus(corpus_spec)
     if note is not None:
         note(f"corpus {corpus_spec}: preparing tokenizer and token arrays")

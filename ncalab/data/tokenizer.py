@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ncalab.data.corpora import Corpus, is_validation
 from ncalab.errors import NcalabError
+from ncalab.lazy import tokenizers, transformers
 
 EOT = "<|endoftext|>"
 MIN_VOCAB = 257  # 256 byte symbols + the end-of-text token
@@ -27,22 +28,19 @@ _FORMAT = "ncalab-bpe-v1"
 def train_bpe(texts: Iterable[str], vocab_size: int):
     """Train a byte-level BPE on `texts` (pass the training split only) and wrap it as a
     `transformers.PreTrainedTokenizerFast` whose eos/bos/pad token is <|endoftext|> (id 0)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
     if not MIN_VOCAB <= vocab_size <= MAX_VOCAB:
         raise NcalabError(f"vocab size must be in [{MIN_VOCAB}, {MAX_VOCAB}], got {vocab_size}; pass e.g. --vocab-size 8192")
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
+    tok = tokenizers.Tokenizer(tokenizers.models.BPE())
+    tok.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = tokenizers.decoders.ByteLevel()
+    trainer = tokenizers.trainers.BpeTrainer(
         vocab_size=vocab_size,
         special_tokens=[EOT],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # all 256 bytes, even unseen ones
+        initial_alphabet=tokenizers.pre_tokenizers.ByteLevel.alphabet(),  # all 256 bytes, even unseen ones
         show_progress=False,
     )
     tok.train_from_iterator(_batched(texts, 1000), trainer=trainer)
-    return PreTrainedTokenizerFast(
+    return transformers.PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token=EOT,
         bos_token=EOT,
@@ -89,10 +87,8 @@ def get_tokenizer(corpus: Corpus, vocab_size: int, cache_dir: str | os.PathLike,
     tok_id = f"bpe-{key}"
     folder = Path(cache_dir) / "tokenizers" / key
     if (folder / "ncalab.json").exists():
-        from transformers import PreTrainedTokenizerFast
-
         try:
-            return PreTrainedTokenizerFast.from_pretrained(str(folder)), tok_id
+            return transformers.PreTrainedTokenizerFast.from_pretrained(str(folder)), tok_id
         except Exception:  # a damaged cache entry: train it again below
             shutil.rmtree(folder, ignore_errors=True)
 
@@ -127,14 +123,12 @@ def _save_atomic(tok, folder: Path, key_src: str) -> None:
 
 def pretrained_tokenizer(name: str):
     """(tokenizer, id) of a transformers tokenizer, from the local cache when offline."""
-    from transformers import AutoTokenizer
-
     # huggingface_hub reads HF_HUB_OFFLINE only at import; honour it here too, so an offline run
     # fails at once (or uses the local cache) instead of retrying the network for a minute.
     offline = any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
                   for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
     try:
-        tok = AutoTokenizer.from_pretrained(name, local_files_only=offline)
+        tok = transformers.AutoTokenizer.from_pretrained(name, local_files_only=offline)
     except Exception:
         raise NcalabError(f"cannot load tokenizer {name!r} (offline?); omit --tokenizer to train a BPE on the corpus") from None
     if tok.eos_token_id is None:

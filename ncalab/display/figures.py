@@ -18,6 +18,9 @@ import numpy as np
 from ncalab.display.grids import palette
 from ncalab.display.summary import in_context_label
 from ncalab.errors import NcalabError
+from ncalab.lazy import loaded, matplotlib, mpl_figure, mpl_svg, mpl_ticker
+from ncalab.services.report import check_out, write_bytes
+from ncalab.services.sweeps import gain_by_key
 
 PAPER = (3.4, 2.4)  # inches: a column of a two-column paper
 PAGE = (5.2, 3.2)  # the report's figures, shown at most about 560 px wide
@@ -34,7 +37,7 @@ _STYLE = {
 
 def _matplotlib():
     try:
-        import matplotlib
+        loaded(matplotlib)
     except ImportError:
         raise NcalabError("figures need matplotlib, a dependency of ncalab: pip install 'matplotlib>=3.7'") from None
     return matplotlib
@@ -43,9 +46,7 @@ def _matplotlib():
 def load() -> None:
     """Import what a report's figures use, ahead of drawing them (see report_html.write_report_at)."""
     _matplotlib()
-    import matplotlib.backends.backend_svg  # noqa: F401
-    import matplotlib.figure  # noqa: F401
-    import matplotlib.ticker  # noqa: F401
+    loaded(mpl_svg, mpl_figure, mpl_ticker)
 
     _pil()
 
@@ -61,9 +62,7 @@ def new_figure(size=PAPER, fixed: bool = False):
     """A figure laid out by matplotlib's constrained layout, or (``fixed``) with margins set in
     inches for curve plots: the layout pass is half the time of a small figure, which the
     report, drawing several, does not spend."""
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=size, layout=None if fixed else "constrained")
+    return mpl_figure.Figure(figsize=size, layout=None if fixed else "constrained")
 
 
 def _fix_margins(fig, title: bool, legend_rows: int = 0, labels: list[str] | None = None) -> None:
@@ -120,16 +119,14 @@ def _positive(series) -> bool:
 
 
 def _axes(ax, xlabel: str, ylabel: str, title: str | None, log_y: bool = False) -> None:
-    from matplotlib.ticker import EngFormatter, LogLocator, NullFormatter
-
     if log_y:
         ax.set_yscale("log")
         # labels at 1, 2 and 5 of each decade: a log axis that spans less than a decade still reads
-        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-        ax.yaxis.set_major_formatter(EngFormatter(places=0, sep=""))
-        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.yaxis.set_major_locator(mpl_ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(mpl_ticker.EngFormatter(places=0, sep=""))
+        ax.yaxis.set_minor_formatter(mpl_ticker.NullFormatter())
     if xlabel == "tokens":
-        ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+        ax.xaxis.set_major_formatter(mpl_ticker.EngFormatter(sep=""))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:
@@ -142,11 +139,9 @@ def icl_figure(series, size=PAGE, fixed: bool = False):
     for s in series:
         name = in_context_label(s.kind).replace(" (mean over frames)", "")
         s.label = f"{s.label}: {name}" if s.label else name
-    from matplotlib.ticker import MaxNLocator
-
     fig = curves_figure(series, xlabel="frame of the held-out rule's sequence", ylabel="accuracy", log_y=False,
                         size=size, fixed=fixed)
-    fig.axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))  # frames are whole: no 2.2, 2.4, ...
+    fig.axes[0].xaxis.set_major_locator(mpl_ticker.MaxNLocator(integer=True))  # frames are whole: no 2.2, 2.4, ...
     return fig
 
 
@@ -253,8 +248,6 @@ def _short(label: str, width: int = 38) -> str:
 
 def gain_by_key_figure(tab: dict, key: str, title: str | None = None, size=PAPER):
     """`ncalab sweep plot` as a figure: the mean gain and each seed's against one swept key."""
-    from ncalab.services.sweeps import gain_by_key
-
     points = gain_by_key(tab, key)
     if not any(p["n"] for p in points):
         return None
@@ -318,8 +311,6 @@ def _metadata(fmt: str) -> dict:
 
 def save_figure(fig, path: Path) -> Path:
     """Write a figure in the format its suffix names (png, svg or pdf)."""
-    from ncalab.services.report import check_out, write_bytes
-
     path = check_out(path, PLOT_FORMATS)
     write_bytes(path, figure_bytes(fig, path.suffix.lower().lstrip(".")))
     return path
@@ -376,8 +367,6 @@ def _pil():
 
 def save_rollout(frames: np.ndarray, alphabet: int, path: Path, fps: float = 8.0) -> Path:
     """A rollout as a frame strip (.png) or an animated GIF (.gif)."""
-    from ncalab.services.report import check_out, write_bytes
-
     path = check_out(path, ROLLOUT_FORMATS)
     if path.suffix.lower() == ".gif":
         data = gif_bytes(frames, alphabet, fps)

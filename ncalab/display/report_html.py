@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from ncalab.display import figures as F
 from ncalab.display import probes as P
+from ncalab.display.study import grid_table, study_renderables
 from ncalab.display.summary import sandbox_words, si
 from ncalab.services import report as R
 
@@ -220,7 +221,6 @@ def _study(rep: R.Report, figures: Figures) -> str:
     measurements as `ncalab study show` prints them; for a study with nothing fitted yet, why."""
     if rep.study is None:
         return ""
-    from ncalab.display.study import grid_table, study_renderables
 
     part, ans = rep.study, rep.study["answers"]
     tables = [grid_table(part["grid"])]

@@ -5,22 +5,17 @@ over position, in block characters); any other source as its tokens, wrapped int
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from rich.text import Text
 
 from ncalab.display.grids import grid_text, palette
-
-if TYPE_CHECKING:  # numpy is imported where it is used: the TUI's first frame draws without it
-    import numpy as np
+from ncalab.lazy import np
 
 BARS = " ▁▂▃▄▅▆▇█"  # eighths of a cell, bottom up
 
 
 def bracket_depth(seq: np.ndarray, vocab_size: int) -> np.ndarray:
     """Open brackets after each token: ids below vocab_size / 2 open, the others close."""
-    import numpy as np
-
     return np.cumsum(np.where(np.asarray(seq) < vocab_size // 2, 1, -1))
 
 
@@ -28,8 +23,6 @@ def copy_depth(seq: np.ndarray, vocab_size: int) -> np.ndarray:
     """ww's stack depth: symbols of a word w written and not yet copied, rising through w and
     falling through its copy. A word is the longest prefix of the rest that is repeated right
     after it; a last word cut off by the sequence's end only rises."""
-    import numpy as np
-
     seq = np.asarray(seq)
     out = np.empty(len(seq), dtype=np.int64)
     pos = 0
@@ -65,8 +58,6 @@ def profile(name: str, seq: np.ndarray, vocab_size: int) -> np.ndarray:
 def profile_lines(depth: np.ndarray, height: int, top: int | None = None) -> list[str]:
     """Depths as vertical bars, one column a position, `height` lines (the first the highest);
     `top` is the depth that fills a column (the largest here when None)."""
-    import numpy as np
-
     depth = np.asarray(depth, dtype=np.float64)
     top = max(1, int(top if top is not None else (depth.max() if len(depth) else 1)))
     eighths = np.clip(np.round(depth / top * height * 8), 0, height * 8).astype(np.int64)
@@ -80,8 +71,6 @@ def profile_lines(depth: np.ndarray, height: int, top: int | None = None) -> lis
 def token_rows(seq: np.ndarray, width: int, colours: int = 10) -> np.ndarray:
     """Tokens wrapped into rows of `width`, each shown as its id modulo `colours` (a source
     without a picture of its own)."""
-    import numpy as np
-
     seq = np.asarray(seq)
     rows = len(seq) // width
     return (seq[: rows * width] % colours).reshape(rows, width).astype(np.uint8)

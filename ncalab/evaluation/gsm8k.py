@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ncalab.errors import NcalabError
+from ncalab.lazy import math_verify
 
 FINAL = "####"
 PAPER_FINAL = "Final Answer:"
@@ -129,7 +130,7 @@ def is_correct(completion: str, answer: str, fmt: str = "paper") -> bool:
     if got is None:
         return False
     try:
-        from math_verify import parse, verify
+        parse, verify = math_verify.parse, math_verify.verify
     except ImportError:  # the check without math-verify: equal as numbers
         return _as_number(got) == _as_number(answer)
     return bool(verify(parse(answer.replace(",", "")), parse(got.replace(",", ""))))

@@ -22,8 +22,14 @@ from ncalab.errors import NcalabError
 from ncalab.evaluation.passk import per_item_pass
 from ncalab.evaluation.sampling import choice_logprobs, sample
 from ncalab.evaluation.tasks import ARMS, TASKS, Item, Task, item_seed, ks
-from ncalab.planning.stage import MEASUREMENT, TRAINING
+from ncalab.lazy import transformers
+from ncalab.planning.compute import model_compute
+from ncalab.planning.stage import MEASUREMENT, TRAINING, Plan
 from ncalab.reporting import EvaluationProgress
+from ncalab.train import checkpoint
+from ncalab.train.batches import RowBatches, pack_examples, pack_groups
+from ncalab.train.cards import save_card
+from ncalab.train.loop import StageSpec
 
 if TYPE_CHECKING:
     from ncalab.store.interfaces import Store, StoreReader
@@ -60,8 +66,6 @@ def fine_tune_rows(pairs: list[tuple[str, str]], tok, length: int, pack: int, se
     texts, the loss on answer tokens and their end tokens only. pack > 0: one sequence per
     example, with pack - 1 others before it (example_groups); pack 0: as many whole examples
     as fit in each sequence, each example once."""
-    from ncalab.train.batches import pack_examples, pack_groups
-
     if not pairs:
         raise NcalabError("no fine-tuning examples")
     eos = tok.eos_token_id
@@ -80,8 +84,6 @@ def fine_tune_spec(kind: str, sec, rows: int, length: int, world: int = 1):
     """The fine-tuning stage over `rows` sequences of `length`: sec.epochs passes, sec.batch_size
     sequences a step (no more than there are rows, a whole number per process), so
     ceil(epochs * rows / batch) steps; the paper's GSM8K: 7,473 rows, 512 a step, 10 epochs: 146."""
-    from ncalab.train.loop import StageSpec
-
     batch = max(world, min(sec.batch_size, rows) // world * world)
     return StageSpec(kind, max(1, round(sec.epochs * rows * length)), batch * length, sec.lr, sec.warmup,
                      0.0, 0.0, 1.0, 0, 4)
@@ -104,17 +106,10 @@ class FineTune:
         return []
 
     def plan(self, ctx):
-        from transformers import AutoTokenizer
-
-        from ncalab.planning.compute import model_compute
-        from ncalab.planning.stage import Plan
-        from ncalab.train import checkpoint
-        from ncalab.train.batches import RowBatches
-
         cfg, sec = ctx.cfg, self.task.section(ctx.cfg)
         folder = arm_model_folder(ctx, self.arm)
         model = checkpoint.load_model(folder)
-        tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        tok = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
         length = min(sec.seq_len, model.config.max_position_embeddings)
         pairs = self.task.examples(cfg)
         pack = getattr(sec, "pack", 0)
@@ -135,13 +130,8 @@ class FineTune:
                     model_compute(cfg.model, len(tok), length), getattr(sec, "micro_batch_size", 0))
 
     def save(self, ctx, model, folder: Path) -> None:
-        from transformers import AutoTokenizer
-
-        from ncalab.train import checkpoint
-        from ncalab.train.cards import save_card
-
         checkpoint.save(folder, model)
-        AutoTokenizer.from_pretrained(arm_model_folder(ctx, self.arm), local_files_only=True).save_pretrained(folder)
+        transformers.AutoTokenizer.from_pretrained(arm_model_folder(ctx, self.arm), local_files_only=True).save_pretrained(folder)
         save_card(ctx, self.kind, folder)
 
     def trained(self, ctx, model) -> None:
@@ -173,14 +163,10 @@ class Evaluate:
         return arm_model_folder(ctx, self.arm)
 
     def measure(self, ctx, run, stopped: Callable[[], None]) -> None:
-        from transformers import AutoTokenizer
-
-        from ncalab.train import checkpoint
-
         cfg, store, sec = ctx.cfg, ctx.store, self.task.section(ctx.cfg)
         folder = self.model_folder(ctx)
         model = checkpoint.load_model(folder, ctx.placement.device)
-        tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        tok = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
         items = self.task.items(cfg, end=tok.eos_token or "<|endoftext|>")
         for note in self.task.notes(cfg):
             ctx.reporter.note(f"{self.kind}: {note}")

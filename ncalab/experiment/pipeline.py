@@ -33,6 +33,7 @@ from ncalab.experiment.summary import ExperimentSummary, StageCompute, compare, 
 from ncalab.jobs.oom import verdict
 from ncalab.jobs.queue import is_dead
 from ncalab.jobs.slurm import REQUEUE
+from ncalab.lazy import torch
 from ncalab.planning import footprint
 from ncalab.planning.stage import MEASUREMENT, STEP, TRAINING, Plan, TrainingStage
 from ncalab.reporting import Reporter, SilentReporter, TrainingProgress
@@ -193,11 +194,9 @@ def _peer_lost(ctx: Context, e: BaseException) -> bool:
     broke, or one did while the job was being stopped (torchrun signals the survivors)."""
     if not ctx.world.distributed or isinstance(e, NcalabError):
         return False
-    import torch.distributed as dist
-
     # gloo reports a dead peer as a plain RuntimeError from its transport
     broken = isinstance(e, RuntimeError) and any(s in str(e) for s in _BROKEN_LINK)
-    return isinstance(e, dist.DistError) or broken or bool(ctx.should_stop())
+    return isinstance(e, torch.distributed.DistError) or broken or bool(ctx.should_stop())
 
 
 _BROKEN_LINK = ("Connection reset by peer", "Connection closed by peer", "Broken pipe", "NCCL communicator was aborted")

@@ -39,7 +39,11 @@ from ncalab.evaluation.probes import (
     probe_named,
     run_probe,
 )
+from ncalab.lazy import transformers
 from ncalab.planning.stage import STEP
+from ncalab.train import checkpoint
+from ncalab.train.model import build_model
+from ncalab.train.transfer import transfer
 
 if TYPE_CHECKING:
     from ncalab.store.interfaces import Store, StoreReader
@@ -74,18 +78,12 @@ def _folder(store: StoreReader, run) -> Path | None:
 
 
 def _tokenizer(folder: Path):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    return transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
 
 
 def subjects(store: StoreReader, runs: dict, cfg) -> tuple[list[Subject], list[str]]:
     """The experiment's models that can be probed now (their runs finished, their models saved),
     and a line for each that cannot."""
-    from ncalab.train import checkpoint
-    from ncalab.train.model import build_model
-    from ncalab.train.transfer import transfer
-
     folders = {kind: _folder(store, runs[kind]) if kind in runs else None for kind in ("stage1", "nca", "scratch")}
     out: list[Subject] = []
     missing: list[str] = []

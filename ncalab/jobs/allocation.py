@@ -17,6 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ncalab.errors import NcalabError
+from ncalab.jobs import machine
+from ncalab.lazy import torch
+from ncalab.store.store import RunStore
+from ncalab.train.device import apply_requested_threads, request_threads
 
 if TYPE_CHECKING:
     from ncalab.store.interfaces import StoreReader
@@ -32,8 +36,6 @@ def cores() -> int:
 
 def gpus() -> int:
     try:
-        import torch
-
         return torch.cuda.device_count()
     except Exception:  # noqa: BLE001
         return 0
@@ -72,8 +74,6 @@ def threads_for(store: StoreReader, nproc: int = 1, starting: bool = False) -> i
     """CPU threads per process for a job now: the cores shared by every consumer (the job
     processes computing on this machine, of any store: jobs/machine.py; plus this store's live
     views; `starting` counts a job about to start that has not registered yet)."""
-    from ncalab.jobs import machine
-
     consumers = max(1, machine.consumers() + live_views(store.home) + (nproc if starting else 0))
     return max(1, cores() // consumers)
 
@@ -162,8 +162,6 @@ class ThreadGovernor:
         (at the start), it also takes it at once."""
         import threading
 
-        from ncalab.train.device import apply_requested_threads, request_threads
-
         want = threads_for(store, self.nproc)
         request_threads(want)
         if threading.current_thread() is threading.main_thread():
@@ -174,8 +172,6 @@ class ThreadGovernor:
     def follow(self, stop, every_s: float = 5.0) -> None:
         """Adjust now and then every few seconds until `stop` (a threading.Event) is set."""
         import threading
-
-        from ncalab.store.store import RunStore
 
         def loop():
             store = RunStore(self.home)

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from ncalab.errors import NcalabError
-from ncalab.jobs import queue
+from ncalab.jobs import queue, slurm
+from ncalab.train import checkpoint
 
 if TYPE_CHECKING:
     from ncalab.store.interfaces import Store, StoreReader
@@ -17,8 +18,6 @@ if TYPE_CHECKING:
 def cancel(store: Store, exp_id: str, wait: float = 120.0) -> str:
     exp = store.get_experiment(exp_id)
     if exp.status == "queued":
-        from ncalab.jobs import slurm
-
         if slurm.job_of(store, exp_id) is not None:
             slurm.cancel(store, exp_id)  # pending on the cluster
         store.finish_experiment(exp_id, "cancelled")
@@ -28,7 +27,6 @@ def cancel(store: Store, exp_id: str, wait: float = 120.0) -> str:
     if not queue.pid_alive(exp.pid):
         queue.reap(store)
         raise NcalabError(f"the job of {exp_id} is gone; it is now marked lost (resume it with `ncalab runs resume`)")
-    from ncalab.jobs import slurm
 
     if slurm.job_of(store, exp_id) is not None:
         slurm.cancel(store, exp_id)  # scancel (the job checkpoints on the signal Slurm sends first)
@@ -53,8 +51,6 @@ def requeue(store: Store, exp_id: str) -> None:
 def check_checkpoints(store: StoreReader, exp_id: str) -> None:
     """Refuse, before anything is queued, a checkpoint the job could not resume from: one that
     would run code when loaded (a pickle planted in a shared run folder) or a damaged one."""
-    from ncalab.train import checkpoint
-
     for run in store.runs_of(exp_id):
         if run.status != "completed":
             found = checkpoint.find(store.run_dir(run) / "checkpoints" / "last")

@@ -14,8 +14,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ncalab.config.stored import stored_runtime
+from ncalab.config.stored import stored_config, stored_runtime
 from ncalab.errors import NcalabError
+from ncalab.jobs import oom
 from ncalab.jobs.entry import WORKER_MODULE
 
 if TYPE_CHECKING:
@@ -28,7 +29,9 @@ STALE_S = 120.0
 
 
 def default_max_jobs() -> int:
-    from ncalab.jobs.allocation import default_max_jobs as by_machine
+    from ncalab.jobs.allocation import (  # late: keeps torch, SQLAlchemy out of the quick commands
+        default_max_jobs as by_machine,
+    )
 
     return by_machine()
 
@@ -75,7 +78,6 @@ def reap(store: Store) -> list[str]:
     that to its owner's writer, which reaps on a timer."""
     if store.readonly:
         return []
-    from ncalab.jobs import oom
 
     lost = []
     for exp in store.list_experiments(status="running"):
@@ -101,7 +103,7 @@ def spawn(store: Store, exp_id: str) -> int:
     """Start the job process for an experiment, detached from this terminal; returns its pid.
     An experiment with runtime.nproc > 1 starts under torchrun (torch's own elastic launcher),
     on GPUs no other job holds."""
-    from ncalab.jobs.allocation import free_gpus, threads_for
+    from ncalab.jobs.allocation import free_gpus, threads_for  # late: keeps torch, SQLAlchemy out of the quick commands
 
     log = log_path(store, exp_id)
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -174,7 +176,7 @@ def schedule(store: Store) -> list[str]:
     """Start queued experiments, oldest first, while slots are free and the next one's expected
     peak memory fits beside the running jobs (allocation.MemoryLedger). Several processes may
     call this at once: a job claims its experiment atomically, so none runs twice."""
-    from ncalab.jobs.allocation import MemoryLedger
+    from ncalab.jobs.allocation import MemoryLedger  # late: keeps torch, SQLAlchemy out of the quick commands
 
     reap(store)
     queued = list(reversed(store.list_experiments(status="queued")))
@@ -199,9 +201,8 @@ def schedule(store: Store) -> list[str]:
 
 def expected_memory(store: StoreReader, exp) -> float:
     """Bytes the job of a stored experiment is expected to hold at its peak (planning/footprint.py)."""
-    from ncalab.config.stored import stored_config
-    from ncalab.jobs.allocation import gpus
-    from ncalab.planning.footprint import expected_peak
+    from ncalab.jobs.allocation import gpus  # late: keeps torch, SQLAlchemy out of the quick commands
+    from ncalab.planning.footprint import expected_peak  # late: keeps torch, numpy out of the quick commands
 
     cfg = stored_config(exp.config)
     try:
@@ -223,12 +224,10 @@ def _executor(exp) -> str:
 def _submit_to_cluster(store: Store, exps) -> None:
     """Queued cluster experiments without a live Slurm job get one (a sweep's members submit
     together, as one job array, when they are created)."""
-    from ncalab.jobs import slurm
+    from ncalab.jobs import slurm  # late: keeps torch, SQLAlchemy out of the quick commands
 
     for exp in exps:
         if slurm.job_of(store, exp.id) is None:
-            from ncalab.config.stored import stored_config
-
             slurm.submit(store, [exp.id], stored_config(exp.config))
 
 

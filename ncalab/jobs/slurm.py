@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ncalab.errors import NcalabError
+from ncalab.jobs.allocation import gpus
 from ncalab.jobs.entry import WORKER_MODULE
 
 if TYPE_CHECKING:
@@ -215,6 +216,4 @@ def _minutes(text: str) -> int:
 
 
 def _gpus() -> int:
-    from ncalab.jobs.allocation import gpus
-
     return gpus()

@@ -6,6 +6,7 @@ import numpy as np
 
 from ncalab.nca import complexity as cx
 from ncalab.nca.config import NCAConfig
+from ncalab.nca.stream import patch_tokens
 from ncalab.nca.tokens import decode_frames
 
 
@@ -50,7 +51,6 @@ def corpus_statistics(corpus, sample: int = 2000, seed: int = 0) -> dict:
     seqs = np.stack([corpus[int(i)] for i in idx]) if len(idx) else np.zeros((0, corpus.row), dtype=np.int64)
     grids = sequence_grids(seqs.astype(np.int64), cfg) if len(idx) else np.zeros((0, 1, cfg.height, cfg.width), np.uint8)
     patches = grids.reshape(grids.shape[0], grids.shape[1], -1)  # only for shapes when empty
-    from ncalab.nca.stream import patch_tokens
 
     toks = patch_tokens(grids, cfg) if len(idx) else patches
     per_traj = trajectory_stats(grids, toks, cfg) if len(idx) else {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ncalab.errors import NcalabError
+from ncalab.lazy import np
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,6 @@ def domain_band(domain: str) -> Band:
 
 def bin_fractions(scores) -> dict[str, float]:
     """Fraction of scores in each report bin; the last bin includes 1.0."""
-    import numpy as np
-
     s = np.asarray(scores, dtype=np.float64)
     n = max(len(s), 1)
     out = {}

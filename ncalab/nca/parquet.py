@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ncalab.errors import NcalabError
+from ncalab.lazy import pa, pq
 from ncalab.nca.corpus import MANIFEST, NCACorpus
 
 EXPORT_FORMAT = "ncalab-nca-parquet"
@@ -60,8 +61,6 @@ def _prepare(out: Path, force: bool) -> None:
 
 
 def _table(tokens: np.ndarray, rules: np.ndarray):
-    import pyarrow as pa
-
     n, row = tokens.shape
     sims = rules["sim_seed"] if "sim_seed" in rules.dtype.names else rules["rule_seed"]
     return pa.table({
@@ -75,8 +74,6 @@ def _table(tokens: np.ndarray, rules: np.ndarray):
 def export_parquet(corpus: str | Path, out: str | Path, force: bool = False,
                    on_progress: Callable[[int, int], None] | None = None) -> dict:
     """Write a corpus folder as parquet shards with a dataset card; returns what was written."""
-    import pyarrow.parquet as pq
-
     corpus, out = Path(corpus), Path(out)
     first = NCACorpus(corpus, "train")  # checks the manifest and every shard
     manifest = first.manifest
@@ -197,8 +194,6 @@ class ParquetCorpus:
     """One split of an export, read back by row ranges (sequential reads decode each row group once)."""
 
     def __init__(self, path: str | Path, split: str = "train"):
-        import pyarrow.parquet as pq
-
         self.path = Path(path)
         meta_file = self.path / EXPORT_META
         try:

@@ -14,6 +14,7 @@ import numpy as np
 
 from ncalab.nca.bands import Band
 from ncalab.nca.config import NCAConfig
+from ncalab.nca.draw import RuleDraw, sample_rollout
 
 FILE = "rules.npz"
 
@@ -22,8 +23,6 @@ def first_rules(cfg: NCAConfig, band: Band, stream: int, rules: int = 4, frames:
     """The first ``rules`` rules of stream ``stream`` in ``band`` (the ones its training stream
     takes first), each with ``frames`` frames from the start of the scored trajectory. Raises
     NcalabError when the settings never reach the band."""
-    from ncalab.nca.draw import RuleDraw, sample_rollout
-
     draw = RuleDraw(cfg, band, stream, batch_rules=16)
     drawn = [draw.next() for _ in range(rules)]
     return [{"rule_seed": d.rule_seed, "score": d.score, "frames": sample_rollout(d.rule_seed, cfg, frames).frames,

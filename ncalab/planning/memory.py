@@ -15,8 +15,10 @@ On a CPU the plan is of resident memory instead (planning/footprint.py).
 from __future__ import annotations
 
 from ncalab.config import ExperimentConfig
+from ncalab.lazy import torch
 from ncalab.planning.compute import model_compute
 from ncalab.sources.interface import SOURCES, stage1_tokens
+from ncalab.train.headloss import chunk_positions
 
 GIB = 1 << 30
 HEADROOM = 0.9  # of the GPU's memory a plan may use (the CUDA context, fragmentation)
@@ -42,8 +44,6 @@ def logit_positions(cfg: ExperimentConfig, vocab: int, positions: int) -> int:
     """Positions whose logits exist at once: a chunk of them where the loss is computed in
     chunks (one process, not compiled or compiled by "auto", which compiles the chunks apart on
     a CPU only: train/headloss.py), else all of a micro-batch's."""
-    from ncalab.train.headloss import chunk_positions
-
     if cfg.runtime.world == 1 and cfg.runtime.compile is not True:
         return min(positions, chunk_positions(vocab))
     return positions
@@ -102,8 +102,6 @@ def micro_batch_for(ctx, section_name: str, vocab: int, seq_len: int) -> int:
         ctx.reporter.note(f"{section_name}: micro-batch {micro} of {share} sequences per process (activations within "
                           f"{CPU_ACTIVATIONS >> 20} MiB; set {section_name}.micro_batch_size to choose)")
         return micro
-    import torch
-
     capacity = torch.cuda.get_device_properties(device).total_memory * HEADROOM
     micro = largest_micro_batch(cfg, section_name, vocab, seq_len, capacity) or 1
     share = getattr(cfg, section_name).batch_size // cfg.runtime.world

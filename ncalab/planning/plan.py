@@ -13,9 +13,16 @@ from ncalab.errors import NcalabError
 from ncalab.planning import footprint
 from ncalab.planning.compute import model_compute
 from ncalab.planning.memory import (
-    GIB, HEADROOM, cpu_micro_batch, language_vocab, largest_micro_batch, memory, stage_shapes,
+    GIB,
+    HEADROOM,
+    cpu_micro_batch,
+    language_vocab,
+    largest_micro_batch,
+    memory,
+    stage_shapes,
 )
 from ncalab.sources.interface import SOURCES
+from ncalab.train.device import measured_matmul_flops
 
 # Dense bf16 peak (FLOP/s) and memory (GiB) of known GPUs; "cpu" is measured when asked for.
 GPUS = {
@@ -47,8 +54,6 @@ class StagePlan:
 
 def peak_flops(gpu: str) -> float:
     if gpu == "cpu":
-        from ncalab.train.device import measured_matmul_flops
-
         return measured_matmul_flops()
     if gpu not in GPUS:
         raise NcalabError(f"unknown GPU {gpu!r}; choose one of {', '.join(GPUS)} or cpu")

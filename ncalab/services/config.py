@@ -9,6 +9,8 @@ from typing import TypedDict, Unpack
 from ncalab.config import ExperimentConfig, apply_overrides, load_config_file, parse_set
 from ncalab.errors import NcalabError
 from ncalab.experiment.presets import resolve
+from ncalab.services.match import recommended_band
+from ncalab.store.location import default_home
 
 
 class Flags(TypedDict, total=False):
@@ -74,9 +76,6 @@ def _match_sets(sets: list[str]) -> tuple[list[str], bool | None]:
 def _matched_band(cfg: ExperimentConfig, home) -> list[float]:
     """stage1.band=match: the band `ncalab match` recommends for the stage-2 corpus, read with the
     stage-2 tokenizer (trained and cached in the store's cache, where the run will find it)."""
-    from ncalab.services.match import recommended_band
-    from ncalab.store.location import default_home
-
     if cfg.stage1.source != "nca":
         raise NcalabError(f"stage1.band=match picks an NCA band; stage1.source is {cfg.stage1.source}")
     cache = Path(home or default_home()) / "cache"

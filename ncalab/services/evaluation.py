@@ -8,10 +8,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ncalab.config import apply_overrides, parse_set
+from ncalab.data.corpora import is_validation, open_corpus
+from ncalab.data.lm_data import val_batches
 from ncalab.errors import NcalabError
+from ncalab.evaluation.isolation import DESCRIPTIONS, NONE
+from ncalab.evaluation.probes import PROBES
+from ncalab.evaluation.stages import stages_for
+from ncalab.evaluation.tasks import ARMS, HUMANEVAL
+from ncalab.experiment import probing
+from ncalab.experiment.stages import log_in_context
+from ncalab.lazy import np, transformers
+from ncalab.services.experiments import check_evaluations, config_of
+from ncalab.services.runs import resolve_experiment
+from ncalab.sources.interface import SOURCES
 from ncalab.train import checkpoint
 from ncalab.train import device as devices
 from ncalab.train.batches import language_validation
+from ncalab.train.evaluate import evaluate
 
 if TYPE_CHECKING:
     from ncalab.store.interfaces import Store
@@ -19,10 +33,6 @@ if TYPE_CHECKING:
 
 def _eval_tokens(corpus, tok, split: str, val_fraction: float, max_tokens: int):
     """Token ids of the chosen documents (held-out split, or all), eos after each, up to max_tokens."""
-    import numpy as np
-
-    from ncalab.data.corpora import is_validation
-
     eos = tok.eos_token_id if tok.eos_token_id is not None else 0
     out: list = []
     batch: list = []
@@ -65,19 +75,13 @@ class CorpusText:
 
 def evaluate_checkpoint(path: Path, text: CorpusText, device: str = "auto", dtype: str = "auto") -> dict:
     """Perplexity of a saved language model (with its tokenizer) on a corpus."""
-    from transformers import AutoTokenizer
-
-    from ncalab.data.corpora import open_corpus
-    from ncalab.data.lm_data import val_batches
-    from ncalab.train.evaluate import evaluate
-
     if text.split not in ("val", "all"):
         raise NcalabError(f"--split must be val or all, got {text.split!r}")
     path = Path(path)
     placement = devices.choose(device, dtype)
     model = checkpoint.load_model(path, placement.device)
     try:
-        tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        tok = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
     except Exception:  # noqa: BLE001
         raise NcalabError(f"{path} has no tokenizer: only language models (stage 2) can be evaluated on a corpus") from None
     corpus = open_corpus(text.corpus)
@@ -94,11 +98,6 @@ def evaluate_checkpoint(path: Path, text: CorpusText, device: str = "auto", dtyp
 def in_context(store: Store, ident: str, device: str = "auto", sequences: int | None = None) -> dict:
     """The in-context evaluation of an experiment's stage-1 model (NCA: next-frame accuracy per
     frame; Dyck: conditional validity), stored with its stage-1 run and returned."""
-    from ncalab.experiment.stages import log_in_context
-    from ncalab.services.experiments import config_of
-    from ncalab.services.runs import resolve_experiment
-    from ncalab.sources.interface import SOURCES
-
     exp = resolve_experiment(store, ident)
     cfg = config_of(exp)
     if sequences is not None:
@@ -125,11 +124,6 @@ def probes(store: Store, ident: str, names: Sequence[str] = (), items: int | Non
     at the start and end of stage 2), stored with their runs, replacing earlier scores of the same
     probes, and returned. Default: every probe, the experiment's eval.probes items. Nothing is
     stored when a probe is unknown or an asked length does not fit a model's context."""
-    from ncalab.evaluation.probes import PROBES
-    from ncalab.experiment import probing
-    from ncalab.services.experiments import config_of
-    from ncalab.services.runs import resolve_experiment
-
     exp = resolve_experiment(store, ident)
     cfg = config_of(exp)
     names = list(dict.fromkeys(names)) or list(PROBES)
@@ -162,12 +156,6 @@ def add_evaluation(store: Store, ident: str, tasks: list[str], sets: Sequence[st
     """Add downstream evaluation stages to an experiment whose language models are trained, and
     queue it (the pipeline skips what is done). Returns (experiment, typed config). Nothing is
     stored when the request cannot run. A task evaluated before with other settings starts over."""
-    from ncalab.config import apply_overrides, parse_set
-    from ncalab.evaluation.stages import stages_for
-    from ncalab.evaluation.tasks import ARMS
-    from ncalab.services.experiments import check_evaluations, config_of
-    from ncalab.services.runs import resolve_experiment
-
     exp = resolve_experiment(store, ident)
     if exp.status in ("running", "queued"):
         raise NcalabError(f"experiment {exp.id} is {exp.status}; evaluate it when it has ended")
@@ -226,8 +214,5 @@ def _empty(folder: Path) -> None:
 def code_sandbox(cfg) -> tuple[bool, str]:
     """Whether HumanEval's programs get operating-system isolation on this machine, and the
     words for what they run under (said before an evaluation starts)."""
-    from ncalab.evaluation.isolation import DESCRIPTIONS, NONE
-    from ncalab.evaluation.tasks import HUMANEVAL
-
     way = HUMANEVAL.sandbox(cfg)
     return way != NONE, DESCRIPTIONS[way]

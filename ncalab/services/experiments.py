@@ -21,6 +21,8 @@ from ncalab.data.corpora import open_corpus
 from ncalab.errors import NcalabError
 from ncalab.evaluation.tasks import TASKS
 from ncalab.experiment import pipeline
+from ncalab.experiment.probing import check as check_probes
+from ncalab.experiment.probing import contexts
 from ncalab.experiment.reuse import run_keys
 from ncalab.experiment.summary import ExperimentSummary
 from ncalab.jobs import allocation, machine, slurm
@@ -88,9 +90,7 @@ def check_evaluations(cfg: ExperimentConfig) -> None:
         if name in TASKS:
             TASKS[name].check_ready(cfg)
     if cfg.eval.probes.names:  # an asked item length fits both stages' contexts
-        from ncalab.experiment.probing import check, contexts
-
-        check(cfg.eval.probes.names, cfg.eval.probes.length or None, contexts(cfg))
+        check_probes(cfg.eval.probes.names, cfg.eval.probes.length or None, contexts(cfg))
 
 
 def run_here(cfg: ExperimentConfig, store: Store, exp_id: str, reporter: Reporter | None = None) -> ExperimentSummary:

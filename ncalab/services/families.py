@@ -8,17 +8,15 @@ from pathlib import Path
 
 from ncalab.nca.bands import Band
 from ncalab.nca.config import NCAConfig
+from ncalab.sources.families import preset_names as names
+from ncalab.sources.families import save_family as save
 
 
 def save_family(name: str, domain: str, band: Band, nca: NCAConfig, home: Path | None = None) -> dict:
     """Save the family `name` (target `domain`, `band`, the settings `nca`); what was written."""
-    from ncalab.sources.families import save_family as save
-
     return save(name, domain, band, nca, home)
 
 
 def preset_names(home: Path | None = None) -> list[str]:
     """The built-in presets, then the families saved under `home`, by name."""
-    from ncalab.sources.families import preset_names as names
-
     return names(home)

@@ -12,21 +12,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ncalab.jobs import control, queue, slurm
+
 if TYPE_CHECKING:
     from ncalab.store.interfaces import Store
 
 
 def set_max_jobs(store: Store, n: int) -> None:
     """`--max-jobs N`: background jobs at once, stored for every later command and job."""
-    from ncalab.jobs import queue
-
     queue.set_max_jobs(store, n)
 
 
 def schedule(store: Store) -> list[str]:
     """Start queued experiments while slots and memory are free; the ids started."""
-    from ncalab.jobs import queue
-
     return queue.schedule(store)
 
 
@@ -34,30 +32,22 @@ def start_members(store: Store, exp_ids: list[str], base, max_jobs: int | None =
     """Start the members of a sweep or study just recorded: on a cluster they go together, as one
     job array (at most `max_jobs` at once); the queue then starts what fits here."""
     if base.runtime.executor != "local":
-        from ncalab.jobs import slurm
-
         slurm.submit(store, exp_ids, base, parallelism=max_jobs or 0)
     schedule(store)
 
 
 def log_path(store: Store, exp_id: str) -> Path:
     """Where an experiment's job writes its log."""
-    from ncalab.jobs import queue
-
     return queue.log_path(store, exp_id)
 
 
 def cancel(store: Store, exp_id: str, wait: float = 120.0) -> str:
     """Stop an experiment gracefully (its job checkpoints first); its status afterwards."""
-    from ncalab.jobs import control
-
     return control.cancel(store, exp_id, wait)
 
 
 def follow_log(store: Store, exp_id: str, follow: bool = True) -> Iterator[str]:
     """The lines of an experiment's job log; with `follow`, new ones until the job ends."""
-    from ncalab.jobs import control
-
     return control.follow_log(store, exp_id, follow)
 
 
@@ -77,8 +67,6 @@ class MembersProgress:
 def members_progress(store: Store, sweep_id: str) -> MembersProgress:
     """One look at a sweep's members while they run: dead jobs are marked lost first, and when
     nothing runs yet something waits (a slot freed without a start), the queue is started."""
-    from ncalab.jobs import queue
-
     queue.reap(store)
     exps = store.experiments_of_sweep(sweep_id)
     ended = [e for e in exps if e.status not in ("queued", "running")]

@@ -10,8 +10,11 @@ import numpy as np
 
 from ncalab.config import DataConfig, ExperimentConfig
 from ncalab.data import match as m
+from ncalab.data.corpora import open_corpus
+from ncalab.data.tokenizer import get_tokenizer
 from ncalab.nca.bands import Band, bin_fractions
 from ncalab.nca.config import NCAConfig
+from ncalab.services.explore import score_rules
 
 MATCH = "match"  # the value of stage1.band that asks for a recommendation
 NCA_RULES = 1000  # random rules scored for the NCA side of the comparison
@@ -34,9 +37,6 @@ def corpus_scores(data: DataConfig, cache_dir: Path, nca: NCAConfig,
                   windows: int = m.DEFAULT_WINDOWS) -> tuple[m.CorpusScores, str]:
     """(the statistic of each window of data.corpus, the tokenizer's id), read with the
     tokenizer an experiment with these data settings trains on (cached as it caches it)."""
-    from ncalab.data.corpora import open_corpus
-    from ncalab.data.tokenizer import get_tokenizer
-
     corpus = open_corpus(data.corpus)
     tok, tok_id = get_tokenizer(corpus, data.vocab_size, cache_dir, data.val_fraction, data.tokenizer)
     window = nca.score_frames * nca.patches_per_frame
@@ -52,8 +52,6 @@ def _summary(scores: np.ndarray) -> dict:
 def match_corpus(data: DataConfig, cache_dir: Path, nca: NCAConfig, rules: int = NCA_RULES, seed: int = 0,
                  windows: int = m.DEFAULT_WINDOWS) -> dict:
     """The whole comparison as plain numbers (what `ncalab match --json` prints)."""
-    from ncalab.services.explore import score_rules
-
     cs, tok_id = corpus_scores(data, cache_dir, nca, windows)
     nca_scores = score_rules(rules, seed, nca)
     band = m.recommend(cs.median)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from ncalab.config import ExperimentConfig, apply_overrides, parse_set
 from ncalab.errors import NcalabError
 from ncalab.nca.bands import DOMAIN_BANDS, Band, domain_band, parse_band
 from ncalab.nca.config import NCAConfig
@@ -22,8 +23,6 @@ def nca_settings(sets: list[str], flags: dict) -> NCAConfig:
     """The NCA settings of an `ncalab nca` command: defaults < --set nca.KEY=VALUE < the flags given
     (`flags`: NCAConfig field -> value). The --set items go through the same keys as
     `ncalab run --set`; a key outside nca. is an error."""
-    from ncalab.config import ExperimentConfig, apply_overrides, parse_set
-
     items = list(sets or [])
     for item in items:
         key = item.split("=", 1)[0].strip()
@@ -46,7 +45,7 @@ def generate_corpus(out: Path, cfg: NCAConfig, band: Band, tokens: int, seed: in
                     on_progress: Callable[[int, int], None] | None = None):
     """Write a band-filtered corpus (memory-mappable shards and a manifest) into `out`; what was
     written (ncalab.nca.corpus.GenerateResult). `on_progress(done, total)` in tokens."""
-    from ncalab.nca.corpus import CorpusSpec, write_corpus
+    from ncalab.nca.corpus import CorpusSpec, write_corpus  # late: keeps torch, numpy, numba out of the quick commands
 
     spec = CorpusSpec(cfg, band, tokens, seed, val_sequences=val_sequences, domain=domain)
     return write_corpus(out, spec, force=force, on_progress=on_progress)
@@ -56,7 +55,7 @@ def export_corpus(path: Path, out: Path, fmt: str = "parquet", force: bool = Fal
     """A written corpus as a Hugging Face dataset (parquet shards and a dataset card) in `out`."""
     if fmt != "parquet":
         raise NcalabError(f"--format takes parquet, got {fmt!r}")
-    from ncalab.nca.parquet import export_parquet
+    from ncalab.nca.parquet import export_parquet  # late: keeps torch, numpy, numba out of the quick commands
 
     return export_parquet(path, out, force=force)
 
@@ -66,7 +65,7 @@ def corpus_stats(path: Path, split: str = "train", sample: int = 2000) -> dict:
     decoded trajectories."""
     if sample < 0:
         raise NcalabError("--sample must not be negative")
-    from ncalab.nca.analysis import corpus_statistics
-    from ncalab.nca.corpus import NCACorpus
+    from ncalab.nca.analysis import corpus_statistics  # late: keeps torch, numpy, numba out of the quick commands
+    from ncalab.nca.corpus import NCACorpus  # late: keeps torch, numpy, numba out of the quick commands
 
     return corpus_statistics(NCACorpus(path, split), sample=sample)

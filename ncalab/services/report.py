@@ -23,11 +23,21 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ncalab import __version__
+from ncalab.config.grid import setting_label
 from ncalab.config.keys import flatten
 from ncalab.config.stored import stored_config, with_added
 from ncalab.errors import NcalabError
+from ncalab.experiment.presets import resolve
 from ncalab.experiment.summary import ExperimentSummary, StageCompute
+from ncalab.nca import strip
+from ncalab.nca.stored import is_nca_corpus, open_stored
+from ncalab.nca.strip import first_rules
+from ncalab.services import sweeps
+from ncalab.services.runs import resolve_experiment
+from ncalab.services.study import report_part
 from ncalab.services.sweeps import paired_by_seed
+from ncalab.store.location import default_home
+from ncalab.store.store import RunStore
 
 if TYPE_CHECKING:
     from ncalab.store.interfaces import Store, StoreReader
@@ -133,9 +143,6 @@ class Report:
 def open_store(home):
     """The store at ``home``, read-only. A store of an older schema is not upgraded: a snapshot
     of it is taken into a temporary folder and the snapshot is upgraded and read instead."""
-    from ncalab.store.store import RunStore
-    from ncalab.store.location import default_home
-
     home = Path(home if home is not None else default_home()).expanduser()
     try:
         store = RunStore(home, readonly=True)
@@ -188,8 +195,6 @@ def gather(store: Store, idents: list[str], frames: bool = True, background: boo
 
 
 def _experiments_report(store: Store, idents: list[str]) -> Report:
-    from ncalab.services.runs import resolve_experiment
-
     exps = list({e.id: e for e in (resolve_experiment(store, i) for i in idents)}.values())
     members = members_of(store, exps)
     flats = [_setting_keys(flatten(m.config)) for m in members]
@@ -207,8 +212,6 @@ def _experiments_report(store: Store, idents: list[str]) -> Report:
 
 
 def _sweep_report(store: Store, sweep_id: str) -> Report:
-    from ncalab.services import sweeps
-
     tab = sweeps.table(store, sweep_id, reap_first=False)
     by_id = {e.id: e for e in store.experiments_of_sweep(sweep_id)}
     read = {m.id: m for m in members_of(store, [by_id[i] for r in tab["rows"] for i in r["experiments"]])}
@@ -219,8 +222,6 @@ def _sweep_report(store: Store, sweep_id: str) -> Report:
     rep = Report(title, "sweep", [sweep_id], groups, **_config_part(base, store), swept=list(tab["grid"]),
                  source=source_of(base), sweep_table=tab)
     if kind == "study":  # a scaling study: its grid, laws and answers
-        from ncalab.services.study import report_part
-
         rep.study = report_part(store, sweep_id)
     if "stage1.source" in tab["grid"]:
         rep.source["swept"] = list(tab["grid"]["stage1.source"])
@@ -281,8 +282,6 @@ def _key(v) -> str:
 
 
 def _label(setting: dict) -> str:
-    from ncalab.config.grid import setting_label
-
     return setting_label(setting) if setting else ""
 
 
@@ -290,8 +289,6 @@ def _config_part(tree: dict, store: StoreReader) -> dict:
     """The flat config and the keys where it differs from its preset's defaults. Only keys the
     experiment stored count: a setting added since it ran is shown at the value it ran with, not
     flagged as a change."""
-    from ncalab.experiment.presets import resolve
-
     flat = flatten(with_added(tree))
     try:
         preset = flatten(resolve(tree.get("preset", "code"), tree.get("scale", "tiny"), store.home).to_dict())
@@ -442,8 +439,6 @@ def _add_strip(rep: Report, background: bool = False) -> None:
 def kept_strip(rep: Report) -> bool:
     """Read the NCA frames stage 1 kept beside its model (ncalab.nca.strip); False when the
     report has no NCA stage 1 or its experiment is from before stage 1 kept them."""
-    from ncalab.nca import strip
-
     first = _nca_member(rep)
     kept = strip.load(first.stage1_model) if first is not None and first.stage1_model else None
     if kept:
@@ -495,16 +490,12 @@ def strip_of(tree: dict, rules: int = 4, frames: int = 6) -> tuple[list[dict], s
     Returns (rows, None), or ([], why there are none)."""
     cfg = stored_config(tree)
     nca, band = cfg.nca, cfg.band()
-    if cfg.stage1.corpus:
-        from ncalab.nca.stored import is_nca_corpus, open_stored
-
-        if is_nca_corpus(cfg.stage1.corpus):
-            try:
-                corpus = open_stored(cfg.stage1.corpus)
-            except (NcalabError, OSError):
-                return [], f"no NCA frames: the stored corpus {cfg.stage1.corpus} cannot be read here"
-            nca, band = corpus.cfg, corpus.band or band
-    from ncalab.nca.strip import first_rules
+    if cfg.stage1.corpus and is_nca_corpus(cfg.stage1.corpus):
+        try:
+            corpus = open_stored(cfg.stage1.corpus)
+        except (NcalabError, OSError):
+            return [], f"no NCA frames: the stored corpus {cfg.stage1.corpus} cannot be read here"
+        nca, band = corpus.cfg, corpus.band or band
 
     try:
         return first_rules(nca, band, cfg.seed, rules, frames), None

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from ncalab.config.keys import flatten
 from ncalab.config.stored import with_added
 from ncalab.errors import NcalabError
+from ncalab.experiment import tracking
 from ncalab.jobs.queue import is_dead
 from ncalab.services.runstore import home_folder, open_store
 from ncalab.store.names import STATUSES
@@ -157,7 +158,7 @@ def arms(compared: dict, baseline: str | None = None) -> list[dict]:
     One seed, or no seed in common, gives the reason instead of an interval."""
     import math
 
-    from ncalab.scaling.answers import paired_gain, paired_p_value
+    from ncalab.scaling.answers import paired_gain, paired_p_value  # late: keeps numpy, SciPy out of the quick commands
 
     groups: dict[str, list[dict]] = {}
     for e in compared["experiments"]:
@@ -245,8 +246,6 @@ def export_to_tracker(store: Store, idents: list[str], fmt: str, out: Path | Non
     """Write whole experiments (a run id stands for its experiment) to TensorBoard event files
     (under ``out``, default each experiment's tensorboard folder) or to MLflow (``out``/mlflow.db,
     default MLFLOW_TRACKING_URI or the store's mlflow.db); returns where each went."""
-    from ncalab.experiment import tracking
-
     if fmt not in TRACKER_FORMATS:
         raise NcalabError(f"--format must be csv or json (or {' or '.join(TRACKER_FORMATS)}), got {fmt!r}")
     if out is not None and Path(out).exists() and not Path(out).is_dir():

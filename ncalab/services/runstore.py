@@ -13,18 +13,18 @@ import time
 from pathlib import Path
 
 from ncalab.errors import NcalabError
+from ncalab.jobs.queue import reap as mark_lost
+from ncalab.store.backup import backup_sqlite
 from ncalab.store.location import STORE_ENV, default_home
 
 
 def open_store(home: Path | str | None = None, *, reap: bool = False):
     """The run store of `home` (default: $NCALAB_HOME, else ./runs); with `reap`, jobs that died
     are marked lost first, so what is shown next is true."""
-    from ncalab.store.store import RunStore
+    from ncalab.store.store import RunStore  # late: keeps SQLAlchemy out of the quick commands
 
     store = RunStore(home)
     if reap:
-        from ncalab.jobs.queue import reap as mark_lost
-
         mark_lost(store)
     return store
 
@@ -47,7 +47,7 @@ def cache_folder(home: Path | str | None = None) -> Path:
 def use_store_url(url: str) -> None:
     """`--store URL`: checked now (a malformed URL is one line before anything runs), then the
     store of every command and job this process starts."""
-    from ncalab.store.connection import store_url
+    from ncalab.store.connection import store_url  # late: keeps SQLAlchemy out of the quick commands
 
     store_url(Path("."), url)
     os.environ[STORE_ENV] = url
@@ -61,7 +61,7 @@ def use_home(home: Path) -> None:
 
 def masked(text: str) -> str:
     """A text with any database password in it masked (an unexpected error's, before it is shown)."""
-    from ncalab.store.connection import mask
+    from ncalab.store.connection import mask  # late: keeps SQLAlchemy out of the quick commands
 
     return mask(text)
 
@@ -77,7 +77,7 @@ def store_info(home: Path | str | None = None) -> dict:
 def copy_store_to(home: Path | str | None, to: str) -> tuple[dict, Path]:
     """Copy every row into the empty database `to`, verified: the copy's record (with the seconds it
     took and where from), and the home folder the run folders stay in."""
-    from ncalab.store.transfer import copy_store
+    from ncalab.store.transfer import copy_store  # late: keeps SQLAlchemy out of the quick commands
 
     with open_store(home) as store:
         t = time.perf_counter()
@@ -90,8 +90,7 @@ def copy_store_to(home: Path | str | None, to: str) -> tuple[dict, Path]:
 def backup_store(home: Path | str | None, path: Path) -> dict:
     """A verified copy of an SQLite store at `path` (a new file, or a folder for ncalab-<time>.db),
     taken while jobs write to it: from, to, seconds and the copy's fingerprint."""
-    from ncalab.store.backup import backup_sqlite
-    from ncalab.store.connection import store_url
+    from ncalab.store.connection import store_url  # late: keeps SQLAlchemy out of the quick commands
 
     url = store_url(home_folder(home).expanduser().resolve())
     if url.get_backend_name() != "sqlite":

@@ -9,11 +9,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from ncalab import plugins
 from ncalab.config import ExperimentConfig, apply_overrides, parse_set
 from ncalab.errors import NcalabError
+from ncalab.lazy import np
 
 SAMPLE_SEED = 0  # the seed of the fixed samples
 FEED_BLOCK = 8  # sequences of a source without an addressable stream, taken at once and cycled

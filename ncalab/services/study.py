@@ -26,8 +26,12 @@ from ncalab.config.keys import lookup
 from ncalab.config.stored import stored_config
 from ncalab.errors import NcalabError
 from ncalab.experiment.budgets import LOSS
+from ncalab.jobs.queue import reap
+from ncalab.lazy import np
 from ncalab.planning.compute import model_compute
-from ncalab.scaling.answers import StudyAnswers, StudyPoint, answers
+from ncalab.scaling.answers import StudyAnswers, StudyPoint, answers, as_dict, predict
+from ncalab.services import sweeps
+from ncalab.services.sweeps import count
 from ncalab.train.schedule import warmup_steps
 
 if TYPE_CHECKING:
@@ -132,8 +136,6 @@ def study_base(base: ExperimentConfig, budgets: list[int]) -> ExperimentConfig:
 def declare(store: Store, base: ExperimentConfig, size_items: list[str], budgets: list[int], arms: list[Arm],
             seeds: list[int], name: str | None = None) -> dict:
     """Store a study and queue its members (nothing is stored if any member cannot run)."""
-    from ncalab.services import sweeps
-
     sizes = parse_sizes(size_items, base)
     cfg = study_base(base, budgets)
     grid: dict[str, list] = {key: [] for key in [*sizes, *SOURCE_KEYS]}
@@ -185,8 +187,6 @@ def points(store: Store, study_id: str) -> list[StudyPoint]:
 def grid(store: Store, study_id: str, reap_first: bool = True) -> dict:
     """The declared grid with what is stored: for each arm, size and budget the losses of the
     seeds stored so far. ``reap_first=False`` only reads (the TUI's and a report's read-only store)."""
-    from ncalab.jobs.queue import reap
-
     spec = spec_of(store, study_id)
     if reap_first:
         reap(store)
@@ -281,8 +281,6 @@ def parse_at(items: list[str]) -> list[tuple[float, float]]:
 
 def study_label(spec: dict) -> str:
     """'3 sizes x 3 budgets x 4 arms x 2 seeds' (a sweep's label would list the zipped keys)."""
-    from ncalab.services.sweeps import count
-
     study = spec["study"]
     sizes = len(next(iter(study["sizes"].values())))
     return " x ".join([count(sizes, "size"), count(len(study["budgets"]), "budget"),
@@ -291,8 +289,6 @@ def study_label(spec: dict) -> str:
 
 def list_studies(store: Store) -> list[dict]:
     """Every study, newest first, as `sweep list` rows with the study's own grid label."""
-    from ncalab.services import sweeps
-
     out = []
     for row in sweeps.list_sweeps(store):
         spec = store.get_sweep(row["sweep_id"]).spec
@@ -305,10 +301,6 @@ def transfer_curves(ans: StudyAnswers, points: int = 40, beyond: float = 1000.0)
     """For each source against each baseline with both laws: D_T / D along D = ratio x N, with
     its paired-bootstrap band, from the grid's smallest N to ``beyond`` times its largest (the
     report's figure; where the grid ends is marked there)."""
-    import numpy as np
-
-    from ncalab.scaling.answers import predict
-
     out = []
     for pair in ans.pairs:
         fits = ans.fits
@@ -338,6 +330,4 @@ def report_part(store: Store, study_id: str, resamples: int = 1000) -> dict:
 
 def answers_dict(ans: StudyAnswers) -> dict:
     """The answers as JSON (`ncalab study fit --json`): crossover, predictions, laws and gains."""
-    from ncalab.scaling.answers import as_dict
-
     return as_dict(ans)

@@ -19,11 +19,18 @@ from ncalab.config.grid import apply_setting, parse_grid, setting_id, setting_la
 from ncalab.config.keys import lookup, short
 from ncalab.config.stored import stored_config
 from ncalab.errors import NcalabError
+from ncalab.jobs import control
+from ncalab.jobs.queue import reap
+from ncalab.scaling.answers import paired_gain, paired_p_value
+from ncalab.services.experiments import check, check_store_for
+from ncalab.services.launch import How, launch
+from ncalab.services.launch import resume as launch_again
 from ncalab.services.runs import compute_results
+from ncalab.services.runs import remove as remove_experiment
 
 if TYPE_CHECKING:
-    from ncalab.store.schema import Experiment
     from ncalab.store.interfaces import Store, StoreReader
+    from ncalab.store.schema import Experiment
 
 ACTIVE = ("queued", "running")
 RESUMABLE = ("failed", "cancelled", "lost")
@@ -51,8 +58,6 @@ def _setting_of(config: dict, grid: dict[str, list]) -> dict:
 
 def _submit_missing(store: Store, sweep, spec: dict) -> list[str]:
     """Queue every (setting, seed) of the spec the sweep lacks; returns the new experiment ids."""
-    from ncalab.services.launch import How, launch
-
     base, grid = _base(spec), spec["grid"]
     have = _members(store, sweep.id, grid)
     todo = [(s, seed) for seed in spec["seeds"] for s in _settings(spec) if (setting_id(s), seed) not in have]
@@ -83,7 +88,6 @@ def create_grid(store: Store, base: ExperimentConfig, grid: dict[str, list], see
         spec["zip"] = True
     # every member can run (config, device, corpora) before the sweep is stored
     _check_members(apply_setting(base, s, seed) for s in _settings(spec) for seed in seeds)
-    from ncalab.services.experiments import check_store_for
 
     check_store_for(base, store)
     sweep = store.create_sweep(spec, name)
@@ -93,8 +97,6 @@ def create_grid(store: Store, base: ExperimentConfig, grid: dict[str, list], see
 
 def _check_members(cfgs) -> None:
     """Raise what `submit` would for any member; each distinct device and corpus is checked once."""
-    from ncalab.services.experiments import check
-
     seen = set()
     for cfg in cfgs:
         d = cfg.to_dict()
@@ -146,9 +148,6 @@ def _extend_zipped(sweep_id: str, grid: dict[str, list], more: dict[str, list]) 
 
 def resume(store: Store, sweep_id: str) -> list[str]:
     """Queue again the members that failed, were cancelled or were lost."""
-    from ncalab.jobs.queue import reap
-    from ncalab.services.launch import resume as launch_again
-
     store.get_sweep(sweep_id)
     reap(store)
     out = []
@@ -162,9 +161,6 @@ def resume(store: Store, sweep_id: str) -> list[str]:
 def cancel(store: Store, sweep_id: str, wait: float = 120.0) -> list[str]:
     """Stop a sweep: queued members are cancelled first (so no freed slot starts one), then
     running ones stop gracefully at a checkpoint. `resume` queues them all again."""
-    from ncalab.jobs import control
-    from ncalab.jobs.queue import reap
-
     store.get_sweep(sweep_id)
     reap(store)
     members = store.experiments_of_sweep(sweep_id)
@@ -181,8 +177,6 @@ def cancel(store: Store, sweep_id: str, wait: float = 120.0) -> list[str]:
 def remove(store: Store, sweep_id: str) -> list[str]:
     """Delete a sweep and its experiments (refused while one runs: cancel it first).
     Runs of other experiments that reused a result here keep their copies."""
-    from ncalab.services.runs import remove as remove_experiment
-
     store.get_sweep(sweep_id)
     members = store.experiments_of_sweep(sweep_id)
     running = [e.id for e in members if e.status == "running"]
@@ -205,8 +199,6 @@ def table(store: Store, sweep_id: str, reap_first: bool = True) -> dict:
     """One row per setting: mean and sd over seeds of ppl_nca, ppl_scratch, gain, speedup, and
     in how many seeds NCA beat scratch; sorted by mean gain, best first (marked ``best``).
     ``reap_first=False`` only reads (a report from a read-only store)."""
-    from ncalab.jobs.queue import reap
-
     sweep = store.get_sweep(sweep_id)
     if reap_first:
         reap(store)
@@ -247,8 +239,6 @@ def table(store: Store, sweep_id: str, reap_first: bool = True) -> dict:
 def paired_by_seed(summaries: list[dict]) -> dict:
     """The gain paired by seed (each seed's warm arm against its own scratch run: same data, same
     order) with its 95% t-interval, and a paired t-test's p-value; for one seed, why there is none."""
-    from ncalab.scaling.answers import paired_gain, paired_p_value
-
     pairs = [(math.log(s["ppl_nca"]), math.log(s["ppl_scratch"])) for s in summaries
              if s.get("ppl_nca") and s.get("ppl_scratch")]
     if not pairs:

@@ -24,9 +24,14 @@ from typing import TYPE_CHECKING
 from ncalab.config.stored import stored_config
 from ncalab.errors import NcalabError
 from ncalab.jobs import machine, queue
-from ncalab.jobs.allocation import ThreadGovernor
+from ncalab.jobs.allocation import ThreadGovernor, job_resident
+from ncalab.jobs.oom import record
+from ncalab.jobs.slurm import REQUEUE
 from ncalab.reporting import Reporter, SilentReporter, progress_text
+from ncalab.services.experiments import execute
 from ncalab.store.store import RunStore
+from ncalab.train.distributed import from_environment, shutdown
+from ncalab.train.memory import lifetime_peak
 
 if TYPE_CHECKING:
     from ncalab.store.interfaces import Store
@@ -117,10 +122,6 @@ def _claim(store: Store, exp_id: str, world) -> bool:
 def _beat(home: str, exp_id: str, stop: threading.Event) -> None:
     """Every few seconds: the heartbeat, and what a job killed for memory leaves behind (the
     most it held, its cgroup's kill count: jobs/oom.py)."""
-    from ncalab.jobs.allocation import job_resident
-    from ncalab.jobs.oom import record
-    from ncalab.train.memory import lifetime_peak
-
     beat_store, peak = RunStore(home), [0.0]
     launcher = beat_store.get_experiment(exp_id).pid  # torchrun's, whose workers it counts too
 
@@ -145,8 +146,6 @@ def _start_waiting(store: Store, world, log) -> None:
 def run_job(home: str, exp_id: str) -> int:
     """The job of one experiment in this process (one of torchrun's, under torchrun); 0 when
     it completed, was cancelled or was not this job's to run, 1 when it failed."""
-    from ncalab.train.distributed import from_environment, shutdown
-
     world = from_environment()  # a world of one unless torchrun started this process
     try:
         with job_session(home, exp_id, world) as job:
@@ -156,8 +155,6 @@ def run_job(home: str, exp_id: str) -> int:
 
 
 def _run_claimed(job: JobSession) -> int:
-    from ncalab.services.experiments import execute
-
     log, world = job.log, job.world
     log.note(f"job {os.getpid()} on {socket.gethostname()} started experiment {job.exp_id}"
              + (f" ({world.size} processes)" if world.distributed else "") + job.threads_note)
@@ -169,8 +166,6 @@ def _run_claimed(job: JobSession) -> int:
         log.note(f"failed: {e}")
         return 1
     except BaseException as e:  # noqa: BLE001 - the status is stored; the traceback goes to the log
-        from ncalab.jobs.slurm import REQUEUE
-
         if REQUEUE.is_set():
             raise  # submitit's requeue signal, surfacing as another error from compiled code: let it requeue
         import traceback

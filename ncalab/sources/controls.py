@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ncalab.errors import NcalabError
+from ncalab.lazy import torch
 from ncalab.sources.interface import SOURCES, SourceSample, Stage1Data
 
 IGNORE = -100  # a masked target (the trainer's ignore index)
@@ -119,8 +120,6 @@ def _sequences(inputs: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.
 
 
 def _example(seqs: np.ndarray, masked: np.ndarray):
-    import torch
-
     targets = seqs[:, 1:].copy()
     targets[masked] = IGNORE
     return torch.from_numpy(np.ascontiguousarray(seqs[:, :-1])), torch.from_numpy(targets)

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from ncalab.config import DyckSection
 from ncalab.config.stored import without_added
+from ncalab.data.dyck import DyckConfig, dyck_sequences
+from ncalab.data.formal import hu_shuffle_dyck
+from ncalab.evaluation.incontext import dyck_validity
+from ncalab.lazy import np
 from ncalab.sources.sequence import SequenceSource
 
 
@@ -24,8 +28,6 @@ class DyckSource(SequenceSource):
         return self.shuffle and cfg.dyck.generator == "hu"
 
     def dyck_config(self, cfg):
-        from ncalab.data.dyck import DyckConfig
-
         d = cfg.dyck
         return DyckConfig(pairs=d.pairs, depth_min=1 if self.hu(cfg) else d.depth_min, depth_max=d.depth_max,
                           p_open=d.p_open, shuffle=self.shuffle)
@@ -35,8 +37,6 @@ class DyckSource(SequenceSource):
 
     def statistics(self, cfg, seqs, start=0):
         """Its bracket depth (open brackets) along each sequence, from the sequence's start."""
-        import numpy as np
-
         depth = np.cumsum(np.where(seqs < cfg.dyck.pairs, 1, -1), axis=1)
         return {**super().statistics(cfg, seqs, start), "mean depth": round(float(depth.mean()), 2),
                 "max depth": int(depth.max()), "words closed": int((depth == 0).sum())}
@@ -50,17 +50,12 @@ class DyckSource(SequenceSource):
         return {"dyck": dyck, "seq_len": cfg.stage1_seq_len}
 
     def sequences(self, cfg, split, start, count, length):
-        from ncalab.data.dyck import dyck_sequences
-        from ncalab.data.formal import hu_shuffle_dyck
-
         if self.hu(cfg):
             d = cfg.dyck
             return hu_shuffle_dyck(d.pairs, d.depth_max, d.p_open, cfg.seed, split, start, count, length)
         return dyck_sequences(self.dyck_config(cfg), cfg.seed, split, start, count, length)
 
     def in_context_eval(self, model, cfg, placement):
-        from ncalab.evaluation.incontext import dyck_validity
-
         n = cfg.stage1.icl_sequences
         return dyck_validity(model, self.dyck_config(cfg), self._make(cfg, "val")(0, n), placement) if n else []
 

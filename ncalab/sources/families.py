@@ -15,14 +15,13 @@ from pathlib import Path
 from ncalab.errors import NcalabError
 from ncalab.nca.bands import Band
 from ncalab.nca.config import NCAConfig
+from ncalab.store.location import default_home
 
 BUILTIN = ("code", "math", "web")
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 
 
 def _path(home) -> Path:
-    from ncalab.store.location import default_home
-
     return Path(home if home is not None else default_home()) / "families.json"
 
 

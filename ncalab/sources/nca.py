@@ -6,8 +6,15 @@ from pathlib import Path
 
 from ncalab.config.stored import without_added
 from ncalab.errors import NcalabError
+from ncalab.evaluation.incontext import nca_in_context
+from ncalab.lazy import torch
+from ncalab.nca import strip
 from ncalab.nca.config import NCAConfig
+from ncalab.nca.indexed import IndexedNCAStream
+from ncalab.nca.stored import is_nca_corpus, open_stored
+from ncalab.nca.tokens import make_example
 from ncalab.sources.interface import SourceSample, Stage1Data, rule_bank, stage1_tokens
+from ncalab.train.batches import IndexedBatches, NCABatches, nca_validation
 
 
 class NCASource:
@@ -27,7 +34,6 @@ class NCASource:
         s1 = cfg.stage1
         if not s1.corpus:
             return None
-        from ncalab.nca.stored import is_nca_corpus, open_stored
 
         if not is_nca_corpus(s1.corpus):
             if not s1.corpus.startswith("hf:") and s1.corpus != "python-stdlib" and not Path(s1.corpus).expanduser().exists():
@@ -64,8 +70,6 @@ class NCASource:
         return {"nca": without_added(cfg.nca.to_dict(), "nca"), "stage1": {"band": [band.lo, band.hi]}}
 
     def open(self, cfg, cache, note, world=None):
-        from ncalab.train.batches import NCABatches, nca_validation
-
         s1, band = cfg.stage1, cfg.band()
         corpus = self.stored(cfg)
         if corpus is not None:
@@ -79,12 +83,6 @@ class NCASource:
     def _open_indexed(cfg, world):
         """The addressable stream: sequence g of the split is a pure function of g, so every
         process makes only its own share and a resumed run continues on any number of them."""
-        import torch
-
-        from ncalab.nca.indexed import IndexedNCAStream
-        from ncalab.nca.tokens import make_example
-        from ncalab.train.batches import IndexedBatches
-
         s1, band = cfg.stage1, cfg.band()
         train = IndexedNCAStream(cfg.nca, band, cfg.seed, "train", **rule_bank(cfg))
         inputs, labels = make_example(IndexedNCAStream(cfg.nca, band, cfg.seed, "val").sequences(0, s1.val_sequences)[0],
@@ -98,11 +96,6 @@ class NCASource:
 
     @staticmethod
     def _open_stored(cfg, corpus, note, world=None):
-        import torch
-
-        from ncalab.nca.tokens import make_example
-        from ncalab.train.batches import IndexedBatches
-
         s1, length = cfg.stage1, cfg.stage1_seq_len
         train, val = corpus.split("train"), corpus.split("val")
         need = -(-stage1_tokens(cfg) // (s1.batch_size * length)) * s1.batch_size
@@ -122,8 +115,6 @@ class NCASource:
                           validation)
 
     def sample(self, cfg, count=4):
-        from ncalab.nca.indexed import IndexedNCAStream
-
         seqs = IndexedNCAStream(cfg.nca, cfg.band(), cfg.seed, "val").sequences(0, count)[0]
         return SourceSample(seqs, {"distinct tokens": int(len(set(seqs.ravel().tolist()))),
                                    "vocabulary": cfg.nca.vocab_size})
@@ -134,15 +125,11 @@ class NCASource:
         return (corpus.cfg, corpus.band or cfg.band()) if corpus else (cfg.nca, cfg.band())
 
     def in_context_eval(self, model, cfg, placement):
-        from ncalab.evaluation.incontext import nca_in_context
-
         nca, band = self.rules_of(cfg)
         return nca_in_context(model, nca, band, cfg.seed, cfg.stage1.icl_sequences, placement)
 
     def save_exhibit(self, cfg, folder: Path) -> None:
         """A few of the rules it trained on, with frames, for the report (ncalab.nca.strip)."""
-        from ncalab.nca import strip
-
         nca, band = self.rules_of(cfg)
         strip.save(folder, strip.first_rules(nca, band, cfg.seed))
 

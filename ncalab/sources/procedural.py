@@ -11,8 +11,10 @@ import numpy as np
 
 from ncalab.config.sections import option, section
 from ncalab.data.procedural import MIN_LENGTH, block_size, output_keep, output_start, procedural_sequences
+from ncalab.lazy import torch
 from ncalab.sources.interface import Stage1Data
 from ncalab.sources.sequence import SequenceSource
+from ncalab.train.batches import IndexedBatches
 
 IGNORE = -100  # a target without loss (the trainer's ignore index)
 MAX_VOCAB = 1 << 16
@@ -94,10 +96,6 @@ class ProceduralSource(SequenceSource):
         return seqs[:, :-1].copy(), np.where(keep, seqs[:, 1:], IGNORE)
 
     def open(self, cfg, cache, note, world=None):
-        import torch
-
-        from ncalab.train.batches import IndexedBatches
-
         s1 = cfg.stage1
         inputs, targets = self.example(cfg, self._make(cfg, "val")(0, s1.val_sequences))  # masked like training
         validation = [(torch.from_numpy(inputs[i : i + s1.batch_size]), torch.from_numpy(targets[i : i + s1.batch_size]))

@@ -15,6 +15,7 @@ import numpy as np
 
 from ncalab.config import ExperimentConfig
 from ncalab.sources.interface import SourceSample, Stage1Data
+from ncalab.train.batches import IndexedBatches, fixed_batches
 
 
 class SequenceSource:
@@ -45,8 +46,6 @@ class SequenceSource:
         return lambda start, count: self.sequences(cfg, split, start, count, length)
 
     def open(self, cfg: ExperimentConfig, cache: Path, note: Callable[[str], None], world=None):
-        from ncalab.train.batches import IndexedBatches, fixed_batches
-
         s1 = cfg.stage1
         val = fixed_batches(self._make(cfg, "val")(0, s1.val_sequences), s1.batch_size)
         rank, size = (world.rank, world.size) if world else (0, 1)

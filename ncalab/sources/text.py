@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
+from ncalab.data import language
+from ncalab.data.lm_data import TokenBatches, val_batches
+from ncalab.data.match import window_scores
+from ncalab.data.tokenizer import pretrained_tokenizer
 from ncalab.errors import NcalabError
+from ncalab.lazy import np
 from ncalab.sources.interface import SourceSample, Stage1Data, stage1_tokens
+from ncalab.train.batches import LanguageBatches, language_validation
 
 
 class TextSource:
@@ -19,8 +26,6 @@ class TextSource:
 
     def vocab_size(self, cfg):
         if cfg.data.tokenizer:
-            from ncalab.data.tokenizer import pretrained_tokenizer
-
             return len(pretrained_tokenizer(cfg.data.tokenizer)[0])
         return cfg.data.vocab_size
 
@@ -33,10 +38,6 @@ class TextSource:
         return {"text": text, "seq_len": cfg.stage1_seq_len}
 
     def open(self, cfg, cache, note, world=None):
-        from ncalab.data import language
-        from ncalab.data.lm_data import TokenBatches, val_batches
-        from ncalab.train.batches import LanguageBatches, language_validation
-
         s1, length = cfg.stage1, cfg.stage1_seq_len
         lang = language.prepare(s1.corpus, cfg.data, cache,
                                 train_tokens=int(stage1_tokens(cfg) * 1.05) + length * 64,
@@ -57,13 +58,6 @@ class TextSource:
         """The first `count` held-out sequences of stage1.corpus exactly as stage 1 reads them
         (its tokenizer, split and packing), prepared in a temporary folder: the BPE is trained
         again each time (about 5 s on the standard library), and nothing is cached."""
-        import tempfile
-
-        import numpy as np
-
-        from ncalab.data import language
-        from ncalab.data.match import window_scores
-
         length = cfg.stage1_seq_len
         with tempfile.TemporaryDirectory(prefix="ncalab-text-sample-") as cache:
             lang = language.prepare(cfg.stage1.corpus, cfg.data, Path(cache), train_tokens=1,

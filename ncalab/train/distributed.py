@@ -108,10 +108,8 @@ class Parallel:
         if not world.distributed:
             self.module = model
         elif kind == "ddp":
-            from torch.nn.parallel import DistributedDataParallel
-
             gpu = next(model.parameters()).is_cuda
-            self.module = DistributedDataParallel(model, device_ids=[world.local_rank] if gpu else None)
+            self.module = torch.nn.parallel.DistributedDataParallel(model, device_ids=[world.local_rank] if gpu else None)
         else:
             self.module = _fully_shard(model, world, amp_dtype)
             if dist.get_backend() == "gloo":
@@ -158,6 +156,4 @@ def _hybrid_mesh(world: World, device_type: str):
     per_node = int(os.environ.get("LOCAL_WORLD_SIZE", world.size))
     if per_node >= world.size or world.size % per_node:
         return None
-    from torch.distributed.device_mesh import init_device_mesh
-
-    return init_device_mesh(device_type, (world.size // per_node, per_node), mesh_dim_names=("replicate", "shard"))
+    return torch.distributed.device_mesh.init_device_mesh(device_type, (world.size // per_node, per_node), mesh_dim_names=("replicate", "shard"))

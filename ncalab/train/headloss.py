@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from ncalab.lazy import transformers
 from ncalab.nca.tokens import IGNORE_INDEX
 
 CHUNK_BYTES = 16 << 20  # the fp32 logits of one chunk of positions (16 MiB measured faster than 32)
@@ -25,10 +26,8 @@ def chunk_positions(vocab: int) -> int:
 def splits_head(model) -> bool:
     """Whether the model runs here as its body then its output layer: a transformers causal
     language model used directly (DDP, FSDP and torch.compile wrap it and take the plain path)."""
-    from transformers import PreTrainedModel
-
     head = getattr(model, "lm_head", None)
-    return (isinstance(model, PreTrainedModel) and isinstance(getattr(model, "model", None), torch.nn.Module)
+    return (isinstance(model, transformers.PreTrainedModel) and isinstance(getattr(model, "model", None), torch.nn.Module)
             and isinstance(head, torch.nn.Linear) and head.bias is None and not _sharded(model))
 
 

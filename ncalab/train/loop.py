@@ -14,11 +14,12 @@ import torch
 
 from ncalab.errors import NcalabError
 from ncalab.nca.tokens import IGNORE_INDEX
-from ncalab.train import checkpoint
+from ncalab.train import checkpoint, sharded
 from ncalab.train.device import Placement, apply_requested_threads
 from ncalab.train.distributed import Parallel, World
 from ncalab.train.evaluate import evaluate, loss_sum
-from ncalab.train.headloss import splits_head
+from ncalab.train.headloss import compiled_chunk_fn, splits_head
+from ncalab.train.model import blank_like
 from ncalab.train.schedule import lr_factor, warmup_steps
 
 
@@ -182,8 +183,6 @@ class Trainer:
         self.micro_batch_size, self.chunked_loss = opts.micro_batch_size, opts.chunked_loss
         self.forward_model, self.body, self.chunk_fn = self.parallel.module, None, None
         if opts.compile and self._compiles_parts():
-            from ncalab.train.headloss import compiled_chunk_fn
-
             self.body, self.chunk_fn = torch.compile(self.model.model, dynamic=False), compiled_chunk_fn()
         elif opts.compile:
             self.forward_model = torch.compile(self.parallel.module)
@@ -261,16 +260,12 @@ class Trainer:
         extra = {"step": self.step, "tokens": self.tokens, "data": self.batches.state_dict(),
                  "train_seconds": self.train_seconds, "wall": self._wall()}
         if self.world.distributed:  # every process writes its shard (DCP); the main one the rest
-            from ncalab.train import sharded
-
             sharded.save(path, self.model, self.optimizer, self.scheduler, self.world, self._plain_model, **extra)
         else:
             checkpoint.save(path, self.model, self.optimizer, self.scheduler, **extra)
 
     def _plain_model(self):
         """An unwrapped model of the same shape, on the CPU (for the full save_pretrained copy)."""
-        from ncalab.train.model import blank_like
-
         return blank_like(self.model)
 
     def full_model(self):
@@ -278,7 +273,6 @@ class Trainer:
         weights are sharded); None on the other processes."""
         if not self.world.distributed:
             return self.model
-        from ncalab.train import sharded
 
         state = sharded.full_model_state(self.model)
         if not self.world.main:
@@ -297,7 +291,6 @@ class Trainer:
         found = checkpoint.find(path)
         if found is None:
             raise NcalabError(f"no complete checkpoint at {path}")
-        from ncalab.train import sharded
 
         if self.world.distributed or sharded.is_sharded(found):  # resharded to this run's processes
             state = sharded.restore(found, self.model, self.optimizer, self.world)

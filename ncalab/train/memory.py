@@ -14,6 +14,8 @@ import ctypes.util
 import resource
 import sys
 
+from ncalab.lazy import torch
+
 _before_reset = 0  # the highest peak of this process before its last reset
 
 
@@ -54,8 +56,6 @@ def reset_peak(device=None) -> bool:
     global _before_reset
     _before_reset = lifetime_peak()
     if device is not None and getattr(device, "type", "") == "cuda":
-        import torch
-
         torch.cuda.reset_peak_memory_stats(device)
     try:
         with open("/proc/self/clear_refs", "w") as f:
@@ -69,8 +69,6 @@ def device_peak(device) -> int | None:
     """The most bytes torch held allocated on this GPU since the last reset; None off a GPU."""
     if device is None or getattr(device, "type", "") != "cuda":
         return None
-    import torch
-
     return int(torch.cuda.max_memory_allocated(device))
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
 from ncalab.config import ModelConfig
 
@@ -31,8 +31,6 @@ def build_model(m: ModelConfig, vocab_size: int, max_len: int, seed: int) -> Lla
 
 def blank_like(model) -> LlamaForCausalLM:
     """A model of the same shape, on the CPU, to load saved weights into (its own values are not used)."""
-    from transformers import AutoModelForCausalLM
-
     return AutoModelForCausalLM.from_config(model.config)
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_model_state_dict,
@@ -100,8 +100,6 @@ def restore(folder: Path, model, optimizer, world) -> dict:
 
 
 def _read_state(folder: Path) -> dict:
-    from safetensors.torch import load_file
-
     marker = checkpoint.read_marker(folder)
     return state_codec.decode(marker["state"], load_file(folder / checkpoint.TENSORS_FILE))
 

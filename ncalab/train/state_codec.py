@@ -100,14 +100,12 @@ def _allowed_names() -> set[str]:
 def check_legacy(file: Path) -> None:
     """Raise unless the `trainer_state.pt` pickle of an earlier version holds plain data only:
     its globals are listed without loading anything."""
-    from torch.serialization import get_unsafe_globals_in_checkpoint
-
     folder = file.parent
     if torch.__version__ < "2.6":  # earlier weights-only loaders could be made to run code
         raise NcalabError(f"checkpoint {folder} is in an earlier ncalab's format, which needs torch >= 2.6 to "
                           f"read safely (this is {torch.__version__}); upgrade torch or delete {folder.parent}")
     try:
-        unsafe = sorted(set(get_unsafe_globals_in_checkpoint(file)) - _allowed_names())
+        unsafe = sorted(set(torch.serialization.get_unsafe_globals_in_checkpoint(file)) - _allowed_names())
     except Exception as e:  # noqa: BLE001 - a damaged file surfaces as many exception types
         raise _unreadable(file, e) from None
     if unsafe:
@@ -118,11 +116,9 @@ def check_legacy(file: Path) -> None:
 def read_legacy(file: Path) -> dict:
     """The `trainer_state.pt` pickle of an earlier version, read without running code: its
     globals are checked first, and torch's weights-only loader enforces the same."""
-    from torch.serialization import safe_globals
-
     check_legacy(file)
     try:
-        with safe_globals(_legacy_globals()):
+        with torch.serialization.safe_globals(_legacy_globals()):
             state = torch.load(file, weights_only=True, map_location="cpu")
     except Exception as e:  # noqa: BLE001
         raise _unreadable(file, e) from None

@@ -9,6 +9,7 @@ from textual.app import App
 from textual.binding import Binding
 from textual.message import Message
 
+from ncalab.errors import NcalabError
 from ncalab.tui.commands import NcalabCommands, first_launch, load_keymap, mark_welcomed
 from ncalab.tui.messages import Notice
 from ncalab.tui.screens.explore import ExploreScreen
@@ -95,9 +96,8 @@ class NcalabApp(App):
         The first query also compiles SQLAlchemy's statements (about 0.2 s); done here, Runs
         opens with its table already filled and refreshes it a moment later.
         """
-        from ncalab.errors import NcalabError
-        from ncalab.services.live import load_job_queue
-        from ncalab.services.runs import list_rows
+        from ncalab.services.live import load_job_queue  # late: in this worker, after the first frame
+        from ncalab.services.runs import list_rows  # late: in this worker, after the first frame
 
         load_job_queue()
         try:
@@ -120,8 +120,6 @@ class NcalabApp(App):
     @work(thread=True, exclusive=True, group="reap")
     def reap_jobs(self) -> None:
         """Mark jobs whose process is gone as lost: a write, so on a timer, never per refresh."""
-        from ncalab.errors import NcalabError
-
         try:
             self.stores.reap()
         except NcalabError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from textual.screen import Screen
 
+from ncalab.display.report_html import write_report
 from ncalab.errors import NcalabError
 from ncalab.tui.messages import Notice
 
@@ -16,8 +17,6 @@ def write_report_in_background(screen: Screen, ident: str) -> None:
 
     def write() -> None:
         from pathlib import Path
-
-        from ncalab.display.report_html import write_report
 
         try:
             store = screen.app.stores.reader()

@@ -14,6 +14,8 @@ import threading
 from pathlib import Path
 
 from ncalab.errors import NcalabError
+from ncalab.services.live import open_reader, reap_lost, store_exists
+from ncalab.services.runstore import home_folder, open_store
 
 REAP_EVERY_S = 5.0  # how often the app marks jobs whose process is gone as lost
 
@@ -28,8 +30,6 @@ class AppStores:
 
     @property
     def home(self) -> Path:
-        from ncalab.services.runstore import home_folder
-
         return home_folder(self._home).expanduser().resolve()
 
     def exists(self) -> bool:
@@ -37,7 +37,6 @@ class AppStores:
         database server (NCALAB_STORE) is always there."""
         if self.home.exists() and not self.home.is_dir():
             raise NcalabError(f"{self.home} is not a folder")
-        from ncalab.services.live import store_exists
 
         return store_exists(self.home)
 
@@ -47,8 +46,6 @@ class AppStores:
             if self._reader is None:
                 if self.closed or not self.exists():
                     return None
-                from ncalab.services.live import open_reader
-                from ncalab.services.runstore import open_store
 
                 if self._writer is None:  # once: an older store is upgraded before it is read
                     self._writer = open_store(self.home)
@@ -61,8 +58,6 @@ class AppStores:
             if self.closed:
                 raise NcalabError("the app is closing")
             if self._writer is None:
-                from ncalab.services.runstore import open_store
-
                 self._writer = open_store(self.home)
             return self._writer
 
@@ -70,7 +65,6 @@ class AppStores:
         """Mark running experiments whose job is gone as lost (nothing to do without a store)."""
         if not self.exists():
             return []
-        from ncalab.services.live import reap_lost
 
         return reap_lost(self.writer())
 

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.text import Text
 
-if TYPE_CHECKING:  # numpy is imported where it is used: the TUI's first frame draws without it
-    import numpy as np
+from ncalab.lazy import np
 
 Item = str | Text  # a str is rich markup
 
@@ -60,8 +57,6 @@ def share_line(in_band: int, scored: int, band_label: str) -> str:
 def histogram_text(scores: np.ndarray, lo: float, hi: float, bins: int = 14, width: int = 24) -> str:
     """A sideways histogram of scores in [0, 0.7] (bins of 0.05, so band edges fall on bin
     edges); bins inside the band are highlighted; the last line is the band's share."""
-    import numpy as np
-
     counts, edges = np.histogram(scores, bins=bins, range=(0.0, 0.7))
     top = max(int(counts.max()), 1)
     lines = []

@@ -14,7 +14,6 @@ import secrets
 import threading
 import time
 from collections import deque
-from typing import TYPE_CHECKING
 
 from rich.markup import escape
 from textual import on, work
@@ -27,15 +26,15 @@ from textual.widgets import Footer, Input, Label, Select, Sparkline, Static
 from textual.worker import get_current_worker
 
 from ncalab.errors import NcalabError
+from ncalab.lazy import np
+from ncalab.services.live import mark_live_view
+from ncalab.services.nca import NCAConfig, domain_band
 from ncalab.tui.latest import LatestOnly
 from ncalab.tui.screens.explore_source import SourceMode, SourcePicker
 from ncalab.tui.text import Pairs, share_line
 from ncalab.tui.widgets.grid_view import GridView
 from ncalab.tui.widgets.nav_bar import NavBar
 from ncalab.tui.widgets.source_view import SourceView
-
-if TYPE_CHECKING:  # numpy loads with the engine, after the first frame
-    import numpy as np
 
 WINDOW = 10  # frames in the rolling complexity window (the spec's scoring window)
 STATS_EVERY_S = 0.1  # statistics refresh at most 10 times a second; the grid at full speed
@@ -114,8 +113,6 @@ class ExploreScreen(Screen):
         return self.query_one(SourcePicker).names
 
     def compose(self) -> ComposeResult:
-        from ncalab.services.nca import domain_band
-
         if self.stream is None:
             self.stream = getattr(self.app, "seed", None)
         if self.stream is None:
@@ -160,8 +157,6 @@ class ExploreScreen(Screen):
 
     # -- settings ------------------------------------------------------------------------------
     def _read_cfg(self):
-        from ncalab.services.nca import NCAConfig
-
         parts = self.query_one("#shape", Input).value.split()
         samp = self.query_one("#sampling", Input).value.split()
         try:
@@ -204,7 +199,10 @@ class ExploreScreen(Screen):
 
     @work(thread=True, exclusive=True, group="explore-draw")
     def draw(self, cfg, in_band: bool, request: int) -> None:
-        from ncalab.services.explore import RuleDraw, start_rule
+        from ncalab.services.explore import (  # late: keeps torch, numpy, numba out of the first frame
+            RuleDraw,
+            start_rule,
+        )
 
         with self._drawing:
             if self.drawer is None or self.drawer.cfg != cfg:  # new settings: a new count of the share
@@ -246,7 +244,10 @@ class ExploreScreen(Screen):
         except NcalabError as e:
             self._say(f"[red]{e}[/]")
             return
-        from ncalab.services.explore import rule_score, start_rule
+        from ncalab.services.explore import (  # late: keeps torch, numpy, numba out of the first frame
+            rule_score,
+            start_rule,
+        )
 
         self.draw_request += 1  # a draw still under way would replace the typed rule: it is stale now
         self._show_rule(seed, rule_score(seed, cfg), cfg, start_rule(seed, cfg))
@@ -303,7 +304,7 @@ class ExploreScreen(Screen):
     # -- statistics: the window scored in a thread, drawn at most STATS_EVERY_S apart ------------
     @staticmethod
     def _score_window(job) -> dict:
-        from ncalab.services.explore import window_stats
+        from ncalab.services.explore import window_stats  # late: keeps torch, numpy, numba out of the first frame
 
         _, _, frames, cfg = job
         return window_stats(frames, cfg)
@@ -339,8 +340,6 @@ class ExploreScreen(Screen):
         if self.cfg is None:
             return
         p = Pairs().add(f"step {self.step_count}", "playing" if self.playing else "paused", f"{self.fps:g} fps")
-        import numpy as np
-
         inside = self.band.contains(np.array([self.rule_score]))[0]
         verdict = f"[green]in band {self.band.label()}[/]" if inside else f"[yellow]outside {self.band.label()}[/]"
         p.add(f"[b]score {self.rule_score:.3f}[/] [dim](first {WINDOW} frames)[/]", verdict)
@@ -368,15 +367,11 @@ class ExploreScreen(Screen):
 
     @work(thread=True, exclusive=True, group="live-mark")
     def mark_live(self) -> None:
-        from ncalab.services.live import mark_live_view
-
         with self.live_lock:  # a mark never lands after the screen has closed and removed it
             if not self.closed:
                 mark_live_view(self.app.stores.home, self.playing)
 
     def on_unmount(self) -> None:
-        from ncalab.services.live import mark_live_view
-
         if self.scorer is not None:
             self.scorer.close()
         with self.live_lock:

@@ -16,6 +16,10 @@ from textual.widgets import Button, ContentSwitcher, Footer, Input, Label, Selec
 from textual.worker import get_current_worker
 
 from ncalab.errors import NcalabError
+from ncalab.services.explore import band_rules
+from ncalab.services.families import save_family
+from ncalab.services.nca import Band, NCAConfig, domain_band
+from ncalab.services.source_samples import fixed_samples
 from ncalab.tui.text import histogram_text
 from ncalab.tui.widgets.grid_view import GridView
 from ncalab.tui.widgets.nav_bar import NavBar
@@ -80,8 +84,6 @@ class GalleryScreen(Screen):
         self.action_draw()
 
     def settings(self):
-        from ncalab.services.nca import Band, NCAConfig, domain_band
-
         domain = self.query_one("#domain", Select).value
         try:
             lo, hi = (float(x) for x in self.query_one("#band", Input).value.split())
@@ -94,8 +96,6 @@ class GalleryScreen(Screen):
     @on(Select.Changed, "#domain")
     def domain_changed(self, event: Select.Changed) -> None:
         if event.value != "custom":
-            from ncalab.services.nca import domain_band
-
             b = domain_band(event.value)
             self.query_one("#band", Input).value = f"{b.lo:g} {b.hi:g}"
         self.action_draw()
@@ -119,8 +119,6 @@ class GalleryScreen(Screen):
 
     @work(thread=True, exclusive=True, group="gallery-draw")
     def draw(self, band, cfg, request: int) -> None:
-        from ncalab.services.explore import band_rules
-
         fixed = getattr(self.app, "draw_seed", None)  # tests and snapshots draw the same rules
         stream = fixed if fixed is not None else int(np.random.default_rng().integers(0, 2**31))
         # SURVEY rules for the histogram; the first N_SHOWN in the band run side by side
@@ -155,8 +153,6 @@ class GalleryScreen(Screen):
 
     @on(Button.Pressed, "#save")
     def save(self) -> None:
-        from ncalab.services.families import save_family
-
         msg = self.query_one("#gallery-message", Label)
         try:
             domain, band, cfg = self.settings()
@@ -180,8 +176,6 @@ class GalleryScreen(Screen):
 
     @work(thread=True, exclusive=True, group="gallery-sources")
     def sample_sources(self) -> None:
-        from ncalab.services.source_samples import fixed_samples
-
         self.post_message(self.SourcesSampled(fixed_samples()))
 
     @on(SourcesSampled)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from textual import work
 
 from ncalab.errors import NcalabError
+from ncalab.services import sweeps
 from ncalab.tui.messages import Notice, StoreWritten
 from ncalab.tui.widgets.run_table import RunTable
 
@@ -48,8 +49,6 @@ class GroupListScreen:
     @work(thread=True, group="groups-control")
     def _control(self, what: str) -> None:
         """Cancel or resume the selected group off the UI thread (cancel waits for checkpoints)."""
-        from ncalab.services import sweeps
-
         group = self._control_target()
         if group is None:
             return

@@ -17,7 +17,11 @@ from textual.widgets import Button, Footer, Input, Label, Select, Static
 from textual.worker import get_current_worker
 
 from ncalab.errors import NcalabError
+from ncalab.services.config import resolve_config
+from ncalab.services.families import preset_names
+from ncalab.services.launch import How, launch
 from ncalab.services.runs import training_estimate
+from ncalab.services.sources import choices, setting_items, shown_default
 from ncalab.tui.messages import Notice
 from ncalab.tui.text import Pairs
 from ncalab.tui.widgets.nav_bar import NavBar
@@ -83,8 +87,6 @@ class LaunchScreen(Screen):
         yield Footer()
 
     def _presets(self) -> list[str]:
-        from ncalab.services.families import preset_names
-
         try:
             return preset_names(getattr(self.app, "home", None))
         except NcalabError:
@@ -102,8 +104,6 @@ class LaunchScreen(Screen):
     # -- the source picker ---------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="launch-sources")
     def list_sources(self) -> None:
-        from ncalab.services.sources import choices
-
         listed, broken = choices()  # imports each source once: off the UI thread
         self.post_message(self.SourcesListed(listed, broken))
 
@@ -125,8 +125,6 @@ class LaunchScreen(Screen):
 
     async def show_settings(self, name) -> None:
         """The chosen source's settings as fields, blank (the placeholder is the default)."""
-        from ncalab.services.sources import shown_default
-
         choice = self.sources.get(name)
         if choice is None or name == self.shown_source:
             return
@@ -147,8 +145,6 @@ class LaunchScreen(Screen):
 
     def source_sets(self) -> list[str]:
         """`--set` items of the chosen source and the settings filled in."""
-        from ncalab.services.sources import setting_items
-
         choice = self.sources.get(self.shown_source)
         if choice is None:
             return []
@@ -156,8 +152,6 @@ class LaunchScreen(Screen):
         return setting_items(choice, typed)
 
     def _config(self):
-        from ncalab.services.config import resolve_config
-
         seed_text = self.query_one("#seed", Input).value.strip()
         try:
             seed = int(seed_text)
@@ -224,8 +218,6 @@ class LaunchScreen(Screen):
 
     @work(thread=True, exclusive=True, group="launch")
     def launch(self) -> None:
-        from ncalab.services.launch import How, launch
-
         try:
             cfg = self._config()
             store = self.app.stores.writer()  # the first launch creates the store

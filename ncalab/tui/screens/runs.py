@@ -14,9 +14,14 @@ from textual.widgets import Footer, Input, Static
 from textual.worker import get_current_worker
 
 from ncalab.config.keys import flatten
+from ncalab.display.plots import curves_plot
 from ncalab.display.probes import probe_rows, stored_models
 from ncalab.display.summary import compute_lines
 from ncalab.errors import NcalabError
+from ncalab.services import runs as svc
+from ncalab.services.jobs import cancel, follow_log
+from ncalab.services.launch import resume
+from ncalab.services.runs import list_rows, remove
 from ncalab.tui.messages import Notice, StoreWritten
 from ncalab.tui.reports import write_report_in_background
 from ncalab.tui.screens.confirm import ConfirmScreen
@@ -54,8 +59,6 @@ def _count(v) -> str:
 
 def plot_text(curves: list[dict], width: int, height: int) -> Text:
     """Curves as text (NCA and scratch overlaid), labelled by run kind."""
-    from ncalab.display.plots import curves_plot
-
     ansi = curves_plot([{**c, "label": c["label"].split("/")[-1]} for c in curves], width, height)
     return Text.from_ansi(ansi, no_wrap=True)
 
@@ -163,8 +166,6 @@ class RunsScreen(Screen):
 
     @work(thread=True, exclusive=True, group="runs-refresh")
     def action_refresh(self) -> None:
-        from ncalab.services.runs import list_rows
-
         try:
             store = self._reader()
             rows = [] if store is None else list_rows(store)
@@ -222,9 +223,6 @@ class RunsScreen(Screen):
 
     @work(thread=True, exclusive=True, group="runs-details")
     def load_details(self, exp_id: str) -> None:
-        from ncalab.services import runs as svc
-        from ncalab.services.jobs import follow_log
-
         try:
             store = self._reader()
             if store is None:
@@ -263,9 +261,6 @@ class RunsScreen(Screen):
 
     @work(thread=True, group="runs-control")
     def run_control(self, what: str, exp_id: str) -> None:
-        from ncalab.services.jobs import cancel
-        from ncalab.services.launch import resume
-
         try:
             store = self.app.stores.writer()
             status = cancel(store, exp_id, 60) if what == "cancel" else resume(store, exp_id).status
@@ -349,8 +344,6 @@ class RunsScreen(Screen):
 
     @work(thread=True, group="runs-control")
     def delete_experiment(self, exp_id: str) -> None:
-        from ncalab.services.runs import remove
-
         try:
             remove(self.app.stores.writer(), exp_id)
             self.post_message(Notice(f"deleted {exp_id}"))

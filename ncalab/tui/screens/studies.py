@@ -18,7 +18,10 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 from textual.worker import get_current_worker
 
+from ncalab.display.plots import study_plot
+from ncalab.display.study import grid_table, study_renderables
 from ncalab.errors import NcalabError
+from ncalab.services import study
 from ncalab.tui.screens.groups import SHORTENED, GroupListScreen
 from ncalab.tui.widgets.nav_bar import NavBar
 from ncalab.tui.widgets.run_table import RunTable
@@ -92,8 +95,6 @@ class StudiesScreen(GroupListScreen, Screen):
 
     @work(thread=True, exclusive=True, group="studies-refresh")
     def action_refresh(self) -> None:
-        from ncalab.services import study
-
         selected = self.selected
         try:
             store = self.app.stores.reader()  # shared and read-only; None: no store yet
@@ -139,8 +140,6 @@ class StudiesScreen(GroupListScreen, Screen):
 
     @work(thread=True, exclusive=True, group="studies-fit")
     def _fit(self, study_id: str, key: tuple, resamples: int) -> None:
-        from ncalab.services import study
-
         answers, reason = None, None
         try:
             answers = study.fit(self.app.stores.reader(), [study_id], resamples=resamples)
@@ -158,9 +157,6 @@ class StudiesScreen(GroupListScreen, Screen):
             self._show()
 
     def _show(self) -> None:
-        from ncalab.display.plots import study_plot
-        from ncalab.display.study import grid_table
-
         grid = self.grid
         with_points = arms_with_points(grid)
         arm = self.arm if self.arm in with_points else (with_points[0] if with_points else None)
@@ -178,8 +174,6 @@ class StudiesScreen(GroupListScreen, Screen):
 
     def _answers(self, study_id: str) -> list:
         """The answers' renderables under a title that says how many resamples gave them."""
-        from ncalab.display.study import study_renderables
-
         done = self.fitted.get(study_id)
         if done is None:
             return [Text("\nfitting the answers...", style="dim")]

@@ -14,7 +14,10 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 from textual.worker import get_current_worker
 
+from ncalab.display.plots import gain_plot
+from ncalab.display.tables import SWEEP_LEGEND, sweep_table
 from ncalab.errors import NcalabError
+from ncalab.services import sweeps
 from ncalab.tui.reports import write_report_in_background
 from ncalab.tui.screens.groups import SHORTENED, GroupListScreen
 from ncalab.tui.widgets.nav_bar import NavBar
@@ -65,8 +68,6 @@ class SweepsScreen(GroupListScreen, Screen):
 
     @work(thread=True, exclusive=True, group="sweeps-refresh")
     def action_refresh(self) -> None:
-        from ncalab.services import sweeps
-
         selected = self.selected
         try:
             store = self.app.stores.reader()  # shared and read-only; None: no store yet
@@ -98,9 +99,6 @@ class SweepsScreen(GroupListScreen, Screen):
             detail.update(NO_SWEEPS)
 
     def _show_table(self, tab: dict) -> None:
-        from ncalab.display.plots import gain_plot
-        from ncalab.display.tables import SWEEP_LEGEND, sweep_table
-
         keys = list(tab["grid"])
         key = keys[self.key_index % len(keys)]
         width = self.query_one("#sweep-detail").size.width

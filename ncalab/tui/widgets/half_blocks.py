@@ -10,7 +10,6 @@ their colours are truecolor already, and that filter looked up every segment eve
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import TYPE_CHECKING
 
 from rich.color import Color
 from rich.segment import Segment
@@ -19,9 +18,7 @@ from textual.filter import ANSIToTruecolor, LineFilter
 from textual.strip import Strip
 
 from ncalab.display.grids import palette
-
-if TYPE_CHECKING:  # numpy is imported where it is used: the TUI's first frame draws without it
-    import numpy as np
+from ncalab.lazy import np
 
 _RUN = 1 << 24  # a segment's key: style index * _RUN + run length (a line is shorter than this)
 
@@ -44,8 +41,6 @@ class HalfBlocks:
 
     def line(self, top: np.ndarray, bottom: np.ndarray | None = None) -> Strip:
         """One terminal line: ``top`` over ``bottom`` (None: the top cells alone, a last odd row)."""
-        import numpy as np
-
         top = np.asarray(top, dtype=np.intp)
         n = len(top)
         if n == 0:

@@ -18,6 +18,8 @@ from textual.widget import Widget
 from textual.worker import get_current_worker
 
 from ncalab.display.source_views import profile, profile_lines, token_rows, view_kind
+from ncalab.lazy import np
+from ncalab.services.source_samples import FAILURES, SourceFeed
 from ncalab.tui.widgets.half_blocks import HalfBlocks, truecolor_filters
 
 KEEP = {"grid": 160, "tokens": 160, "profile": 1024}  # items kept: more rows or columns than a terminal shows
@@ -91,8 +93,6 @@ class SourceView(Widget):
 
     @work(thread=True, exclusive=True, group="source-feed")
     def fetch(self, request: int, name: str, seed: int, restart: bool) -> None:
-        from ncalab.services.source_samples import FAILURES, SourceFeed
-
         with self._feed_lock:  # one read at a time: a feed's index moves on as it reads
             try:
                 if restart or self._feed is None:
@@ -174,8 +174,6 @@ class SourceView(Widget):
         top, bottom = 2 * y, 2 * y + 1
         if top >= len(rows):
             return Strip.blank(width)
-        import numpy as np  # here: the first frame (no source shown yet) draws without it
-
         upper = np.asarray(rows[top])[:width]
         return self._blocks.line(upper, rows[bottom] if bottom < len(rows) else None).crop(0, width)
 
