@@ -34,6 +34,8 @@ HEAVY = {
     "pyarrow.parquet": "the Parquet reader and writer, not loaded by importing pyarrow",
     "tokenizers": "its Rust extension, only the tokenizer's training needs it",
     "scipy": "0.15 s for the package, more for each submodule",
+    "scipy.optimize": "0.2 s more, and numpy; only fitting a scaling law needs it",
+    "scipy.stats": "0.3 s more, and numpy; only the intervals and tests of gains need it",
     "sqlalchemy": "0.3 s; the store's quick read path (ncalab.store.quick) does without it",
     "mlflow": "3 s, only when tracking to MLflow (an optional extra)",
     "numba": "0.3 s, and it compiles the NCA engine's kernels on their first call",
@@ -79,7 +81,7 @@ class LazyModule(types.ModuleType):
 
 
 __all__ = ["LazyModule", "datasets", "loaded", "math_verify", "matplotlib", "mpl_figure", "mpl_svg", "mpl_ticker",
-           "np", "pa", "plotext", "pq", "scipy", "tokenizers", "torch", "transformers"]
+           "np", "pa", "plotext", "pq", "scipy", "scipy_optimize", "scipy_stats", "tokenizers", "torch", "transformers"]
 
 
 def loaded(*modules: types.ModuleType) -> None:
@@ -101,6 +103,8 @@ if TYPE_CHECKING:  # the checkers see the real modules (exported by __all__)
     import pyarrow as pa
     import pyarrow.parquet as pq
     import scipy
+    import scipy.optimize as scipy_optimize
+    import scipy.stats as scipy_stats
     import tokenizers
     import torch
     import transformers
@@ -116,6 +120,8 @@ else:
     pa = LazyModule("pyarrow")
     pq = LazyModule("pyarrow.parquet")
     scipy = LazyModule("scipy")
+    scipy_optimize = LazyModule("scipy.optimize")
+    scipy_stats = LazyModule("scipy.stats")
     tokenizers = LazyModule("tokenizers")
     torch = LazyModule("torch")
     transformers = LazyModule("transformers")

@@ -183,8 +183,8 @@ def test_the_quick_commands_import_nothing_heavy(tmp_path):
     with RunStore(tmp_path / "h") as store:  # a store with something to list, and no job to mark lost
         store.finish_experiment(store.create_experiment("code", "tiny", 0, {}).id, "completed")
     heavy = ("torch", "numpy", "transformers", "numba", "scipy", "matplotlib", "sqlalchemy")
-    commands = tuple(f"ncalab.cli.{m}" for m in ("browse", "evaluate", "match", "nca", "report", "run", "sources",
-                                                  "store_cmd", "study", "sweep"))
+    commands = tuple(f"ncalab.cli.{m}" for m in ("browse", "evaluate", "match", "nca", "report", "run", "runs_jobs",
+                                                  "runs_plot", "sources", "store_cmd", "study", "sweep"))
     for args, may_load in ((["--help"], ()), (["--version"], ()),
                            (["runs", "list", "--home", str(tmp_path / "h")], ("ncalab.cli.browse",))):
         code = ("import contextlib, io, sys\nfrom ncalab.cli.main import main\n"
@@ -194,31 +194,32 @@ def test_the_quick_commands_import_nothing_heavy(tmp_path):
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
         libraries, modules = out.stdout.strip().splitlines()[-2:]
         assert libraries == "[]", (args, out.stdout, out.stderr)
-        # the root's help lists the sub-commands from its table: only the command that runs is imported
+        # the root's and `runs`' help list the sub-commands from their tables: only the command that runs is imported
         assert modules == repr(sorted(may_load)), (args, out.stdout, out.stderr)
 
 
-def test_the_root_help_lines_are_the_commands_own():
-    """`ncalab --help` lists each sub-command by the line in cli/main.py's table, without importing
-    it: the line is the first paragraph of the command's own help."""
-    from ncalab.cli.main import COMMANDS, load_command
+def test_the_groups_help_lines_are_the_commands_own():
+    """`ncalab --help` and `ncalab runs --help` list each sub-command by the line in their table
+    (cli/main.py's, cli/browse.py's), without importing it: the line is the first paragraph of the
+    command's own help."""
+    from ncalab.cli.browse import RUNS_COMMANDS
+    from ncalab.cli.groups import load_command
+    from ncalab.cli.main import COMMANDS
 
-    for name, (_, _, line) in COMMANDS.items():
-        command = load_command(name)
-        assert command.name == name and (command.help or "").split("\n\n")[0] == line, name
+    for table in (COMMANDS, RUNS_COMMANDS):
+        for name, (_, _, line) in table.items():
+            command = load_command(table, name)
+            assert command.name == name and (command.help or "").split("\n\n")[0] == line, name
 
 
 # Where an import of ncalab's own modules may sit inside a function (module -> why): every other
 # one is at its module's top. The heavy third-party libraries come late through ncalab/lazy.py.
 LOCAL_IMPORTS_ALLOWED: dict[str, str] = {
     "ncalab.cli.main": "`ncalab` alone opens the TUI: its modules (textual, 0.2 s) load only then",
-    "ncalab.cli.browse": "`runs list` is one of its commands: plot, report, jobs and launch load their services "
-                         "(matplotlib, torch, SQLAlchemy) when they run",
     "ncalab.services.runstore": "the quick commands' way to the store: the ORM (SQLAlchemy) loads when a store is opened",
     "ncalab.jobs.queue": "reached from the store's quick path: placing a job (torch, SQLAlchemy) loads when one is placed",
     "ncalab.services.nca": "every command's options (cli/common) use its settings: the NCA engine (torch, numba) "
                            "loads when a rule is run",
-    "ncalab.services.runs": "`runs list`: the scaling law (SciPy) loads when an estimate is fitted",
     "ncalab.tui.app": "the TUI's first frame: the runs list and the queue load in a worker after it",
     "ncalab.services.live": "the TUI's first frame: the store and the queue (SQLAlchemy, torch) load in a worker after it",
     "ncalab.tui.screens.explore": "the TUI's first frame: the NCA engine (torch, numba) loads when a rule is drawn",

@@ -12,6 +12,7 @@ from rich import box
 from rich.table import Table
 
 from ncalab.cli.common import Home, JsonFlag, emit_json, out_console
+from ncalab.cli.groups import CommandTable, lazy_group
 from ncalab.config.keys import flatten
 from ncalab.display.probes import probes_table, stored_models
 from ncalab.display.summary import (
@@ -28,7 +29,28 @@ from ncalab.errors import NcalabError
 from ncalab.services import runs as svc
 from ncalab.services.runstore import open_store
 
-app = typer.Typer(help="Browse, compare, plot, export and tidy the runs in the store.", no_args_is_help=True)
+# The sub-commands of `ncalab runs`: name -> (module, command function, the help line `ncalab runs
+# --help` shows), as cli/main.py's table. Those that start jobs or draw figures (torch, SQLAlchemy,
+# matplotlib) sit in modules of their own, so `runs list` and `runs show` import none of that.
+RUNS_COMMANDS: CommandTable = {
+    "list": (__name__, "list_", "Experiments, newest first, with their results."),
+    "show": (__name__, "show", "Config, status, summary and latest metrics of one experiment."),
+    "compare": (__name__, "compare", "Configs and results side by side; differences highlighted."),
+    "plot": ("ncalab.cli.runs_plot", "plot",
+             "Curves in the terminal (or a figure file); an experiment overlays its NCA and scratch runs."),
+    "export": (__name__, "export", "Every metric point, as CSV or JSON; or whole experiments to TensorBoard or MLflow."),
+    "rm": (__name__, "rm", "Delete an experiment, its runs, metrics and folders (asks first)."),
+    "tag": (__name__, "tag", "Add a tag to an experiment."),
+    "note": (__name__, "note", "Attach a note to an experiment."),
+    "cancel": ("ncalab.cli.runs_jobs", "cancel",
+               "Stop an experiment gracefully: its job writes a checkpoint, then the status is cancelled."),
+    "resume": ("ncalab.cli.runs_jobs", "resume",
+               "Continue a cancelled, failed or lost experiment from its last checkpoints (in the background)."),
+    "tail": ("ncalab.cli.runs_jobs", "tail", "Show an experiment's job log and follow it live until the job ends."),
+}
+
+app = typer.Typer(cls=lazy_group(RUNS_COMMANDS), help="Browse, compare, plot, export and tidy the runs in the store.",
+                  no_args_is_help=True)
 
 
 def _store(home):
@@ -56,7 +78,6 @@ def _dur(s):
 
 
 
-@app.command("list")
 def list_(
     status: Annotated[str | None, typer.Option("--status", help="Only this status.")] = None,
     preset: Annotated[str | None, typer.Option("--preset", help="Only this preset.")] = None,
@@ -99,7 +120,6 @@ def list_(
         out_console.print(f"{total - len(rows)} older not shown: --limit 0 shows all, --status or --preset narrows")
 
 
-@app.command()
 def show(ident: Annotated[str, typer.Argument(help="Experiment or run id.")], home: Home = None, json_out: JsonFlag = False) -> None:
     """Config, status, summary and latest metrics of one experiment."""
     store = _store(home)
@@ -145,7 +165,6 @@ def show(ident: Annotated[str, typer.Argument(help="Experiment or run id.")], ho
     out_console.print(cfg)
 
 
-@app.command()
 def compare(idents: Annotated[list[str], typer.Argument(help="Two or more experiment ids.")], home: Home = None,
             all_keys: Annotated[bool, typer.Option("--all", help="Show every config key, not only those that differ.")] = False,
             baseline: Annotated[str | None, typer.Option(
@@ -204,54 +223,6 @@ def _arms_table(c: dict) -> Table:
     return t
 
 
-METRIC_LABEL = {"val_ppl": "validation perplexity", "val_loss": "validation loss", "train_loss": "training loss",
-                "lr": "learning rate", "tokens_per_s": "tokens/s"}
-
-
-@app.command()
-def plot(idents: Annotated[list[str], typer.Argument(help="Experiment or run ids.")],
-         metric: Annotated[str, typer.Option("--metric", help="val_ppl, val_loss, train_loss, lr, tokens_per_s.")] = "val_ppl",
-         x: Annotated[str, typer.Option("--x", help="tokens, step or time.")] = "tokens",
-         out: Annotated[Path | None, typer.Option("--out", help="Write the plot to a file instead: .png, .svg or "
-                                                  ".pdf, a paper column wide (needs matplotlib).")] = None,
-         home: Home = None, json_out: JsonFlag = False) -> None:
-    """Curves in the terminal (or a figure file); an experiment overlays its NCA and scratch runs."""
-    if out is not None:
-        from ncalab.display.figures import (  # late: keeps torch, SQLAlchemy, numpy out of the quick commands
-            PLOT_FORMATS,
-        )
-        from ncalab.services.report import check_out  # late: keeps torch, SQLAlchemy, numpy out of the quick commands
-
-        out = check_out(out, PLOT_FORMATS)  # before any work
-    cs = svc.curves(_store(home), idents, metric, x)
-    if out is not None:
-        _plot_file(cs, metric, x, out, one=len(idents) == 1)
-        return
-    if json_out:
-        emit_json({"metric": metric, "x": x, "curves": cs})
-        return
-    from ncalab.display.plots import curves_plot  # late: keeps torch, SQLAlchemy, numpy out of the quick commands
-
-    print(curves_plot(cs, min(out_console.width, 120), 24, xlabel=x, log_y=metric.endswith("ppl"),
-                      title=f"{metric} against {x}", theme="pro"))
-
-
-def _plot_file(cs: list[dict], metric: str, x: str, out: Path, one: bool) -> None:
-    from ncalab.display.figures import (  # late: keeps torch, SQLAlchemy, numpy out of the quick commands
-        curves_figure,
-        save_figure,
-    )
-    from ncalab.services.report import Series  # late: keeps torch, SQLAlchemy, numpy out of the quick commands
-
-    # one experiment: its scratch run dashed in grey, as in the report
-    series = [Series(c["label"], c["x"], c["y"], kind="scratch" if one and c["label"].endswith("/scratch") else "")
-              for c in cs]
-    fig = curves_figure(series, xlabel={"time": "seconds"}.get(x, x), ylabel=METRIC_LABEL.get(metric, metric),
-                        log_y=metric.endswith("ppl"))
-    out_console.print(f"wrote {save_figure(fig, out)}")
-
-
-@app.command()
 def export(idents: Annotated[list[str], typer.Argument(help="Experiment or run ids.")],
            fmt: Annotated[str, typer.Option("--format", help="csv, json, tensorboard or mlflow.")] = "csv",
            out: Annotated[Path | None, typer.Option("--out", help="File to write (default: stdout); for tensorboard "
@@ -270,7 +241,6 @@ def export(idents: Annotated[list[str], typer.Argument(help="Experiment or run i
         svc.write_text(out, text)
 
 
-@app.command()
 def rm(ident: Annotated[str, typer.Argument(help="Experiment id.")],
        yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False, home: Home = None) -> None:
     """Delete an experiment, its runs, metrics and folders (asks first)."""
@@ -282,54 +252,13 @@ def rm(ident: Annotated[str, typer.Argument(help="Experiment id.")],
     out_console.print(f"deleted {exp.id}")
 
 
-@app.command()
 def tag(ident: Annotated[str, typer.Argument()], tag_: Annotated[str, typer.Argument(metavar="TAG")], home: Home = None) -> None:
     """Add a tag to an experiment."""
     store = _store(home)
     store.tag(svc.resolve_experiment(store, ident).id, tag_)
 
 
-@app.command()
 def note(ident: Annotated[str, typer.Argument()], text: Annotated[str, typer.Argument()], home: Home = None) -> None:
     """Attach a note to an experiment."""
     store = _store(home)
     store.set_note(svc.resolve_experiment(store, ident).id, text)
-
-
-@app.command()
-def cancel(ident: Annotated[str, typer.Argument(help="Experiment id.")], home: Home = None,
-           wait: Annotated[float, typer.Option("--wait", help="Seconds to wait for the job to checkpoint and stop.")] = 120.0,
-           json_out: JsonFlag = False) -> None:
-    """Stop an experiment gracefully: its job writes a checkpoint, then the status is cancelled."""
-    from ncalab.services.jobs import cancel as stop  # late: keeps torch, SQLAlchemy, numpy out of the quick commands
-
-    status = stop(_store(home), ident, wait)
-    if json_out:
-        emit_json({"experiment_id": ident, "status": status})
-    else:
-        out_console.print(f"{ident} {status}")
-
-
-@app.command()
-def resume(ident: Annotated[str, typer.Argument(help="Experiment id.")], home: Home = None, json_out: JsonFlag = False) -> None:
-    """Continue a cancelled, failed or lost experiment from its last checkpoints (in the background)."""
-    from ncalab.services.launch import (  # late: keeps torch, SQLAlchemy, numpy out of the quick commands
-        resume as launch_again,
-    )
-
-    status = launch_again(_store(home), ident).status
-    if json_out:
-        emit_json({"experiment_id": ident, "status": status})
-    else:
-        out_console.print(f"{ident} {status}; follow it with `ncalab runs tail {ident}`")
-
-
-@app.command()
-def tail(ident: Annotated[str, typer.Argument(help="Experiment id.")], home: Home = None,
-         follow: Annotated[bool, typer.Option("--follow/--no-follow", help="Keep following until the job ends.")] = True) -> None:
-    """Show an experiment's job log and follow it live until the job ends."""
-    from ncalab.services.jobs import follow_log  # late: keeps torch, SQLAlchemy, numpy out of the quick commands
-
-    store = _store(home)
-    for line in follow_log(store, svc.resolve_experiment(store, ident).id, follow):
-        typer.echo(line, nl=False)

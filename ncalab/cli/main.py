@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import gc
-import importlib
 import os
 import sys
-from collections.abc import Iterator, MutableMapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import click
 import typer
-from typer.core import TyperCommand, TyperGroup
 
 from ncalab import __version__
+from ncalab.cli.groups import CommandTable, lazy_group
 from ncalab.cli.quiet import quiet_third_party, verbose_requested
 from ncalab.errors import NcalabError
 from ncalab.services.runstore import masked, use_home, use_store_url
@@ -22,7 +20,7 @@ from ncalab.services.runstore import masked, use_home, use_store_url
 # The sub-commands: name -> (module, its Typer app or command function, the help line `ncalab
 # --help` shows). A command's module is imported only when it runs or shows its own help, so the
 # quick commands import none of them; tests/test_layers.py checks each line against the command's.
-COMMANDS: dict[str, tuple[str, str, str]] = {
+COMMANDS: CommandTable = {
     "run": ("ncalab.cli.run", "run",
             "Run one experiment: NCA pre-pre-training, transfer, language pre-training and the scratch baseline."),
     "eval": ("ncalab.cli.evaluate", "eval_",
@@ -43,76 +41,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 
-def load_command(name: str) -> click.Command:
-    """The click command of one sub-command, made by Typer as `app.command(name)` or
-    `app.add_typer(..., name=name)` on the root would make it."""
-    module, attribute, _ = COMMANDS[name]
-    target = getattr(importlib.import_module(module), attribute)
-    holder = typer.Typer(add_completion=False)
-    if not isinstance(target, typer.Typer):
-        holder.command(name)(target)
-        return typer.main.get_command(holder)  # one command: Typer makes it, not a group
-    holder.add_typer(target, name=name)
-    group = typer.main.get_command(holder)
-    assert isinstance(group, TyperGroup)
-    return group.commands[name]
-
-
-class _LazyCommands(MutableMapping[str, click.Command]):
-    """The root group's sub-commands by name, each made when first looked up."""
-
-    def __init__(self) -> None:
-        self._made: dict[str, click.Command] = {}
-
-    def __getitem__(self, name: str) -> click.Command:
-        if name not in self._made:
-            if name not in COMMANDS:
-                raise KeyError(name)
-            self._made[name] = load_command(name)
-        return self._made[name]
-
-    def __setitem__(self, name: str, command: click.Command) -> None:
-        self._made[name] = command
-
-    def __delitem__(self, name: str) -> None:
-        del self._made[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter([*COMMANDS, *(n for n in self._made if n not in COMMANDS)])
-
-    def __len__(self) -> int:
-        return len(set(COMMANDS) | set(self._made))
-
-
-_LISTING = "ncalab.listing_commands"  # set in the context while the root's help lists the commands
-
-
-class LazyGroup(TyperGroup):
-    """The root command: its sub-commands come from COMMANDS, imported when one is run; its
-    help lists them by the help lines there, importing none."""
-
-    def __init__(self, **attrs: Any) -> None:
-        super().__init__(**attrs)
-        self.commands = _LazyCommands()
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return list(self.commands)  # the names alone (TyperGroup's reads every command)
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if ctx.meta.get(_LISTING) and cmd_name in COMMANDS:
-            return TyperCommand(name=cmd_name, help=COMMANDS[cmd_name][2])  # only its name and help are read
-        return super().get_command(ctx, cmd_name)
-
-    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        ctx.meta[_LISTING] = True
-        try:
-            super().format_help(ctx, formatter)
-        finally:
-            ctx.meta[_LISTING] = False
-
-
 app = typer.Typer(
-    cls=LazyGroup,
+    cls=lazy_group(COMMANDS),
     help="ncalab: a terminal lab for NCA pre-pre-training of language models. Without a command: the TUI.",
     pretty_exceptions_enable=False, add_completion=False,
 )

@@ -12,10 +12,8 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-import numpy as np
-from scipy import stats
-
 from ncalab.errors import NcalabError
+from ncalab.lazy import np, scipy_stats
 from ncalab.scaling.bootstrap import LEVEL, RESAMPLES, Bootstrap, LeaveOneOut, bootstrap_law, leave_one_out
 from ncalab.scaling.law import CannotFit, Fit, Law
 from ncalab.scaling.transfer import (
@@ -221,7 +219,7 @@ def paired_gain(source_losses: Sequence[float], baseline_losses: Sequence[float]
     mean = float(g.mean())
     if g.size == 1:
         return Estimate(mean, reason=ONE_SEED, level=level)
-    half = float(stats.t.ppf(0.5 + level / 2.0, g.size - 1) * g.std(ddof=1) / math.sqrt(g.size))
+    half = float(scipy_stats.t.ppf(0.5 + level / 2.0, g.size - 1) * g.std(ddof=1) / math.sqrt(g.size))
     return Estimate(mean, mean - half, mean + half, level=level)
 
 
@@ -231,7 +229,7 @@ def paired_p_value(source_losses: Sequence[float], baseline_losses: Sequence[flo
     a, b = np.asarray(source_losses, dtype=float), np.asarray(baseline_losses, dtype=float)
     if a.size < 2 or a.size != b.size or np.ptp(a - b) == 0:
         return None
-    return float(stats.ttest_rel(a, b).pvalue)
+    return float(scipy_stats.ttest_rel(a, b).pvalue)
 
 
 def _measured_transfer(boot: Bootstrap, n: float, d: float, losses: np.ndarray,

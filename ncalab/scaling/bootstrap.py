@@ -6,8 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
-
+from ncalab.lazy import np
 from ncalab.scaling.law import (
     HUBER_DELTA,
     INIT_GRID,

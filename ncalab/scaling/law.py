@@ -12,10 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-import numpy as np
-from scipy.optimize import minimize
-
 from ncalab.errors import NcalabError
+from ncalab.lazy import np, scipy_optimize
 
 HUBER_DELTA = 1e-3
 PARAMETERS = ("E", "A", "alpha", "B", "beta")
@@ -216,7 +214,7 @@ def fit_from(obs: Observations, starts: np.ndarray, delta: float = HUBER_DELTA,
     best = None
     for x0 in _starts(np.atleast_2d(np.asarray(starts, dtype=float)), logs, delta, refine):
         y0 = x0 - centre * x0[[0, 2, 2, 4, 4]]
-        res = minimize(objective, y0, args=(*centred, delta), jac=True, method="L-BFGS-B", options=LBFGS_OPTIONS)
+        res = scipy_optimize.minimize(objective, y0, args=(*centred, delta), jac=True, method="L-BFGS-B", options=LBFGS_OPTIONS)
         if _converged(res) and (best is None or res.fun < best.fun):
             best = res
     if best is None:

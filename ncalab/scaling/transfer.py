@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
+from ncalab.lazy import np
 from ncalab.scaling.bootstrap import LEVEL, Bootstrap
 from ncalab.scaling.law import Law
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import shutil
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ from ncalab.config.stored import with_added
 from ncalab.errors import NcalabError
 from ncalab.experiment import tracking
 from ncalab.jobs.queue import is_dead
+from ncalab.scaling.answers import paired_gain, paired_p_value
 from ncalab.services.runstore import home_folder, open_store
 from ncalab.store.names import STATUSES
 from ncalab.store.quick import list_experiments
@@ -156,10 +158,6 @@ def arms(compared: dict, baseline: str | None = None) -> list[dict]:
     the baseline arm (the one holding experiment id `baseline`, else the first): the NCA-side
     gain 1 - ppl / ppl_baseline paired by seed, its 95% t-interval and a paired t-test's p.
     One seed, or no seed in common, gives the reason instead of an interval."""
-    import math
-
-    from ncalab.scaling.answers import paired_gain, paired_p_value  # late: keeps numpy, SciPy out of the quick commands
-
     groups: dict[str, list[dict]] = {}
     for e in compared["experiments"]:
         key = json.dumps({k: v for k, v in e["config"].items() if not k.startswith(NOT_THE_ARM)}, sort_keys=True,
