@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import sys
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ def _cpu_bf16_works() -> bool:
         return False
 
 
+@functools.cache  # the CPU does not change under a process; each stage and reuse key asks
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX). Without it torch
     emulates bf16 matmuls, measured 45x slower than fp32 on an AVX2 EPYC, so `auto` then
