@@ -6,6 +6,7 @@ unchanged, a secret absent from every output, a process alive, nothing left runn
 only that the program failed."""
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -194,3 +195,43 @@ def _alive(pids: set[int]) -> bool:
         if state != "Z":
             return True
     return False
+
+
+@pytest.mark.parametrize("guard", ["setpriv", "python"])
+def test_the_launch_guard_ties_a_command_to_the_process_that_started_it(guard):
+    """The prefix before bwrap and unshare: a command it started dies with the starter killed -9,
+    and a command whose starter is not the one named never runs (the race a parent killed in
+    the first milliseconds left open)."""
+    if sys.platform != "linux" or (guard == "setpriv" and not shutil.which("setpriv")):
+        pytest.skip("setpriv is not installed")
+    stranger = [*isolation.dies_with_this_process(guard)[:-1], "1"]  # names init as the starter
+    marker = Path(f"/tmp/ncalab-guard-{uuid.uuid4().hex[:8]}")
+    assert subprocess.run([*stranger, "touch", str(marker)], timeout=30).returncode == 70
+    assert not marker.exists()
+
+    starter = subprocess.Popen([sys.executable, "-c", (
+        f"import subprocess, sys, time\nsys.path.insert(0, {str(Path(__file__).parent.parent)!r})\n"
+        "from ncalab.evaluation.isolation import dies_with_this_process\n"
+        f"p = subprocess.Popen([*dies_with_this_process({guard!r}), 'sleep', '120'])\n"
+        "print(p.pid, flush=True)\ntime.sleep(120)\n")], stdout=subprocess.PIPE, text=True)
+    try:
+        child = int(starter.stdout.readline())
+        deadline = time.monotonic() + 30
+        while _comm(child) != "sleep" and time.monotonic() < deadline:  # the guard has become sleep
+            time.sleep(0.05)
+        assert _comm(child) == "sleep"
+        starter.kill()
+        starter.wait()
+        deadline = time.monotonic() + 10
+        while _alive({child}) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive({child})
+    finally:
+        starter.kill()
+
+
+def _comm(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return None

@@ -59,8 +59,32 @@ def top_links() -> list[tuple[str, str | None]]:
     return out
 
 
+# What starts either tool: it asks the kernel to kill it when ncalab's process dies
+# (PR_SET_PDEATHSIG, kept across exec), then checks that its parent is still the process that
+# started it, and only then becomes the tool. bwrap's --die-with-parent sets the same signal,
+# but only once it runs: a parent killed in those first milliseconds left the program running
+# with no one to end it (seen on a loaded CI machine). util-linux's setpriv and a shell do it
+# in about 2 ms; where setpriv is missing, Python does it in about 12 ms.
+CHECK_PARENT = '[ "$PPID" = "$0" ] || exit 70; exec "$@"'
+DIE_WITH_PARENT = r'''
+import ctypes, os, sys
+if ctypes.CDLL(None, use_errno=True).prctl(1, 9, 0, 0, 0) != 0 or os.getppid() != int(sys.argv[1]):
+    os._exit(70)
+os.execvp(sys.argv[2], sys.argv[2:])
+'''
+
+
+def dies_with_this_process(way: str = "auto") -> list[str]:
+    """The prefix that ties the command after it to this process's life (see DIE_WITH_PARENT);
+    ``way``: "setpriv", "python" or "auto" (setpriv where it is installed)."""
+    if way == "setpriv" or (way == "auto" and shutil.which("setpriv") and shutil.which("sh")):
+        return ["setpriv", "--pdeathsig", "KILL", "--", "sh", "-c", CHECK_PARENT, str(os.getpid())]
+    return [sys.executable, "-I", "-S", "-c", DIE_WITH_PARENT, str(os.getpid())]
+
+
 def bwrap_command(tmp_mb: int) -> list[str]:
-    cmd = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--clearenv"]
+    cmd = [*dies_with_this_process(), "bwrap", "--unshare-all", "--die-with-parent", "--new-session",
+           "--cap-drop", "ALL", "--clearenv"]
     for root in system_roots():
         cmd += ["--ro-bind", root, root]
     for name, target in top_links():
@@ -69,11 +93,9 @@ def bwrap_command(tmp_mb: int) -> list[str]:
 
 
 def unshare_command() -> list[str]:
-    """unshare kills its child when it ends (--kill-child); setpriv, where present (util-linux
-    too), ends unshare when ncalab's process dies, killed with -9 or not, as bwrap's
-    --die-with-parent does."""
-    prefix = ["setpriv", "--pdeathsig", "KILL"] if shutil.which("setpriv") else []
-    return [*prefix, "unshare", *UNSHARE_ARGS]
+    """unshare kills its child when it ends (--kill-child); the prefix ends unshare when
+    ncalab's process dies, killed with -9 or not."""
+    return [*dies_with_this_process(), "unshare", *UNSHARE_ARGS]
 
 
 # The unshare way's prelude, run as root of the new user namespace before anything of the
