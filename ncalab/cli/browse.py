@@ -53,10 +53,6 @@ app = typer.Typer(cls=lazy_group(RUNS_COMMANDS), help="Browse, compare, plot, ex
                   no_args_is_help=True)
 
 
-def _store(home):
-    return open_store(home, reap=True)  # a job that died is marked lost before anything is shown
-
-
 def _fmt(v, spec=".3f", none="-"):
     return none if v is None else format(v, spec)
 
@@ -122,7 +118,7 @@ def list_(
 
 def show(ident: Annotated[str, typer.Argument(help="Experiment or run id.")], home: Home = None, json_out: JsonFlag = False) -> None:
     """Config, status, summary and latest metrics of one experiment."""
-    store = _store(home)
+    store = open_store(home, reap=True)
     d = {**svc.details(store, ident), "store": store.where}  # the database, never its password
     if json_out:
         emit_json(d)
@@ -175,7 +171,7 @@ def compare(idents: Annotated[list[str], typer.Argument(help="Two or more experi
 
     Experiments that differ only in their seed form an arm: with two or more arms, each arm's gain and its difference to the baseline arm, paired by seed, with 95% intervals and paired t-tests.
     """
-    c = svc.compare(_store(home), idents)
+    c = svc.compare(open_store(home, reap=True), idents)
     c["arms"] = svc.arms(c, baseline)
     if json_out:
         emit_json(c)
@@ -231,10 +227,10 @@ def export(idents: Annotated[list[str], typer.Argument(help="Experiment or run i
            home: Home = None) -> None:
     """Every metric point, as CSV or JSON; or whole experiments to TensorBoard or MLflow."""
     if fmt in svc.TRACKER_FORMATS:
-        for where in svc.export_to_tracker(_store(home), idents, fmt, out):
+        for where in svc.export_to_tracker(open_store(home, reap=True), idents, fmt, out):
             out_console.print(f"wrote {where}")
         return
-    text = svc.export(_store(home), idents, fmt)
+    text = svc.export(open_store(home, reap=True), idents, fmt)
     if out is None:
         typer.echo(text, nl=False)
     else:
@@ -244,7 +240,7 @@ def export(idents: Annotated[list[str], typer.Argument(help="Experiment or run i
 def rm(ident: Annotated[str, typer.Argument(help="Experiment id.")],
        yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False, home: Home = None) -> None:
     """Delete an experiment, its runs, metrics and folders (asks first)."""
-    store = _store(home)
+    store = open_store(home, reap=True)
     exp = svc.resolve_experiment(store, ident)
     if not yes and not typer.confirm(f"delete experiment {exp.id} ({exp.preset}/{exp.scale}, {exp.status}) and its files?"):
         raise NcalabError("nothing deleted")
@@ -254,11 +250,11 @@ def rm(ident: Annotated[str, typer.Argument(help="Experiment id.")],
 
 def tag(ident: Annotated[str, typer.Argument()], tag_: Annotated[str, typer.Argument(metavar="TAG")], home: Home = None) -> None:
     """Add a tag to an experiment."""
-    store = _store(home)
+    store = open_store(home, reap=True)
     store.tag(svc.resolve_experiment(store, ident).id, tag_)
 
 
 def note(ident: Annotated[str, typer.Argument()], text: Annotated[str, typer.Argument()], home: Home = None) -> None:
     """Attach a note to an experiment."""
-    store = _store(home)
+    store = open_store(home, reap=True)
     store.set_note(svc.resolve_experiment(store, ident).id, text)

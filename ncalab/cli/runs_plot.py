@@ -11,12 +11,12 @@ from typing import Annotated
 
 import typer
 
-from ncalab.cli.browse import _store
 from ncalab.cli.common import Home, JsonFlag, emit_json, out_console
 from ncalab.display.figures import PLOT_FORMATS, curves_figure, save_figure
 from ncalab.display.plots import curves_plot
 from ncalab.services import runs as svc
 from ncalab.services.report import Series, check_out
+from ncalab.services.runstore import open_store
 
 METRIC_LABEL = {"val_ppl": "validation perplexity", "val_loss": "validation loss", "train_loss": "training loss",
                 "lr": "learning rate", "tokens_per_s": "tokens/s"}
@@ -31,7 +31,7 @@ def plot(idents: Annotated[list[str], typer.Argument(help="Experiment or run ids
     """Curves in the terminal (or a figure file); an experiment overlays its NCA and scratch runs."""
     if out is not None:
         out = check_out(out, PLOT_FORMATS)  # before any work
-    cs = svc.curves(_store(home), idents, metric, x)
+    cs = svc.curves(open_store(home, reap=True), idents, metric, x)
     if out is not None:
         _plot_file(cs, metric, x, out, one=len(idents) == 1)
         return

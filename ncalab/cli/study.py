@@ -9,7 +9,6 @@ import typer
 from rich import box
 from rich.table import Table
 
-from ncalab.cli.browse import _store
 from ncalab.cli.common import (
     ConfigFile,
     Corpus,
@@ -35,7 +34,7 @@ from ncalab.cli.common import (
     scale_settings,
     track_setting,
 )
-from ncalab.cli.sweep import _seed_list, _watch
+from ncalab.cli.sweep import seed_list, watch_members
 from ncalab.display.study import grid_table, study_renderables
 from ncalab.display.tables import status_cell
 from ncalab.errors import NcalabError
@@ -44,6 +43,7 @@ from ncalab.services import sweeps
 from ncalab.services.config import resolve_config
 from ncalab.services.jobs import schedule, set_max_jobs, start_members
 from ncalab.services.report import write_bytes
+from ncalab.services.runstore import open_store
 
 if TYPE_CHECKING:
     from ncalab.store.interfaces import Store
@@ -95,14 +95,14 @@ def study(
                                                                 time_limit, slurm_arg)
     base = resolve_config(preset, scale, config, sets, corpus=corpus, device=device, home=home)
     arms = svc.parse_arms(sources, base, matched_scale)
-    made = svc.declare(_store(home), base, size or [], svc.parse_budgets(budgets), arms,
-                       _seed_list(seeds, seed_start), name)
-    store = _store(home)
+    made = svc.declare(open_store(home, reap=True), base, size or [], svc.parse_budgets(budgets), arms,
+                       seed_list(seeds, seed_start), name)
+    store = open_store(home, reap=True)
     if max_jobs is not None:
         set_max_jobs(store, max_jobs)
     start_members(store, made["experiments"], base, max_jobs)  # on a cluster: one job array
     if not detach:
-        _watch(store, made["study_id"], quiet=json_out)
+        watch_members(store, made["study_id"], quiet=json_out)
     if json_out:
         emit_json(made if detach else svc.grid(store, made["study_id"]))
     elif detach:
@@ -127,7 +127,7 @@ def _print_study(store: Store, study_id: str, at=(), ratio: float = 20.0, resamp
 def show(study_id: StudyId, at: At = None, ratio: Ratio = 20.0, resamples: Resamples = 1000,
          home: Home = None, json_out: JsonFlag = False) -> None:
     """The study's grid (mean loss over the seeds stored so far), then its answers."""
-    store = _store(home)
+    store = open_store(home, reap=True)
     if json_out:
         emit_json(svc.grid(store, study_id))
         return
@@ -145,7 +145,7 @@ def fit(
 ) -> None:
     """The answers: crossover, predictions at --at, each arm's law with intervals and its leave-one-out error, and the measured gains and D_T at the grid points."""
     extra = [svc.read_points(p) for p in points or []]
-    ans = svc.fit(_store(home) if study_ids else None, study_ids or [], at=svc.parse_at(at or []), ratio=ratio, resamples=resamples,
+    ans = svc.fit(open_store(home, reap=True) if study_ids else None, study_ids or [], at=svc.parse_at(at or []), ratio=ratio, resamples=resamples,
                   extra=extra)
     if json_out:
         emit_json({"studies": study_ids or [], **svc.answers_dict(ans)})
@@ -160,7 +160,7 @@ def export(study_id: StudyId, out: Annotated[Path, typer.Option("--out", help="T
     """Write the study's points and what makes them comparable, for `study fit --points` elsewhere."""
     import json
 
-    data = svc.export(_store(home), study_id)
+    data = svc.export(open_store(home, reap=True), study_id)
     write_bytes(out, (json.dumps(data, indent=1) + "\n").encode())
     out_console.print(f"wrote {out}: {len(data['points'])} points of study {study_id}")
 
@@ -168,7 +168,7 @@ def export(study_id: StudyId, out: Annotated[Path, typer.Option("--out", help="T
 @app.command("list")
 def list_(home: Home = None, json_out: JsonFlag = False) -> None:
     """Every study, newest first."""
-    rows = svc.list_studies(_store(home))
+    rows = svc.list_studies(open_store(home, reap=True))
     if json_out:
         emit_json({"studies": rows})
         return
@@ -185,7 +185,7 @@ def list_(home: Home = None, json_out: JsonFlag = False) -> None:
 @app.command("resume")
 def resume(study_id: StudyId, home: Home = None, json_out: JsonFlag = False) -> None:
     """Queue again the members that failed, were cancelled or were lost."""
-    store = _store(home)
+    store = open_store(home, reap=True)
     svc.spec_of(store, study_id)
     ids = sweeps.resume(store, study_id)
     schedule(store)
@@ -201,7 +201,7 @@ def cancel(study_id: StudyId, wait: Annotated[float, typer.Option(
         "--wait", help="Seconds to wait for each running job to checkpoint and stop.")] = 120.0,
            home: Home = None, json_out: JsonFlag = False) -> None:
     """Stop a study: queued members are cancelled, running ones stop at a checkpoint (`resume` continues)."""
-    store = _store(home)
+    store = open_store(home, reap=True)
     svc.spec_of(store, study_id)
     ids = sweeps.cancel(store, study_id, wait)
     if json_out:

@@ -10,7 +10,6 @@ import typer
 from rich import box
 from rich.table import Table
 
-from ncalab.cli.browse import _store
 from ncalab.cli.common import (
     ConfigFile,
     Corpus,
@@ -45,6 +44,7 @@ from ncalab.services import sweeps
 from ncalab.services.config import resolve_config
 from ncalab.services.jobs import members_progress, schedule, set_max_jobs, start_members
 from ncalab.services.report import check_out
+from ncalab.services.runstore import open_store
 
 if TYPE_CHECKING:
     from ncalab.store.interfaces import Store
@@ -55,7 +55,7 @@ Grid = Annotated[list[str] | None, typer.Option(
     "--grid", help="KEY=V1,V2,... (repeatable; the sweep runs the cartesian product). List values: attn+norm; bands: 0.3:0.5.")]
 
 
-def _seed_list(n: int, start: int) -> list[int]:
+def seed_list(n: int, start: int) -> list[int]:
     if n < 1:
         raise NcalabError(f"--seeds must be at least 1, got {n}")
     return list(range(start, start + n))
@@ -88,13 +88,13 @@ def sweep(
     sets = (set_ or []) + track_setting(track) + scale_settings(nproc, executor, nodes, gpus_per_node, partition,
                                                                 time_limit, slurm_arg)
     base = resolve_config(preset, scale, config, sets, corpus=corpus, device=device, home=home)
-    store = _store(home)
+    store = open_store(home, reap=True)
     if max_jobs is not None:
         set_max_jobs(store, max_jobs)
-    made = sweeps.create(store, base, grid, _seed_list(seeds, seed_start), name, zipped=zipped)
+    made = sweeps.create(store, base, grid, seed_list(seeds, seed_start), name, zipped=zipped)
     start_members(store, made["experiments"], base, max_jobs)  # on a cluster: one job array
     if not detach:
-        _watch(store, made["sweep_id"], quiet=json_out)
+        watch_members(store, made["sweep_id"], quiet=json_out)
     if json_out:
         emit_json(sweeps.table(store, made["sweep_id"]) if not detach else made)
     elif detach:
@@ -105,7 +105,7 @@ def sweep(
         print_table(sweeps.table(store, made["sweep_id"]))
 
 
-def _watch(store: Store, sweep_id: str, quiet: bool = False) -> None:
+def watch_members(store: Store, sweep_id: str, quiet: bool = False) -> None:
     """Progress until every member has ended (jobs run detached; Ctrl-C only stops watching)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -134,7 +134,7 @@ def print_table(tab: dict) -> None:
 @app.command("show")
 def show(sweep_id: Annotated[str, typer.Argument(help="A sweep id (s-...).")], home: Home = None, json_out: JsonFlag = False) -> None:
     """One row per setting: mean ± sd of ppl_nca, ppl_scratch, gain and speedup; best first."""
-    tab = sweeps.table(_store(home), sweep_id)
+    tab = sweeps.table(open_store(home, reap=True), sweep_id)
     if json_out:
         emit_json(tab)
     else:
@@ -144,7 +144,7 @@ def show(sweep_id: Annotated[str, typer.Argument(help="A sweep id (s-...).")], h
 @app.command("list")
 def list_(home: Home = None, json_out: JsonFlag = False) -> None:
     """Every sweep, newest first."""
-    rows = sweeps.list_sweeps(_store(home))
+    rows = sweeps.list_sweeps(open_store(home, reap=True))
     if json_out:
         emit_json({"sweeps": rows})
         return
@@ -172,7 +172,7 @@ def plot(
     """Gain against one swept key, in the terminal or as a figure file (mean over seeds, and every seed)."""
     if out is not None:
         out = check_out(out, PLOT_FORMATS)  # before any work
-    tab = sweeps.table(_store(home), sweep_id)
+    tab = sweeps.table(open_store(home, reap=True), sweep_id)
     key = key or next(iter(tab["grid"]))
     points = sweeps.gain_by_key(tab, key)
     if out is not None:
@@ -199,7 +199,7 @@ def extend(
     home: Home = None, json_out: JsonFlag = False,
 ) -> None:
     """Add values to the swept keys or more seeds; what already exists is not run again."""
-    store = _store(home)
+    store = open_store(home, reap=True)
     have = store.get_sweep(sweep_id).spec["seeds"]
     more: list[int] = []
     if seeds is not None:
@@ -219,7 +219,7 @@ def extend(
 @app.command("resume")
 def resume(sweep_id: Annotated[str, typer.Argument(help="A sweep id (s-...).")], home: Home = None, json_out: JsonFlag = False) -> None:
     """Queue again the members that failed, were cancelled or were lost."""
-    store = _store(home)
+    store = open_store(home, reap=True)
     ids = sweeps.resume(store, sweep_id)
     schedule(store)
     if json_out:
@@ -235,7 +235,7 @@ def cancel(
     home: Home = None, json_out: JsonFlag = False,
 ) -> None:
     """Stop a sweep: queued members are cancelled, running ones stop at a checkpoint (`resume` continues)."""
-    ids = sweeps.cancel(_store(home), sweep_id, wait)
+    ids = sweeps.cancel(open_store(home, reap=True), sweep_id, wait)
     if json_out:
         emit_json({"sweep_id": sweep_id, "cancelled": ids})
     else:
@@ -250,7 +250,7 @@ def rm(
     home: Home = None,
 ) -> None:
     """Delete a sweep, its experiments, their metrics and files (asks first)."""
-    store = _store(home)
+    store = open_store(home, reap=True)
     n = len(store.experiments_of_sweep(store.get_sweep(sweep_id).id))
     if not yes and not typer.confirm(f"delete sweep {sweep_id} and its {n} experiments with their files?"):
         raise typer.Exit(1)
