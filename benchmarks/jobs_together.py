@@ -108,10 +108,8 @@ def per_minute(home: Path, exp_id: str) -> list[float]:
 
 
 def case(name: str, homes: list[Path], data: Path, tokens: int, ids: list[str] | None = None) -> list[list[float]]:
-    if ids is None:
-        ids = [launch(h, data, tokens, seed) for seed, h in enumerate(homes)]  # at the same instant, as a user would
-    else:
-        homes = [homes[0]] * len(ids)
+    if ids is None:  # jobs of their own, one a home, at the same instant, as a user would start them
+        ids = [launch(h, data, tokens, seed) for seed, h in enumerate(homes)]
     for h, i in zip(homes, ids):
         wait(h, i)
     rates = [per_minute(h, i) for h, i in zip(homes, ids)]
@@ -130,7 +128,8 @@ def run_case(name: str, tmp: Path, data: Path, tokens: int) -> list[list[float]]
     if name == "two-stores":
         return case(title, [tmp / "a", tmp / "b"], data, tokens)
     if name == "sweep":
-        return case(title, [tmp / "sweep"], data, tokens, ids=launch_sweep(tmp / "sweep", data, tokens))
+        ids = launch_sweep(tmp / "sweep", data, tokens)
+        return case(title, [tmp / "sweep"] * len(ids), data, tokens, ids=ids)
     with terminal_lab(tmp / "tui"):
         return case(title, [tmp / "tui"] * 2, data, tokens)
 

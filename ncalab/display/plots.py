@@ -12,7 +12,6 @@ from ncalab.services.sweeps import gain_by_key
 def curves_plot(curves: list[dict], width: int, height: int, xlabel: str = "tokens", log_y: bool = True,
                 title: str | None = None, theme: str = "clear") -> str:
     """Curves ({x, y, label}) overlaid; perplexities span orders of magnitude, hence log_y."""
-
     plotext.clf()
     plotext.theme(theme)
     for c in curves:
@@ -29,7 +28,6 @@ def curves_plot(curves: list[dict], width: int, height: int, xlabel: str = "toke
 def gain_plot(tab: dict, key: str, width: int, height: int, title: str | None = None) -> str | None:
     """Mean gain and each seed's gain against one swept key of a sweep table (None before
     any member has finished). Numeric keys get a numeric axis (log when it spans 20x)."""
-
     points = gain_by_key(tab, key)
     if not any(p["n"] for p in points):
         return None
@@ -58,7 +56,6 @@ def distributions_plot(series: list[dict], width: int, height: int, lo: float = 
                        bins: int = 28, xlabel: str = "gzip score", marks: list[float] = ()) -> str:
     """Share of each series ({label, values}) per bin of [lo, hi], as overlaid step lines (so
     two distributions of different sizes compare); `marks` draws vertical lines (band edges)."""
-
     edges = np.linspace(lo, hi, bins + 1)
     centres = ((edges[:-1] + edges[1:]) / 2).tolist()
     plotext.clf()
@@ -78,7 +75,6 @@ def study_plot(grid: dict, width: int, height: int, arm: str | None = None) -> s
     """A study's held-out loss against stage-2 tokens D (log x), one line per size N, for one
     arm (the first with a stored point by default), mean over the seeds stored so far. None
     while that arm has nothing stored."""
-
     stored = [c for c in grid["cells"] if c["losses"]]
     arm = arm or next((a for a in grid["arms"] if any(c["arm"] == a for c in stored)), None)
     mine = [c for c in stored if c["arm"] == arm]
